@@ -1,0 +1,1 @@
+"""Generic OTP-style supervision on pykka (no Tinker imports)."""
