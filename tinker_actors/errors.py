@@ -1,0 +1,318 @@
+"""The error tree.
+
+The names of the official SDK are kept (``TinkerError``, ``APIError``, ``APIStatusError`` and its
+per-status subclasses, ``APIConnectionError``, ``APITimeoutError``, ``APIResponseValidationError``,
+``RequestFailedError``) so that ported code keeps its ``except`` clauses. Every error also says
+
+* ``category``: who is at fault, :class:`ErrorCategory` ``user`` / ``server`` / ``unknown``;
+* ``retryable``: whether trying the same call again could succeed.
+
+On top of the official names come the errors an actor-based client needs: an input rejected before
+anything goes on the wire (:class:`InvalidInputError`, also a ``ValueError`` like the official SDK's
+checks), a client that was stopped (:class:`ClientStoppedError`), an actor that crashed
+(:class:`ActorCrashedError`), a wait that can make no progress (:class:`NoProgressError`) and a caller's
+own deadline (:class:`TinkerTimeoutError`, also a ``TimeoutError``).
+
+Messages never contain secrets: the HTTP layer builds them from status codes and (redacted) bodies only.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "ActorCrashedError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientStoppedError",
+    "ConflictError",
+    "ErrorCategory",
+    "FutureExpiredError",
+    "InternalServerError",
+    "InvalidInputError",
+    "NoProgressError",
+    "NotFoundError",
+    "NotSentError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestErrorCategory",
+    "RequestFailedError",
+    "TinkerError",
+    "TinkerTimeoutError",
+    "UnknownLossInputKeyError",
+    "UnprocessableEntityError",
+    "error_for_status",
+    "is_user_error",
+]
+
+
+class ErrorCategory(StrEnum):
+    """Who is at fault. The values are the wire's (``{"error": ..., "category": "user"}``)."""
+
+    UNKNOWN = "unknown"
+    SERVER = "server"
+    USER = "user"
+
+    # The official SDK spells its members Unknown / Server / User; keep those names working.
+    Unknown = "unknown"
+    Server = "server"
+    User = "user"
+
+    @classmethod
+    def parse(cls, value: object) -> ErrorCategory:
+        """Read a wire category; anything unrecognised is ``unknown`` (as the official SDK does)."""
+        if isinstance(value, str):
+            try:
+                return cls(value.lower())
+            except ValueError:
+                return cls.UNKNOWN
+        return cls.UNKNOWN
+
+
+RequestErrorCategory = ErrorCategory  # the official SDK's name for the same enum
+
+
+class TinkerError(Exception):
+    """Base of every error this SDK raises."""
+
+    default_category: ErrorCategory = ErrorCategory.UNKNOWN
+    default_retryable: bool = False
+
+    def __init__(self, message: str = "", *, category: ErrorCategory | None = None,
+                 retryable: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.category: ErrorCategory = category if category is not None else self.default_category
+        self.retryable: bool = retryable if retryable is not None else self.default_retryable
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInputError(TinkerError, ValueError):
+    """Bad input caught before anything went on the wire. Never retryable; the caller must fix it."""
+
+    default_category = ErrorCategory.USER
+
+
+class UnknownLossInputKeyError(InvalidInputError, KeyError):
+    """A plain list was given for a ``loss_fn_inputs`` key whose dtype cannot be inferred."""
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return self.message
+
+
+class APIError(TinkerError):
+    """An error that involved the HTTP API."""
+
+    def __init__(self, message: str, request: httpx.Request | None = None, *, body: object | None = None,
+                 category: ErrorCategory | None = None, retryable: bool | None = None) -> None:
+        super().__init__(message, category=category, retryable=retryable)
+        self.request = request
+        self.body = body
+
+
+class APIResponseValidationError(APIError):
+    """The server answered, but the body was not JSON or did not match the expected schema."""
+
+    default_category = ErrorCategory.SERVER
+
+    def __init__(self, message: str = "Data returned by API invalid for expected schema.", *,
+                 response: httpx.Response | None = None, body: object | None = None,
+                 status_code: int | None = None) -> None:
+        request = response.request if response is not None else None
+        super().__init__(message, request, body=body)
+        self.response = response
+        self.status_code = status_code if status_code is not None else (
+            response.status_code if response is not None else 0)
+
+
+class APIStatusError(APIError):
+    """A non-2xx answer that was not retried away (or not retryable)."""
+
+    default_category = ErrorCategory.UNKNOWN
+
+    def __init__(self, message: str, *, response: httpx.Response | None = None, body: object | None = None,
+                 status_code: int | None = None, category: ErrorCategory | None = None,
+                 retryable: bool | None = None) -> None:
+        request = response.request if response is not None else None
+        code = status_code if status_code is not None else (response.status_code if response is not None else 0)
+        if category is None:
+            category = _category_for_status(code)
+        if retryable is None:
+            retryable = is_retryable_status(code)
+        super().__init__(message, request, body=body, category=category, retryable=retryable)
+        self.response = response
+        self.status_code = code
+
+
+class BadRequestError(APIStatusError):
+    """HTTP 400."""
+
+
+class AuthenticationError(APIStatusError):
+    """HTTP 401."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """HTTP 403."""
+
+
+class NotFoundError(APIStatusError):
+    """HTTP 404."""
+
+
+class ConflictError(APIStatusError):
+    """HTTP 409."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """HTTP 422."""
+
+
+class RateLimitError(APIStatusError):
+    """HTTP 429."""
+
+
+class InternalServerError(APIStatusError):
+    """HTTP 500 and above."""
+
+
+class FutureExpiredError(APIStatusError):
+    """HTTP 410 on a poll: the server no longer knows the request (expired or broken promise)."""
+
+    default_category = ErrorCategory.SERVER
+
+
+class APIConnectionError(APIError):
+    """The server could not be reached, or the connection broke, after the retries."""
+
+    default_category = ErrorCategory.SERVER
+    default_retryable = True
+
+    def __init__(self, message: str = "Connection error.", request: httpx.Request | None = None, *,
+                 body: object | None = None) -> None:
+        super().__init__(message, request, body=body)
+
+
+class APITimeoutError(APIConnectionError):
+    """A single HTTP request timed out (after the retries)."""
+
+    def __init__(self, message: str = "Request timed out.", request: httpx.Request | None = None) -> None:
+        super().__init__(message, request)
+
+
+class RequestFailedError(TinkerError):
+    """A future resolved to ``{"error": ..., "category": ...}``: the server ran the request and it failed."""
+
+    def __init__(self, message: str, *, request_id: str, category: ErrorCategory | str = ErrorCategory.UNKNOWN,
+                 retryable: bool = False) -> None:
+        super().__init__(message, category=ErrorCategory.parse(str(category)), retryable=retryable)
+        self.request_id = request_id
+
+
+class NoProgressError(APIConnectionError):
+    """A wait gave up: the server was unreachable, or the request made no progress, for too long.
+
+    The official SDK waits forever in these cases; we fail with this error after a configurable limit,
+    even when the caller passed no timeout.
+    """
+
+    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+class TinkerTimeoutError(TinkerError, TimeoutError):
+    """The caller's own deadline passed (``result(timeout=...)``). Polling started for it is stopped."""
+
+    default_category = ErrorCategory.USER
+    default_retryable = True
+
+
+class ClientStoppedError(TinkerError):
+    """The client (its actor) was closed or shut down before the call could complete."""
+
+    default_category = ErrorCategory.USER
+
+
+class NotSentError(ClientStoppedError):
+    """The request never left the client (its actor stopped or crashed first); it is safe to send again."""
+
+    default_retryable = True
+
+
+class ActorCrashedError(TinkerError):
+    """The actor serving this call crashed; ``__cause__`` / ``cause`` hold the original exception."""
+
+    default_category = ErrorCategory.UNKNOWN
+
+    def __init__(self, message: str, *, cause: BaseException | None = None, sent: bool | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+        # Whether the request had reached the server: None when unknown.
+        self.sent = sent
+        if cause is not None:
+            self.__cause__ = cause
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    410: FutureExpiredError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def is_retryable_status(status_code: int) -> bool:
+    """The statuses worth retrying: 408, 409, 429 and every 5xx (the official SDK's rule)."""
+    return status_code in (408, 409, 429) or status_code >= 500
+
+
+def _category_for_status(status_code: int) -> ErrorCategory:
+    if status_code >= 500:
+        return ErrorCategory.SERVER
+    if 400 <= status_code < 500 and status_code not in (408, 410, 429):
+        return ErrorCategory.USER
+    return ErrorCategory.UNKNOWN
+
+
+def error_for_status(status_code: int, message: str, *, response: httpx.Response | None = None,
+                     body: object | None = None, **kwargs: Any) -> APIStatusError:
+    """Build the error subclass for an HTTP status (``InternalServerError`` for every 5xx)."""
+    cls = _STATUS_CLASSES.get(status_code)
+    if cls is None:
+        cls = InternalServerError if status_code >= 500 else APIStatusError
+    return cls(message, response=response, body=body, status_code=status_code, **kwargs)
+
+
+def is_user_error(error: BaseException) -> bool:
+    """Whether an error is the user's fault (for telemetry), looking through ``__cause__``/``__context__``.
+
+    User errors are those with category ``user``, and any 4xx status except 408 and 429.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, APIStatusError) and 400 <= current.status_code < 500 \
+                and current.status_code not in (408, 429):
+            return True
+        if isinstance(current, TinkerError) and current.category is ErrorCategory.USER \
+                and not isinstance(current, TinkerTimeoutError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

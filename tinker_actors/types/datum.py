@@ -1,0 +1,61 @@
+"""Datum: one training example, with key-based dtype inference for plain lists (FEATURES D2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinker_actors.errors import UnknownLossInputKeyError
+from tinker_actors.types._base import RequestModel
+from tinker_actors.types.model_input import ModelInput
+from tinker_actors.types.tensor import TensorData, TensorDtype
+
+__all__ = ["LOSS_INPUT_DTYPES", "Datum", "to_tensor_data"]
+
+# The keys whose plain-list values have a known dtype. Any other key needs an array or a TensorData.
+LOSS_INPUT_DTYPES: dict[str, TensorDtype] = {
+    "target_tokens": "int64",
+    "weights": "float32",
+    "advantages": "float32",
+    "logprobs": "float32",
+    "clip_low_threshold": "float32",
+    "clip_high_threshold": "float32",
+}
+
+
+def to_tensor_data(key: str, value: Any) -> Any:
+    """Convert one ``loss_fn_inputs`` value: numpy, torch, or a plain list keyed by a known name.
+
+    Anything else (a TensorData, a dict from JSON) is left for pydantic to validate.
+    """
+    if isinstance(value, TensorData):
+        return value
+    if isinstance(value, np.ndarray):
+        return TensorData.from_numpy(value)
+    if isinstance(value, list | tuple):
+        dtype = LOSS_INPUT_DTYPES.get(key)
+        if dtype is None:
+            known = ", ".join(sorted(LOSS_INPUT_DTYPES))
+            raise UnknownLossInputKeyError(
+                f"cannot infer the dtype of loss input {key!r} from a plain list (known keys: {known}); "
+                "pass a numpy array or TensorData instead")
+        return TensorData.from_list(list(value), dtype)
+    if type(value).__module__.startswith("torch"):
+        return TensorData.from_torch(value)
+    return value
+
+
+class Datum(RequestModel):
+    """``model_input`` and the named tensors the loss reads (``loss_fn_inputs``)."""
+
+    loss_fn_inputs: dict[str, TensorData]
+    model_input: ModelInput
+
+    def __init__(self, **data: Any) -> None:
+        # Converted before pydantic runs, so a bad key raises our typed error (a KeyError, as in the
+        # official SDK) instead of being folded into a pydantic ValidationError.
+        inputs = data.get("loss_fn_inputs")
+        if isinstance(inputs, dict):
+            data["loss_fn_inputs"] = {key: to_tensor_data(key, value) for key, value in inputs.items()}
+        super().__init__(**data)

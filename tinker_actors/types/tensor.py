@@ -1,0 +1,112 @@
+"""TensorData: a flat, typed array on the wire, with numpy (and optional torch) conversion (FEATURES D3).
+
+Only two dtypes exist on the wire: ``int64`` and ``float32``. Conversions:
+
+* numpy: floating kinds -> ``float32``; signed and unsigned integer kinds -> ``int64`` (unsigned values
+  above the int64 range are an error); anything else (bool, complex, object) is an error.
+* torch (when installed): floating dtypes (incl. bfloat16) -> ``float32``, integer dtypes -> ``int64``;
+  bool and complex are an error (the official SDK silently sends bools as int64; we refuse, as bool
+  inputs are almost always a mistake in a loss input).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import model_validator
+
+from tinker_actors.errors import InvalidInputError
+from tinker_actors.types._base import RequestModel
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["TensorData", "TensorDtype"]
+
+TensorDtype = Literal["int64", "float32"]
+
+_NUMPY_DTYPES: dict[str, type[np.generic]] = {"int64": np.int64, "float32": np.float32}
+
+
+def _wire_dtype_for_numpy(dtype: np.dtype[Any]) -> TensorDtype:
+    if dtype.kind == "f":
+        return "float32"
+    if dtype.kind in ("i", "u"):
+        return "int64"
+    raise InvalidInputError(
+        f"unsupported numpy dtype {dtype}: loss inputs must be floating point (sent as float32) "
+        "or integer (sent as int64)")
+
+
+class TensorData(RequestModel):
+    """A flattened row-major tensor: ``data``, ``dtype`` and an optional ``shape``."""
+
+    data: list[int] | list[float]
+    dtype: TensorDtype
+    shape: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> TensorData:
+        if self.shape is not None:
+            if any(d < 0 for d in self.shape):
+                raise ValueError(f"shape {self.shape} has a negative dimension")
+            if math.prod(self.shape) != len(self.data):
+                raise ValueError(f"shape {self.shape} holds {math.prod(self.shape)} values "
+                                 f"but data has {len(self.data)}")
+        return self
+
+    @classmethod
+    def from_numpy(cls, array: npt.NDArray[Any]) -> TensorData:
+        """Wrap a numpy array (any shape); see the module docstring for the dtype rules."""
+        array = np.asarray(array)
+        dtype = _wire_dtype_for_numpy(array.dtype)
+        if dtype == "int64" and array.dtype.kind == "u" and array.size and \
+                int(array.max()) > np.iinfo(np.int64).max:
+            raise InvalidInputError("unsigned values above the int64 range cannot be sent")
+        flat = array.astype(_NUMPY_DTYPES[dtype], copy=False).ravel()
+        # model_construct: the values are already of the right kinds; validating a million numbers
+        # again would cost more than encoding them.
+        return cls.model_construct(data=flat.tolist(), dtype=dtype, shape=list(array.shape))
+
+    @classmethod
+    def from_torch(cls, tensor: torch.Tensor) -> TensorData:
+        """Wrap a torch tensor (moved to CPU, detached)."""
+        import torch
+
+        if tensor.dtype == torch.bool or tensor.is_complex():
+            raise InvalidInputError(f"unsupported torch dtype {tensor.dtype} for a loss input")
+        detached = tensor.detach().cpu()
+        if detached.is_floating_point():
+            return cls.from_numpy(detached.to(torch.float32).numpy())
+        return cls.from_numpy(detached.to(torch.int64).numpy())
+
+    @classmethod
+    def from_list(cls, values: list[int] | list[float], dtype: TensorDtype) -> TensorData:
+        """A 1-D tensor from a plain list (``shape`` set to ``[len(values)]``, as the official SDK does)."""
+        return cls(data=values, dtype=dtype, shape=[len(values)])
+
+    def to_numpy(self) -> npt.NDArray[Any]:
+        """A numpy array of the wire dtype, reshaped when ``shape`` is known."""
+        array = np.asarray(self.data, dtype=_NUMPY_DTYPES[self.dtype])
+        if self.shape is not None:
+            array = array.reshape(self.shape)
+        return array
+
+    def to_torch(self) -> torch.Tensor:
+        """A torch tensor (needs the ``torch`` extra)."""
+        try:
+            import torch
+        except ImportError as error:  # pragma: no cover - depends on the environment
+            raise InvalidInputError("to_torch needs torch: pip install 'tinker-actors[torch]'") from error
+        return torch.from_numpy(self.to_numpy().copy())
+
+    def tolist(self) -> list[Any]:
+        result: list[Any] = self.to_numpy().tolist()
+        return result
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
