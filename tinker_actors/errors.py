@@ -283,7 +283,7 @@ def is_retryable_status(status_code: int) -> bool:
 
 
 def _category_for_status(status_code: int) -> ErrorCategory:
-    if status_code >= 500:
+    if status_code >= 500 or status_code == 410:  # 410: the server lost or expired the request
         return ErrorCategory.SERVER
     if 400 <= status_code < 500 and status_code not in (408, 410, 429):
         return ErrorCategory.USER

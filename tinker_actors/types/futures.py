@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import field_validator
 
 from tinker_actors.errors import ErrorCategory
 from tinker_actors.types._base import RequestModel, ResponseModel
@@ -43,3 +45,9 @@ class RequestFailedResponse(ResponseModel):
 
     error: str
     category: ErrorCategory = ErrorCategory.UNKNOWN
+
+    @field_validator("category", mode="before")
+    @classmethod
+    def _lenient_category(cls, value: Any) -> ErrorCategory:
+        # Any category we do not know is "unknown", never a validation failure of the whole answer.
+        return ErrorCategory.parse(value)

@@ -44,6 +44,7 @@ def format_duration(duration: timedelta) -> str:
 
 
 class _EventBase(ResponseModel):
+    event: EventType  # narrowed by each subclass; declared here so it is the first key on the wire
     event_id: str
     event_session_index: int
     severity: Severity
