@@ -1,0 +1,253 @@
+"""Configuration: explicit arguments > environment variables > defaults.
+
+One frozen :class:`Config` is built per ``ServiceClient`` and handed to every layer (HTTP, futures,
+sessions, telemetry), so several configurations can live side by side in one process. Copy it with
+changes through :meth:`Config.replace`.
+
+Environment variables (read only by :meth:`Config.from_env`, never at import):
+
+=================================== ===============================================================
+``TINKER_API_KEY``                  the API key (a secret: never shown in reprs, logs or errors)
+``TINKER_BASE_URL``                 base URL; may carry a path prefix (default :data:`DEFAULT_BASE_URL`)
+``TINKER_TAGS``                     comma-separated session tags (duplicates dropped, order kept)
+``TINKER_TELEMETRY``                ``1/true/yes/on`` (the default) enables telemetry; anything else
+                                    disables it
+``TINKER_LOG``                      ``debug`` / ``info`` / ``warning`` / ``error``: how chatty this
+                                    library's own structlog events are (the host's logging setup is
+                                    never touched)
+``CLOUDFLARE_ACCESS_CLIENT_ID``     sent as ``CF-Access-Client-Id`` on every request
+``CLOUDFLARE_ACCESS_CLIENT_SECRET`` sent as ``CF-Access-Client-Secret`` (a secret)
+=================================== ===============================================================
+
+Unlike the official SDK 0.6.3 (where an API key in the environment beats ``api_key=``), an explicit
+argument always wins.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from tinker_actors.errors import ErrorCategory, TinkerError
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "Config",
+    "LogLevel",
+    "MissingApiKeyError",
+    "PollBackoff",
+    "PoolLimits",
+    "Pools",
+    "RetryPolicy",
+    "Timeouts",
+]
+
+DEFAULT_BASE_URL = "https://tinker.thinkingmachines.dev/services/tinker-prod"
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+_TRUTHY = frozenset({"1", "true", "yes", "on"})
+_LOG_LEVELS: frozenset[str] = frozenset({"debug", "info", "warning", "error"})
+
+# Field name -> environment variable, for the plain (string-valued) settings.
+_ENV_VARS: dict[str, str] = {
+    "api_key": "TINKER_API_KEY",
+    "base_url": "TINKER_BASE_URL",
+    "cf_access_client_id": "CLOUDFLARE_ACCESS_CLIENT_ID",
+    "cf_access_client_secret": "CLOUDFLARE_ACCESS_CLIENT_SECRET",
+}
+
+
+class MissingApiKeyError(TinkerError, ValueError):
+    """No API key was given, neither as ``api_key=`` nor in ``TINKER_API_KEY``."""
+
+    default_category = ErrorCategory.USER
+
+    def __init__(self, message: str = (
+            "No Tinker API key: pass api_key=... (e.g. ServiceClient(api_key=...)) or set the "
+            "TINKER_API_KEY environment variable.")) -> None:
+        super().__init__(message)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Timeouts(_Frozen):
+    """Per-request HTTP timeouts in seconds (one attempt; retries get a fresh timeout each)."""
+
+    default: float = Field(60.0, gt=0, description="read/write/pool timeout of an ordinary request")
+    connect: float = Field(5.0, gt=0, description="TCP/TLS connect timeout of every request")
+    retrieve_future: float = Field(45.0, gt=0, description="one poll; the server long-polls below this")
+    heartbeat: float = Field(10.0, gt=0)
+    telemetry: float = Field(5.0, gt=0)
+
+
+class RetryPolicy(_Frozen):
+    """How one HTTP call retries connection errors, timeouts and 408/409/429/5xx answers.
+
+    The n-th retry (n = 0, 1, ...) waits ``min(base_delay * 2**n, max_delay)`` multiplied by a
+    jitter factor drawn uniformly from ``[1 - jitter, 1]`` (the official SDK's multiplicative
+    jitter: with the default 0.25, between 75 % and 100 % of the nominal delay), unless the server
+    asked for a specific wait with ``Retry-After`` / ``retry-after-ms`` between 0 and
+    ``max_retry_after`` seconds, which is then used as is.
+
+    ``deadline`` bounds the whole call (every attempt and every wait): no attempt outlives it and
+    no wait would end past it; when the next wait would cross it, the last error is raised.
+    ``None`` means the call is bounded only by ``max_retries`` and the per-request timeout.
+    """
+
+    max_retries: int = Field(10, ge=0, description="retries after the first attempt")
+    base_delay: float = Field(0.5, ge=0)
+    max_delay: float = Field(10.0, ge=0)
+    jitter: float = Field(0.25, ge=0, le=1)
+    deadline: float | None = Field(120.0, gt=0)
+    max_retry_after: float = Field(60.0, ge=0, description="largest server-requested wait honoured")
+
+    @classmethod
+    def disabled(cls, *, deadline: float | None = None) -> RetryPolicy:
+        """A policy that never retries (the futures poller and the sampler do their own retrying)."""
+        return cls(max_retries=0, deadline=deadline)
+
+    def backoff(self, retry_index: int, rng: random.Random | None = None) -> float:
+        """The jittered wait before retry number ``retry_index`` (0-based)."""
+        nominal = min(self.base_delay * (2.0 ** min(retry_index, 62)), self.max_delay)
+        draw = (rng or random).random()
+        return nominal * (1.0 - self.jitter * draw)
+
+
+class PollBackoff(_Frozen):
+    """Waits between polls of a pending future: ``initial`` doubling (``multiplier``) up to ``max``.
+
+    The official SDK re-polls with no wait at all (about a thousand polls a second on a server that
+    does not long-poll); this keeps a few polls a second at most. Reset after any progress.
+    """
+
+    initial: float = Field(0.1, ge=0)
+    multiplier: float = Field(2.0, ge=1)
+    max: float = Field(1.0, ge=0)
+    jitter: float = Field(0.25, ge=0, le=1, description="same multiplicative jitter as RetryPolicy")
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """The jittered wait before poll number ``attempt + 1`` (0-based count of empty polls)."""
+        nominal = min(self.initial * (self.multiplier ** min(attempt, 62)), self.max)
+        draw = (rng or random).random()
+        return nominal * (1.0 - self.jitter * draw)
+
+
+class PoolLimits(_Frozen):
+    """``clients`` independent httpx clients (used round-robin), each with its own connection limits.
+
+    Several small pools beat one big one: httpx re-scans its whole pool whenever a request starts
+    or ends, so one pool with hundreds of requests in flight burns a core on bookkeeping.
+    """
+
+    clients: int = Field(1, ge=1)
+    max_connections: int = Field(64, ge=1)
+    max_keepalive: int = Field(16, ge=0)
+
+    @property
+    def capacity(self) -> int:
+        """How many requests of this purpose can be on the wire at once."""
+        return self.clients * self.max_connections
+
+
+class Pools(_Frozen):
+    """One set of limits per purpose, so that one kind of traffic cannot starve another."""
+
+    session: PoolLimits = PoolLimits(clients=1, max_connections=16, max_keepalive=8)
+    training: PoolLimits = PoolLimits(clients=2, max_connections=32, max_keepalive=16)
+    sampling: PoolLimits = PoolLimits(clients=8, max_connections=32, max_keepalive=32)
+    futures: PoolLimits = PoolLimits(clients=8, max_connections=64, max_keepalive=32)
+    telemetry: PoolLimits = PoolLimits(clients=1, max_connections=4, max_keepalive=2)
+
+
+class Config(_Frozen):
+    """Everything a client needs to talk to one Tinker service. Frozen; copy with :meth:`replace`."""
+
+    api_key: SecretStr | None = None
+    base_url: str = DEFAULT_BASE_URL
+    tags: tuple[str, ...] = ()
+    telemetry_enabled: bool = True
+    log_level: LogLevel = "warning"
+    cf_access_client_id: str | None = None
+    cf_access_client_secret: SecretStr | None = None
+    default_headers: tuple[tuple[str, str], ...] = ()
+    timeouts: Timeouts = Timeouts()
+    retry: RetryPolicy = RetryPolicy()
+    poll_backoff: PollBackoff = PollBackoff()
+    no_progress_timeout: float = Field(
+        120.0, gt=0, description="a wait fails once the server was unreachable or made no progress this long")
+    heartbeat_interval: float = Field(10.0, gt=0)
+    heartbeat_warning_after: float = Field(120.0, gt=0)
+    pools: Pools = Pools()
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _dedupe_tags(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, Iterable):
+            return _unique(str(tag).strip() for tag in value)
+        return value
+
+    @field_validator("default_headers", mode="before")
+    @classmethod
+    def _headers_from_mapping(cls, value: object) -> object:
+        if isinstance(value, Mapping):
+            return tuple((str(k), str(v)) for k, v in value.items())
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Build a config: ``overrides`` (``None`` values count as not given) > ``env`` > defaults.
+
+        ``env`` defaults to ``os.environ``; tests pass a plain dict.
+        """
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for field, var in _ENV_VARS.items():
+            if source.get(var):
+                values[field] = source[var]
+        if "TINKER_TAGS" in source:
+            values["tags"] = source["TINKER_TAGS"]
+        if "TINKER_TELEMETRY" in source:
+            values["telemetry_enabled"] = source["TINKER_TELEMETRY"].strip().lower() in _TRUTHY
+        level = source.get("TINKER_LOG", "").strip().lower()
+        if level in _LOG_LEVELS:
+            values["log_level"] = level
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls.model_validate(values)
+
+    def replace(self, **overrides: Any) -> Config:
+        """A validated copy with some fields changed (``None`` is a real value here)."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        values.update(overrides)
+        return type(self).model_validate(values)
+
+    def require_api_key(self) -> str:
+        """The API key's value, or :class:`MissingApiKeyError` saying how to set it."""
+        if self.api_key is None or not self.api_key.get_secret_value():
+            raise MissingApiKeyError()
+        return self.api_key.get_secret_value()
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret this config holds, for redaction of free text (error bodies, log lines)."""
+        secrets = (self.api_key, self.cf_access_client_secret)
+        return tuple(s.get_secret_value() for s in secrets if s is not None and s.get_secret_value())
+
+
+def _unique(tags: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(tag for tag in tags if tag))

@@ -1,0 +1,342 @@
+"""The HTTP layer: one call in, one validated answer or one typed error out.
+
+:class:`HttpLayer` owns the httpx clients (one set per :class:`Purpose`), the retry loop, the
+headers and the per-endpoint statistics. It knows nothing about Tinker's wire types: request bodies
+arrive already encoded (``bytes``) and answers are validated into whatever pydantic model the caller
+names.
+
+Paths are given relative to the configured base URL, as ``"/api/v1/<endpoint>"`` (a missing leading
+slash is tolerated); a base URL with a path prefix keeps its prefix
+(``https://host/services/tinker-prod`` + ``/api/v1/asample``).
+
+Retries (per call, see :class:`~tinker_actors.config.RetryPolicy`): connection errors, timeouts and
+408 / 409 / 429 / 5xx answers, unless the server says ``x-should-retry: false`` (``true`` forces a
+retry of any status). The wait is the server's ``retry-after-ms`` / ``Retry-After`` when it is
+within ``(0, max_retry_after]``, else the jittered exponential backoff. One ``X-Idempotency-Key`` is
+kept across the retries of a call; ``x-stainless-retry-count`` says which attempt this is. The
+policy's ``deadline`` bounds the whole call: no attempt runs past it, and no wait that would end
+past it is started; the last error is raised instead.
+
+Every failure is an error of :mod:`tinker_actors.errors`; error texts and logs never contain the
+API key (header values are redacted by name, bodies by value).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Mapping
+from typing import Any, TypeVar, overload
+
+import httpx
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from tinker_actors.config import Config, RetryPolicy
+from tinker_actors.errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APITimeoutError,
+    ClientStoppedError,
+    error_for_status,
+)
+from tinker_actors.http.headers import RETRY_COUNT, call_headers, default_headers
+from tinker_actors.http.pools import ClientPools, Purpose
+from tinker_actors.http.response import _NOT_DECODED, HttpResponse
+from tinker_actors.http.retry import retry_after_seconds, should_retry_status
+from tinker_actors.http.stats import EndpointStats, HttpStats
+from tinker_actors.logs import level_enabled, redact_headers, redact_text
+
+__all__ = ["HttpLayer"]
+
+M = TypeVar("M", bound=BaseModel)
+
+QueryParams = Mapping[str, str | int | float | bool]
+
+_EXCERPT_CHARS = 500
+_NO_STATUSES: frozenset[int] = frozenset()
+
+
+class _Failed:
+    """One failed attempt: the error to raise if we stop here, and what the retry loop needs."""
+
+    __slots__ = ("error", "headers", "retryable")
+
+    def __init__(self, error: APIError, retryable: bool, headers: httpx.Headers | None = None) -> None:
+        self.error = error
+        self.retryable = retryable
+        self.headers = headers  # of a status answer, for Retry-After
+
+
+class HttpLayer:
+    """Async HTTP for one :class:`Config`. Use it from a single event loop; close it with :meth:`aclose`.
+
+    Raises :class:`~tinker_actors.config.MissingApiKeyError` at construction when the config has no
+    API key.
+    """
+
+    def __init__(self, config: Config, *, rng: random.Random | None = None) -> None:
+        self._config = config
+        self._pools = ClientPools(config, default_headers(config))
+        self._secrets = config.secret_values()
+        self._secret_bytes = tuple(secret.encode() for secret in self._secrets)
+        self._base = config.base_url
+        self._stats = HttpStats()
+        self._rng = rng or random.Random()
+        self._closed = False
+        self._log = structlog.get_logger("tinker_actors.http")
+        # Checked before building any event: unconfigured structlog would print every level.
+        self._log_debug = level_enabled(config.log_level, "debug")
+        self._log_info = level_enabled(config.log_level, "info")
+        timeouts = config.timeouts
+        self._purpose_timeout: dict[Purpose, float] = {purpose: timeouts.default for purpose in Purpose}
+        self._purpose_timeout[Purpose.FUTURES] = timeouts.retrieve_future
+        self._purpose_timeout[Purpose.TELEMETRY] = timeouts.telemetry
+        self._timeouts: dict[float, httpx.Timeout] = {}
+
+    def __repr__(self) -> str:
+        return f"HttpLayer(base_url={self._base!r}, closed={self._closed})"
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def capacity(self, purpose: Purpose | str) -> int:
+        """How many requests of ``purpose`` can be on the wire at once (clients x connections)."""
+        return self._pools.limits(Purpose(purpose)).capacity
+
+    def stats(self) -> dict[str, EndpointStats]:
+        """Counters and latency percentiles per endpoint (``"POST asample"``, ...)."""
+        return self._stats.snapshot()
+
+    async def __aenter__(self) -> HttpLayer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every connection. Later calls raise :class:`ClientStoppedError`."""
+        self._closed = True
+        await self._pools.aclose()
+
+    @overload
+    async def request(self, purpose: Purpose | str, method: str, path: str, *, content: bytes | None = None,
+                      params: QueryParams | None = None, response_model: type[M],
+                      timeout: float | None = None, retry: RetryPolicy | None = None,
+                      headers: Mapping[str, str] | None = None,
+                      accept_status: frozenset[int] = _NO_STATUSES,
+                      endpoint: str | None = None) -> HttpResponse[M]: ...
+
+    @overload
+    async def request(self, purpose: Purpose | str, method: str, path: str, *, content: bytes | None = None,
+                      params: QueryParams | None = None, response_model: None = None,
+                      timeout: float | None = None, retry: RetryPolicy | None = None,
+                      headers: Mapping[str, str] | None = None,
+                      accept_status: frozenset[int] = _NO_STATUSES,
+                      endpoint: str | None = None) -> HttpResponse[Any]: ...
+
+    async def request(self, purpose: Purpose | str, method: str, path: str, *, content: bytes | None = None,
+                      params: QueryParams | None = None, response_model: type[BaseModel] | None = None,
+                      timeout: float | None = None, retry: RetryPolicy | None = None,
+                      headers: Mapping[str, str] | None = None,
+                      accept_status: frozenset[int] = _NO_STATUSES,
+                      endpoint: str | None = None) -> HttpResponse[Any]:
+        """Send one call, retrying per ``retry`` (default: the config's policy).
+
+        ``content`` is the already-encoded JSON body. A 2xx answer is validated into
+        ``response_model`` (or decoded as JSON when it is ``None``). Statuses in ``accept_status``
+        are returned unvalidated instead of being retried or raised (a 408 poll answer, the 302 of
+        the archive call; listing a 3xx also turns off redirect following). ``timeout`` is the
+        per-attempt timeout (default by purpose: futures 45 s, telemetry 5 s, else 60 s).
+        ``endpoint`` names the call in :meth:`stats` (default ``"<METHOD> <first path segment>"``).
+        """
+        if self._closed:
+            raise ClientStoppedError("The HTTP layer is closed.")
+        purpose = purpose if isinstance(purpose, Purpose) else Purpose(purpose)
+        method = method.upper()
+        policy = retry if retry is not None else self._config.retry
+        url = self._base + path if path.startswith("/") else f"{self._base}/{path}"
+        counters = self._stats.counters(endpoint or _endpoint_name(method, path))
+        sent_headers = call_headers(method, headers)
+        per_attempt = timeout if timeout is not None else self._purpose_timeout[purpose]
+        follow = not any(300 <= status < 400 for status in accept_status) if accept_status else True
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + policy.deadline if policy.deadline is not None else None
+        retries = 0
+        try:
+            while True:
+                if retries:
+                    sent_headers[RETRY_COUNT] = str(retries)
+                client = self._pools.pick(purpose)
+                outcome = await self._attempt(client, method, url, content, params, sent_headers, per_attempt,
+                                              follow, deadline, loop, accept_status, retries)
+                if isinstance(outcome, httpx.Response):
+                    status = outcome.status_code
+                    HttpStats.attempt(counters, str(status))
+                    data = _NOT_DECODED if status in accept_status else self._decode(outcome, response_model)
+                    elapsed = loop.time() - started
+                    HttpStats.finished(counters, elapsed, retries, error=False)
+                    return HttpResponse(status, outcome.headers, outcome.content, retries + 1, elapsed, data)
+                HttpStats.attempt(counters, _outcome_label(outcome.error))
+                if not outcome.retryable or retries >= policy.max_retries:
+                    raise outcome.error
+                wait = None
+                if outcome.headers is not None:
+                    wait = retry_after_seconds(outcome.headers, policy.max_retry_after)
+                if wait is None:
+                    wait = policy.backoff(retries, self._rng)
+                if deadline is not None and loop.time() + wait >= deadline:
+                    raise outcome.error
+                if self._log_info:
+                    self._log.info("http.retry", method=method, path=path, attempt=retries + 1,
+                                   wait=round(wait, 3), reason=outcome.error.message)
+                await asyncio.sleep(wait)
+                retries += 1
+        except APIError:
+            HttpStats.finished(counters, loop.time() - started, retries, error=True)
+            raise
+
+    async def _attempt(self, client: httpx.AsyncClient, method: str, url: str, content: bytes | None,
+                       params: QueryParams | None, headers: dict[str, str], per_attempt: float, follow: bool,
+                       deadline: float | None, loop: asyncio.AbstractEventLoop, accept_status: frozenset[int],
+                       retries: int) -> httpx.Response | _Failed:
+        """One request on the wire: the answer to hand back (2xx or accepted), or the failure."""
+        attempt_started = loop.time()
+        try:
+            if deadline is None:
+                response = await client.request(method, url, content=content, params=params, headers=headers,
+                                                timeout=self._timeout(per_attempt), follow_redirects=follow)
+            else:
+                # httpx timeouts are per socket operation; asyncio's bounds the attempt as a whole,
+                # so a server trickling bytes cannot outlive the deadline either.
+                remaining = deadline - attempt_started
+                async with asyncio.timeout_at(deadline):
+                    response = await client.request(method, url, content=content, params=params,
+                                                    headers=headers,
+                                                    timeout=self._timeout(min(per_attempt, max(remaining, 0.001))),
+                                                    follow_redirects=follow)
+        except httpx.TimeoutException as exc:
+            return _Failed(self._connection_error(APITimeoutError, "Request timed out", method, url, exc), True)
+        except TimeoutError as exc:  # asyncio.timeout_at: the call's deadline passed mid-attempt
+            error = APITimeoutError(f"Request timed out: the call's deadline passed ({method} {_path_of(url)})")
+            error.__cause__ = exc
+            return _Failed(error, False)
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            return _Failed(self._connection_error(APIConnectionError, "Invalid request", method, url, exc), False)
+        except httpx.TransportError as exc:
+            return _Failed(self._connection_error(APIConnectionError, "Connection error", method, url, exc), True)
+        except httpx.HTTPError as exc:  # too many redirects, undecodable content-encoding, ...
+            return _Failed(self._connection_error(APIConnectionError, "HTTP error", method, url, exc), False)
+
+        status = response.status_code
+        if self._log_debug:
+            self._log.debug("http.response", method=method, url=str(response.url), status=status,
+                            attempt=retries, elapsed=round(loop.time() - attempt_started, 4),
+                            headers=redact_headers(response.request.headers.multi_items()))
+        if status in accept_status or 200 <= status < 300:
+            return response
+        return _Failed(self._status_error(response), should_retry_status(status, response.headers),
+                       response.headers)
+
+    def _timeout(self, seconds: float) -> httpx.Timeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            timeout = httpx.Timeout(seconds, connect=min(self._config.timeouts.connect, seconds))
+            if len(self._timeouts) < 64:  # deadline-clamped values are one-offs; do not hoard them
+                self._timeouts[seconds] = timeout
+        return timeout
+
+    def _decode(self, response: httpx.Response, response_model: type[BaseModel] | None) -> Any:
+        content = response.content
+        if response_model is not None:
+            try:
+                return response_model.model_validate_json(content)
+            except ValidationError as exc:
+                # Not chained: the pydantic error quotes the input, which could echo a secret.
+                raise APIResponseValidationError(
+                    self._validation_message(response, response_model, exc), response=response,
+                    body=self._safe_body(content)) from None
+        if not content:
+            return None
+        try:
+            return json.loads(content)
+        except ValueError:
+            raise APIResponseValidationError(
+                f"Response of {response.request.method} {_path_of(str(response.url))} (status "
+                f"{response.status_code}) is not valid JSON: {self._excerpt(content)}",
+                response=response, body=self._safe_body(content)) from None
+
+    def _validation_message(self, response: httpx.Response, model: type[BaseModel], exc: ValidationError) -> str:
+        where = f"{response.request.method} {_path_of(str(response.url))} (status {response.status_code})"
+        problems = exc.errors(include_input=False, include_url=False)
+        if any(problem["type"] == "json_invalid" for problem in problems):
+            return f"Response of {where} is not valid JSON: {self._excerpt(response.content)}"
+        details = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or '<root>'}: {problem['msg']}"
+            for problem in problems[:5])
+        return f"Response of {where} does not match {model.__name__}: {details}"
+
+    def _status_error(self, response: httpx.Response) -> APIError:
+        content = response.content
+        excerpt = self._excerpt(content) if content else "(empty body)"
+        return error_for_status(response.status_code, f"Error code: {response.status_code} - {excerpt}",
+                                response=response, body=self._safe_body(content))
+
+    def _excerpt(self, content: bytes) -> str:
+        text = content[: _EXCERPT_CHARS * 4].decode("utf-8", "replace")
+        text = redact_text(text, self._secrets)
+        return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "..."
+
+    def _safe_body(self, content: bytes) -> object:
+        """The body for an error's ``.body``: parsed JSON, or redacted text if it holds a secret."""
+        if any(secret in content for secret in self._secret_bytes):
+            return redact_text(content.decode("utf-8", "replace"), self._secrets)
+        try:
+            return json.loads(content) if content else None
+        except ValueError:
+            return content.decode("utf-8", "replace")
+
+    def _connection_error(self, cls: type[APIConnectionError], what: str, method: str, url: str,
+                          exc: httpx.HTTPError | httpx.InvalidURL) -> APIConnectionError:
+        detail = redact_text(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, self._secrets)
+        error = cls(f"{what} ({method} {_path_of(url)}): {detail}")
+        error.request = _request_of(exc)
+        error.__cause__ = exc
+        return error
+
+
+def _endpoint_name(method: str, path: str) -> str:
+    """A low-cardinality name: ids further down the path (run ids, checkpoint names) are dropped."""
+    route = path.split("?", 1)[0].lstrip("/")
+    if route.startswith("api/v1/"):
+        route = route[7:]
+    return f"{method} {route.split('/', 1)[0]}"
+
+
+def _path_of(url: str) -> str:
+    """The URL without scheme and host, for messages (the base URL is in the config anyway)."""
+    parsed = httpx.URL(url)
+    return parsed.raw_path.decode("ascii", "replace")
+
+
+def _outcome_label(error: APIError) -> str:
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int) and status:
+        return str(status)
+    return "timeout" if isinstance(error, APITimeoutError) else "connection_error"
+
+
+def _request_of(exc: BaseException) -> httpx.Request | None:
+    try:
+        request = getattr(exc, "request", None)
+    except RuntimeError:  # httpx raises when the request was never attached
+        return None
+    return request if isinstance(request, httpx.Request) else None
