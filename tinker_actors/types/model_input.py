@@ -7,7 +7,7 @@ official SDK never sends the ``type`` field (it is a default); an explicit ``typ
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Tag, field_serializer, field_validator
@@ -29,7 +29,7 @@ ImageFormat = Literal["png", "jpeg"]
 class EncodedTextChunk(RequestModel):
     """A run of token ids."""
 
-    tokens: Sequence[int]
+    tokens: list[int]
     type: Literal["encoded_text"] = "encoded_text"
 
     @property
