@@ -246,8 +246,10 @@ def _render_children(directory: ChildDirectory, indent: str, lines: list[str]) -
         if info.abandoned:
             details.append(f"abandoned={info.abandoned}")
         if info.nested is not None:
-            lines.append(f"{indent}{branch}{info.child_id}: {_supervisor_line(info.nested)} "
-                         f"({', '.join(details[1:])})")
+            header = _supervisor_line(info.nested)
+            if info.nested.name != info.child_id:
+                header = f"{info.child_id}: {header}"
+            lines.append(f"{indent}{branch}{header} ({', '.join(details[1:])})")
             _render_children(info.nested, indent + extension, lines)
         else:
             lines.append(f"{indent}{branch}{info.child_id}: {info.actor_class} {' '.join(details)}")
