@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import pytest
 import structlog
 from pydantic import BaseModel
-from scripted_server import Reply, ScriptedServer
 
+from tests.http.scripted_server import Reply, ScriptedServer
 from tinker_actors._version import __version__
 from tinker_actors.config import Config, MissingApiKeyError, PoolLimits, Pools, RetryPolicy
 from tinker_actors.errors import (
