@@ -1,0 +1,156 @@
+"""Request dispatch: routing, the API key check, fault rules, and turning errors into answers.
+
+Order for each request: route (404/405) -> ``X-API-Key`` (401) -> count -> fault rules (not for
+admin endpoints) -> handler. A handler's :class:`ApiError` becomes ``{"error", "category"}`` with
+its status; any other exception becomes a 500 and is logged: malformed input never takes the
+service down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import Callable
+
+from tinker_actors.local.admin_api import AdminApi
+from tinker_actors.local.faults import FaultAction, FaultMatch
+from tinker_actors.local.http_server import DROP_CONNECTION, DropConnection, HttpRequest, HttpResponse
+from tinker_actors.local.rest_api import RestApi
+from tinker_actors.local.routes import Route, Router
+from tinker_actors.local.sampling_api import SamplingApi
+from tinker_actors.local.session_api import SessionApi
+from tinker_actors.local.state import ApiError, Call, ServiceState, error_body
+from tinker_actors.local.training_api import TrainingApi
+
+__all__ = ["FUTURE_ENDPOINTS", "LocalApp"]
+
+_log = logging.getLogger(__name__)
+
+# Endpoints that answer with a future: a never_complete fault accepts them and never finishes them.
+FUTURE_ENDPOINTS = frozenset({
+    "create_model", "forward", "forward_backward", "optim_step", "save_weights",
+    "save_weights_for_sampler", "load_weights", "unload_model", "asample",
+})
+_MALFORMED_JSON = b'{"request_id": "req-trunc'
+
+
+class LocalApp:
+    """Answers one HTTP request at a time (many concurrently) against a :class:`ServiceState`."""
+
+    def __init__(self, state: ServiceState, *, request_restart: Callable[[], None]) -> None:
+        self._state = state
+        self._request_restart = request_restart
+        self._router = Router()
+        rest = RestApi(state)
+        SessionApi(state).register(self._router)
+        TrainingApi(state).register(self._router)
+        SamplingApi(state).register(self._router)
+        rest.register(self._router)
+        AdminApi(state, rest).register(self._router)
+        self._forever = asyncio.Event()  # never set: what held requests wait on
+
+    @property
+    def endpoints(self) -> list[str]:
+        return self._router.endpoints()
+
+    async def handle(self, request: HttpRequest) -> HttpResponse | DropConnection:
+        match = self._router.match(request.method, request.path)
+        if match is None:
+            return _error(404, f"no endpoint {request.method} {request.path}")
+        route = match.route
+        if route is None:
+            return _error(405, f"method {request.method} is not allowed on {request.path}")
+        if route.auth and not self._authorized(request):
+            return _error(401, "missing or invalid X-API-Key header")
+        call = Call(request=request, endpoint=route.endpoint, params=match.params)
+        self._state.stats.received(route.endpoint)
+        if not route.admin:
+            fault = self._state.faults.check(route.endpoint, request.path, request.method,
+                                             self._request_type(route, request))
+            if fault is not None:
+                self._state.stats.faulted(route.endpoint)
+                return await self._apply_fault(fault, route, call)
+        return await self._invoke(route, call)
+
+    def _authorized(self, request: HttpRequest) -> bool:
+        given = request.headers.get("x-api-key", "")
+        expected = self._state.config.api_key
+        if expected is None:
+            return bool(given)
+        return hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
+
+    def _request_type(self, route: Route, request: HttpRequest) -> str | None:
+        """For polls: the type of the polled future (so a rule can target, e.g., Sample futures only)."""
+        if route.endpoint != "retrieve_future":
+            return None
+        try:
+            request_id = json.loads(request.body).get("request_id")
+        except (ValueError, AttributeError):
+            return None
+        return self._state.futures.request_type(request_id) if isinstance(request_id, str) else None
+
+    async def _invoke(self, route: Route, call: Call) -> HttpResponse:
+        try:
+            return await route.handler(call)
+        except ApiError as error:
+            return _error(error.status, error.message, error.category, error.headers)
+        except Exception:
+            _log.exception("local service: %s failed", route.endpoint)
+            return _error(500, f"internal error in the local service while handling {route.endpoint}",
+                          "server")
+
+    async def _apply_fault(self, fault: FaultMatch, route: Route, call: Call) -> HttpResponse | DropConnection:
+        rule = fault.rule
+        if rule.delay_s > 0:
+            await asyncio.sleep(rule.delay_s)
+        action = rule.action
+        if action is FaultAction.DELAY:
+            return await self._invoke(route, call)
+        if action is FaultAction.DROP:
+            return DROP_CONNECTION
+        if action is FaultAction.DROP_AFTER:
+            await self._invoke(route, call)
+            return DROP_CONNECTION
+        if action is FaultAction.MALFORMED_JSON:
+            return HttpResponse(200, _MALFORMED_JSON)
+        if action is FaultAction.RESTART:
+            self._request_restart()
+            return DROP_CONNECTION
+        if action is FaultAction.NEVER_COMPLETE:
+            if route.endpoint in FUTURE_ENDPOINTS:
+                call.never_complete = True
+                return await self._invoke(route, call)
+            await self._forever.wait()  # held until the connection is cut at shutdown
+            return DROP_CONNECTION
+        return _fault_status(rule.status, rule.body, rule.headers, rule.retry_after, rule.queue_state, call)
+
+
+def _error(status: int, message: str, category: str = "user",
+           headers: list[tuple[str, str]] | None = None) -> HttpResponse:
+    return HttpResponse(status, error_body(message, category), headers=list(headers or []))
+
+
+def _fault_status(status: int, body: dict[str, object] | str | None, headers: dict[str, str],
+                  retry_after: float | None, queue_state: str, call: Call) -> HttpResponse:
+    out_headers = list(headers.items())
+    if retry_after is not None:
+        value = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
+        out_headers.append(("Retry-After", value))
+    if isinstance(body, str):
+        return HttpResponse(status, body.encode(), headers=out_headers)
+    if body is None:
+        if status == 408:
+            request_id = ""
+            try:
+                parsed = json.loads(call.request.body or b"{}")
+                if isinstance(parsed, dict):
+                    request_id = str(parsed.get("request_id", ""))
+            except ValueError:
+                pass
+            body = {"type": "try_again", "request_id": request_id, "queue_state": queue_state}
+        else:
+            category = "user" if 400 <= status < 500 and status not in (408, 410, 429) else "server"
+            body = {"error": f"injected fault: HTTP {status} on {call.endpoint}", "category": category}
+    return HttpResponse(status, json.dumps(body).encode(), headers=out_headers)

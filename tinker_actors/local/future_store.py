@@ -1,0 +1,108 @@
+"""Futures of the local service: request ids, long-polled results, expiry.
+
+Every submission endpoint answers at once with a ``request_id``; the work finishes later and its
+result (or its error) is stored here as encoded JSON so that it can be read again and again (a client
+may poll the same id after a dropped connection). Only ids that were never issued, or whose result
+expired, are unknown (the server then answers 410). Lives on the service's event loop: no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = ["FutureOutcome", "FutureState", "FutureStore"]
+
+
+class FutureState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class FutureOutcome:
+    """What a poll sees: pending, unknown, or done with the encoded JSON payload."""
+
+    state: FutureState
+    payload: bytes = b""
+
+
+@dataclass
+class _Entry:
+    request_type: str
+    model_id: str | None
+    created: float
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    payload: bytes = b""
+    finished: float | None = None
+
+
+class FutureStore:
+    """Issues request ids and keeps their results for ``result_ttl_s`` after they finish."""
+
+    def __init__(self, *, result_ttl_s: float) -> None:
+        self._result_ttl_s = result_ttl_s
+        self._entries: dict[str, _Entry] = {}
+
+    def create(self, request_type: str, model_id: str | None) -> str:
+        request_id = f"req-{uuid.uuid4().hex}"
+        self._entries[request_id] = _Entry(request_type, model_id, time.monotonic())
+        return request_id
+
+    def request_type(self, request_id: str) -> str | None:
+        entry = self._entries.get(request_id)
+        return entry.request_type if entry is not None else None
+
+    def resolve(self, request_id: str, payload: bytes) -> None:
+        """Store the success payload (encoded JSON; it must not carry a top-level ``error``)."""
+        self._finish(request_id, payload)
+
+    def fail(self, request_id: str, message: str, category: str) -> None:
+        """Store a failure: ``{"error": message, "category": "user"|"server"}``."""
+        self._finish(request_id, json.dumps({"error": message, "category": category}).encode())
+
+    def _finish(self, request_id: str, payload: bytes) -> None:
+        entry = self._entries.get(request_id)
+        if entry is None or entry.done.is_set():
+            return
+        entry.payload = payload
+        entry.finished = time.monotonic()
+        entry.done.set()
+
+    async def wait(self, request_id: str, timeout_s: float) -> FutureOutcome:
+        """Hold the poll until the result is ready or ``timeout_s`` passed (the long poll)."""
+        self.expire()
+        entry = self._entries.get(request_id)
+        if entry is None:
+            return FutureOutcome(FutureState.UNKNOWN)
+        if not entry.done.is_set() and timeout_s > 0:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await entry.done.wait()
+            except TimeoutError:
+                pass
+        if entry.done.is_set():
+            return FutureOutcome(FutureState.DONE, entry.payload)
+        return FutureOutcome(FutureState.PENDING)
+
+    def expire(self) -> None:
+        """Forget results that finished more than ``result_ttl_s`` ago."""
+        horizon = time.monotonic() - self._result_ttl_s
+        stale = [rid for rid, e in self._entries.items() if e.finished is not None and e.finished < horizon]
+        for rid in stale:
+            del self._entries[rid]
+
+    def forget(self, request_id: str) -> None:
+        self._entries.pop(request_id, None)
+
+    @property
+    def pending_count(self) -> int:
+        return sum(1 for e in self._entries.values() if not e.done.is_set())
+
+    def __len__(self) -> int:
+        return len(self._entries)

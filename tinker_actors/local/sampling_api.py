@@ -1,0 +1,179 @@
+"""Sampling endpoints: create_sampling_session and asample.
+
+Sampling sessions are keyed by ``(session_id, sampling_session_seq_id)`` (a repeat returns the same
+id). Samples need no ordering; a repeated ``(sampling_session_id, seq_id)`` returns the original
+future. With ``max_pending_samples`` set, a full queue answers 429 (the SDK's backpressure signal).
+"""
+
+from __future__ import annotations
+
+from tinker_actors.local.backend import Arrays, SampleArgs, SampleOutput, SamplerEngine
+from tinker_actors.local.http_server import HttpResponse
+from tinker_actors.local.routes import Router
+from tinker_actors.local.state import ApiError, Call, SamplerSlot, ServiceState, classify_error, ok
+from tinker_actors.local.storage import InvalidNameError, SamplerRecord
+from tinker_actors.types import (
+    CreateSamplingSessionRequest,
+    CreateSamplingSessionResponse,
+    EncodedTextChunk,
+    SampledSequence,
+    SampleRequest,
+    SampleResponse,
+    UntypedAPIFuture,
+    encode_json,
+)
+
+__all__ = ["SamplingApi"]
+
+
+def sample_args(req: SampleRequest) -> SampleArgs:
+    tokens: list[int] = []
+    for chunk in req.prompt.chunks:
+        if not isinstance(chunk, EncodedTextChunk):
+            raise ValueError("the local service's text model cannot read image chunks")
+        tokens.extend(chunk.tokens)
+    params = req.sampling_params
+    stop: list[str] | list[int] = params.stop_strings() or params.stop_token_ids()
+    return SampleArgs(
+        prompt=tokens, num_samples=req.num_samples, max_tokens=params.max_tokens,
+        temperature=float(params.temperature), top_k=params.top_k, top_p=float(params.top_p), stop=stop,
+        seed=params.seed, prompt_logprobs=bool(req.prompt_logprobs),
+        topk_prompt_logprobs=req.topk_prompt_logprobs)
+
+
+def encode_sample(output: SampleOutput, req: SampleRequest) -> bytes:
+    sequences = [SampledSequence(stop_reason=s.stop_reason, tokens=s.tokens, logprobs=s.logprobs)
+                 for s in output.sequences]
+    fields: dict[str, object] = {"sequences": sequences}
+    if req.prompt_logprobs and output.prompt_logprobs is not None:
+        fields["prompt_logprobs"] = output.prompt_logprobs
+    if req.topk_prompt_logprobs > 0 and output.topk_prompt_logprobs is not None:
+        fields["topk_prompt_logprobs"] = output.topk_prompt_logprobs
+    return encode_json(SampleResponse.model_validate(fields))
+
+
+class SamplingApi:
+    def __init__(self, state: ServiceState) -> None:
+        self._state = state
+
+    def register(self, router: Router) -> None:
+        router.add("POST", "/api/v1/create_sampling_session", "create_sampling_session",
+                   self.create_sampling_session)
+        router.add("POST", "/api/v1/asample", "asample", self.asample)
+
+    async def create_sampling_session(self, call: Call) -> HttpResponse:
+        state = self._state
+        req = call.parse(CreateSamplingSessionRequest)
+        if not state.sessions.touch(req.session_id):
+            raise ApiError(404, f"unknown or expired session {req.session_id!r}: create a new session")
+        sampler_id = f"{req.session_id}:sample:{req.sampling_session_seq_id}"
+        if state.sampler_slot(sampler_id) is not None:
+            state.stats.duplicate(call.endpoint)
+            return ok(CreateSamplingSessionResponse(sampling_session_id=sampler_id))
+        record = self._new_record(sampler_id, req.session_id, req.base_model, req.model_path)
+        state.storage.add_sampler(record)
+        state.samplers[sampler_id] = SamplerSlot(record)
+        return ok(CreateSamplingSessionResponse(sampling_session_id=sampler_id))
+
+    def _new_record(self, sampler_id: str, session_id: str, base_model: str | None,
+                    model_path: str | None) -> SamplerRecord:
+        storage = self._state.storage
+        if model_path is not None:
+            try:
+                checkpoint = storage.checkpoint_by_path(model_path)
+            except InvalidNameError as error:
+                raise ApiError(400, str(error)) from error
+            run = storage.run(checkpoint.run_id) if checkpoint is not None else None
+            if checkpoint is None or run is None:
+                raise ApiError(404, f"checkpoint {model_path} not found")
+            return SamplerRecord(sampler_id=sampler_id, session_id=session_id, base_model=run.base_model,
+                                 model_path=model_path)
+        if base_model is None:
+            raise ApiError(400, "create_sampling_session needs a base_model or a model_path")
+        try:
+            name = self._state.backend.describe(base_model).name
+        except ValueError as error:
+            raise ApiError(400, str(error)) from error
+        return SamplerRecord(sampler_id=sampler_id, session_id=session_id, base_model=name)
+
+    async def asample(self, call: Call) -> HttpResponse:
+        state = self._state
+        req = call.parse(SampleRequest)
+        slot = self._resolve_slot(req)
+        owner = slot.record.sampler_id
+        state.stats.sequenced_received(owner, req.seq_id, call.endpoint)
+        if req.seq_id is not None and req.seq_id in slot.seen:
+            state.stats.duplicate(call.endpoint)
+            return ok(UntypedAPIFuture(request_id=slot.seen[req.seq_id]))
+        limit = state.config.max_pending_samples
+        if limit is not None and state.pending_samples >= limit:
+            raise ApiError(429, f"too many samples in flight ({limit}); retry shortly", "server",
+                           headers=[("Retry-After", "1")])
+        request_id = state.futures.create("Sample", None)
+        if req.seq_id is not None:
+            slot.seen[req.seq_id] = request_id
+        if not call.never_complete:
+            state.pending_samples += 1
+            state.spawn(self._run_sample(slot, req, request_id, call.endpoint))
+        return ok(UntypedAPIFuture(request_id=request_id))
+
+    def _resolve_slot(self, req: SampleRequest) -> SamplerSlot:
+        state = self._state
+        if req.sampling_session_id is not None:
+            slot = state.sampler_slot(req.sampling_session_id)
+            if slot is None:
+                raise ApiError(404, f"unknown or expired sampling session {req.sampling_session_id!r}")
+            state.sessions.touch(slot.record.session_id)
+            return slot
+        # A sample addressed by base_model / model_path directly (no sampling session).
+        key = f"direct:{req.model_path or req.base_model}"
+        existing = state.samplers.get(key)
+        if existing is not None:
+            return existing
+        record = self._new_record(key, "", req.base_model, req.model_path)
+        slot = state.samplers[key] = SamplerSlot(record)
+        return slot
+
+    async def _run_sample(self, slot: SamplerSlot, req: SampleRequest, request_id: str, endpoint: str) -> None:
+        state = self._state
+        try:
+            engine = await self._engine(slot)
+            args = sample_args(req)
+            payload = await state.run_blocking(lambda: encode_sample(engine.sample(args), req))
+        except Exception as error:
+            message, category = classify_error(error)
+            state.futures.fail(request_id, message, category)
+            state.stats.executed(endpoint, slot.record.sampler_id, req.seq_id, ok=False)
+        else:
+            state.futures.resolve(request_id, payload)
+            state.stats.executed(endpoint, slot.record.sampler_id, req.seq_id)
+        finally:
+            state.pending_samples -= 1
+
+    async def _engine(self, slot: SamplerSlot) -> SamplerEngine:
+        state = self._state
+        sampler_id = slot.record.sampler_id
+        engine = state.cached_engine(sampler_id)
+        if engine is not None:
+            return engine
+        async with slot.building:
+            engine = state.cached_engine(sampler_id)
+            if engine is None:
+                record = slot.record
+                engine = await state.run_blocking(lambda: self._build_engine(record))
+                state.cache_engine(sampler_id, engine)
+            return engine
+
+    def _build_engine(self, record: SamplerRecord) -> SamplerEngine:
+        storage = self._state.storage
+        arrays: Arrays | None = None
+        if record.ephemeral_of is not None:
+            arrays = storage.sampler_arrays(record.sampler_id)
+            if arrays is None:
+                raise ValueError(f"the weights of sampling session {record.sampler_id} are gone")
+        elif record.model_path is not None:
+            checkpoint = storage.checkpoint_by_path(record.model_path)
+            if checkpoint is None:
+                raise ValueError(f"checkpoint {record.model_path} no longer exists")
+            arrays = storage.read_checkpoint(checkpoint)
+        return self._state.backend.new_sampler(record.base_model, arrays)

@@ -1,0 +1,235 @@
+"""LocalService: the embedded Tinker-compatible service, run on a background thread.
+
+::
+
+    with LocalService() as svc:              # temp data dir, free port, any API key accepted
+        client = ServiceClient(base_url=svc.base_url, api_key=svc.api_key)
+        svc.faults.add(FaultRule(endpoint="asample", status=503, times=2))
+
+The service runs its own asyncio loop on a daemon thread; model math runs on a small worker pool,
+so polls and heartbeats are answered while a model computes. :meth:`LocalService.restart` stops
+everything (in-memory models and futures are lost, as in a real crash) and starts again on the
+same port with the same data directory, so runs and checkpoints survive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pydantic import SecretStr
+
+from tinker_actors.local.app import LocalApp
+from tinker_actors.local.backend import Backend, ZeroWorkBackend
+from tinker_actors.local.config import DEFAULT_MAX_BODY_BYTES, LocalServiceConfig
+from tinker_actors.local.faults import FaultRegistry
+from tinker_actors.local.http_server import HttpServer
+from tinker_actors.local.state import ServiceState
+from tinker_actors.local.stats import RequestStats, TelemetryLog
+from tinker_actors.local.storage import Storage
+
+__all__ = ["DEFAULT_API_KEY", "LocalService"]
+
+_log = logging.getLogger(__name__)
+
+# What `svc.api_key` returns when no key is configured (then any non-empty key is accepted).
+DEFAULT_API_KEY = "tml-local-service"
+_START_TIMEOUT_S = 30.0
+_STOP_TIMEOUT_S = 15.0
+
+
+def _default_backend(zero_work: bool) -> Backend:
+    if zero_work:
+        return ZeroWorkBackend()
+    from tinker_actors.local.numpy_backend import NumpyBackend  # numpy model: imported only when used
+
+    return NumpyBackend()
+
+
+class LocalService:
+    """Start with :meth:`start` (or ``with``); stop with :meth:`stop`. Thread-safe controls."""
+
+    def __init__(self, data_dir: str | Path | None = None, port: int = 0, api_key: str | None = None, *,
+                 host: str = "127.0.0.1", zero_work: bool = False, long_poll_s: float = 30.0,
+                 session_timeout_s: float = 300.0, result_ttl_s: float = 3600.0, gap_timeout_s: float = 5.0,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, workers: int = 2,
+                 max_pending_samples: int | None = None, archive_lifetime_s: float = 900.0,
+                 fault_seed: int = 0, backend: Backend | None = None) -> None:
+        self._owns_data_dir = data_dir is None
+        root = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="tinker-local-"))
+        self.config = LocalServiceConfig(
+            data_dir=root, host=host, port=port, api_key=SecretStr(api_key) if api_key is not None else None,
+            zero_work=zero_work, long_poll_s=long_poll_s, session_timeout_s=session_timeout_s,
+            result_ttl_s=result_ttl_s, gap_timeout_s=gap_timeout_s, max_body_bytes=max_body_bytes,
+            workers=workers, max_pending_samples=max_pending_samples, archive_lifetime_s=archive_lifetime_s,
+            fault_seed=fault_seed)
+        self._backend = backend if backend is not None else _default_backend(zero_work)
+        # These outlive restarts: rules stay armed, counts keep counting.
+        self.faults = FaultRegistry(seed=fault_seed)
+        self.stats = RequestStats()
+        self.telemetry = TelemetryLog()
+        self._control = threading.RLock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self._port: int | None = None
+        self._restarts = 0
+
+    def __repr__(self) -> str:  # never shows the API key
+        state = "running" if self.running else "stopped"
+        return f"LocalService({state}, base_url={self._base_url_or_none()!r}, data_dir={str(self.data_dir)!r})"
+
+    # ---- properties --------------------------------------------------------------------------
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the local service has not been started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    def _base_url_or_none(self) -> str | None:
+        return self.base_url if self._port is not None else None
+
+    @property
+    def api_key(self) -> str:
+        """The key clients should send (the configured one, or a placeholder any-key service accepts)."""
+        key = self.config.api_key
+        return key.get_secret_value() if key is not None else DEFAULT_API_KEY
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def restarts(self) -> int:
+        return self._restarts
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> LocalService:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> LocalService:
+        with self._control:
+            if self.running:
+                return self
+            self._started.clear()
+            self._start_error = None
+            port = self._port if self._port is not None else self.config.port
+            self._thread = threading.Thread(target=self._thread_main, args=(port,),
+                                            name="tinker-local-service", daemon=True)
+            self._thread.start()
+            if not self._started.wait(_START_TIMEOUT_S):
+                raise RuntimeError("the local service did not start in time")
+            if self._start_error is not None:
+                self._thread.join(_STOP_TIMEOUT_S)
+                self._thread = None
+                raise RuntimeError(f"the local service failed to start: {self._start_error}") from self._start_error
+            return self
+
+    def stop(self) -> None:
+        """Stop serving (open connections are cut). A temporary data dir is removed."""
+        self._halt()
+        if self._owns_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def restart(self) -> None:
+        """Stop and start again on the same port with the same data directory."""
+        with self._control:
+            self._halt()
+            self._restarts += 1
+            self.start()
+
+    def _halt(self) -> None:
+        with self._control:
+            thread, loop, stop_event = self._thread, self._loop, self._stop_event
+            if thread is None:
+                return
+            if loop is not None and stop_event is not None:
+                with contextlib.suppress(RuntimeError):  # the loop may already be closed
+                    loop.call_soon_threadsafe(stop_event.set)
+            thread.join(_STOP_TIMEOUT_S)
+            self._thread = None
+
+    def _restart_in_background(self) -> None:
+        """For the ``restart`` fault: the loop cannot stop itself from inside a request."""
+        threading.Thread(target=self.restart, name="tinker-local-restart", daemon=True).start()
+
+    # ---- Python accessors for tests ------------------------------------------------------------
+    def request_counts(self) -> dict[str, Any]:
+        """Per-endpoint and per-(id, seq_id) counts (as ``GET /local/v1/requests``)."""
+        return self.stats.snapshot()
+
+    def telemetry_events(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = self.telemetry.snapshot()["events"]
+        return events
+
+    # ---- the service thread --------------------------------------------------------------------
+    def _thread_main(self, port: int) -> None:
+        try:
+            asyncio.run(self._serve(port))
+        except BaseException as error:  # reported to start(); never escapes the thread
+            if not self._started.is_set():
+                self._start_error = error
+                self._started.set()
+            else:
+                _log.exception("local service stopped with an error")
+
+    async def _serve(self, port: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        storage = Storage(self.data_dir)
+        storage.load()
+        state = ServiceState(self.config, storage, self._backend, self.faults, self.stats, self.telemetry)
+        app = LocalApp(state, request_restart=self._restart_in_background)
+        server = HttpServer(app.handle, host=self.config.host, port=port,
+                            max_body_bytes=self.config.max_body_bytes)
+        try:
+            await server.start()
+            self._port = server.port
+            self._started.set()
+            housekeeping = asyncio.get_running_loop().create_task(self._housekeeping(state))
+            await self._stop_event.wait()
+            housekeeping.cancel()
+        finally:
+            await server.close()
+            for slot in state.models.values():
+                await slot.sequencer.close()
+            for task in list(state.tasks):
+                task.cancel()
+            if state.tasks:
+                await asyncio.gather(*state.tasks, return_exceptions=True)
+            storage.flush_runs()
+            state.shutdown()
+            self._loop = None
+
+    async def _housekeeping(self, state: ServiceState) -> None:
+        interval = max(0.05, min(1.0, self.config.session_timeout_s / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                state.expire_sessions()
+                state.futures.expire()
+                state.storage.expire()
+            except Exception:
+                _log.exception("local service: housekeeping failed")

@@ -1,0 +1,219 @@
+"""The service's state and the helpers every endpoint module shares.
+
+One :class:`ServiceState` per running service, owned by the service's event loop: handlers and
+operations run on that loop and touch it without locks. Only model math (and checkpoint file I/O)
+runs on worker threads, through :meth:`ServiceState.run_blocking`; a model's operations are
+serialised by its sequencer, so a trainer is never used by two threads at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pydantic
+
+from tinker_actors.local.backend import Backend, LoraSpec, SamplerEngine, Trainer
+from tinker_actors.local.config import LocalServiceConfig
+from tinker_actors.local.faults import FaultRegistry
+from tinker_actors.local.future_store import FutureStore
+from tinker_actors.local.http_server import HttpRequest, HttpResponse
+from tinker_actors.local.sequencer import ModelSequencer
+from tinker_actors.local.sessions import SessionRegistry
+from tinker_actors.local.stats import RequestStats, TelemetryLog
+from tinker_actors.local.storage import InvalidNameError, SamplerRecord, Storage
+from tinker_actors.types import encode_json
+
+__all__ = [
+    "ApiError",
+    "Call",
+    "ModelSlot",
+    "SamplerSlot",
+    "ServiceState",
+    "classify_error",
+    "error_body",
+    "ok",
+]
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+_ENGINE_CACHE_SIZE = 64
+
+
+class ApiError(Exception):
+    """Answer ``status`` with ``{"error": message, "category": category}`` (a synchronous refusal)."""
+
+    def __init__(self, status: int, message: str, category: str = "user",
+                 headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.category = category
+        self.headers = headers or []
+
+
+def error_body(message: str, category: str) -> bytes:
+    return json.dumps({"error": message, "category": category}).encode()
+
+
+def ok(model: pydantic.BaseModel, status: int = 200) -> HttpResponse:
+    return HttpResponse(status=status, body=encode_json(model))
+
+
+def classify_error(error: BaseException) -> tuple[str, str]:
+    """(message, category) of an operation's failure: the caller's mistakes are ``user`` errors."""
+    if isinstance(error, ValueError | KeyError | IndexError | InvalidNameError | pydantic.ValidationError):
+        text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        return str(text), "user"
+    return f"internal error in the local service: {type(error).__name__}: {error}", "server"
+
+
+def _validation_message(what: str, error: pydantic.ValidationError) -> str:
+    problems = []
+    for item in error.errors()[:8]:
+        location = ".".join(str(part) for part in item["loc"]) or "body"
+        problems.append(f"{location}: {item['msg']}")
+    return f"invalid {what} request: " + "; ".join(problems)
+
+
+@dataclass
+class Call:
+    """One request routed to an endpoint, with its path parameters."""
+
+    request: HttpRequest
+    endpoint: str
+    params: dict[str, str]
+    never_complete: bool = False  # set by a fault: the submission's future must never finish
+
+    def json(self) -> Any:
+        if not self.request.body:
+            raise ApiError(400, f"{self.endpoint}: the request has no JSON body")
+        try:
+            return json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ApiError(400, f"{self.endpoint}: the body is not valid JSON ({error})") from error
+
+    def parse(self, model: type[M]) -> M:
+        """Validate the body as ``model``: a 400 with the field errors when it does not fit."""
+        data = self.json()
+        try:
+            return model.model_validate(data)
+        except pydantic.ValidationError as error:
+            raise ApiError(400, _validation_message(self.endpoint, error)) from error
+
+
+@dataclass
+class ModelSlot:
+    """A training client's model: created asynchronously, then used in ``seq_id`` order.
+
+    ``ready`` is set once creation finished: then either ``trainer`` is there or ``gone`` says why
+    not (creation failed, unload_model, session expiry).
+    """
+
+    model_id: str
+    session_id: str
+    base_model: str
+    lora: LoraSpec
+    sequencer: ModelSequencer
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    trainer: Trainer | None = None
+    gone: str | None = None
+
+    def release(self, reason: str) -> None:
+        """Free the model (its trainer); later operations fail with ``reason``."""
+        self.trainer = None
+        self.gone = reason
+        self.ready.set()
+
+
+@dataclass
+class SamplerSlot:
+    """A sampling session; its engine is built on first use and may be evicted from memory."""
+
+    record: SamplerRecord
+    seen: dict[int, str] = field(default_factory=dict)  # seq_id -> request_id (de-duplication)
+    building: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class ServiceState:
+    """Everything one running service knows. Created on, and used from, the service loop."""
+
+    def __init__(self, config: LocalServiceConfig, storage: Storage, backend: Backend,
+                 faults: FaultRegistry, stats: RequestStats, telemetry: TelemetryLog) -> None:
+        self.config = config
+        self.storage = storage
+        self.backend = backend
+        self.faults = faults
+        self.stats = stats
+        self.telemetry = telemetry
+        self.futures = FutureStore(result_ttl_s=config.result_ttl_s)
+        self.sessions = SessionRegistry(storage, timeout_s=config.session_timeout_s)
+        self.models: dict[str, ModelSlot] = {}
+        self.model_requests: dict[tuple[str, int], str] = {}  # (session, model_seq_id) -> request id
+        self.samplers: dict[str, SamplerSlot] = {}
+        self.expired_sessions: set[str] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._engines: OrderedDict[str, SamplerEngine] = OrderedDict()
+        self.pending_samples = 0
+        self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="tinker-local-model")
+
+    async def run_blocking(self, work: Callable[[], T]) -> T:
+        """Run model work on a worker thread (or inline for an instant backend)."""
+        if self.backend.instant:
+            return work()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` in the background, keeping a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def expire_sessions(self) -> list[str]:
+        """Expire silent sessions: their models and samplers are released."""
+        expired = self.sessions.expire()
+        for session_id in expired:
+            self.expired_sessions.add(session_id)
+            for slot in self.models.values():
+                if slot.session_id == session_id and slot.gone is None:
+                    slot.release(f"session {session_id} expired (no heartbeat); the model was unloaded")
+            for sampler_id in [sid for sid, s in self.samplers.items() if s.record.session_id == session_id]:
+                del self.samplers[sampler_id]
+                self.drop_engine(sampler_id)
+        return expired
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ---- sampler engines (a small LRU: ephemeral samplers can be many) ------------------------
+    def cached_engine(self, sampler_id: str) -> SamplerEngine | None:
+        engine = self._engines.get(sampler_id)
+        if engine is not None:
+            self._engines.move_to_end(sampler_id)
+        return engine
+
+    def cache_engine(self, sampler_id: str, engine: SamplerEngine) -> None:
+        self._engines[sampler_id] = engine
+        self._engines.move_to_end(sampler_id)
+        while len(self._engines) > _ENGINE_CACHE_SIZE:
+            self._engines.popitem(last=False)
+
+    def drop_engine(self, sampler_id: str) -> None:
+        self._engines.pop(sampler_id, None)
+
+    def sampler_slot(self, sampler_id: str) -> SamplerSlot | None:
+        slot = self.samplers.get(sampler_id)
+        if slot is None:
+            record = self.storage.sampler(sampler_id)
+            if record is None or record.session_id in self.expired_sessions:
+                return None
+            slot = self.samplers[sampler_id] = SamplerSlot(record)
+        return slot

@@ -1,0 +1,383 @@
+"""Training endpoints: create_model, get_info, forward(_backward), optim_step, save/load weights.
+
+Each model operation answers at once with a future (``{"request_id", "model_id"}``) and runs later,
+in ``seq_id`` order, on a worker thread. Repeats of an accepted ``(model_id, seq_id)`` get the
+original future back. Model errors (unknown base model, bad shapes, a datum longer than the
+context window) become ``{"error", "category": "user"}`` results; malformed requests are 400s.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from tinker_actors.local.backend import AdamSettings, DatumInput, LoraSpec, StepOutput, Trainer
+from tinker_actors.local.http_server import HttpResponse
+from tinker_actors.local.routes import Router
+from tinker_actors.local.sequencer import ModelSequencer
+from tinker_actors.local.state import ApiError, Call, ModelSlot, SamplerSlot, ServiceState, classify_error, ok
+from tinker_actors.local.storage import (
+    CheckpointKind,
+    InvalidNameError,
+    RunRecord,
+    SamplerRecord,
+    check_name,
+    parse_tinker_path,
+)
+from tinker_actors.types import (
+    CreateModelRequest,
+    CreateModelResponse,
+    Datum,
+    EncodedTextChunk,
+    ForwardBackwardInput,
+    ForwardBackwardOutput,
+    ForwardBackwardRequest,
+    ForwardRequest,
+    GetInfoRequest,
+    GetInfoResponse,
+    LoadWeightsRequest,
+    LoadWeightsResponse,
+    ModelData,
+    OptimStepRequest,
+    OptimStepResponse,
+    SaveWeightsForSamplerRequest,
+    SaveWeightsForSamplerResponseInternal,
+    SaveWeightsRequest,
+    SaveWeightsResponse,
+    TensorData,
+    UnloadModelRequest,
+    UnloadModelResponse,
+    UntypedAPIFuture,
+    WeightsInfoRequest,
+    WeightsInfoResponse,
+    encode_json,
+)
+
+__all__ = ["TrainingApi"]
+
+DEFAULT_LORA_RANK = 32
+OUTPUT_TYPE = "target_token_logprobs"
+
+
+@dataclass(frozen=True)
+class _Done:
+    """An operation's result payload, and what to do on the service loop before it is published."""
+
+    payload: bytes
+    then: Callable[[], None] | None = None
+
+
+Work = Callable[[Trainer], _Done]
+
+
+def datum_input(datum: Datum, loss_fn: str) -> DatumInput:
+    """A wire Datum as arrays. Cross-entropy without ``weights`` weighs every target token 1."""
+    tokens: list[int] = []
+    for chunk in datum.model_input.chunks:
+        if not isinstance(chunk, EncodedTextChunk):
+            raise ValueError("the local service's text model cannot read image chunks")
+        tokens.extend(chunk.tokens)
+    inputs = {key: tensor.to_numpy() for key, tensor in datum.loss_fn_inputs.items()}
+    if loss_fn == "cross_entropy" and "weights" not in inputs and "target_tokens" in inputs:
+        inputs["weights"] = np.ones(inputs["target_tokens"].shape, dtype=np.float32)
+    return DatumInput(tokens=np.asarray(tokens, dtype=np.int64), loss_fn_inputs=inputs)
+
+
+def encode_step(step: StepOutput) -> bytes:
+    outputs = [{name: TensorData.from_numpy(np.asarray(value)) for name, value in out.items()}
+               for out in step.outputs]
+    metrics = {name: float(value) for name, value in step.metrics.items()}
+    return encode_json(ForwardBackwardOutput(
+        loss_fn_output_type=OUTPUT_TYPE, loss_fn_outputs=outputs, metrics=metrics))
+
+
+def _string_metadata(metadata: dict[str, Any] | None) -> dict[str, str] | None:
+    """TrainingRun.user_metadata holds strings only; other JSON values are kept as their JSON text."""
+    if metadata is None:
+        return None
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+
+
+def _future(request_id: str, model_id: str | None) -> HttpResponse:
+    return ok(UntypedAPIFuture(request_id=request_id, model_id=model_id))
+
+
+class TrainingApi:
+    def __init__(self, state: ServiceState) -> None:
+        self._state = state
+
+    def register(self, router: Router) -> None:
+        for name, handler in (
+            ("create_model", self.create_model), ("get_info", self.get_info),
+            ("forward_backward", self.forward_backward), ("forward", self.forward),
+            ("optim_step", self.optim_step), ("save_weights", self.save_weights),
+            ("save_weights_for_sampler", self.save_weights_for_sampler),
+            ("load_weights", self.load_weights), ("unload_model", self.unload_model),
+            ("weights_info", self.weights_info),
+        ):
+            router.add("POST", f"/api/v1/{name}", name, handler)
+
+    # ---- models ------------------------------------------------------------------------------
+    async def create_model(self, call: Call) -> HttpResponse:
+        state = self._state
+        req = call.parse(CreateModelRequest)
+        if not state.sessions.touch(req.session_id):
+            raise ApiError(404, f"unknown or expired session {req.session_id!r}: create a new session")
+        key = (req.session_id, req.model_seq_id)
+        model_id = f"{req.session_id}:train:{req.model_seq_id}"
+        existing = state.model_requests.get(key)
+        if existing is not None:
+            state.stats.duplicate(call.endpoint)
+            return _future(existing, model_id)
+        lora_config = req.lora_config
+        lora = LoraSpec(
+            rank=lora_config.rank if lora_config else DEFAULT_LORA_RANK,
+            seed=lora_config.seed if lora_config else None,
+            train_mlp=lora_config.train_mlp if lora_config else True,
+            train_attn=lora_config.train_attn if lora_config else True,
+            train_unembed=lora_config.train_unembed if lora_config else True,
+        )
+        request_id = state.futures.create("CreateModel", model_id)
+        slot = ModelSlot(model_id=model_id, session_id=req.session_id, base_model=req.base_model,
+                         lora=lora, sequencer=ModelSequencer(gap_timeout_s=state.config.gap_timeout_s))
+        state.models[model_id] = slot
+        state.model_requests[key] = request_id
+        if not call.never_complete:
+            state.spawn(self._build_model(slot, request_id, req.user_metadata))
+        return _future(request_id, model_id)
+
+    async def _build_model(self, slot: ModelSlot, request_id: str, metadata: dict[str, Any] | None) -> None:
+        state = self._state
+        try:
+            base = state.backend.describe(slot.base_model).name
+            trainer = await state.run_blocking(lambda: state.backend.new_trainer(base, slot.lora))
+            now = datetime.now(UTC)
+            state.storage.add_run(RunRecord(
+                run_id=slot.model_id, session_id=slot.session_id, base_model=base, lora_rank=slot.lora.rank,
+                seed=slot.lora.seed, train_mlp=slot.lora.train_mlp, train_attn=slot.lora.train_attn,
+                train_unembed=slot.lora.train_unembed, model_owner="local", created=now,
+                last_request_time=now, user_metadata=_string_metadata(metadata)))
+        except Exception as error:
+            message, category = classify_error(error)
+            slot.release(f"model creation failed: {message}")
+            state.futures.fail(request_id, message, category)
+            state.stats.executed("create_model", ok=False)
+            return
+        slot.base_model = base
+        slot.trainer = trainer
+        slot.ready.set()
+        state.futures.resolve(request_id, encode_json(CreateModelResponse(model_id=slot.model_id)))
+        state.stats.executed("create_model")
+
+    async def get_info(self, call: Call) -> HttpResponse:
+        state = self._state
+        req = call.parse(GetInfoRequest)
+        run = state.storage.run(req.model_id)
+        slot = state.models.get(req.model_id)
+        if run is None and slot is None:
+            raise ApiError(404, f"unknown model_id {req.model_id!r}")
+        base = run.base_model if run is not None else slot.base_model if slot is not None else ""
+        rank = run.lora_rank if run is not None else slot.lora.rank if slot is not None else 0
+        try:
+            description = state.backend.describe(base)
+        except ValueError as error:
+            raise ApiError(400, str(error)) from error
+        return ok(GetInfoResponse(
+            model_id=req.model_id, is_lora=True, lora_rank=rank, model_name=description.name,
+            model_data=ModelData(arch=description.arch, model_name=description.name,
+                                 tokenizer_id=description.tokenizer_id)))
+
+    async def unload_model(self, call: Call) -> HttpResponse:
+        req = call.parse(UnloadModelRequest)
+        slot = self._slot(req.model_id)
+
+        def unload(trainer: Trainer) -> _Done:
+            return _Done(encode_json(UnloadModelResponse(model_id=req.model_id)),
+                         lambda: slot.release(f"model {req.model_id} was unloaded"))
+
+        return self._submit(call, slot, None, "UnloadModel", unload)
+
+    # ---- sequenced operations ----------------------------------------------------------------
+    async def forward_backward(self, call: Call) -> HttpResponse:
+        req = call.parse(ForwardBackwardRequest)
+        return self._submit_pass(call, req.model_id, req.seq_id, req.forward_backward_input,
+                                 backward=True, request_type="ForwardBackward")
+
+    async def forward(self, call: Call) -> HttpResponse:
+        req = call.parse(ForwardRequest)
+        return self._submit_pass(call, req.model_id, req.seq_id, req.forward_input,
+                                 backward=False, request_type="Forward")
+
+    def _submit_pass(self, call: Call, model_id: str, seq_id: int | None, data: ForwardBackwardInput,
+                     *, backward: bool, request_type: str) -> HttpResponse:
+        slot = self._slot(model_id)
+
+        def run_pass(trainer: Trainer) -> _Done:
+            batch = [datum_input(datum, data.loss_fn) for datum in data.data]
+            step = trainer.run(batch, data.loss_fn, data.loss_fn_config, backward=backward)
+            if len(step.outputs) != len(batch):
+                raise RuntimeError(f"the model returned {len(step.outputs)} outputs for {len(batch)} datums")
+            return _Done(encode_step(step))
+
+        return self._submit(call, slot, seq_id, request_type, run_pass)
+
+    async def optim_step(self, call: Call) -> HttpResponse:
+        req = call.parse(OptimStepRequest)
+        slot = self._slot(req.model_id)
+        adam = req.adam_params
+        settings = AdamSettings(learning_rate=adam.learning_rate, beta1=adam.beta1, beta2=adam.beta2,
+                                eps=adam.eps, weight_decay=adam.weight_decay, grad_clip_norm=adam.grad_clip_norm)
+
+        def step(trainer: Trainer) -> _Done:
+            metrics = {name: float(value) for name, value in trainer.optim_step(settings).items()}
+            return _Done(encode_json(OptimStepResponse(metrics=metrics)))
+
+        return self._submit(call, slot, req.seq_id, "OptimStep", step)
+
+    async def save_weights(self, call: Call) -> HttpResponse:
+        req = call.parse(SaveWeightsRequest)
+        slot = self._slot(req.model_id)
+        name = self._checkpoint_name(req.path, req.seq_id)
+        storage = self._state.storage
+
+        def save(trainer: Trainer) -> _Done:
+            record = storage.write_checkpoint(slot.model_id, "weights", name, trainer.state(with_optimizer=True),
+                                              with_optimizer=True)
+            return _Done(encode_json(SaveWeightsResponse(path=record.tinker_path)))
+
+        return self._submit(call, slot, req.seq_id, "SaveWeights", save)
+
+    async def save_weights_for_sampler(self, call: Call) -> HttpResponse:
+        req = call.parse(SaveWeightsForSamplerRequest)
+        slot = self._slot(req.model_id)
+        if req.path is None and req.sampling_session_seq_id is None:
+            raise ApiError(400, "save_weights_for_sampler needs a path (a name) or a sampling_session_seq_id")
+        state = self._state
+        if req.path is not None:
+            name = self._checkpoint_name(req.path, req.seq_id)
+
+            def save_named(trainer: Trainer) -> _Done:
+                kind: CheckpointKind = "sampler_weights"
+                record = state.storage.write_checkpoint(
+                    slot.model_id, kind, name, trainer.state(with_optimizer=False), with_optimizer=False)
+                return _Done(encode_json(SaveWeightsForSamplerResponseInternal(path=record.tinker_path)))
+
+            return self._submit(call, slot, req.seq_id, "SaveWeightsForSampler", save_named)
+
+        sampler_id = f"{slot.session_id}:sample:{req.sampling_session_seq_id}"
+
+        def save_ephemeral(trainer: Trainer) -> _Done:
+            engine = trainer.sampler()
+            record = SamplerRecord(sampler_id=sampler_id, session_id=slot.session_id,
+                                   base_model=slot.base_model, ephemeral_of=slot.model_id)
+            state.storage.add_sampler(record, trainer.state(with_optimizer=False))
+
+            def register() -> None:
+                state.samplers[sampler_id] = SamplerSlot(record)
+                state.cache_engine(sampler_id, engine)
+
+            return _Done(encode_json(SaveWeightsForSamplerResponseInternal(sampling_session_id=sampler_id)),
+                         register)
+
+        return self._submit(call, slot, req.seq_id, "SaveWeightsForSampler", save_ephemeral)
+
+    async def load_weights(self, call: Call) -> HttpResponse:
+        req = call.parse(LoadWeightsRequest)
+        slot = self._slot(req.model_id)
+        try:
+            parse_tinker_path(req.path)
+        except InvalidNameError as error:
+            raise ApiError(400, str(error)) from error
+        storage = self._state.storage
+
+        def load(trainer: Trainer) -> _Done:
+            # Looked up when the operation runs: a save queued just before it must be visible.
+            record = storage.checkpoint_by_path(req.path)
+            if record is None:
+                raise ValueError(f"checkpoint {req.path} not found")
+            if req.optimizer and not record.with_optimizer:
+                raise ValueError(f"checkpoint {req.path} holds no optimizer state (sampler weights); "
+                                 "load it without the optimizer")
+            trainer.load_state(storage.read_checkpoint(record), with_optimizer=req.optimizer)
+            return _Done(encode_json(LoadWeightsResponse(path=req.path)))
+
+        return self._submit(call, slot, req.seq_id, "LoadWeights", load)
+
+    async def weights_info(self, call: Call) -> HttpResponse:
+        req = call.parse(WeightsInfoRequest)
+        storage = self._state.storage
+        try:
+            record = storage.checkpoint_by_path(req.tinker_path)
+        except InvalidNameError as error:
+            raise ApiError(400, str(error)) from error
+        run = storage.run(record.run_id) if record is not None else None
+        if record is None or run is None:
+            raise ApiError(404, f"checkpoint {req.tinker_path} not found")
+        return ok(WeightsInfoResponse(base_model=run.base_model, is_lora=True, lora_rank=run.lora_rank))
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _slot(self, model_id: str) -> ModelSlot:
+        slot = self._state.models.get(model_id)
+        if slot is None:
+            known = self._state.storage.run(model_id) is not None
+            detail = (" (the service restarted since it was created; load a checkpoint into a new model)"
+                      if known else "")
+            raise ApiError(404, f"unknown model_id {model_id!r}{detail}")
+        if slot.gone is not None:
+            raise ApiError(404, f"model {model_id!r} is not available: {slot.gone}")
+        return slot
+
+    @staticmethod
+    def _checkpoint_name(path: str | None, seq_id: int | None) -> str:
+        name = path if path is not None else f"{seq_id or 0:06d}"
+        try:
+            return check_name(name)
+        except InvalidNameError as error:
+            raise ApiError(400, str(error)) from error
+
+    def _submit(self, call: Call, slot: ModelSlot, seq_id: int | None, request_type: str,
+                work: Work) -> HttpResponse:
+        state = self._state
+        endpoint = call.endpoint
+        state.stats.sequenced_received(slot.model_id, seq_id, endpoint)
+        if seq_id is not None:
+            seen = slot.sequencer.seen(seq_id)
+            if seen is not None:
+                if seen.endpoint != endpoint:
+                    raise ApiError(400, f"seq_id {seq_id} of model {slot.model_id} was already used "
+                                        f"by a {seen.endpoint} request")
+                state.stats.duplicate(endpoint)
+                return _future(seen.request_id, slot.model_id)
+        request_id = state.futures.create(request_type, slot.model_id)
+        state.storage.touch_run(slot.model_id)
+        if call.never_complete:
+            if seq_id is not None:
+                slot.sequencer.consume(seq_id, endpoint, request_id)
+            return _future(request_id, slot.model_id)
+
+        async def operation() -> None:
+            await slot.ready.wait()
+            trainer = slot.trainer
+            if trainer is None:
+                state.futures.fail(request_id, f"model {slot.model_id} is not available: {slot.gone}", "user")
+                state.stats.executed(endpoint, slot.model_id, seq_id, ok=False)
+                return
+            try:
+                done = await state.run_blocking(lambda: work(trainer))
+            except Exception as error:
+                message, category = classify_error(error)
+                state.futures.fail(request_id, message, category)
+                state.stats.executed(endpoint, slot.model_id, seq_id, ok=False)
+                return
+            if done.then is not None:
+                done.then()
+            state.futures.resolve(request_id, done.payload)
+            state.stats.executed(endpoint, slot.model_id, seq_id)
+
+        slot.sequencer.submit(seq_id, endpoint, request_id, operation)
+        return _future(request_id, slot.model_id)
