@@ -116,5 +116,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 3.0, interval: fl
 
 def actor_threads() -> set[threading.Thread]:
     """Live threads that belong to actors of these tests (pykka names them ClassName-N)."""
-    prefixes = ("Worker-", "SupervisorActor-", "Stubborn-", "Probe-", "Fresh-", "Careful-")
+    prefixes = ("Worker-", "SupervisorActor-", "Stubborn-", "Probe-", "Careful-", "Ticker-", "Heart-",
+                "Spawner-", "ReportCollector-")
     return {t for t in threading.enumerate() if t.name.startswith(prefixes)}

@@ -69,7 +69,8 @@ def start_linked(actor_cls: type[Probe], *args: Any) -> tuple[pykka.ActorRef[Any
 
 
 def reports(parent: pykka.ActorRef[Any]) -> list[Any]:
-    return parent.ask("reports", timeout=2.0)  # type: ignore[no-any-return]
+    result: list[Any] = parent.ask("reports", block=True, timeout=2.0)
+    return result
 
 
 def finish(parent: pykka.ActorRef[Any], actor: Probe, expected: ExitKind) -> None:
