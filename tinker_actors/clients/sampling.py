@@ -1,0 +1,269 @@
+"""SamplingClient: a picklable handle, and the supervised actor that owns one sampling session.
+
+The hot path: ``sample()`` tells the actor, which records the request in its in-flight table and submits
+one coroutine to the IoLoop (no thread per request; thousands of concurrent samples share the loop).
+The coroutine does the whole life of a sample: wait for a concurrency slot (``RetryConfig.max_connections``)
+and for any shared 429 backoff, POST ``asample``, poll its future, retry what is retryable (429 waits for
+the shared backoff; connection errors, 5xx and 410 resubmit with a new seq id and backoff), and give up
+with :class:`NoProgressError` once ``progress_timeout`` passes with no sample of this client finishing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from supervisors import ChildSpec, ExitReason, NamedRef, Restart, SupervisedActor
+from tinker_actors.clients.context import ClientContext
+from tinker_actors.config import RetryPolicy
+from tinker_actors.errors import (
+    APIConnectionError,
+    APIStatusError,
+    ClientStoppedError,
+    FutureExpiredError,
+    InvalidInputError,
+    NoProgressError,
+    NotSentError,
+    TinkerError,
+)
+from tinker_actors.futures import APIFuture, QueueStateLog, fail, poll_future, resolve
+from tinker_actors.http import Purpose
+from tinker_actors.types import ModelInput, SampleRequest, SampleResponse, SamplingParams, UntypedAPIFuture, encode_json
+
+if TYPE_CHECKING:
+    from tinker_actors.clients.service import ServiceClient
+
+__all__ = ["RetryConfig", "SampleOp", "SamplingClient", "SamplingClientActor"]
+
+
+class RetryConfig(BaseModel):
+    """Sampling retries and backpressure (FEATURES S3/S4; the seed's gap 6)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_connections: int = Field(256, ge=1, description="samples in flight at once for this client")
+    progress_timeout: float = Field(600.0, gt=0, description="fail in-flight samples when none finished this long")
+    retry_delay_base: float = Field(0.5, ge=0)
+    retry_delay_max: float = Field(10.0, ge=0)
+    jitter_factor: float = Field(0.25, ge=0, le=1)
+    max_retries: int = Field(10, ge=0, description="resubmissions of one sample after retryable failures")
+    enable_retry_logic: bool = True
+    rate_limit_backoff: float = Field(1.0, ge=0, description="shared wait after a 429 without Retry-After")
+
+    def delay(self, attempt: int) -> float:
+        nominal = min(self.retry_delay_base * 2 ** min(attempt, 30), self.retry_delay_max)
+        return max(0.0, float(nominal) * (1 + random.uniform(-self.jitter_factor, self.jitter_factor)))
+
+
+# ---- messages -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SampleOp:
+    body: SampleRequest
+    future: concurrent.futures.Future[SampleResponse]
+
+
+@dataclass(frozen=True, slots=True)
+class SampleFinished:
+    op_id: int
+
+
+# ---- the actor ------------------------------------------------------------------------------------
+
+class _Backpressure:
+    """Loop-side state shared by all samples of one client: the concurrency slots and the 429 backoff."""
+
+    def __init__(self, config: RetryConfig) -> None:
+        self.slots = asyncio.Semaphore(config.max_connections)
+        self.backoff_until = 0.0
+        self.last_progress = asyncio.get_running_loop().time()
+
+
+class SamplingClientActor(SupervisedActor):
+    expected_errors = (TinkerError,)
+
+    def __init__(self, context: ClientContext, sampling_session_id: str, retry_config: RetryConfig,
+                 seq_ids: itertools.count[int]) -> None:
+        super().__init__()
+        self._context = context
+        self._session = sampling_session_id
+        self._retry = retry_config
+        self._seq_ids = seq_ids  # outlives the actor: a restart continues the numbering
+        self._op_ids = itertools.count(1)
+        self._in_flight: dict[int, tuple[SampleOp, concurrent.futures.Future[None]]] = {}
+        self._pressure: _Backpressure | None = None
+        self._queue_log = QueueStateLog(f"sampler {sampling_session_id}")
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, SampleOp):
+            if message.future.done():
+                return None
+            op_id = next(self._op_ids)
+            task = self._context.submit(self._run(op_id, message))
+            self._in_flight[op_id] = (message, task)
+            message.future.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
+        elif isinstance(message, SampleFinished):
+            self._in_flight.pop(message.op_id, None)
+        return None
+
+    async def _run(self, op_id: int, op: SampleOp) -> None:
+        try:
+            resolve(op.future, await self._sample(op.body))
+        except asyncio.CancelledError:
+            fail(op.future, ClientStoppedError("the sample was cancelled"))
+            raise
+        except TinkerError as error:
+            fail(op.future, error)
+        except Exception as error:
+            fail(op.future, ClientStoppedError(f"sampling failed unexpectedly: {error!r}"))
+        finally:
+            with contextlib.suppress(Exception):
+                self.actor_ref.tell(SampleFinished(op_id))
+
+    async def _sample(self, request: SampleRequest) -> SampleResponse:
+        loop = asyncio.get_running_loop()
+        if self._pressure is None:
+            self._pressure = _Backpressure(self._retry)
+        pressure, config, http = self._pressure, self._retry, self._context.http
+        attempt = 0
+        while True:
+            async with pressure.slots:
+                wait = pressure.backoff_until - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if loop.time() - pressure.last_progress > config.progress_timeout:
+                    raise NoProgressError(f"no sample of {self._session} finished in {config.progress_timeout:.0f} s")
+                body = encode_json(request.model_copy(update={"seq_id": next(self._seq_ids)}))
+                try:
+                    submitted = await http.request(
+                        Purpose.SAMPLING, "POST", "/api/v1/asample", content=body, response_model=UntypedAPIFuture,
+                        retry=_NO_RETRY, headers=_BACKPRESSURE, endpoint="asample")
+                    result = await poll_future(http, submitted.data.request_id, "Sample",
+                                               SampleResponse.model_validate, settings=self._context.poll,
+                                               observer=self._queue_log, submitted_at=loop.time())
+                    pressure.last_progress = loop.time()
+                    return result
+                except (APIConnectionError, APIStatusError) as error:
+                    if isinstance(error, NoProgressError) or not config.enable_retry_logic:
+                        raise
+                    status = getattr(error, "status_code", None)
+                    if status == 429:
+                        retry_after = _retry_after(error)
+                        pressure.backoff_until = max(pressure.backoff_until,
+                                                     loop.time() + (retry_after or config.rate_limit_backoff))
+                        continue  # backpressure is not a failure: it does not count as an attempt
+                    if not (isinstance(error, APIConnectionError | FutureExpiredError) or error.retryable):
+                        raise
+                    if attempt >= config.max_retries:
+                        raise
+            await asyncio.sleep(config.delay(attempt))
+            attempt += 1
+
+    def on_terminate(self, reason: ExitReason) -> None:
+        for op, task in self._in_flight.values():
+            fail(op.future, NotSentError(f"the sampling client actor {reason.kind.value}") if not task.done()
+                 else ClientStoppedError("the sampling client stopped"))
+            task.cancel()
+        self._in_flight.clear()
+
+
+_NO_RETRY = RetryPolicy(max_retries=0, deadline=None)  # sampling does its own retrying, above
+_BACKPRESSURE = {"X-Tinker-Sampling-Backpressure": "1"}
+
+
+def _retry_after(error: APIStatusError | APIConnectionError) -> float | None:
+    response = getattr(error, "response", None)
+    if response is None:
+        return None
+    raw = response.headers.get("retry-after")
+    try:
+        return float(raw) if raw is not None and 0 < float(raw) <= 60 else None
+    except ValueError:
+        return None
+
+
+# ---- the handle -----------------------------------------------------------------------------------
+
+_client_ids = itertools.count()
+
+
+class SamplingClient:
+    """Sample from a base model or saved weights. Picklable: a pickled handle re-attaches to the same
+    sampling session from another process (it needs the same base URL and key in that process)."""
+
+    def __init__(self, service: ServiceClient, sampling_session_id: str, *, base_model: str | None = None,
+                 model_path: str | None = None, retry_config: RetryConfig | None = None) -> None:
+        self._service = service
+        self._context = service._context
+        self.sampling_session_id = sampling_session_id
+        self.base_model = base_model
+        self.model_path = model_path
+        self.retry_config = retry_config or RetryConfig()
+        self._seq_ids = itertools.count()
+        child_id = f"sampling-{next(_client_ids)}"
+        context, config, seq_ids = self._context, self.retry_config, self._seq_ids
+        spec = ChildSpec(child_id, lambda: SamplingClientActor.start(context, sampling_session_id, config, seq_ids),
+                         restart=Restart.TRANSIENT)
+        self._actor: NamedRef = service.supervisor.start_child(spec, timeout=10.0)
+
+    @property
+    def actor(self) -> NamedRef:
+        return self._actor
+
+    def sample(self, prompt: ModelInput, num_samples: int, sampling_params: SamplingParams,
+               include_prompt_logprobs: bool = False, topk_prompt_logprobs: int = 0) -> APIFuture[SampleResponse]:
+        try:
+            request = SampleRequest(num_samples=num_samples, prompt=prompt, sampling_params=sampling_params,
+                                    sampling_session_id=self.sampling_session_id, seq_id=0,
+                                    prompt_logprobs=include_prompt_logprobs, topk_prompt_logprobs=topk_prompt_logprobs)
+        except ValueError as invalid:
+            raise InvalidInputError(f"invalid sample request: {invalid}") from None
+        future: APIFuture[SampleResponse] = APIFuture()
+        try:
+            self._actor.tell(SampleOp(request, future.raw))
+        except Exception as error:
+            fail(future.raw, ClientStoppedError(f"the sampling client is not running ({error})"))
+        return future
+
+    async def sample_async(self, prompt: ModelInput, num_samples: int, sampling_params: SamplingParams,
+                           include_prompt_logprobs: bool = False, topk_prompt_logprobs: int = 0) -> SampleResponse:
+        return await self.sample(prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs)
+
+    def compute_logprobs(self, prompt: ModelInput) -> APIFuture[list[float | None]]:
+        """Logprob of every prompt token under the model (the first is None: it has no context)."""
+        return self.sample(prompt, 1, SamplingParams(max_tokens=1), include_prompt_logprobs=True).map(
+            lambda response: list(response.prompt_logprobs or []))
+
+    async def compute_logprobs_async(self, prompt: ModelInput) -> list[float | None]:
+        return await self.compute_logprobs(prompt)
+
+    def get_tokenizer(self, *, add_special_tokens: bool = True) -> Any:
+        from tinker_actors.tokenizer import get_tokenizer
+
+        if self.base_model is None:
+            raise InvalidInputError("this sampling client does not know its base model")
+        return get_tokenizer(self.base_model, add_special_tokens=add_special_tokens)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        config = self._context.config
+        return (_rebuild_sampling_client, (config.base_url, config.require_api_key(), self.sampling_session_id,
+                                           self.base_model, self.model_path, self.retry_config))
+
+    def __repr__(self) -> str:
+        return f"SamplingClient(sampling_session_id={self.sampling_session_id!r})"
+
+
+def _rebuild_sampling_client(base_url: str, api_key: str, sampling_session_id: str, base_model: str | None,
+                             model_path: str | None, retry_config: RetryConfig) -> SamplingClient:
+    from tinker_actors.clients.service import ServiceClient
+
+    service = ServiceClient.shared(base_url=base_url, api_key=api_key)
+    return SamplingClient(service, sampling_session_id, base_model=base_model, model_path=model_path,
+                          retry_config=retry_config)

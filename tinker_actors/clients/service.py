@@ -1,0 +1,345 @@
+"""ServiceClient: one session with a Tinker service, and the ServiceSupervisor its clients live under.
+
+::
+
+    root supervisor
+    └── service-N (rest_for_one)
+        ├── service          ServiceClientActor: the session id and its seq-id counters
+        ├── training-K*      TrainingClientActor per model
+        └── sampling-K*      SamplingClientActor per sampling session
+
+``with ServiceClient(...) as svc:`` (or ``svc.close()``) ends the session: heartbeats stop, the clients
+stop and every pending future fails with :class:`ClientStoppedError`. Garbage collection does the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from supervisors import ChildSpec, ExitReason, Restart, SupervisedActor, Supervisor
+from tinker_actors._version import __version__
+from tinker_actors.clients.context import ClientContext
+from tinker_actors.clients.rest import RestClient
+from tinker_actors.clients.sampling import RetryConfig, SamplingClient
+from tinker_actors.clients.session import EndSession, TrackSession
+from tinker_actors.clients.training import TrainingClient
+from tinker_actors.config import Config
+from tinker_actors.errors import InvalidInputError
+from tinker_actors.futures import APIFuture, PollSettings, poll_future
+from tinker_actors.http import HttpLayer, Purpose
+from tinker_actors.runtime import Runtime
+from tinker_actors.training.chunking import ChunkLimits
+from tinker_actors.types import (
+    CreateModelRequest,
+    CreateModelResponse,
+    CreateSamplingSessionRequest,
+    CreateSamplingSessionResponse,
+    CreateSessionRequest,
+    CreateSessionResponse,
+    GetServerCapabilitiesResponse,
+    LoraConfig,
+    ParsedCheckpointTinkerPath,
+    UntypedAPIFuture,
+    WeightsInfoRequest,
+    WeightsInfoResponse,
+    encode_json,
+)
+
+__all__ = ["ServiceClient", "ServiceClientActor", "SessionInfo"]
+
+
+# ---- messages -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """Ask: the session id this actor serves."""
+
+
+class ServiceClientActor(SupervisedActor):
+    """Holds the session of one ServiceClient; first child of its rest_for_one ServiceSupervisor."""
+
+    def __init__(self, context: ClientContext) -> None:
+        super().__init__()
+        self._context = context
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, SessionInfo):
+            return self._context.session_id
+        return None
+
+    def on_terminate(self, reason: ExitReason) -> None:
+        pass
+
+
+# ---- the handle -----------------------------------------------------------------------------------
+
+_service_ids = itertools.count()
+
+
+class ServiceClient:
+    """The entry point, as in the official SDK: ``ServiceClient(base_url=..., api_key=...)``."""
+
+    _shared: ClassVar[dict[tuple[str, str], ServiceClient]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, user_metadata: dict[str, Any] | None = None, *, api_key: str | None = None,
+                 base_url: str | None = None, config: Config | None = None,
+                 chunk_limits: ChunkLimits | None = None, **overrides: Any) -> None:
+        self._config = config or Config.from_env(api_key=api_key, base_url=base_url, **overrides)
+        self._config.require_api_key()
+        self._runtime = Runtime.get()
+        http = HttpLayer(self._config)
+        self._context = ClientContext(self._config, http, self._runtime, PollSettings.from_config(self._config))
+        self._chunk_limits = chunk_limits or ChunkLimits()
+        self._model_seq = itertools.count()
+        self._sampling_seq = itertools.count()
+        self._seq_lock = threading.Lock()
+        self._closed = False
+        name = f"service-{next(_service_ids)}"
+        context = self._context
+        self.supervisor: Supervisor = self._runtime.start_service_supervisor(
+            [ChildSpec("service", lambda: ServiceClientActor.start(context), restart=Restart.PERMANENT)], name=name)
+        self._supervisor_name = name
+        try:
+            session = self._context.call(self._create_session(user_metadata))
+        except BaseException:
+            self._teardown()
+            raise
+        self._context.session_id = session.session_id
+        self._runtime.session_manager.tell(TrackSession(
+            session.session_id, http, weakref.ref(self), self._config.heartbeat_interval,
+            self._config.heartbeat_warning_after))
+        self._finalizer = weakref.finalize(self, _close_quietly, self._runtime, name, session.session_id, context)
+
+    @property
+    def session_id(self) -> str:
+        return self._context.session_id
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def runtime(self) -> Runtime:
+        return self._runtime
+
+    @classmethod
+    def shared(cls, *, base_url: str, api_key: str) -> ServiceClient:
+        """One ServiceClient per (base URL, key) in this process: used by unpickled handles."""
+        with cls._shared_lock:
+            client = cls._shared.get((base_url, api_key))
+            if client is None or client._closed:
+                client = cls(base_url=base_url, api_key=api_key)
+                cls._shared[(base_url, api_key)] = client
+            return client
+
+    async def _create_session(self, user_metadata: dict[str, Any] | None) -> CreateSessionResponse:
+        body = encode_json(CreateSessionRequest(tags=list(self._config.tags), user_metadata=user_metadata or {},
+                                                sdk_version=__version__))
+        response = await self._context.http.request(Purpose.SESSION, "POST", "/api/v1/create_session", content=body,
+                                                    response_model=CreateSessionResponse, endpoint="create_session")
+        return response.data
+
+    def _reserve_sampling_seq(self) -> int:
+        with self._seq_lock:
+            return next(self._sampling_seq)
+
+    # -- capabilities --
+
+    def get_server_capabilities(self) -> GetServerCapabilitiesResponse:
+        return self._context.call(self.get_server_capabilities_async())
+
+    async def get_server_capabilities_async(self) -> GetServerCapabilitiesResponse:
+        response = await self._context.http.request(Purpose.TRAINING, "GET", "/api/v1/get_server_capabilities",
+                                                    response_model=GetServerCapabilitiesResponse)
+        return response.data
+
+    # -- training clients --
+
+    def create_lora_training_client(self, base_model: str, rank: int = 32, seed: int | None = None,
+                                    train_mlp: bool = True, train_attn: bool = True, train_unembed: bool = True,
+                                    user_metadata: dict[str, str] | None = None) -> TrainingClient:
+        return self.create_lora_training_client_future(base_model, rank, seed, train_mlp, train_attn, train_unembed,
+                                                       user_metadata).result(self._wait_limit())
+
+    async def create_lora_training_client_async(self, base_model: str, rank: int = 32, seed: int | None = None,
+                                                train_mlp: bool = True, train_attn: bool = True,
+                                                train_unembed: bool = True,
+                                                user_metadata: dict[str, str] | None = None) -> TrainingClient:
+        return await self.create_lora_training_client_future(base_model, rank, seed, train_mlp, train_attn,
+                                                             train_unembed, user_metadata)
+
+    def create_lora_training_client_future(self, base_model: str, rank: int = 32, seed: int | None = None,
+                                           train_mlp: bool = True, train_attn: bool = True,
+                                           train_unembed: bool = True, user_metadata: dict[str, str] | None = None
+                                           ) -> APIFuture[TrainingClient]:
+        if not (train_mlp or train_attn or train_unembed):
+            raise InvalidInputError("at least one of train_mlp, train_attn and train_unembed must be True")
+        if not base_model:
+            raise InvalidInputError("base_model must be a non-empty model name")
+        try:
+            lora = LoraConfig(rank=rank, seed=seed, train_unembed=train_unembed, train_mlp=train_mlp,
+                              train_attn=train_attn)
+        except ValueError as invalid:
+            raise InvalidInputError(f"invalid LoRA settings: {invalid}") from None
+        with self._seq_lock:
+            model_seq = next(self._model_seq)
+        request = CreateModelRequest(session_id=self.session_id, model_seq_id=model_seq, base_model=base_model,
+                                     user_metadata=user_metadata, lora_config=lora)
+        raw = self._context.submit(self._create_model(request))
+        future: APIFuture[str] = APIFuture(raw, on_cancel=raw.cancel)
+        return future.map(lambda model_id: TrainingClient(self, model_id, base_model,
+                                                          chunk_limits=self._chunk_limits))
+
+    async def _create_model(self, request: CreateModelRequest) -> str:
+        http = self._context.http
+        submitted = await http.request(Purpose.TRAINING, "POST", "/api/v1/create_model", content=encode_json(request),
+                                       response_model=UntypedAPIFuture, endpoint="create_model")
+        created = await poll_future(http, submitted.data.request_id, "CreateModel", CreateModelResponse.model_validate,
+                                    settings=self._context.poll)
+        return created.model_id
+
+    def create_training_client_from_state(self, path: str, user_metadata: dict[str, str] | None = None
+                                          ) -> TrainingClient:
+        return self._from_state(path, user_metadata, optimizer=False)
+
+    def create_training_client_from_state_with_optimizer(self, path: str,
+                                                         user_metadata: dict[str, str] | None = None
+                                                         ) -> TrainingClient:
+        return self._from_state(path, user_metadata, optimizer=True)
+
+    async def create_training_client_from_state_async(self, path: str, user_metadata: dict[str, str] | None = None
+                                                      ) -> TrainingClient:
+        return await self._from_state_async(path, user_metadata, optimizer=False)
+
+    async def create_training_client_from_state_with_optimizer_async(
+            self, path: str, user_metadata: dict[str, str] | None = None) -> TrainingClient:
+        return await self._from_state_async(path, user_metadata, optimizer=True)
+
+    def _from_state(self, path: str, user_metadata: dict[str, str] | None, *, optimizer: bool) -> TrainingClient:
+        info = self._context.call(self._weights_info(path))
+        client = self._client_for_weights(info, user_metadata).result(self._wait_limit())
+        (client.load_state_with_optimizer(path) if optimizer else client.load_state(path)).result(self._wait_limit())
+        return client
+
+    async def _from_state_async(self, path: str, user_metadata: dict[str, str] | None, *,
+                                optimizer: bool) -> TrainingClient:
+        import asyncio
+
+        info = await asyncio.wrap_future(self._context.submit(self._weights_info(path)))
+        client = await self._client_for_weights(info, user_metadata)
+        await (client.load_state_with_optimizer(path) if optimizer else client.load_state(path))
+        return client
+
+    def _client_for_weights(self, info: WeightsInfoResponse, user_metadata: dict[str, str] | None
+                            ) -> APIFuture[TrainingClient]:
+        if not info.is_lora or info.lora_rank is None:
+            raise InvalidInputError("only LoRA checkpoints can be loaded into a new training client")
+        return self.create_lora_training_client_future(info.base_model, rank=info.lora_rank,
+                                                       user_metadata=user_metadata)
+
+    async def _weights_info(self, path: str) -> WeightsInfoResponse:
+        ParsedCheckpointTinkerPath.from_tinker_path(path)
+        response = await self._context.http.request(
+            Purpose.TRAINING, "POST", "/api/v1/weights_info", content=encode_json(WeightsInfoRequest(tinker_path=path)),
+            response_model=WeightsInfoResponse)
+        return response.data
+
+    # -- sampling clients --
+
+    def create_sampling_client(self, model_path: str | None = None, base_model: str | None = None,
+                               retry_config: RetryConfig | None = None) -> SamplingClient:
+        request = self._sampling_session_request(model_path, base_model)
+        response = self._context.call(self._create_sampling_session(request))
+        return SamplingClient(self, response.sampling_session_id, base_model=base_model or self._base_of(model_path),
+                              model_path=model_path, retry_config=retry_config)
+
+    async def create_sampling_client_async(self, model_path: str | None = None, base_model: str | None = None,
+                                           retry_config: RetryConfig | None = None) -> SamplingClient:
+        import asyncio
+
+        request = self._sampling_session_request(model_path, base_model)
+        response = await asyncio.wrap_future(self._context.submit(self._create_sampling_session(request)))
+        return SamplingClient(self, response.sampling_session_id, base_model=base_model or self._base_of(model_path),
+                              model_path=model_path, retry_config=retry_config)
+
+    def _sampling_session_request(self, model_path: str | None, base_model: str | None
+                                  ) -> CreateSamplingSessionRequest:
+        if model_path is None and base_model is None:
+            raise InvalidInputError("create_sampling_client needs model_path or base_model")
+        if model_path is not None:
+            ParsedCheckpointTinkerPath.from_tinker_path(model_path)
+        return CreateSamplingSessionRequest(session_id=self.session_id,
+                                            sampling_session_seq_id=self._reserve_sampling_seq(),
+                                            base_model=base_model, model_path=model_path)
+
+    def _base_of(self, model_path: str | None) -> str | None:
+        if model_path is None:
+            return None
+        try:
+            return self._context.call(self._weights_info(model_path), timeout=30).base_model
+        except Exception:
+            return None
+
+    async def _create_sampling_session(self, request: CreateSamplingSessionRequest) -> CreateSamplingSessionResponse:
+        response = await self._context.http.request(
+            Purpose.SESSION, "POST", "/api/v1/create_sampling_session", content=encode_json(request),
+            response_model=CreateSamplingSessionResponse, endpoint="create_sampling_session")
+        return response.data
+
+    # -- REST --
+
+    def create_rest_client(self) -> RestClient:
+        return RestClient(self)
+
+    # -- lifecycle --
+
+    def _wait_limit(self) -> float:
+        return self._config.no_progress_timeout + self._config.timeouts.default
+
+    def stats(self) -> dict[str, Any]:
+        """Per-endpoint request counters and latency percentiles (FEATURES O3)."""
+        return dict(self._context.http.stats())
+
+    def close(self) -> None:
+        """End the session: heartbeats stop, clients stop, pending futures fail with ClientStoppedError."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer.detach()
+        self._teardown()
+
+    def _teardown(self) -> None:
+        _close_quietly(self._runtime, self._supervisor_name, self._context.session_id, self._context)
+
+    def __enter__(self) -> ServiceClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ServiceClient(base_url={self._config.base_url!r}, session_id={self.session_id!r})"
+
+
+def _close_quietly(runtime: Runtime, supervisor_name: str, session_id: str, context: ClientContext) -> None:
+    if context.closed:
+        return
+    try:
+        if session_id:
+            runtime.session_manager.tell(EndSession(session_id))
+    except Exception:
+        pass
+    with contextlib.suppress(Exception):
+        runtime.stop_service_supervisor(supervisor_name, timeout=15.0)
+    try:
+        if runtime.ioloop.running:
+            runtime.ioloop.submit(context.http.aclose()).result(5.0)
+    except Exception:
+        pass
+    context.closed = True

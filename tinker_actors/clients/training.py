@@ -1,0 +1,429 @@
+"""TrainingClient: a handle, and the supervised actor that owns one server-side model.
+
+Order is a contract (ARCHITECTURE §2.3): the actor takes operations in mailbox order and chains their
+*sends* in the IoLoop (each POST waits for the previous one to be acknowledged), while results are
+awaited concurrently. Seq ids are reserved at send time from the :class:`TrainingLedger`, which outlives
+the actor, so a restarted actor continues after the highest seq id ever sent and never sends twice.
+
+What a caller sees on each failure is in docs/concepts/failures.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from supervisors import ChildSpec, ExitKind, ExitReason, NamedRef, Restart, SupervisedActor
+from tinker_actors.clients.context import ClientContext
+from tinker_actors.clients.ledger import TrainingLedger
+from tinker_actors.errors import ClientStoppedError, InvalidInputError, NotSentError, TinkerError
+from tinker_actors.futures import APIFuture, QueueStateLog, fail, poll_future, resolve
+from tinker_actors.http import Purpose
+from tinker_actors.training.chunking import ChunkLimits, combine_outputs, split_batch
+from tinker_actors.types import (
+    AdamParams,
+    Datum,
+    ForwardBackwardInput,
+    ForwardBackwardOutput,
+    ForwardBackwardRequest,
+    ForwardRequest,
+    GetInfoRequest,
+    GetInfoResponse,
+    LoadWeightsRequest,
+    LoadWeightsResponse,
+    OptimStepRequest,
+    OptimStepResponse,
+    ParsedCheckpointTinkerPath,
+    SaveWeightsForSamplerRequest,
+    SaveWeightsForSamplerResponseInternal,
+    SaveWeightsRequest,
+    SaveWeightsResponse,
+    UntypedAPIFuture,
+    encode_json,
+    validate_checkpoint_name,
+)
+
+if TYPE_CHECKING:
+    from tinker_actors.clients.sampling import SamplingClient
+    from tinker_actors.clients.service import ServiceClient
+
+__all__ = ["OpFinished", "SubmitOp", "TrainingClient", "TrainingClientActor", "TrainingOp"]
+
+
+# ---- messages -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class TrainingOp:
+    """One request to send in order: how to build its body from its seq id, and how to read its result."""
+
+    kind: str
+    path: str
+    request_type: str
+    build: Callable[[int], bytes]
+    parse: Callable[[Any], Any]
+    future: concurrent.futures.Future[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOp:
+    op: TrainingOp
+
+
+@dataclass(frozen=True, slots=True)
+class OpFinished:
+    op_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class InFlightCount:
+    """Ask: how many operations this actor is tracking."""
+
+
+# ---- the actor ------------------------------------------------------------------------------------
+
+@dataclass
+class _InFlight:
+    op: TrainingOp
+    task: concurrent.futures.Future[None]
+
+
+class TrainingClientActor(SupervisedActor):
+    """Owns the in-flight table and the send-turn chain of one model. Never blocks on the network."""
+
+    expected_errors = (TinkerError,)
+
+    def __init__(self, context: ClientContext, ledger: TrainingLedger) -> None:
+        super().__init__()
+        self._context = context
+        self._ledger = ledger
+        self._in_flight: dict[int, _InFlight] = {}
+        self._last_sent: concurrent.futures.Future[None] | None = None
+        self._queue_log = QueueStateLog(f"training of {ledger.model_id}")
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, SubmitOp):
+            self._submit(message.op)
+        elif isinstance(message, OpFinished):
+            self._in_flight.pop(message.op_id, None)
+        elif isinstance(message, InFlightCount):
+            return len(self._in_flight)
+        return None
+
+    def _submit(self, op: TrainingOp) -> None:
+        if op.future.done():  # cancelled or timed out before it reached us
+            return
+        op_id = self._ledger.assign_op_id()
+        sent: concurrent.futures.Future[None] = concurrent.futures.Future()
+        previous, self._last_sent = self._last_sent, sent
+        task = self._context.submit(self._run(op_id, op, previous, sent))
+        self._in_flight[op_id] = _InFlight(op, task)
+        op.future.add_done_callback(lambda f: task.cancel() if f.cancelled() or _timed_out(f) else None)
+
+    async def _run(self, op_id: int, op: TrainingOp, previous: concurrent.futures.Future[None] | None,
+                   sent: concurrent.futures.Future[None]) -> None:
+        ledger, http = self._ledger, self._context.http
+        try:
+            if previous is not None:
+                try:
+                    await asyncio.wrap_future(previous)
+                except BaseException as earlier:
+                    if ledger.queued_behind_failure(op_id):
+                        raise NotSentError(f"{op.kind} was not sent: an earlier request of this training client "
+                                           f"failed before it ({earlier})") from None
+            seq_id = ledger.begin_send(op_id)
+            if seq_id is None:
+                raise NotSentError(f"{op.kind} was not sent: its training client stopped first")
+            submitted_at = asyncio.get_running_loop().time()
+            try:
+                accepted = await http.request(Purpose.TRAINING, "POST", op.path, content=op.build(seq_id),
+                                              response_model=UntypedAPIFuture, endpoint=op.kind)
+            except BaseException:
+                ledger.send_failed()
+                raise
+            _set(sent, None)
+            ledger.record_accepted(op_id, accepted.data.request_id)
+            result = await poll_future(http, accepted.data.request_id, op.request_type, op.parse,
+                                       settings=self._context.poll, observer=self._queue_log,
+                                       submitted_at=submitted_at)
+            resolve(op.future, result)
+        except asyncio.CancelledError:
+            fail(op.future, ClientStoppedError(f"{op.kind} was cancelled"))
+            raise
+        except BaseException as error:
+            fail(op.future, error if isinstance(error, TinkerError) else
+                 ClientStoppedError(f"{op.kind} failed unexpectedly: {error!r}"))
+        finally:
+            if not sent.done():
+                _set_error(sent, NotSentError(f"{op.kind} was not sent"))
+            ledger.finished(op_id)
+            with contextlib.suppress(Exception):
+                self.actor_ref.tell(OpFinished(op_id))
+
+    def on_terminate(self, reason: ExitReason) -> None:
+        # Unsent requests fail now and are never sent. Accepted ones: after a crash they keep polling
+        # (the supervisor restarts us and their callers still get results); on a stop they fail too.
+        unsent = set(self._ledger.abandon_unsent(list(self._in_flight)))
+        crashed = reason.kind is ExitKind.CRASHED
+        for op_id, entry in self._in_flight.items():
+            if op_id in unsent:
+                fail(entry.op.future, NotSentError(
+                    f"{entry.op.kind} was not sent: its training client actor {reason.kind.value}"))
+                entry.task.cancel()
+            elif not crashed:
+                fail(entry.op.future, ClientStoppedError(f"{entry.op.kind}: the training client was closed"))
+                entry.task.cancel()
+        self._in_flight.clear()
+
+
+def _timed_out(future: concurrent.futures.Future[Any]) -> bool:
+    from tinker_actors.errors import TinkerTimeoutError
+
+    return future.exception() is not None and isinstance(future.exception(), TinkerTimeoutError)
+
+
+def _set(future: concurrent.futures.Future[None], value: None) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_error(future: concurrent.futures.Future[None], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+# ---- the handle -----------------------------------------------------------------------------------
+
+_client_ids = itertools.count()
+
+
+class TrainingClient:
+    """Train one LoRA model. Methods return :class:`APIFuture` at once; ``*_async`` twins return the same
+    future from a coroutine (so async code awaits twice, as with the official SDK)."""
+
+    def __init__(self, service: ServiceClient, model_id: str, base_model: str, *, chunk_limits: ChunkLimits) -> None:
+        self._service = service
+        self._context = service._context
+        self.model_id = model_id
+        self._ledger = TrainingLedger(model_id=model_id, base_model=base_model)
+        self._chunk_limits = chunk_limits
+        self._info: GetInfoResponse | None = None
+        child_id = f"training-{next(_client_ids)}"
+        context, ledger = self._context, self._ledger
+        spec = ChildSpec(child_id, lambda: TrainingClientActor.start(context, ledger), restart=Restart.TRANSIENT)
+        self._actor: NamedRef = service.supervisor.start_child(spec, timeout=10.0)
+        self._child_id = child_id
+
+    # -- plumbing --
+
+    def _op(self, kind: str, path: str, request_type: str, build: Callable[[int], bytes],
+            parse: Callable[[Any], Any]) -> APIFuture[Any]:
+        future: APIFuture[Any] = APIFuture()
+        try:
+            self._actor.tell(SubmitOp(TrainingOp(kind, path, request_type, build, parse, future.raw)))
+        except Exception as error:
+            fail(future.raw, ClientStoppedError(f"{kind}: the training client is not running ({error})"))
+        return future
+
+    @property
+    def actor(self) -> NamedRef:
+        """The stable name of this client's actor (follows restarts)."""
+        return self._actor
+
+    @property
+    def ledger(self) -> TrainingLedger:
+        return self._ledger
+
+    # -- training --
+
+    def forward_backward(self, data: Sequence[Datum], loss_fn: str,
+                         loss_fn_config: dict[str, float] | None = None) -> APIFuture[ForwardBackwardOutput]:
+        return self._fwd(data, loss_fn, loss_fn_config, backward=True)
+
+    def forward(self, data: Sequence[Datum], loss_fn: str,
+                loss_fn_config: dict[str, float] | None = None) -> APIFuture[ForwardBackwardOutput]:
+        return self._fwd(data, loss_fn, loss_fn_config, backward=False)
+
+    def _fwd(self, data: Sequence[Datum], loss_fn: str, loss_fn_config: dict[str, float] | None, *,
+             backward: bool) -> APIFuture[ForwardBackwardOutput]:
+        if not data:
+            raise InvalidInputError("forward_backward needs at least one Datum")
+        model_id = self.model_id
+        chunks = split_batch(list(data), self._chunk_limits)
+        futures: list[APIFuture[ForwardBackwardOutput]] = []
+        for chunk in chunks:
+            # Validates the loss name and the data before anything is queued (a typed error, nothing sent).
+            try:
+                fb_input = ForwardBackwardInput(data=chunk, loss_fn=loss_fn, loss_fn_config=loss_fn_config)
+            except ValueError as invalid:
+                raise InvalidInputError(f"invalid forward_backward input: {invalid}") from None
+
+            def build(seq: int, fb_input: ForwardBackwardInput = fb_input) -> bytes:
+                if backward:
+                    return encode_json(ForwardBackwardRequest(forward_backward_input=fb_input, model_id=model_id,
+                                                              seq_id=seq))
+                return encode_json(ForwardRequest(forward_input=fb_input, model_id=model_id, seq_id=seq))
+
+            kind = "forward_backward" if backward else "forward"
+            futures.append(self._op(kind, f"/api/v1/{kind}", "ForwardBackward" if backward else "Forward", build,
+                                    ForwardBackwardOutput.model_validate))
+        if len(futures) == 1:
+            return futures[0]
+        return _gather(futures, combine_outputs)
+
+    def optim_step(self, adam_params: AdamParams) -> APIFuture[OptimStepResponse]:
+        model_id = self.model_id
+        return self._op("optim_step", "/api/v1/optim_step", "OptimStep",
+                        lambda seq: encode_json(OptimStepRequest(adam_params=adam_params, model_id=model_id,
+                                                                 seq_id=seq)),
+                        OptimStepResponse.model_validate)
+
+    def save_state(self, name: str) -> APIFuture[SaveWeightsResponse]:
+        validate_checkpoint_name(name)
+        model_id = self.model_id
+        return self._op("save_weights", "/api/v1/save_weights", "SaveWeights",
+                        lambda seq: encode_json(SaveWeightsRequest(model_id=model_id, path=name, seq_id=seq)),
+                        SaveWeightsResponse.model_validate)
+
+    def _load(self, path: str, optimizer: bool) -> APIFuture[LoadWeightsResponse]:
+        ParsedCheckpointTinkerPath.from_tinker_path(path)
+        model_id = self.model_id
+        return self._op("load_weights", "/api/v1/load_weights", "LoadWeights",
+                        lambda seq: encode_json(LoadWeightsRequest(model_id=model_id, path=path, optimizer=optimizer,
+                                                                   seq_id=seq)),
+                        LoadWeightsResponse.model_validate)
+
+    def load_state(self, path: str) -> APIFuture[LoadWeightsResponse]:
+        return self._load(path, False)
+
+    def load_state_with_optimizer(self, path: str) -> APIFuture[LoadWeightsResponse]:
+        return self._load(path, True)
+
+    def save_weights_for_sampler(self, name: str) -> APIFuture[SaveWeightsResponse]:
+        validate_checkpoint_name(name)
+        model_id = self.model_id
+
+        def parse(payload: Any) -> SaveWeightsResponse:
+            internal = SaveWeightsForSamplerResponseInternal.model_validate(payload)
+            if internal.path is None:
+                raise InvalidInputError("the server returned no path for a named sampler save")
+            return SaveWeightsResponse(path=internal.path)
+
+        return self._op("save_weights_for_sampler", "/api/v1/save_weights_for_sampler", "SaveWeightsForSampler",
+                        lambda seq: encode_json(SaveWeightsForSamplerRequest(model_id=model_id, path=name,
+                                                                             seq_id=seq)), parse)
+
+    def save_weights_and_get_sampling_client(self, name: str | None = None, retry_config: Any = None
+                                             ) -> SamplingClient:
+        """Save ephemeral sampler weights and return a SamplingClient on them (``name`` is ignored)."""
+        return self.save_weights_and_get_sampling_client_future(retry_config=retry_config).result(
+            self._context.config.no_progress_timeout + 60)
+
+    def save_weights_and_get_sampling_client_future(self, retry_config: Any = None) -> APIFuture[SamplingClient]:
+        from tinker_actors.clients.sampling import SamplingClient
+
+        model_id = self.model_id
+        sampling_seq = self._service._reserve_sampling_seq()
+        raw = self._op("save_weights_for_sampler", "/api/v1/save_weights_for_sampler", "SaveWeightsForSampler",
+                       lambda seq: encode_json(SaveWeightsForSamplerRequest(
+                           model_id=model_id, sampling_session_seq_id=sampling_seq, seq_id=seq)),
+                       SaveWeightsForSamplerResponseInternal.model_validate)
+
+        def to_client(response: SaveWeightsForSamplerResponseInternal) -> SamplingClient:
+            if response.sampling_session_id is None:
+                raise InvalidInputError("the server returned no sampling_session_id for an ephemeral save")
+            return SamplingClient(self._service, response.sampling_session_id, base_model=self._ledger.base_model,
+                                  retry_config=retry_config)
+
+        return raw.map(to_client)
+
+    async def save_weights_and_get_sampling_client_async(self, name: str | None = None,
+                                                         retry_config: Any = None) -> SamplingClient:
+        return await self.save_weights_and_get_sampling_client_future(retry_config=retry_config)
+
+    def create_sampling_client(self, model_path: str, retry_config: Any = None) -> SamplingClient:
+        return self._service.create_sampling_client(model_path=model_path, retry_config=retry_config)
+
+    # -- info --
+
+    def get_info(self) -> GetInfoResponse:
+        if self._info is None:
+            self._info = self._context.call(self._get_info())
+        return self._info
+
+    async def get_info_async(self) -> GetInfoResponse:
+        if self._info is None:
+            self._info = await asyncio.wrap_future(self._context.submit(self._get_info()))
+        return self._info
+
+    async def _get_info(self) -> GetInfoResponse:
+        response = await self._context.http.request(
+            Purpose.TRAINING, "POST", "/api/v1/get_info", content=encode_json(GetInfoRequest(model_id=self.model_id)),
+            response_model=GetInfoResponse, endpoint="get_info")
+        return response.data
+
+    def get_tokenizer(self, *, add_special_tokens: bool = True) -> Any:
+        from tinker_actors.tokenizer import get_tokenizer
+
+        info = self.get_info()
+        return get_tokenizer(info.model_data.tokenizer_id or info.model_data.model_name or self._ledger.base_model,
+                             add_special_tokens=add_special_tokens)
+
+    def unload_model(self) -> None:
+        """Stop this client's actor (pending requests fail with ClientStoppedError)."""
+        self._service.supervisor.terminate_child(self._child_id, timeout=10.0)
+
+    # -- async twins (each returns the APIFuture, as the official SDK does) --
+
+    async def forward_backward_async(self, data: Sequence[Datum], loss_fn: str,
+                                     loss_fn_config: dict[str, float] | None = None
+                                     ) -> APIFuture[ForwardBackwardOutput]:
+        return self.forward_backward(data, loss_fn, loss_fn_config)
+
+    async def forward_async(self, data: Sequence[Datum], loss_fn: str,
+                            loss_fn_config: dict[str, float] | None = None) -> APIFuture[ForwardBackwardOutput]:
+        return self.forward(data, loss_fn, loss_fn_config)
+
+    async def optim_step_async(self, adam_params: AdamParams) -> APIFuture[OptimStepResponse]:
+        return self.optim_step(adam_params)
+
+    async def save_state_async(self, name: str) -> APIFuture[SaveWeightsResponse]:
+        return self.save_state(name)
+
+    async def load_state_async(self, path: str) -> APIFuture[LoadWeightsResponse]:
+        return self.load_state(path)
+
+    async def load_state_with_optimizer_async(self, path: str) -> APIFuture[LoadWeightsResponse]:
+        return self.load_state_with_optimizer(path)
+
+    async def save_weights_for_sampler_async(self, name: str) -> APIFuture[SaveWeightsResponse]:
+        return self.save_weights_for_sampler(name)
+
+    def __repr__(self) -> str:
+        return f"TrainingClient(model_id={self.model_id!r})"
+
+
+def _gather(futures: list[APIFuture[Any]], combine: Callable[[list[Any]], Any]) -> APIFuture[Any]:
+    """One future for many: resolves with ``combine(results)`` or the first error (T10: see docs)."""
+    combined: APIFuture[Any] = APIFuture(on_cancel=lambda: [f.cancel() for f in futures])
+    remaining = [len(futures)]
+
+    def on_done(_: concurrent.futures.Future[Any]) -> None:
+        for future in futures:
+            if future.done() and not future.cancelled() and future.raw.exception() is not None:
+                fail(combined.raw, future.raw.exception() or ClientStoppedError("chunk failed"))
+                return
+        remaining[0] -= 1
+        if remaining[0] == 0:
+            try:
+                resolve(combined.raw, combine([future.raw.result() for future in futures]))
+            except Exception as error:
+                fail(combined.raw, error)
+
+    for future in futures:
+        future.raw.add_done_callback(on_done)
+    return combined
