@@ -161,8 +161,10 @@ class Pools(_Frozen):
 
     session: PoolLimits = PoolLimits(clients=1, max_connections=16, max_keepalive=8)
     training: PoolLimits = PoolLimits(clients=2, max_connections=32, max_keepalive=16)
-    sampling: PoolLimits = PoolLimits(clients=8, max_connections=32, max_keepalive=32)
-    futures: PoolLimits = PoolLimits(clients=8, max_connections=64, max_keepalive=32)
+    # Many small pools: at 256 requests in flight, 32 clients x 8 busy connections used ~35 % less CPU
+    # per request than 8 clients x 32 (bench/bench_http.py).
+    sampling: PoolLimits = PoolLimits(clients=32, max_connections=16, max_keepalive=16)
+    futures: PoolLimits = PoolLimits(clients=32, max_connections=16, max_keepalive=16)
     telemetry: PoolLimits = PoolLimits(clients=1, max_connections=4, max_keepalive=2)
 
 

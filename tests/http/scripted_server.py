@@ -35,6 +35,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0    # seconds to wait before answering
     drop: bool = False    # close the connection instead of answering (after ``delay``)
+    trickle: float = 0.0  # if set, send the body one byte at a time, this many seconds apart
 
     def encoded(self) -> tuple[bytes, str]:
         if isinstance(self.body, bytes):
@@ -175,7 +176,12 @@ class ScriptedServer:
                 payload = b""
             headers.extend(extra.items())
             writer.write(conn.send(h11.Response(status_code=reply.status, headers=headers)))
-            if payload:
+            if payload and reply.trickle:
+                for index in range(len(payload)):
+                    writer.write(conn.send(h11.Data(data=payload[index:index + 1])))
+                    await writer.drain()
+                    await asyncio.sleep(reply.trickle)
+            elif payload:
                 writer.write(conn.send(h11.Data(data=payload)))
             writer.write(conn.send(h11.EndOfMessage()))
             await writer.drain()

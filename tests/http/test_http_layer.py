@@ -247,6 +247,18 @@ def test_the_deadline_cuts_an_attempt_with_a_longer_timeout(server: ScriptedServ
     assert len(server.requests(PATH)) == 1
 
 
+def test_the_deadline_cuts_a_server_that_trickles_its_answer(server: ScriptedServer) -> None:
+    # Each byte arrives well within the read timeout, so only the call deadline can stop this.
+    server.script("GET", PATH, Reply(200, {"padding": "x" * 100}, trickle=0.05))
+    policy = RetryPolicy(max_retries=3, deadline=0.5)
+
+    started = time.monotonic()
+    with pytest.raises(APITimeoutError):
+        run(make_config(server), lambda layer: layer.request(
+            Purpose.TRAINING, "GET", PATH, timeout=1.0, retry=policy))
+    assert time.monotonic() - started < 0.5 + 0.3
+
+
 def test_no_retry_sleep_starts_that_would_end_past_the_deadline(server: ScriptedServer) -> None:
     server.script("POST", PATH, Reply(503, headers={"retry-after": "5"}))
     policy = RetryPolicy(max_retries=5, deadline=1.0)

@@ -7,7 +7,7 @@ are added, which keeps the hot path to one small dict.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping
 
 from tinker_actors._version import __version__
@@ -49,8 +49,8 @@ def default_headers(config: Config) -> dict[str, str]:
 
 
 def new_idempotency_key() -> str:
-    """A fresh key; one per logical call, kept across that call's retries."""
-    return f"tinker-actors-retry-{uuid.uuid4().hex}"
+    """A fresh random key (128 bits); one per logical call, kept across that call's retries."""
+    return "tinker-actors-retry-" + os.urandom(16).hex()  # cheaper than uuid4() on the hot path
 
 
 def call_headers(method: str, extra: Mapping[str, str] | None) -> dict[str, str]:
