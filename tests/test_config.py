@@ -125,3 +125,13 @@ def test_invalid_values_are_rejected() -> None:
         RetryPolicy(jitter=1.5)
     with pytest.raises(ValidationError):
         Config(no_progress_timeout=0)
+
+
+def test_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TINKER_API_KEY", KEY)
+    monkeypatch.setenv("TINKER_BASE_URL", "http://127.0.0.1:8123")
+    monkeypatch.delenv("TINKER_TAGS", raising=False)
+    config = Config.from_env()
+    assert config.require_api_key() == KEY
+    assert config.base_url == "http://127.0.0.1:8123"
+    assert Config.from_env(api_key="tml-explicit").require_api_key() == "tml-explicit"

@@ -505,3 +505,15 @@ def test_stats_count_calls_errors_retries_and_latency(server: ScriptedServer) ->
     assert 0.05 <= sample.p50 <= sample.p95 <= sample.p99 <= sample.max
     runs = stats["GET training_runs"]
     assert (runs.count, runs.errors, runs.retries) == (1, 1, 0)
+
+
+def test_loopback_traffic_ignores_proxy_environment(server: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    server.script("GET", PATH, Reply(200, {"name": "direct", "size": 1}))
+
+    result = run(make_config(server), lambda layer: layer.request(
+        Purpose.TRAINING, "GET", PATH, response_model=Thing))
+    assert result.data.name == "direct"

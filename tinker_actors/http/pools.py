@@ -11,6 +11,7 @@ Clients are created on first use. All of them must be used from one event loop (
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 from collections.abc import Mapping
 from enum import StrEnum
@@ -61,6 +62,9 @@ class ClientPools:
             purpose: getattr(config.pools, purpose.value) for purpose in Purpose}
         self._pools: dict[Purpose, _RoundRobin] = {}
         self._ssl: ssl.SSLContext | None = None
+        # A local service is never behind a proxy; an HTTP_PROXY meant for the outside world must
+        # not capture loopback traffic (httpx would otherwise route 127.0.0.1 through it).
+        self._trust_env = not _is_loopback(config.base_url)
 
     def limits(self, purpose: Purpose) -> PoolLimits:
         return self._limits[purpose]
@@ -98,4 +102,15 @@ class ClientPools:
                                 max_keepalive_connections=limits.max_keepalive),
             follow_redirects=True,
             verify=self._ssl_context(),
+            trust_env=self._trust_env,
         )
+
+
+def _is_loopback(url: str) -> bool:
+    host = httpx.URL(url).host
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
