@@ -45,6 +45,7 @@ from supervisors.supervisor import (
     Supervisor,
     SupervisorActor,
     SupervisorConfig,
+    Sync,
     TerminateChild,
 )
 from supervisors.timers import Timer, TimerService, default_timer_service, send_after, send_interval
@@ -79,6 +80,7 @@ __all__ = [
     "SupervisorGaveUp",
     "SupervisorNotRunning",
     "SupervisorStatus",
+    "Sync",
     "TerminateChild",
     "Timer",
     "TimerService",

@@ -113,12 +113,12 @@ class SupervisedActor(pykka.ThreadingActor):
     Errors raised by a handler crash the actor, even on the *ask* path: the asker gets the
     exception and the supervisor builds a fresh actor, so no half-updated state survives. Errors
     listed in :attr:`expected_errors` are only returned to the asker (the actor lives on). Set
-    :attr:`crash_on_error` to False for pykka's behaviour (asks never crash) and mark single methods
+    :attr:`let_it_crash` to False for pykka's behaviour (asks never crash) and mark single methods
     with :func:`crash_on_error` or call :meth:`crash`.
     """
 
     use_daemon_thread: ClassVar[bool] = True
-    crash_on_error: ClassVar[bool] = True
+    let_it_crash: ClassVar[bool] = True
     expected_errors: ClassVar[tuple[type[Exception], ...]] = ()
 
     _FORBIDDEN_OVERRIDES: ClassVar[dict[str, str]] = {
@@ -223,7 +223,7 @@ class SupervisedActor(pykka.ThreadingActor):
         except self.expected_errors:
             raise
         except Exception as exc:
-            if self.crash_on_error:
+            if self.let_it_crash:
                 self._exit(ExitReason.crashed(exc))
             raise
         except BaseException as exc:  # pykka would stop every actor in the process
@@ -269,7 +269,7 @@ R = TypeVar("R")
 
 
 def crash_on_error(method: Callable[Concatenate[A, P], R]) -> Callable[Concatenate[A, P], R]:
-    """Make one method crash the actor on an unexpected error, even when ``crash_on_error`` is off.
+    """Make one method crash the actor on an unexpected error, even when ``let_it_crash`` is off.
 
     The asker still receives the error; errors in the class's ``expected_errors`` do not crash.
     """

@@ -5,7 +5,8 @@ Messages this actor handles (all small frozen dataclasses):
 * :class:`~supervisors.exits.ChildExited` - a child's report about how it ended (tell);
 * :class:`StartChild` / :class:`TerminateChild` - dynamic supervision (ask from outside an actor,
   or tell with a ``reply`` future from inside one: a child never asks its supervisor);
-* :class:`RetryRestart` - its own note to retry a restart whose start failed.
+* :class:`RetryRestart` - its own note to retry a restart whose start failed;
+* :class:`Sync` - a barrier for callers (replies after everything queued before it).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "Supervisor",
     "SupervisorActor",
     "SupervisorConfig",
+    "Sync",
     "TerminateChild",
 ]
 
@@ -69,6 +71,11 @@ class TerminateChild:
 
     child_id: str
     reply: concurrent.futures.Future[None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sync:
+    """Replies once everything sent to the supervisor before it has been handled (a barrier)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +208,8 @@ class SupervisorActor(SupervisedActor):
             return _reply(message.reply, partial(self._terminate, message.child_id))
         elif isinstance(message, RetryRestart):
             self._on_retry(message)
+        elif isinstance(message, Sync):
+            return None
         else:
             return super().on_receive(message)
         return None
@@ -472,6 +481,10 @@ class Supervisor:
         if self._directory.wait_for(lambda d: d.status.final, timeout):
             return self._directory.exit_reason
         return None
+
+    def sync(self, timeout: float | None = None) -> None:
+        """Return once the supervisor has handled everything sent to it before (exit reports too)."""
+        self._request(Sync(), timeout, 0.0)
 
     # ---- names ------------------------------------------------------------------------------------
 
