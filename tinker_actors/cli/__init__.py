@@ -7,12 +7,14 @@ import sys
 from collections.abc import Sequence
 
 from tinker_actors._version import __version__
+from tinker_actors.cli.local import add_local_commands, run_local_command
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinker-actors", description="tinker-actors command line")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("version", help="print the version")
+    add_local_commands(commands)
     return parser
 
 
@@ -21,6 +23,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"tinker-actors {__version__}")
         return 0
+    if args.command == "local":
+        return run_local_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands first
 
 

@@ -1,0 +1,151 @@
+"""``tinker-actors local ...``: run the local service, and control its faults from a shell.
+
+::
+
+    tinker-actors local serve --port 8000 --data-dir ./tinker-data
+    tinker-actors local fault add --url http://127.0.0.1:8000 --endpoint asample --status 503 --times 3
+    tinker-actors local fault list --url http://127.0.0.1:8000
+    tinker-actors local fault clear --url http://127.0.0.1:8000
+
+The API key comes from ``--api-key``, else ``TINKER_LOCAL_API_KEY`` (serve) / ``TINKER_API_KEY``
+(fault commands); it is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+import httpx
+
+__all__ = ["add_local_commands", "run_local_command"]
+
+_DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    local = commands.add_parser("local", help="the embedded Tinker-compatible local service")
+    sub = local.add_subparsers(dest="local_command", required=True)
+
+    serve = sub.add_parser("serve", help="run the local service until interrupted")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (0 picks a free one; default 8000)")
+    serve.add_argument("--data-dir", default=None, help="where runs and checkpoints live (default: temporary)")
+    serve.add_argument("--api-key", default=None,
+                       help="require this X-API-Key (default: $TINKER_LOCAL_API_KEY, else any key)")
+    serve.add_argument("--zero-work", action="store_true", help="canned instant results (client benchmarks)")
+    serve.add_argument("--long-poll", type=float, default=30.0, help="seconds a pending poll is held")
+    serve.add_argument("--session-timeout", type=float, default=300.0,
+                       help="seconds without heartbeat before a session expires")
+    serve.add_argument("--workers", type=int, default=2, help="model worker threads")
+
+    fault = sub.add_parser("fault", help="add, list or clear fault rules of a running service")
+    fault_sub = fault.add_subparsers(dest="fault_command", required=True)
+    for name, text in (("add", "add a fault rule"), ("list", "list the fault rules"),
+                       ("clear", "remove all fault rules (or one with --id)")):
+        parser = fault_sub.add_parser(name, help=text)
+        parser.add_argument("--url", default=os.environ.get("TINKER_BASE_URL", _DEFAULT_URL),
+                            help="base URL of the service (default $TINKER_BASE_URL or 127.0.0.1:8000)")
+        parser.add_argument("--api-key", default=None, help="X-API-Key (default $TINKER_API_KEY)")
+        if name == "clear":
+            parser.add_argument("--id", type=int, default=None, help="remove only this rule")
+        if name == "add":
+            _add_rule_arguments(parser)
+
+
+def _add_rule_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint", required=True, help="endpoint name (asample), path glob or *")
+    parser.add_argument("--action", default="status",
+                        choices=["status", "delay", "drop", "drop_after", "never_complete", "malformed_json",
+                                 "restart"])
+    parser.add_argument("--status", type=int, default=None, help="HTTP status (action status)")
+    parser.add_argument("--body", default=None, help="response body: JSON object or text")
+    parser.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="extra header")
+    parser.add_argument("--retry-after", type=float, default=None, help="add a Retry-After header")
+    parser.add_argument("--queue-state", default=None, help="queue_state of a 408 answer")
+    parser.add_argument("--delay", type=float, default=None, help="seconds to wait before acting")
+    parser.add_argument("--probability", type=float, default=None, help="fire with this probability")
+    parser.add_argument("--every-nth", type=int, default=None, help="fire on every n-th matching request")
+    parser.add_argument("--times", type=int, default=None, help="fire at most this many times")
+    parser.add_argument("--method", default=None, help="only requests with this HTTP method")
+    parser.add_argument("--request-type", default=None, help="retrieve_future only: future type, e.g. Sample")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the rule's random draws")
+
+
+def _rule_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    rule: dict[str, Any] = {"endpoint": args.endpoint, "action": args.action}
+    optional = {"status": args.status, "retry_after": args.retry_after, "queue_state": args.queue_state,
+                "delay_s": args.delay, "probability": args.probability, "every_nth": args.every_nth,
+                "times": args.times, "method": args.method, "request_type": args.request_type,
+                "seed": args.seed}
+    rule.update({key: value for key, value in optional.items() if value is not None})
+    if args.body is not None:
+        try:
+            rule["body"] = json.loads(args.body)
+        except ValueError:
+            rule["body"] = args.body
+    if args.header:
+        headers = {}
+        for item in args.header:
+            name, sep, value = item.partition(":")
+            if not sep:
+                raise SystemExit(f"--header needs NAME:VALUE, got {item!r}")
+            headers[name.strip()] = value.strip()
+        rule["headers"] = headers
+    return rule
+
+
+def run_local_command(args: argparse.Namespace) -> int:
+    if args.local_command == "serve":
+        return _serve(args)
+    return _fault(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from tinker_actors.local import LocalService
+
+    api_key = args.api_key if args.api_key is not None else os.environ.get("TINKER_LOCAL_API_KEY")
+    service = LocalService(data_dir=args.data_dir, port=args.port, api_key=api_key, host=args.host,
+                           zero_work=args.zero_work, long_poll_s=args.long_poll,
+                           session_timeout_s=args.session_timeout, workers=args.workers)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    service.start()
+    key_note = "the configured API key" if api_key is not None else "any API key"
+    print(f"tinker-actors local service on {service.base_url} (data dir {service.data_dir}; accepts {key_note})",
+          flush=True)
+    try:
+        stop.wait()
+    finally:
+        service.stop()
+    return 0
+
+
+def _fault(args: argparse.Namespace) -> int:
+    key = args.api_key or os.environ.get("TINKER_API_KEY") or "tml-local-service"
+    url = args.url.rstrip("/") + "/local/v1/faults"
+    headers = {"X-API-Key": key}
+    try:
+        with httpx.Client(timeout=10.0) as client:
+            if args.fault_command == "add":
+                response = client.post(url, json=_rule_from_args(args), headers=headers)
+            elif args.fault_command == "list":
+                response = client.get(url, headers=headers)
+            elif args.id is not None:
+                response = client.delete(f"{url}/{args.id}", headers=headers)
+            else:
+                response = client.delete(url, headers=headers)
+    except httpx.HTTPError as error:
+        print(f"error: cannot reach {args.url}: {error}", file=sys.stderr)
+        return 1
+    if response.status_code >= 400:
+        print(f"error: HTTP {response.status_code}: {response.text}", file=sys.stderr)
+        return 1
+    print(json.dumps(response.json(), indent=2))
+    return 0

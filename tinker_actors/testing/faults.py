@@ -1,0 +1,65 @@
+"""FaultHelper: short names for the common fault rules of a running :class:`LocalService`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tinker_actors.local import FaultAction, FaultRule, LocalService
+
+__all__ = ["FaultHelper"]
+
+
+class FaultHelper:
+    """Adds fault rules to ``service``; each method returns the rule id (see :meth:`fired`)."""
+
+    def __init__(self, service: LocalService) -> None:
+        self._service = service
+
+    def add(self, endpoint: str, action: FaultAction | str = FaultAction.STATUS, **options: Any) -> int:
+        """Any rule: ``options`` are :class:`FaultRule` fields (status, times, probability, ...)."""
+        return self._service.faults.add(FaultRule(endpoint=endpoint, action=FaultAction(action), **options))
+
+    def fail(self, endpoint: str, status: int = 500, *, times: int | None = 1, **options: Any) -> int:
+        """Answer ``status`` (with a default JSON body for that status)."""
+        return self.add(endpoint, FaultAction.STATUS, status=status, times=times, **options)
+
+    def rate_limit(self, endpoint: str, *, retry_after: float | None = 1.0, times: int | None = 1,
+                   **options: Any) -> int:
+        """Answer 429 with ``Retry-After``."""
+        return self.add(endpoint, FaultAction.STATUS, status=429, retry_after=retry_after, times=times, **options)
+
+    def pending(self, queue_state: str = "active", *, times: int | None = 1, **options: Any) -> int:
+        """Polls answer 408 try_again with ``queue_state`` (e.g. ``paused_capacity``)."""
+        return self.add("retrieve_future", FaultAction.STATUS, status=408, queue_state=queue_state,
+                        times=times, **options)
+
+    def expire_futures(self, *, times: int | None = 1, **options: Any) -> int:
+        """Polls answer 410 (the promise expired)."""
+        return self.add("retrieve_future", FaultAction.STATUS, status=410, times=times, **options)
+
+    def delay(self, endpoint: str, seconds: float, *, times: int | None = None, **options: Any) -> int:
+        return self.add(endpoint, FaultAction.DELAY, delay_s=seconds, times=times, **options)
+
+    def drop(self, endpoint: str, *, after_processing: bool = False, times: int | None = 1,
+             **options: Any) -> int:
+        """Close the connection without an answer (after running the request, if asked)."""
+        action = FaultAction.DROP_AFTER if after_processing else FaultAction.DROP
+        return self.add(endpoint, action, times=times, **options)
+
+    def never_complete(self, endpoint: str, *, times: int | None = 1, **options: Any) -> int:
+        """The submission succeeds; its future stays pending forever."""
+        return self.add(endpoint, FaultAction.NEVER_COMPLETE, times=times, **options)
+
+    def malformed_json(self, endpoint: str, *, times: int | None = 1, **options: Any) -> int:
+        return self.add(endpoint, FaultAction.MALFORMED_JSON, times=times, **options)
+
+    def restart_on(self, endpoint: str, *, times: int | None = 1, **options: Any) -> int:
+        """Restart the service when ``endpoint`` is called (in-memory state is lost)."""
+        return self.add(endpoint, FaultAction.RESTART, times=times, **options)
+
+    def fired(self, rule_id: int) -> int:
+        """How many times the rule fired."""
+        return self._service.faults.fired(rule_id)
+
+    def clear(self) -> None:
+        self._service.faults.clear()
