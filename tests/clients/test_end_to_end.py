@@ -52,7 +52,8 @@ def test_training_loop_learns_and_checkpoints(client: tinker.ServiceClient) -> N
     archive = rest.get_checkpoint_archive_url_from_tinker_path(saved.path).result(10)
     assert archive.url.startswith("http://127.0.0.1")
     rest.delete_checkpoint_from_tinker_path(saved.path).result(10)
-    assert "weights/e2e" not in {c.checkpoint_id for c in rest.list_checkpoints(training.model_id).result(10).checkpoints}
+    remaining = rest.list_checkpoints(training.model_id).result(10).checkpoints
+    assert "weights/e2e" not in {c.checkpoint_id for c in remaining}
 
 
 def test_ephemeral_sampler_and_async_api(client: tinker.ServiceClient) -> None:
