@@ -95,7 +95,8 @@ def token_loss(loss_fn: str, logp: Array, inputs: Mapping[str, Array], config: M
             clipped=None,
         )
 
-    ratio = np.exp(logp - q)
+    with np.errstate(over="ignore"):  # an overflowing ratio is reported by the trainer as a user error
+        ratio = np.exp(logp - q)
     if loss_fn == "importance_sampling":
         return TokenLoss(elementwise=-w * ratio * adv, d_logprobs=-w * ratio * adv, clipped=None)
 

@@ -55,7 +55,9 @@ class DatumArrays:
     loss_inputs: Mapping[str, Array]
 
     @classmethod
-    def next_token(cls, sequence: Sequence[int], weights: Sequence[float] | None = None) -> DatumArrays:
+    def next_token(
+        cls, sequence: Sequence[int] | npt.NDArray[np.integer[Any]], weights: Sequence[float] | None = None
+    ) -> DatumArrays:
         """Next-token prediction on `sequence`: input ``sequence[:-1]``, targets ``sequence[1:]``."""
         tokens = np.asarray(sequence, dtype=np.int64)
         inputs: dict[str, Array] = {"target_tokens": tokens[1:]}
