@@ -121,7 +121,7 @@ def test_429_retry_after_is_honoured(server: ScriptedServer, headers: dict[str, 
     assert result.status_code == 200
     first, second = server.requests(PATH)
     waited = second.at - first.at
-    assert expected <= waited < expected + 0.5
+    assert expected <= waited < expected + 1.0
 
 
 def test_retry_after_beyond_the_limit_falls_back_to_backoff(server: ScriptedServer) -> None:
@@ -130,7 +130,7 @@ def test_retry_after_beyond_the_limit_falls_back_to_backoff(server: ScriptedServ
     run(make_config(server), lambda layer: layer.request(Purpose.SAMPLING, "POST", PATH))
 
     first, second = server.requests(PATH)
-    assert second.at - first.at < 0.5
+    assert second.at - first.at < 1.0  # not the 3600 s asked for
 
 
 def test_429_exhausted_is_a_rate_limit_error(server: ScriptedServer) -> None:
@@ -231,7 +231,7 @@ def test_the_call_deadline_bounds_retries_and_waits(server: ScriptedServer) -> N
             Purpose.TRAINING, "POST", PATH, timeout=0.15, retry=policy))
 
     elapsed = time.monotonic() - started
-    assert 0.3 < elapsed < 0.6 + 0.3
+    assert 0.3 < elapsed < 0.6 + 0.6
     assert 2 <= len(server.requests(PATH)) < 6
 
 
@@ -243,7 +243,7 @@ def test_the_deadline_cuts_an_attempt_with_a_longer_timeout(server: ScriptedServ
     with pytest.raises(APITimeoutError):
         run(make_config(server), lambda layer: layer.request(
             Purpose.TRAINING, "POST", PATH, timeout=30, retry=policy))
-    assert time.monotonic() - started < 0.3 + 0.3
+    assert time.monotonic() - started < 0.3 + 0.9  # the server would answer after 3 s
     assert len(server.requests(PATH)) == 1
 
 
@@ -256,7 +256,7 @@ def test_the_deadline_cuts_a_server_that_trickles_its_answer(server: ScriptedSer
     with pytest.raises(APITimeoutError):
         run(make_config(server), lambda layer: layer.request(
             Purpose.TRAINING, "GET", PATH, timeout=1.0, retry=policy))
-    assert time.monotonic() - started < 0.5 + 0.3
+    assert time.monotonic() - started < 0.5 + 1.0  # the whole answer takes > 5 s
 
 
 def test_no_retry_sleep_starts_that_would_end_past_the_deadline(server: ScriptedServer) -> None:
@@ -454,7 +454,7 @@ def test_a_closed_layer_refuses_calls(server: ScriptedServer) -> None:
 # --- pools and statistics -----------------------------------------------------------------------
 
 def test_busy_sampling_pool_does_not_starve_training(server: ScriptedServer) -> None:
-    server.script("POST", "/api/v1/asample", Reply(200, {}, delay=0.6))
+    server.script("POST", "/api/v1/asample", Reply(200, {}, delay=1.0))
     server.script("POST", "/api/v1/forward", Reply(200, {}))
     pools = Pools(sampling=PoolLimits(clients=1, max_connections=1, max_keepalive=1))
 
@@ -470,11 +470,11 @@ def test_busy_sampling_pool_does_not_starve_training(server: ScriptedServer) -> 
         await asyncio.gather(*samples, return_exceptions=True)
         return took
 
-    assert run(make_config(server, pools=pools), body) < 0.3
+    assert run(make_config(server, pools=pools), body) < 0.5  # a shared pool would take > 2.5 s
 
 
 def test_round_robin_clients_serve_in_parallel(server: ScriptedServer) -> None:
-    server.script("POST", "/api/v1/asample", Reply(200, {}, delay=0.3))
+    server.script("POST", "/api/v1/asample", Reply(200, {}, delay=0.4))
     pools = Pools(sampling=PoolLimits(clients=4, max_connections=1, max_keepalive=1))
 
     async def body(layer: HttpLayer) -> float:
@@ -483,7 +483,7 @@ def test_round_robin_clients_serve_in_parallel(server: ScriptedServer) -> None:
         return time.monotonic() - started
 
     config = make_config(server, pools=pools)
-    assert run(config, body) < 0.55  # one at a time would take 1.2 s
+    assert run(config, body) < 0.9  # one at a time would take 1.6 s
     assert HttpLayer(config).capacity(Purpose.SAMPLING) == 4
 
 
