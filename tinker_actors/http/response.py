@@ -24,6 +24,8 @@ class HttpResponse(Generic[T]):
     ``data`` is the 2xx body validated into the caller's model (or decoded JSON when no model was
     given, ``None`` for an empty body). A status the caller listed in ``accept_status`` is returned
     as is: its body is not validated, read it with :meth:`json` or :attr:`content`.
+    ``attempts`` counts the requests sent (1 + retries); ``elapsed`` is the whole call in seconds,
+    retries and waits included.
     """
 
     status_code: int
