@@ -193,3 +193,28 @@ def test_a_supervisor_that_takes_too_long_to_stop_is_abandoned(log: EventLog) ->
     assert time.monotonic() - began < 1.0
     release.set()
     assert sup.wait(timeout=3.0) is not None
+
+
+class Plain(pykka.ThreadingActor):
+    use_daemon_thread = True
+
+
+def test_a_spec_must_start_a_supervised_actor(log: EventLog) -> None:
+    started: list[pykka.ActorRef[Any]] = []
+
+    def start_plain() -> pykka.ActorRef[Any]:
+        ref = Plain.start()
+        started.append(ref)
+        return ref
+
+    def explode() -> pykka.ActorRef[Any]:
+        raise OSError("factory failed")
+
+    with Supervisor.start([worker_spec(log, "ok")]) as sup:
+        with pytest.raises(ChildStartError, match="did not start a SupervisedActor"):
+            sup.start_child(ChildSpec("plain", start_plain))
+        assert wait_until(lambda: not started[0].is_alive())  # not left running unsupervised
+        with pytest.raises(ChildStartError) as caught:
+            sup.start_child(ChildSpec("explode", explode))
+        assert isinstance(caught.value.__cause__, OSError)
+        assert [info.child_id for info in sup.which_children()] == ["ok"]
