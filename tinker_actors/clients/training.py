@@ -67,6 +67,10 @@ class TrainingOp:
     build: Callable[[int], bytes]
     parse: Callable[[Any], Any]
     future: concurrent.futures.Future[Any]
+    ready: concurrent.futures.Future[Any] | None = None
+    """If set, the op keeps its place in the send chain but takes its seq id only once this resolves (the
+    backward of forward_backward_custom waits here for its client-side gradient); if it fails, the op and
+    every op queued behind it are not sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,12 @@ class TrainingClientActor(SupervisedActor):
                     if ledger.queued_behind_failure(op_id):
                         raise NotSentError(f"{op.kind} was not sent: an earlier request of this training client "
                                            f"failed before it ({earlier})") from None
+            if op.ready is not None:
+                try:
+                    await asyncio.wrap_future(op.ready)
+                except BaseException:
+                    ledger.send_failed()
+                    raise
             seq_id = ledger.begin_send(op_id)
             if seq_id is None:
                 raise NotSentError(f"{op.kind} was not sent: its training client stopped first")
