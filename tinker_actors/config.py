@@ -43,6 +43,7 @@ __all__ = [
     "PoolLimits",
     "Pools",
     "RetryPolicy",
+    "TelemetrySettings",
     "Timeouts",
 ]
 
@@ -168,6 +169,21 @@ class Pools(_Frozen):
     telemetry: PoolLimits = PoolLimits(clients=1, max_connections=4, max_keepalive=2)
 
 
+class TelemetrySettings(_Frozen):
+    """How the per-session telemetry reporter batches and uploads events (docs/telemetry.md)."""
+
+    batch_size: int = Field(100, ge=1, description="events per POST /api/v1/telemetry")
+    flush_interval: float = Field(10.0, gt=0, description="seconds between periodic flushes")
+    flush_threshold: int = Field(100, ge=1, description="a flush starts as soon as this many events wait")
+    max_queue: int = Field(10_000, ge=1, description="events held at most; newer ones are dropped and counted")
+    upload_attempts: int = Field(4, ge=1, description="tries per batch (first one included) before it is given up")
+    retry_base_delay: float = Field(1.0, ge=0, description="wait before the 2nd try, doubling after each failure")
+    retry_max_delay: float = Field(8.0, ge=0)
+    drain_timeout: float = Field(2.0, ge=0, description="how long closing a session may spend sending what is left")
+    stats_interval: float | None = Field(
+        60.0, gt=0, description="seconds between client_stats events (per-endpoint counters); None: never")
+
+
 class Config(_Frozen):
     """Everything a client needs to talk to one Tinker service. Frozen; copy with :meth:`replace`."""
 
@@ -187,6 +203,7 @@ class Config(_Frozen):
     heartbeat_interval: float = Field(10.0, gt=0)
     heartbeat_warning_after: float = Field(120.0, gt=0)
     pools: Pools = Pools()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     @field_validator("base_url")
     @classmethod
