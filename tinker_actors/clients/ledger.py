@@ -9,6 +9,7 @@ optim_step is never replayed).
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 from dataclasses import dataclass, field
 
@@ -25,6 +26,8 @@ class TrainingLedger:
     _sending: set[int] = field(default_factory=set, repr=False)
     accepted: dict[int, str] = field(default_factory=dict, repr=False)
     """op id -> request id, for requests the server acknowledged and that are still being polled."""
+    last_sent: concurrent.futures.Future[None] | None = field(default=None, repr=False)
+    """The send turn of the newest op: a restarted actor chains after it, so sends stay in order."""
     _last_op_id: int = 0
     _poisoned_up_to: int = 0
 

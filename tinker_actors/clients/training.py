@@ -106,7 +106,6 @@ class TrainingClientActor(SupervisedActor):
         self._context = context
         self._ledger = ledger
         self._in_flight: dict[int, _InFlight] = {}
-        self._last_sent: concurrent.futures.Future[None] | None = None
         self._queue_log = QueueStateLog(f"training of {ledger.model_id}")
 
     def on_receive(self, message: Any) -> Any:
@@ -123,7 +122,7 @@ class TrainingClientActor(SupervisedActor):
             return
         op_id = self._ledger.assign_op_id()
         sent: concurrent.futures.Future[None] = concurrent.futures.Future()
-        previous, self._last_sent = self._last_sent, sent
+        previous, self._ledger.last_sent = self._ledger.last_sent, sent
         task = self._context.submit(self._run(op_id, op, previous, sent))
         self._in_flight[op_id] = _InFlight(op, task)
         op.future.add_done_callback(lambda f: task.cancel() if f.cancelled() or _timed_out(f) else None)
