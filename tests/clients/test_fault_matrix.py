@@ -1,0 +1,93 @@
+"""The rest of the fault matrix: 408 queue states, 410, dropped connections, slow answers, a service restart.
+
+Each case ends with a correct result or a typed error, within seconds (pytest-timeout guards against hangs).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import structlog
+
+import tinker_actors as tinker
+from tests.clients.conftest import datum
+from tinker_actors.config import Config, PollBackoff, RetryPolicy, Timeouts
+from tinker_actors.local import FaultAction, FaultRule, LocalService
+
+TEXT = list(b"every fault has an answer, and every answer has a type. " * 2)
+PROMPT = tinker.ModelInput.from_ints(TEXT[:6])
+
+
+def test_408_queue_states_are_reported_once_per_period(client: tinker.ServiceClient, service: LocalService) -> None:
+    training = client.create_lora_training_client("tiny-byte", rank=2)
+    service.faults.add(FaultRule(endpoint="retrieve_future", status=408, queue_state="paused_capacity", times=5))
+    with structlog.testing.capture_logs() as logs:
+        result = training.forward_backward([datum(TEXT[:20])], "cross_entropy").result(30)
+    assert result.metrics["loss:sum"] > 0
+    paused = [entry for entry in logs if entry["event"] == "queue.paused"]
+    assert len(paused) == 1 and paused[0]["state"] == "paused_capacity"
+
+
+def test_410_on_a_training_future_is_typed(client: tinker.ServiceClient, service: LocalService) -> None:
+    training = client.create_lora_training_client("tiny-byte", rank=2)
+    service.faults.add(FaultRule(endpoint="retrieve_future", status=410, times=1))
+    with pytest.raises(tinker.APIStatusError) as info:
+        training.forward_backward([datum(TEXT[:20])], "cross_entropy").result(30)
+    assert info.value.status_code == 410
+
+
+def test_410_on_a_sample_is_resubmitted(client: tinker.ServiceClient, service: LocalService) -> None:
+    sampler = client.create_sampling_client(base_model="tiny-byte",
+                                            retry_config=tinker.RetryConfig(retry_delay_base=0.01))
+    service.faults.add(FaultRule(endpoint="retrieve_future", status=410, times=1, request_type="Sample"))
+    response = sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=3)).result(30)
+    assert len(response.sequences[0].tokens) == 3
+
+
+def test_410_forever_on_samples_ends_with_a_typed_error(client: tinker.ServiceClient, service: LocalService) -> None:
+    sampler = client.create_sampling_client(base_model="tiny-byte", retry_config=tinker.RetryConfig(
+        retry_delay_base=0.01, retry_delay_max=0.02, max_retries=3))
+    service.faults.add(FaultRule(endpoint="retrieve_future", status=410, request_type="Sample"))
+    with pytest.raises(tinker.APIStatusError):
+        sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=3)).result(30)
+
+
+@pytest.mark.parametrize("endpoint", ["forward_backward", "asample", "retrieve_future"])
+def test_dropped_connections_are_retried(client: tinker.ServiceClient, service: LocalService, endpoint: str) -> None:
+    service.faults.add(FaultRule(endpoint=endpoint, action=FaultAction.DROP, times=2))
+    if endpoint == "asample":
+        sampler = client.create_sampling_client(base_model="tiny-byte",
+                                                retry_config=tinker.RetryConfig(retry_delay_base=0.01))
+        assert sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2)).result(30).sequences
+    else:
+        training = client.create_lora_training_client("tiny-byte", rank=2)
+        assert training.forward_backward([datum(TEXT[:20])], "cross_entropy").result(30).metrics
+
+
+def test_slow_answers_past_the_timeout_end_typed(service: LocalService) -> None:
+    config = Config(api_key="k", base_url=service.base_url, telemetry_enabled=False,
+                    timeouts=Timeouts(default=0.3), retry=RetryPolicy(max_retries=2, base_delay=0.01, deadline=3.0),
+                    poll_backoff=PollBackoff(initial=0.01, max=0.05))
+    with tinker.ServiceClient(config=config) as svc:
+        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        service.faults.add(FaultRule(endpoint="forward_backward", action=FaultAction.DELAY, delay_s=1.0))
+        started = time.monotonic()
+        with pytest.raises(tinker.APITimeoutError):
+            training.forward_backward([datum(TEXT[:20])], "cross_entropy").result(30)
+        assert time.monotonic() - started < 5
+        service.faults.clear()
+
+
+def test_service_restart_mid_run_ends_every_wait(client: tinker.ServiceClient, service: LocalService) -> None:
+    training = client.create_lora_training_client("tiny-byte", rank=2)
+    saved = training.save_state("before-restart").result(30)
+    service.faults.add(FaultRule(endpoint="forward_backward", action=FaultAction.NEVER_COMPLETE, times=1))
+    pending = training.forward_backward([datum(TEXT[:20])], "cross_entropy")
+    time.sleep(0.2)
+    service.restart()
+    with pytest.raises(tinker.TinkerError):  # the server forgot the request: a typed error, not a hang
+        pending.result(30)
+    # The checkpoint survived the restart (same data dir): a new client resumes from it.
+    resumed = client.create_training_client_from_state(saved.path)
+    assert resumed.forward([datum(TEXT[:20])], "cross_entropy").result(30).metrics["loss:sum"] > 0
