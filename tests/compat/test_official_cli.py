@@ -1,7 +1,8 @@
 """The official ``tinker`` CLI's run and checkpoint commands work against the local service.
 
-Each command is a real subprocess (``python -m tinker.cli``) configured by TINKER_BASE_URL and
-TINKER_API_KEY. Independent commands run concurrently to keep the test short.
+Configured by TINKER_BASE_URL and TINKER_API_KEY. One command runs as a real subprocess
+(``python -m tinker.cli``); the others run the same click commands in-process, because every new
+process spends ~2 s importing torch.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,19 +23,31 @@ tinker = pytest.importorskip("tinker", reason="the official tinker SDK (compat e
 pytestmark = pytest.mark.compat
 
 
-def _cli(svc: LocalService, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TINKER_BASE_URL": svc.base_url, "TINKER_API_KEY": svc.api_key,
-           "TINKER_TELEMETRY": "0", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "tinker.cli", "-f", "json", *args], env=env,
+def _env(svc: LocalService) -> dict[str, str]:
+    return {"TINKER_BASE_URL": svc.base_url, "TINKER_API_KEY": svc.api_key, "TINKER_TELEMETRY": "0"}
+
+
+def _subprocess_cli(svc: LocalService, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real console entry point, in its own process."""
+    return subprocess.run([sys.executable, "-m", "tinker.cli", "-f", "json", *args],
+                          env={**os.environ, **_env(svc), "OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=60, check=False)
 
 
-def _json(result: subprocess.CompletedProcess[str]) -> Any:
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+def _cli(svc: LocalService, monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
+    """The same click command run in this process (importing torch per command would be slow)."""
+    from click.testing import CliRunner
+    from tinker.cli.__main__ import main_cli
+
+    for name, value in _env(svc).items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main_cli, ["-f", "json", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
 
 
-def test_run_and_checkpoint_commands(sdk_env: LocalService, tmp_path: Path) -> None:
+def test_run_and_checkpoint_commands(sdk_env: LocalService, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     svc = sdk_env
     sc = tinker.ServiceClient(base_url=svc.base_url, api_key=svc.api_key)
     tc = sc.create_lora_training_client(base_model="tiny-byte", rank=2)
@@ -43,37 +55,26 @@ def test_run_and_checkpoint_commands(sdk_env: LocalService, tmp_path: Path) -> N
     keep = tc.save_state("cli-keep").result(timeout=30).path
     doomed = tc.save_state("cli-doomed").result(timeout=30).path
 
-    commands = {
-        "runs": ("run", "list", "--limit", "0"),
-        "run": ("run", "info", run_id),
-        "ckpts": ("checkpoint", "list", "--run-id", run_id),
-        "user": ("checkpoint", "list", "--limit", "0"),
-        "info": ("checkpoint", "info", keep),
-        "download": ("checkpoint", "download", keep, "--output", str(tmp_path)),
-        "publish": ("checkpoint", "publish", keep),
-        "delete": ("checkpoint", "delete", doomed, "-y"),
-    }
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {name: pool.submit(_cli, svc, *args) for name, args in commands.items()}
-        results = {name: future.result() for name, future in futures.items()}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        real_process = pool.submit(_subprocess_cli, svc, "run", "list", "--limit", "0")
 
-    assert run_id in json.dumps(_json(results["runs"]))
-    assert run_id in json.dumps(_json(results["run"]))
-    assert keep in json.dumps(_json(results["ckpts"]))
-    assert keep in json.dumps(_json(results["user"]))
-    assert keep in json.dumps(_json(results["info"]))
-    download = _json(results["download"])
-    files = {p.name for p in Path(download["destination"]).iterdir()}
-    assert "arrays.npz" in files
-    for name in ("publish", "delete"):
-        assert results[name].returncode == 0, results[name].stderr
+        assert json.loads(_cli(svc, monkeypatch, "run", "info", run_id))["training_run_id"] == run_id
+        assert keep in _cli(svc, monkeypatch, "checkpoint", "list", "--run-id", run_id)
+        assert keep in _cli(svc, monkeypatch, "checkpoint", "list", "--limit", "0")
+        assert keep in _cli(svc, monkeypatch, "checkpoint", "info", keep)
+        download = json.loads(_cli(svc, monkeypatch, "checkpoint", "download", keep, "--output", str(tmp_path)))
+        assert "arrays.npz" in {p.name for p in Path(download["destination"]).iterdir()}
 
-    rc = sc.create_rest_client()
-    checkpoints = {c.tinker_path: c for c in rc.list_checkpoints(run_id).result(timeout=30).checkpoints}
-    assert doomed not in checkpoints
-    assert checkpoints[keep].public
+        rc = sc.create_rest_client()
+        _cli(svc, monkeypatch, "checkpoint", "publish", keep)
+        _cli(svc, monkeypatch, "checkpoint", "delete", doomed, "-y")
+        checkpoints = {c.tinker_path: c for c in rc.list_checkpoints(run_id).result(timeout=30).checkpoints}
+        assert doomed not in checkpoints
+        assert checkpoints[keep].public
+        _cli(svc, monkeypatch, "checkpoint", "unpublish", keep)
+        checkpoints = {c.tinker_path: c for c in rc.list_checkpoints(run_id).result(timeout=30).checkpoints}
+        assert not checkpoints[keep].public
 
-    unpublish = _cli(svc, "checkpoint", "unpublish", keep)
-    assert unpublish.returncode == 0, unpublish.stderr
-    checkpoints = {c.tinker_path: c for c in rc.list_checkpoints(run_id).result(timeout=30).checkpoints}
-    assert not checkpoints[keep].public
+        listed = real_process.result()
+    assert listed.returncode == 0, listed.stderr
+    assert run_id in listed.stdout

@@ -114,7 +114,9 @@ class LocalService:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """Listening and serving (false while a restart is in progress)."""
+        return self._thread is not None and self._thread.is_alive() and self._started.is_set() \
+            and self._start_error is None
 
     @property
     def restarts(self) -> int:
@@ -131,7 +133,7 @@ class LocalService:
 
     def start(self) -> LocalService:
         with self._control:
-            if self.running:
+            if self._thread is not None and self._thread.is_alive():
                 return self
             self._started.clear()
             self._start_error = None
@@ -165,6 +167,7 @@ class LocalService:
             thread, loop, stop_event = self._thread, self._loop, self._stop_event
             if thread is None:
                 return
+            self._started.clear()
             if loop is not None and stop_event is not None:
                 with contextlib.suppress(RuntimeError):  # the loop may already be closed
                     loop.call_soon_threadsafe(stop_event.set)
