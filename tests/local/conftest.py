@@ -8,6 +8,11 @@ import pytest
 
 from tests.local.support import Api
 from tinker_actors.local import LocalService
+from tinker_actors.testing import plugin
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    plugin.pytest_configure(config)  # the local_service marker (the plugin's fixtures are imported directly)
 
 
 @pytest.fixture

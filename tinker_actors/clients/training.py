@@ -24,6 +24,7 @@ from tinker_actors.clients.ledger import TrainingLedger
 from tinker_actors.errors import ClientStoppedError, InvalidInputError, NotSentError, TinkerError
 from tinker_actors.futures import APIFuture, QueueStateLog, fail, poll_future, resolve
 from tinker_actors.http import Purpose
+from tinker_actors.training import grad_norms as _grad_norms  # noqa: F401  (fills the runtime slot)
 from tinker_actors.training.chunking import ChunkLimits, combine_outputs, split_batch
 from tinker_actors.types import (
     AdamParams,
@@ -414,6 +415,33 @@ class TrainingClient:
 
     def __repr__(self) -> str:
         return f"TrainingClient(model_id={self.model_id!r})"
+
+    # -- custom losses and gradient norms (logic in tinker_actors.training.custom_loss / grad_norms) --
+
+    def forward_backward_custom(self, data: Sequence[Datum], loss_fn: Any, *, regularizers: Sequence[Any] = (),
+                                parallel: bool = True) -> APIFuture[ForwardBackwardOutput]:
+        """Train on ``loss_fn(data, logprobs)`` plus weighted regularizers (docs/custom-loss.md); never blocks."""
+        from tinker_actors.training.custom_loss import forward_backward_custom
+
+        return forward_backward_custom(self, data, loss_fn, regularizers=regularizers, parallel=parallel,
+                                       chunk_limits=self._chunk_limits)
+
+    async def forward_backward_custom_async(self, data: Sequence[Datum], loss_fn: Any, *,
+                                            regularizers: Sequence[Any] = (), parallel: bool = True
+                                            ) -> APIFuture[ForwardBackwardOutput]:
+        return self.forward_backward_custom(data, loss_fn, regularizers=regularizers, parallel=parallel)
+
+    def grad_norm_history(self, last: int | None = None) -> list[Any]:
+        """This model's recent custom-loss gradient norms (GradNormRecord, oldest first)."""
+        from tinker_actors.training import grad_norms
+
+        return grad_norms.history(self._context.runtime, self.model_id, last)
+
+    def grad_norm_summary(self) -> Any:
+        """Running statistics of this model's gradient norms (GradNormSummary, or None before any step)."""
+        from tinker_actors.training import grad_norms
+
+        return grad_norms.summary(self._context.runtime, self.model_id)
 
 
 def _gather(futures: list[APIFuture[Any]], combine: Callable[[list[Any]], Any]) -> APIFuture[Any]:
