@@ -33,6 +33,12 @@ from tinker_actors.errors import InvalidInputError
 from tinker_actors.futures import APIFuture, PollSettings, poll_future
 from tinker_actors.http import HttpLayer, Purpose
 from tinker_actors.runtime import Runtime
+from tinker_actors.telemetry import (
+    SessionTelemetry,
+    capture_exceptions,
+    start_session_telemetry,
+    stop_session_telemetry,
+)
 from tinker_actors.training.chunking import ChunkLimits
 from tinker_actors.types import (
     CreateModelRequest,
@@ -81,6 +87,7 @@ class ServiceClientActor(SupervisedActor):
 _service_ids = itertools.count()
 
 
+@capture_exceptions
 class ServiceClient:
     """The entry point, as in the official SDK: ``ServiceClient(base_url=..., api_key=...)``."""
 
@@ -100,6 +107,7 @@ class ServiceClient:
         self._sampling_seq = itertools.count()
         self._seq_lock = threading.Lock()
         self._closed = False
+        self._telemetry = SessionTelemetry("")
         name = f"service-{next(_service_ids)}"
         context = self._context
         self.supervisor: Supervisor = self._runtime.start_service_supervisor(
@@ -114,11 +122,17 @@ class ServiceClient:
         self._runtime.session_manager.tell(TrackSession(
             session.session_id, http, weakref.ref(self), self._config.heartbeat_interval,
             self._config.heartbeat_warning_after))
+        self._telemetry = start_session_telemetry(self._runtime, self._config, http, session.session_id)
         self._finalizer = weakref.finalize(self, _close_quietly, self._runtime, name, session.session_id, context)
 
     @property
     def session_id(self) -> str:
         return self._context.session_id
+
+    @property
+    def telemetry(self) -> SessionTelemetry:
+        """This session's telemetry: ``log(...)``, ``flush()``, ``counters()`` (docs/telemetry.md)."""
+        return self._telemetry
 
     @property
     def config(self) -> Config:
@@ -337,9 +351,17 @@ def _close_quietly(runtime: Runtime, supervisor_name: str, session_id: str, cont
         pass
     with contextlib.suppress(Exception):
         runtime.stop_service_supervisor(supervisor_name, timeout=15.0)
+    # After the clients (their last errors are reported), before the HTTP layer closes.
+    with contextlib.suppress(Exception):
+        stop_session_telemetry(runtime, session_id)
     try:
         if runtime.ioloop.running:
             runtime.ioloop.submit(context.http.aclose()).result(5.0)
     except Exception:
         pass
     context.closed = True
+
+
+# Errors raised by any client of a session are reported to that session's telemetry (once each).
+for _client_class in (TrainingClient, SamplingClient, RestClient):
+    capture_exceptions(_client_class)

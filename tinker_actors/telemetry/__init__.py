@@ -1,0 +1,38 @@
+"""Telemetry: the in-process event bus, the per-session reporter actor, exception capture, OTel headers.
+
+See docs/telemetry.md. ``ServiceClient.telemetry`` is the per-session handle
+(:class:`SessionTelemetry`); :func:`emit` / :func:`attach` / :func:`detach` work on the process-wide bus.
+"""
+
+from tinker_actors.telemetry.bus import Event, EventBus, Handler, attach, default_bus, detach, emit
+from tinker_actors.telemetry.capture import capture_exceptions, report_exception
+from tinker_actors.telemetry.events import STATS_EVENT, USER_ERROR_EVENT
+from tinker_actors.telemetry.ledger import DeliveryCounters
+from tinker_actors.telemetry.otel import otel_available, trace_headers
+from tinker_actors.telemetry.session import (
+    SessionTelemetry,
+    start_session_telemetry,
+    stop_session_telemetry,
+    telemetry_for,
+)
+
+__all__ = [
+    "STATS_EVENT",
+    "USER_ERROR_EVENT",
+    "DeliveryCounters",
+    "Event",
+    "EventBus",
+    "Handler",
+    "SessionTelemetry",
+    "attach",
+    "capture_exceptions",
+    "default_bus",
+    "detach",
+    "emit",
+    "otel_available",
+    "report_exception",
+    "start_session_telemetry",
+    "stop_session_telemetry",
+    "telemetry_for",
+    "trace_headers",
+]

@@ -1,0 +1,160 @@
+"""One session's telemetry: starting and stopping its reporter, and the handle users get.
+
+``ServiceClient.telemetry`` is a :class:`SessionTelemetry`. Its methods never block on the network
+and never raise into the caller: they put an event on the bus and return. With telemetry disabled
+(``TINKER_TELEMETRY=0`` / ``Config.telemetry_enabled=False``, or no reporter slot) the same handle
+exists but does nothing, so code never needs to check.
+
+The reporters live under the runtime's ``telemetry_reporter`` slot, a supervisor registered here
+(see docs/telemetry.md for why not under each ServiceSupervisor).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from supervisors import ChildSpec, Restart, Strategy, SupervisionError, Supervisor
+from tinker_actors.runtime.slots import register_slot
+from tinker_actors.telemetry.bus import Event, EventBus, default_bus
+from tinker_actors.telemetry.ledger import DeliveryCounters, DeliveryLedger
+from tinker_actors.telemetry.reporter import FlushNow, SessionTelemetryState, TelemetryReporter
+from tinker_actors.types.telemetry import Severity
+
+if TYPE_CHECKING:
+    from tinker_actors.config import Config
+    from tinker_actors.http import HttpLayer
+    from tinker_actors.runtime import Runtime
+
+__all__ = ["SLOT", "SessionTelemetry", "start_session_telemetry", "stop_session_telemetry", "telemetry_for"]
+
+log = structlog.get_logger("tinker_actors.telemetry")
+
+SLOT = "telemetry_reporter"
+_EXCEPTION_EVENT = "exception"
+_POLL = 0.01
+
+_registry_lock = threading.Lock()
+_registry: dict[str, SessionTelemetry] = {}
+
+
+class SessionTelemetry:
+    """The user-facing handle on one session's telemetry."""
+
+    def __init__(self, session_id: str, *, ledger: DeliveryLedger | None = None, bus: EventBus = default_bus,
+                 flush: Any = None) -> None:
+        self._session_id = session_id
+        self._ledger = ledger
+        self._bus = bus
+        self._reporter = flush  # a NamedRef on the reporter, or None when disabled
+
+    @property
+    def enabled(self) -> bool:
+        return self._ledger is not None
+
+    @property
+    def session_id(self) -> str:
+        return self._session_id
+
+    def log(self, name: str, data: Mapping[str, Any] | None = None, severity: Severity = "INFO") -> None:
+        """Send a GENERIC_EVENT ``name`` with ``data`` (made JSON-safe, secrets redacted)."""
+        if self.enabled:
+            self._bus.emit(Event(name, data if data is not None else {}, severity, self._session_id))
+
+    def log_exception(self, error: BaseException, *, method: str | None = None) -> None:
+        """Report an exception: ``user_error`` (WARNING) if it is the user's, else UNHANDLED_EXCEPTION."""
+        if self.enabled:
+            data = {"method": method} if method else {}
+            self._bus.emit(Event(_EXCEPTION_EVENT, data, "ERROR", self._session_id, error))
+
+    def flush(self) -> None:
+        """Ask the reporter to send a batch now (returns at once)."""
+        if self._reporter is not None:
+            with contextlib.suppress(Exception):  # a stopped reporter: nothing to flush
+                self._reporter.tell(FlushNow())
+
+    def wait_until_settled(self, timeout: float) -> bool:
+        """Flush, then wait until every event emitted so far is acknowledged, dropped or given up.
+
+        True when nothing is pending any more; False when ``timeout`` passed first.
+        """
+        if self._ledger is None:
+            return True
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._ledger.snapshot().pending <= 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            self.flush()
+            time.sleep(min(_POLL * 5, max(0.0, deadline - time.monotonic())))
+
+    def counters(self) -> DeliveryCounters:
+        """Emitted / acknowledged / dropped / failed / pending figures (all zero when disabled)."""
+        return self._ledger.snapshot() if self._ledger is not None else DeliveryCounters()
+
+    def __repr__(self) -> str:
+        state = "enabled" if self.enabled else "disabled"
+        return f"SessionTelemetry(session_id={self._session_id!r}, {state})"
+
+
+def telemetry_for(session_id: str) -> SessionTelemetry | None:
+    """The live handle of a session (used by exception capture on every client of that session)."""
+    return _registry.get(session_id)
+
+
+def start_session_telemetry(runtime: Runtime, config: Config, http: HttpLayer, session_id: str) -> SessionTelemetry:
+    """Start the session's reporter (which queues SESSION_START). Disabled handle if turned off."""
+    disabled = SessionTelemetry(session_id)
+    if not config.telemetry_enabled or not session_id:
+        return disabled
+    try:
+        parent = runtime.root.supervisor(SLOT)
+    except SupervisionError:  # the slot holds something else (a test runtime): no upload
+        log.debug("telemetry.no_reporter_slot", session_id=session_id)
+        return disabled
+    settings = config.telemetry
+    state = SessionTelemetryState(session_id=session_id, http=http, ioloop=runtime.ioloop, settings=settings,
+                                  secrets=config.secret_values(), bus=default_bus, ledger=DeliveryLedger(),
+                                  started_at=time.monotonic())
+    spec = ChildSpec(_child_id(session_id), lambda: TelemetryReporter.start(state), restart=Restart.TRANSIENT,
+                     shutdown=settings.drain_timeout + 2.0)
+    try:
+        reporter = parent.start_child(spec, timeout=10.0)
+    except SupervisionError as error:
+        log.warning("telemetry.reporter_not_started", session_id=session_id, error=str(error))
+        return disabled
+    handle = SessionTelemetry(session_id, ledger=state.ledger, bus=default_bus, flush=reporter)
+    with _registry_lock:
+        _registry[session_id] = handle
+    return handle
+
+
+def stop_session_telemetry(runtime: Runtime, session_id: str) -> None:
+    """End the session's reporter: SESSION_END queued, then a drain bounded by ``drain_timeout``."""
+    with _registry_lock:
+        handle = _registry.pop(session_id, None)
+    if handle is None or runtime.stopped:
+        return
+    try:
+        runtime.root.supervisor(SLOT).terminate_child(_child_id(session_id))
+    except SupervisionError as error:
+        log.debug("telemetry.reporter_stop_failed", session_id=session_id, error=str(error))
+
+
+def _child_id(session_id: str) -> str:
+    return f"session-{session_id}"
+
+
+def _slot_spec(_runtime: Runtime) -> ChildSpec:
+    # A generous restart intensity: a misbehaving reporter must never take the root down with it.
+    return Supervisor.child_spec(SLOT, (), strategy=Strategy.ONE_FOR_ONE, max_restarts=20, max_seconds=10.0,
+                                 restart=Restart.PERMANENT, shutdown=10.0)
+
+
+register_slot(SLOT, _slot_spec)
