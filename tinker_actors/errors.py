@@ -42,6 +42,7 @@ __all__ = [
     "NoProgressError",
     "NotFoundError",
     "NotSentError",
+    "PartialBatchError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestErrorCategory",
@@ -263,6 +264,30 @@ class ActorCrashedError(TinkerError):
         self.sent = sent
         if cause is not None:
             self.__cause__ = cause
+
+
+class PartialBatchError(TinkerError):
+    """A chunked forward/forward_backward where some chunks ran on the server and others did not (T10).
+
+    The gradients of ``applied_chunks`` are accumulated on the server and cannot be taken back through
+    the API: either go on (``optim_step`` then trains on the part that ran) or discard them by loading the
+    last checkpoint with its optimizer state. ``outputs`` holds the outputs of the applied chunks (by chunk
+    index), ``errors`` the error of every chunk that did not run; a ``NotSentError`` there means that chunk
+    never left the client.
+    """
+
+    default_category = ErrorCategory.UNKNOWN
+
+    def __init__(self, message: str, *, applied_chunks: list[int], failed_chunks: list[int],
+                 outputs: dict[int, Any], errors: dict[int, BaseException]) -> None:
+        super().__init__(message)
+        self.applied_chunks = applied_chunks
+        self.failed_chunks = failed_chunks
+        self.outputs = outputs
+        self.errors = errors
+        first = next(iter(errors.values()), None)
+        if first is not None:
+            self.__cause__ = first
 
 
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {

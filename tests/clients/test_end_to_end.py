@@ -58,7 +58,10 @@ def test_training_loop_learns_and_checkpoints(client: tinker.ServiceClient) -> N
 
 def test_ephemeral_sampler_and_async_api(client: tinker.ServiceClient) -> None:
     async def run() -> tinker.SampleResponse:
+        capabilities = await client.get_server_capabilities_async()  # from this loop, not the IoLoop
+        assert "tiny-byte" in {m.model_name for m in capabilities.supported_models}
         training = await client.create_lora_training_client_async("tiny-byte", rank=2)
+        assert (await training.get_info_async()).model_id == training.model_id
         future = await training.forward_backward_async([datum(TEXT[:20])], "cross_entropy")
         await future
         sampler = await training.save_weights_and_get_sampling_client_async()
@@ -101,3 +104,21 @@ def test_sampling_client_handle_pickles(client: tinker.ServiceClient) -> None:
     assert clone.sampling_session_id == sampler.sampling_session_id
     result = clone.sample(tinker.ModelInput.from_ints(TEXT[:4]), 1, tinker.SamplingParams(max_tokens=2)).result(30)
     assert len(result.sequences[0].tokens) == 2
+
+
+def test_partial_chunk_failure_is_detectable(client: tinker.ServiceClient, service: LocalService) -> None:
+    from tinker_actors.local import FaultRule
+    from tinker_actors.training import ChunkLimits
+
+    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training._chunk_limits = ChunkLimits(max_datums=1)
+    batch = [datum(TEXT[i:i + 11]) for i in range(3)]
+    # The second chunk's POST is refused (400, not retried): chunk 0 ran, 1 failed, 2 was never sent.
+    service.faults.add(FaultRule(endpoint="forward_backward", status=400, every_nth=2, times=1))
+    with pytest.raises(tinker.PartialBatchError) as info:
+        training.forward_backward(batch, "cross_entropy").result(30)
+    error = info.value
+    assert error.applied_chunks == [0] and error.failed_chunks == [1, 2]
+    assert isinstance(error.errors[2], tinker.NotSentError)
+    assert len(error.outputs[0].loss_fn_outputs) == 1
+    service.faults.clear()

@@ -7,6 +7,7 @@ return an :class:`APIFuture` (``.result()``), ``*_async`` methods return the val
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
@@ -57,6 +58,9 @@ class RestClient:
         raw = self._context.submit(coro)
         return APIFuture(raw, on_cancel=raw.cancel)
 
+    async def _in_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(self._context.submit(coro))
+
     async def _get(self, path: str, model: type[M], params: dict[str, Any] | None = None) -> M:
         response = await self._context.http.request(Purpose.TRAINING, "GET", path, params=params, response_model=model)
         return response.data
@@ -67,36 +71,36 @@ class RestClient:
     # -- training runs --
 
     def list_training_runs(self, limit: int = 20, offset: int = 0) -> APIFuture[TrainingRunsResponse]:
-        return self._future(self.list_training_runs_async(limit, offset))
+        return self._future(self._list_training_runs(limit, offset))
 
-    async def list_training_runs_async(self, limit: int = 20, offset: int = 0) -> TrainingRunsResponse:
+    async def _list_training_runs(self, limit: int = 20, offset: int = 0) -> TrainingRunsResponse:
         return await self._get("/api/v1/training_runs", TrainingRunsResponse, {"limit": limit, "offset": offset})
 
     def get_training_run(self, training_run_id: str) -> APIFuture[TrainingRun]:
-        return self._future(self.get_training_run_async(training_run_id))
+        return self._future(self._get_training_run(training_run_id))
 
-    async def get_training_run_async(self, training_run_id: str) -> TrainingRun:
+    async def _get_training_run(self, training_run_id: str) -> TrainingRun:
         return await self._get(f"/api/v1/training_runs/{_seg(training_run_id)}", TrainingRun)
 
     def get_training_run_by_tinker_path(self, tinker_path: str) -> APIFuture[TrainingRun]:
         return self.get_training_run(ParsedCheckpointTinkerPath.from_tinker_path(tinker_path).training_run_id)
 
-    async def get_training_run_by_tinker_path_async(self, tinker_path: str) -> TrainingRun:
+    async def _get_training_run_by_tinker_path(self, tinker_path: str) -> TrainingRun:
         parsed = ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
-        return await self.get_training_run_async(parsed.training_run_id)
+        return await self._get_training_run(parsed.training_run_id)
 
     # -- checkpoints --
 
     def list_checkpoints(self, training_run_id: str) -> APIFuture[CheckpointsListResponse]:
-        return self._future(self.list_checkpoints_async(training_run_id))
+        return self._future(self._list_checkpoints(training_run_id))
 
-    async def list_checkpoints_async(self, training_run_id: str) -> CheckpointsListResponse:
+    async def _list_checkpoints(self, training_run_id: str) -> CheckpointsListResponse:
         return await self._get(f"/api/v1/training_runs/{_seg(training_run_id)}/checkpoints", CheckpointsListResponse)
 
     def list_user_checkpoints(self, limit: int = 100, offset: int = 0) -> APIFuture[CheckpointsListResponse]:
-        return self._future(self.list_user_checkpoints_async(limit, offset))
+        return self._future(self._list_user_checkpoints(limit, offset))
 
-    async def list_user_checkpoints_async(self, limit: int = 100, offset: int = 0) -> CheckpointsListResponse:
+    async def _list_user_checkpoints(self, limit: int = 100, offset: int = 0) -> CheckpointsListResponse:
         return await self._get("/api/v1/checkpoints", CheckpointsListResponse, {"limit": limit, "offset": offset})
 
     def _checkpoint_path(self, training_run_id: str, checkpoint_id: str) -> str:
@@ -104,47 +108,50 @@ class RestClient:
         return f"/api/v1/training_runs/{_seg(training_run_id)}/checkpoints/{_seg(kind)}/{_seg(name)}"
 
     def delete_checkpoint(self, training_run_id: str, checkpoint_id: str) -> APIFuture[None]:
-        return self._future(self.delete_checkpoint_async(training_run_id, checkpoint_id))
+        return self._future(self._delete_checkpoint(training_run_id, checkpoint_id))
 
-    async def delete_checkpoint_async(self, training_run_id: str, checkpoint_id: str) -> None:
+    async def _delete_checkpoint(self, training_run_id: str, checkpoint_id: str) -> None:
         await self._send("DELETE", self._checkpoint_path(training_run_id, checkpoint_id))
 
     def delete_checkpoint_from_tinker_path(self, tinker_path: str) -> APIFuture[None]:
         parsed = ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
         return self.delete_checkpoint(parsed.training_run_id, parsed.checkpoint_id)
 
-    async def delete_checkpoint_from_tinker_path_async(self, tinker_path: str) -> None:
+    async def _delete_checkpoint_from_tinker_path(self, tinker_path: str) -> None:
         parsed = ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
-        await self.delete_checkpoint_async(parsed.training_run_id, parsed.checkpoint_id)
+        await self._delete_checkpoint(parsed.training_run_id, parsed.checkpoint_id)
 
     def publish_checkpoint_from_tinker_path(self, tinker_path: str) -> APIFuture[None]:
-        return self._future(self.publish_checkpoint_from_tinker_path_async(tinker_path))
+        ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)  # a bad path fails here, nothing is sent
+        return self._future(self._publish_checkpoint_from_tinker_path(tinker_path))
 
-    async def publish_checkpoint_from_tinker_path_async(self, tinker_path: str) -> None:
+    async def _publish_checkpoint_from_tinker_path(self, tinker_path: str) -> None:
         parsed = ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
         await self._send("POST", self._checkpoint_path(parsed.training_run_id, parsed.checkpoint_id) + "/publish")
 
     def unpublish_checkpoint_from_tinker_path(self, tinker_path: str) -> APIFuture[None]:
-        return self._future(self.unpublish_checkpoint_from_tinker_path_async(tinker_path))
+        ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)  # a bad path fails here, nothing is sent
+        return self._future(self._unpublish_checkpoint_from_tinker_path(tinker_path))
 
-    async def unpublish_checkpoint_from_tinker_path_async(self, tinker_path: str) -> None:
+    async def _unpublish_checkpoint_from_tinker_path(self, tinker_path: str) -> None:
         parsed = ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
         await self._send("DELETE", self._checkpoint_path(parsed.training_run_id, parsed.checkpoint_id) + "/publish")
 
     def set_checkpoint_ttl_from_tinker_path(self, tinker_path: str, ttl_seconds: int | None) -> APIFuture[None]:
         """Newer SDKs: expire the checkpoint ``ttl_seconds`` from now (``None``: keep it forever)."""
-        return self._future(self.set_checkpoint_ttl_from_tinker_path_async(tinker_path, ttl_seconds))
+        ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)  # a bad path fails here, nothing is sent
+        return self._future(self._set_checkpoint_ttl_from_tinker_path(tinker_path, ttl_seconds))
 
-    async def set_checkpoint_ttl_from_tinker_path_async(self, tinker_path: str, ttl_seconds: int | None) -> None:
+    async def _set_checkpoint_ttl_from_tinker_path(self, tinker_path: str, ttl_seconds: int | None) -> None:
         parsed = ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
         body = encode_json(SetCheckpointTtlRequest(ttl_seconds=ttl_seconds))
         await self._send("PUT", self._checkpoint_path(parsed.training_run_id, parsed.checkpoint_id) + "/ttl", body)
 
     def get_checkpoint_archive_url(self, training_run_id: str, checkpoint_id: str
                                    ) -> APIFuture[CheckpointArchiveUrlResponse]:
-        return self._future(self.get_checkpoint_archive_url_async(training_run_id, checkpoint_id))
+        return self._future(self._get_checkpoint_archive_url(training_run_id, checkpoint_id))
 
-    async def get_checkpoint_archive_url_async(self, training_run_id: str, checkpoint_id: str
+    async def _get_checkpoint_archive_url(self, training_run_id: str, checkpoint_id: str
                                                ) -> CheckpointArchiveUrlResponse:
         response = await self._context.http.request(
             Purpose.TRAINING, "GET", self._checkpoint_path(training_run_id, checkpoint_id) + "/archive",
@@ -164,15 +171,16 @@ class RestClient:
         parsed = ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
         return self.get_checkpoint_archive_url(parsed.training_run_id, parsed.checkpoint_id)
 
-    async def get_checkpoint_archive_url_from_tinker_path_async(self, tinker_path: str
+    async def _get_checkpoint_archive_url_from_tinker_path(self, tinker_path: str
                                                                 ) -> CheckpointArchiveUrlResponse:
         parsed = ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
-        return await self.get_checkpoint_archive_url_async(parsed.training_run_id, parsed.checkpoint_id)
+        return await self._get_checkpoint_archive_url(parsed.training_run_id, parsed.checkpoint_id)
 
     def get_weights_info_by_tinker_path(self, tinker_path: str) -> APIFuture[WeightsInfoResponse]:
-        return self._future(self.get_weights_info_by_tinker_path_async(tinker_path))
+        ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)  # a bad path fails here, nothing is sent
+        return self._future(self._get_weights_info_by_tinker_path(tinker_path))
 
-    async def get_weights_info_by_tinker_path_async(self, tinker_path: str) -> WeightsInfoResponse:
+    async def _get_weights_info_by_tinker_path(self, tinker_path: str) -> WeightsInfoResponse:
         ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
         response = await self._context.http.request(
             Purpose.TRAINING, "POST", "/api/v1/weights_info",
@@ -182,21 +190,71 @@ class RestClient:
     # -- sessions and samplers --
 
     def list_sessions(self, limit: int = 20, offset: int = 0) -> APIFuture[ListSessionsResponse]:
-        return self._future(self.list_sessions_async(limit, offset))
+        return self._future(self._list_sessions(limit, offset))
 
-    async def list_sessions_async(self, limit: int = 20, offset: int = 0) -> ListSessionsResponse:
+    async def _list_sessions(self, limit: int = 20, offset: int = 0) -> ListSessionsResponse:
         return await self._get("/api/v1/sessions", ListSessionsResponse, {"limit": limit, "offset": offset})
 
     def get_session(self, session_id: str) -> APIFuture[GetSessionResponse]:
-        return self._future(self.get_session_async(session_id))
+        return self._future(self._get_session(session_id))
 
-    async def get_session_async(self, session_id: str) -> GetSessionResponse:
+    async def _get_session(self, session_id: str) -> GetSessionResponse:
         return await self._get(f"/api/v1/sessions/{_seg(session_id)}", GetSessionResponse)
 
     def get_sampler(self, sampler_id: str) -> APIFuture[GetSamplerResponse]:
-        return self._future(self.get_sampler_async(sampler_id))
+        return self._future(self._get_sampler(sampler_id))
 
-    async def get_sampler_async(self, sampler_id: str) -> GetSamplerResponse:
+    async def _get_sampler(self, sampler_id: str) -> GetSamplerResponse:
         return await self._get(f"/api/v1/samplers/{_seg(sampler_id)}", GetSamplerResponse)
 
+    # -- async API: awaitable from any event loop; the HTTP work runs in the IoLoop --
 
+    async def list_training_runs_async(self, limit: int = 20, offset: int = 0) -> TrainingRunsResponse:
+        return await self._in_loop(self._list_training_runs(limit, offset))
+
+    async def get_training_run_async(self, training_run_id: str) -> TrainingRun:
+        return await self._in_loop(self._get_training_run(training_run_id))
+
+    async def get_training_run_by_tinker_path_async(self, tinker_path: str) -> TrainingRun:
+        return await self._in_loop(self._get_training_run_by_tinker_path(tinker_path))
+
+    async def list_checkpoints_async(self, training_run_id: str) -> CheckpointsListResponse:
+        return await self._in_loop(self._list_checkpoints(training_run_id))
+
+    async def list_user_checkpoints_async(self, limit: int = 100, offset: int = 0) -> CheckpointsListResponse:
+        return await self._in_loop(self._list_user_checkpoints(limit, offset))
+
+    async def delete_checkpoint_async(self, training_run_id: str, checkpoint_id: str) -> None:
+        return await self._in_loop(self._delete_checkpoint(training_run_id, checkpoint_id))
+
+    async def delete_checkpoint_from_tinker_path_async(self, tinker_path: str) -> None:
+        return await self._in_loop(self._delete_checkpoint_from_tinker_path(tinker_path))
+
+    async def publish_checkpoint_from_tinker_path_async(self, tinker_path: str) -> None:
+        return await self._in_loop(self._publish_checkpoint_from_tinker_path(tinker_path))
+
+    async def unpublish_checkpoint_from_tinker_path_async(self, tinker_path: str) -> None:
+        return await self._in_loop(self._unpublish_checkpoint_from_tinker_path(tinker_path))
+
+    async def set_checkpoint_ttl_from_tinker_path_async(self, tinker_path: str, ttl_seconds: int | None) -> None:
+        return await self._in_loop(self._set_checkpoint_ttl_from_tinker_path(tinker_path, ttl_seconds))
+
+    async def get_checkpoint_archive_url_async(self, training_run_id: str, checkpoint_id: str
+                                               ) -> CheckpointArchiveUrlResponse:
+        return await self._in_loop(self._get_checkpoint_archive_url(training_run_id, checkpoint_id))
+
+    async def get_checkpoint_archive_url_from_tinker_path_async(self, tinker_path: str
+                                                                ) -> CheckpointArchiveUrlResponse:
+        return await self._in_loop(self._get_checkpoint_archive_url_from_tinker_path(tinker_path))
+
+    async def get_weights_info_by_tinker_path_async(self, tinker_path: str) -> WeightsInfoResponse:
+        return await self._in_loop(self._get_weights_info_by_tinker_path(tinker_path))
+
+    async def list_sessions_async(self, limit: int = 20, offset: int = 0) -> ListSessionsResponse:
+        return await self._in_loop(self._list_sessions(limit, offset))
+
+    async def get_session_async(self, session_id: str) -> GetSessionResponse:
+        return await self._in_loop(self._get_session(session_id))
+
+    async def get_sampler_async(self, sampler_id: str) -> GetSamplerResponse:
+        return await self._in_loop(self._get_sampler(sampler_id))

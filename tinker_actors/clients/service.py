@@ -14,6 +14,7 @@ stop and every pending future fails with :class:`ClientStoppedError`. Garbage co
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import threading
@@ -166,9 +167,12 @@ class ServiceClient:
     # -- capabilities --
 
     def get_server_capabilities(self) -> GetServerCapabilitiesResponse:
-        return self._context.call(self.get_server_capabilities_async())
+        return self._context.call(self._get_server_capabilities())
 
     async def get_server_capabilities_async(self) -> GetServerCapabilitiesResponse:
+        return await asyncio.wrap_future(self._context.submit(self._get_server_capabilities()))
+
+    async def _get_server_capabilities(self) -> GetServerCapabilitiesResponse:
         response = await self._context.http.request(Purpose.TRAINING, "GET", "/api/v1/get_server_capabilities",
                                                     response_model=GetServerCapabilitiesResponse)
         return response.data
@@ -243,8 +247,6 @@ class ServiceClient:
 
     async def _from_state_async(self, path: str, user_metadata: dict[str, str] | None, *,
                                 optimizer: bool) -> TrainingClient:
-        import asyncio
-
         info = await asyncio.wrap_future(self._context.submit(self._weights_info(path)))
         client = await self._client_for_weights(info, user_metadata)
         await (client.load_state_with_optimizer(path) if optimizer else client.load_state(path))
@@ -275,8 +277,6 @@ class ServiceClient:
 
     async def create_sampling_client_async(self, model_path: str | None = None, base_model: str | None = None,
                                            retry_config: RetryConfig | None = None) -> SamplingClient:
-        import asyncio
-
         request = self._sampling_session_request(model_path, base_model)
         response = await asyncio.wrap_future(self._context.submit(self._create_sampling_session(request)))
         return SamplingClient(self, response.sampling_session_id, base_model=base_model or self._base_of(model_path),

@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import itertools
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from supervisors import ChildSpec, ExitKind, ExitReason, NamedRef, Restart, SupervisedActor
 from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.ledger import TrainingLedger
-from tinker_actors.errors import ClientStoppedError, InvalidInputError, NotSentError, TinkerError
+from tinker_actors.errors import ClientStoppedError, InvalidInputError, NotSentError, PartialBatchError, TinkerError
 from tinker_actors.futures import APIFuture, QueueStateLog, fail, poll_future, resolve
 from tinker_actors.http import Purpose
 from tinker_actors.training import grad_norms as _grad_norms  # noqa: F401  (fills the runtime slot)
@@ -445,21 +446,40 @@ class TrainingClient:
 
 
 def _gather(futures: list[APIFuture[Any]], combine: Callable[[list[Any]], Any]) -> APIFuture[Any]:
-    """One future for many: resolves with ``combine(results)`` or the first error (T10: see docs)."""
+    """One future for the chunks of a batch (T10, docs/concepts/failures.md).
+
+    It waits for every chunk. All succeeded: the combined output. None ran: the first chunk's error. Some
+    ran and some did not: :class:`PartialBatchError`, saying exactly which chunks were applied.
+    """
     combined: APIFuture[Any] = APIFuture(on_cancel=lambda: [f.cancel() for f in futures])
     remaining = [len(futures)]
+    lock = threading.Lock()
 
     def on_done(_: concurrent.futures.Future[Any]) -> None:
-        for future in futures:
-            if future.done() and not future.cancelled() and future.raw.exception() is not None:
-                fail(combined.raw, future.raw.exception() or ClientStoppedError("chunk failed"))
+        with lock:
+            remaining[0] -= 1
+            if remaining[0]:
                 return
-        remaining[0] -= 1
-        if remaining[0] == 0:
+        outputs: dict[int, Any] = {}
+        errors: dict[int, BaseException] = {}
+        for index, future in enumerate(futures):
+            error = ClientStoppedError("cancelled") if future.raw.cancelled() else future.raw.exception()
+            if error is None:
+                outputs[index] = future.raw.result()
+            else:
+                errors[index] = error
+        if not errors:
             try:
-                resolve(combined.raw, combine([future.raw.result() for future in futures]))
+                resolve(combined.raw, combine([outputs[index] for index in range(len(futures))]))
             except Exception as error:
                 fail(combined.raw, error)
+        elif not outputs:
+            fail(combined.raw, errors[min(errors)])
+        else:
+            fail(combined.raw, PartialBatchError(
+                f"{len(outputs)} of {len(futures)} chunks ran on the server; chunks {sorted(errors)} did not "
+                f"(first error: {errors[min(errors)]})", applied_chunks=sorted(outputs),
+                failed_chunks=sorted(errors), outputs=outputs, errors=errors))
 
     for future in futures:
         future.raw.add_done_callback(on_done)
