@@ -40,6 +40,7 @@ from tinker_actors._version import __version__
 from tinker_actors.config import RetryPolicy, TelemetrySettings
 from tinker_actors.http import HttpLayer, Purpose
 from tinker_actors.http.stats import EndpointStats
+from tinker_actors.logs import level_enabled
 from tinker_actors.runtime.ioloop import Handle, IoLoop, Outcome
 from tinker_actors.telemetry.bus import Event, EventBus
 from tinker_actors.telemetry.events import (
@@ -202,7 +203,7 @@ class TelemetryReporter(SupervisedActor):
             wire = from_bus_event(self._state.ledger.next_index(), event, self._state.secrets)
         except Exception as error:  # an unencodable payload must not crash the reporter
             self._state.ledger.failed(1)
-            log.debug("telemetry.event_unencodable", event_name=event.name, error=str(error))
+            self._log("debug", "telemetry.event_unencodable", event_name=event.name, error=str(error))
             return
         self._enqueue(wire, counted=True)
 
@@ -215,7 +216,7 @@ class TelemetryReporter(SupervisedActor):
             ledger.dropped()
             if not self._dropped_logged:
                 self._dropped_logged = True
-                log.warning("telemetry.queue_full", session_id=self._state.session_id,
+                self._log("warning", "telemetry.queue_full", session_id=self._state.session_id,
                             max_queue=self._settings.max_queue, hint="newer events are dropped and counted")
             return
         self._queue.append(wire)
@@ -247,7 +248,7 @@ class TelemetryReporter(SupervisedActor):
                 self.actor_ref, lambda outcome: UploadDone(number, _error_text(outcome)))
         except Exception as error:  # the IoLoop or the HTTP layer is gone: nothing can be sent
             self._held = batch
-            log.debug("telemetry.cannot_submit", error=str(error))
+            self._log("debug", "telemetry.cannot_submit", error=str(error))
             return
         self._in_flight = (batch, handle)
 
@@ -273,7 +274,7 @@ class TelemetryReporter(SupervisedActor):
             # One line the first time, not one traceback per try (RELIABILITY.md).
             if not self._given_up_logged:
                 self._given_up_logged = True
-                log.warning("telemetry.batch_given_up", session_id=self._state.session_id,
+                self._log("warning", "telemetry.batch_given_up", session_id=self._state.session_id,
                             events=len(batch.events), attempts=batch.attempts, error=error)
             return
         self._held = batch
@@ -283,6 +284,11 @@ class TelemetryReporter(SupervisedActor):
     def _backoff(self, attempts: int) -> float:
         nominal = min(self._settings.retry_base_delay * 2.0 ** (attempts - 1), self._settings.retry_max_delay)
         return nominal * (0.9 + 0.2 * self._rng.random())
+
+    def _log(self, level: str, event: str, **fields: Any) -> None:
+        # Checked first: an unconfigured structlog prints every level, and the host did not ask.
+        if level_enabled(self._state.http.config.log_level, level):
+            getattr(log, level)(event, **fields)
 
     # -- statistics --
 
@@ -329,14 +335,14 @@ class TelemetryReporter(SupervisedActor):
                 concurrent.futures.wait([future], timeout=remaining + 0.05)
                 future.cancel()
             except Exception as error:
-                log.debug("telemetry.drain_not_possible", error=str(error))
+                self._log("debug", "telemetry.drain_not_possible", error=str(error))
         for count in list(acknowledged):
             state.ledger.attempt(acknowledged_events=count)
         for _ in range(attempts[1]):
             state.ledger.attempt(acknowledged_events=None)
         unsent = state.ledger.close()
         if unsent:
-            log.info("telemetry.unsent_at_exit", session_id=state.session_id, events=unsent,
+            self._log("info", "telemetry.unsent_at_exit", session_id=state.session_id, events=unsent,
                      drain_timeout=settings.drain_timeout)
 
     def _final_stats(self, deadline: float) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from supervisors import ChildSpec, Restart, Strategy, SupervisionError, Supervisor
+from tinker_actors.logs import level_enabled
 from tinker_actors.runtime.slots import register_slot
 from tinker_actors.telemetry.bus import Event, EventBus, default_bus
 from tinker_actors.telemetry.ledger import DeliveryCounters, DeliveryLedger
@@ -116,7 +117,8 @@ def start_session_telemetry(runtime: Runtime, config: Config, http: HttpLayer, s
     try:
         parent = runtime.root.supervisor(SLOT)
     except SupervisionError:  # the slot holds something else (a test runtime): no upload
-        log.debug("telemetry.no_reporter_slot", session_id=session_id)
+        if level_enabled(config.log_level, "debug"):
+            log.debug("telemetry.no_reporter_slot", session_id=session_id)
         return disabled
     settings = config.telemetry
     state = SessionTelemetryState(session_id=session_id, http=http, ioloop=runtime.ioloop, settings=settings,
@@ -127,7 +129,8 @@ def start_session_telemetry(runtime: Runtime, config: Config, http: HttpLayer, s
     try:
         reporter = parent.start_child(spec, timeout=10.0)
     except SupervisionError as error:
-        log.warning("telemetry.reporter_not_started", session_id=session_id, error=str(error))
+        if level_enabled(config.log_level, "warning"):
+            log.warning("telemetry.reporter_not_started", session_id=session_id, error=str(error))
         return disabled
     handle = SessionTelemetry(session_id, ledger=state.ledger, bus=default_bus, flush=reporter)
     with _registry_lock:
@@ -141,10 +144,9 @@ def stop_session_telemetry(runtime: Runtime, session_id: str) -> None:
         handle = _registry.pop(session_id, None)
     if handle is None or runtime.stopped:
         return
-    try:
+    # Already gone means its supervisor is shutting down, and that drains it.
+    with contextlib.suppress(SupervisionError):
         runtime.root.supervisor(SLOT).terminate_child(_child_id(session_id))
-    except SupervisionError as error:
-        log.debug("telemetry.reporter_stop_failed", session_id=session_id, error=str(error))
 
 
 def _child_id(session_id: str) -> str:
