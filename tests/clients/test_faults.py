@@ -138,3 +138,20 @@ def test_actor_crash_is_repaired_and_accepted_requests_still_resolve(client: tin
     after = training.forward_backward([datum(TEXT[:20])], "cross_entropy").result(30)  # the restarted actor serves
     assert after.metrics["loss:sum"] > 0
     assert training.actor.resolve(1.0) != old
+
+
+def test_polls_back_off_even_when_the_server_does_not_long_poll() -> None:
+    """The official SDK re-polls ~1,000 times a second against such a server; we stay at a few per second."""
+    from tinker_actors.config import Config
+
+    with LocalService(long_poll_s=0.0) as quick:
+        quick.faults.add(FaultRule(endpoint="forward_backward", action=FaultAction.NEVER_COMPLETE))
+        with tinker.ServiceClient(config=Config(api_key="k", base_url=quick.base_url, telemetry_enabled=False)) as svc:
+            training = svc.create_lora_training_client("tiny-byte", rank=2)
+            future = training.forward_backward([datum(TEXT[:20])], "cross_entropy")
+            time.sleep(0.3)  # let the backoff reach its cap
+            before = quick.stats.snapshot()["endpoints"]["retrieve_future"]["received"]
+            time.sleep(2.0)
+            polls = quick.stats.snapshot()["endpoints"]["retrieve_future"]["received"] - before
+            future.cancel()
+        assert 1 <= polls <= 4, f"{polls} polls in 2 s"
