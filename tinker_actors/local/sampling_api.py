@@ -98,7 +98,7 @@ class SamplingApi:
 
     async def asample(self, call: Call) -> HttpResponse:
         state = self._state
-        req = call.parse(SampleRequest)
+        req = await call.parse_async(SampleRequest)
         slot = self._resolve_slot(req)
         owner = slot.record.sampler_id
         state.stats.sequenced_received(owner, req.seq_id, call.endpoint)

@@ -46,6 +46,7 @@ T = TypeVar("T")
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 _ENGINE_CACHE_SIZE = 64
+_PARSE_INLINE_BYTES = 256 * 1024
 
 
 class ApiError(Exception):
@@ -108,6 +109,13 @@ class Call:
             return model.model_validate(data)
         except pydantic.ValidationError as error:
             raise ApiError(400, _validation_message(self.endpoint, error)) from error
+
+    async def parse_async(self, model: type[M]) -> M:
+        """:meth:`parse`, on a worker thread for big bodies (megabytes of tokens), so that the
+        service loop keeps answering polls and heartbeats meanwhile."""
+        if len(self.request.body) < _PARSE_INLINE_BYTES:
+            return self.parse(model)
+        return await asyncio.to_thread(self.parse, model)
 
 
 @dataclass

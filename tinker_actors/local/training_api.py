@@ -204,12 +204,12 @@ class TrainingApi:
 
     # ---- sequenced operations ----------------------------------------------------------------
     async def forward_backward(self, call: Call) -> HttpResponse:
-        req = call.parse(ForwardBackwardRequest)
+        req = await call.parse_async(ForwardBackwardRequest)
         return self._submit_pass(call, req.model_id, req.seq_id, req.forward_backward_input,
                                  backward=True, request_type="ForwardBackward")
 
     async def forward(self, call: Call) -> HttpResponse:
-        req = call.parse(ForwardRequest)
+        req = await call.parse_async(ForwardRequest)
         return self._submit_pass(call, req.model_id, req.seq_id, req.forward_input,
                                  backward=False, request_type="Forward")
 
