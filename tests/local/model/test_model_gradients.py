@@ -207,3 +207,27 @@ def test_gradients_accumulate_over_calls_like_one_bigger_batch() -> None:
     trainer.forward(first, "cross_entropy")
     for key, grad in trainer.gradients().items():
         np.testing.assert_array_equal(grad, before[key])
+
+
+def test_micro_batching_changes_nothing_but_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tinker_actors.local.model import trainer as trainer_module
+
+    trainer = _trainer()
+    randomize_lora(trainer, 5)
+    rng = np.random.default_rng(14)
+    batch = [random_datum(rng, trainer.info.vocab_size, n) for n in (9, 3, 12, 5, 7)]
+    whole = trainer.forward_backward(batch, "cross_entropy")
+    whole_grads = trainer.gradients()
+    trainer.optim_step(lr=0.0)
+
+    # padded budget 20: groups [9, 3], [12], [5, 7]
+    monkeypatch.setattr(trainer_module, "MICRO_BATCH_TOKENS", 20)
+    validated = [trainer._validated(i, d, "cross_entropy") for i, d in enumerate(batch)]
+    assert [len(group) for group in trainer_module._micro_batches(validated)] == [2, 1, 2]
+    split = trainer.forward_backward(batch, "cross_entropy")
+    assert split.metrics["loss:sum"] == pytest.approx(whole.metrics["loss:sum"], rel=1e-12)
+    for a, b in zip(split.outputs, whole.outputs, strict=True):
+        np.testing.assert_array_equal(a["logprobs"], b["logprobs"])
+    for key, grad in trainer.gradients().items():
+        np.testing.assert_allclose(grad, whole_grads[key], rtol=1e-9, atol=1e-12)
+    assert trainer.pending_backwards == 1

@@ -274,3 +274,16 @@ def test_sampling_64_tokens_is_fast() -> None:
     elapsed = time.perf_counter() - started
     assert all(len(s.tokens) == 64 for s in out.sequences)
     assert elapsed < 2.0, f"sampling 4 x 64 tokens took {elapsed:.2f} s"
+
+
+def test_many_samples_are_generated_in_chunks_with_the_same_semantics(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tinker_actors.local.model import sampler as sampler_module
+
+    sampler = Sampler("tiny-byte")
+    greedy = sampler.sample(PROMPT, num_samples=2, max_tokens=6, temperature=0)
+    monkeypatch.setattr(sampler_module, "SAMPLES_PER_CHUNK", 3)
+    chunked = sampler.sample(PROMPT, num_samples=7, max_tokens=6, temperature=0)
+    assert [s.tokens for s in chunked.sequences] == [greedy.sequences[0].tokens] * 7
+    seeded = sampler.sample(PROMPT, num_samples=7, max_tokens=6, seed=4, stop=[32])
+    assert seeded == sampler.sample(PROMPT, num_samples=7, max_tokens=6, seed=4, stop=[32])
+    assert len({tuple(s.tokens) for s in seeded.sequences}) > 3

@@ -41,6 +41,10 @@ Array = npt.NDArray[Any]
 # max_tokens=None generates up to this many tokens (or what is left of the context window).
 DEFAULT_MAX_TOKENS = 256
 
+# Sequences decoded together; more samples are generated chunk after chunk, which bounds the KV
+# cache's memory (about 1 KB per sequence and position) whatever num_samples is.
+SAMPLES_PER_CHUNK = 256
+
 StopReason = Literal["length", "stop"]
 
 
@@ -161,7 +165,9 @@ class Sampler:
 
         rows = [_Row() for _ in range(num_samples)]
         if new_tokens > 0:
-            self._generate(rows, logits[-1], cache, new_tokens, temperature, top_k, top_p, stop_rule, rng)
+            for first in range(0, num_samples, SAMPLES_PER_CHUNK):
+                chunk = rows[first : first + SAMPLES_PER_CHUNK]
+                self._generate(chunk, logits[-1], cache, new_tokens, temperature, top_k, top_p, stop_rule, rng)
         return SampleOutput(
             sequences=[SampledSequence(r.tokens, r.logprobs, r.stop_reason) for r in rows],
             prompt_logprobs=output_prompt,
@@ -180,7 +186,7 @@ class Sampler:
         stop_rule: _StopRule,
         rng: np.random.Generator,
     ) -> None:
-        cache = prompt_cache.repeat_rows(len(rows))
+        cache = prompt_cache.repeat_rows(len(rows))  # a copy: the prompt cache serves every chunk
         live = list(range(len(rows)))  # row index of each cache row
         logits = np.repeat(last_logits[None, :], len(rows), axis=0)
         for step in range(new_tokens):

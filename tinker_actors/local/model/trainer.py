@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -78,6 +78,36 @@ class StepResult:
 class _Datum:
     tokens: IntArray
     inputs: dict[str, Array]
+
+
+@dataclass(eq=False)
+class _MicroBatchResult:
+    outputs: list[dict[str, Array]] = field(default_factory=list)
+    loss_sum: float = 0.0
+    clipped: int = 0
+    counted: int = 0
+
+
+# Padded tokens per micro-batch: bounds the memory of the saved activations (attention weights grow
+# with the square of the length) whatever the size of the request. The loss is a sum over data, so
+# splitting a batch changes nothing but peak memory.
+MICRO_BATCH_TOKENS = 8192
+
+
+def _micro_batches(data: list[_Datum]) -> list[list[_Datum]]:
+    """Consecutive groups whose padded size (rows x longest) stays within MICRO_BATCH_TOKENS."""
+    groups: list[list[_Datum]] = []
+    current: list[_Datum] = []
+    longest = 0
+    for datum in data:
+        candidate = max(longest, len(datum.tokens))
+        if current and candidate * (len(current) + 1) > MICRO_BATCH_TOKENS:
+            groups.append(current)
+            current, candidate = [], len(datum.tokens)
+        current.append(datum)
+        longest = candidate
+    groups.append(current)
+    return groups
 
 
 class LoraTrainer:
@@ -240,6 +270,34 @@ class LoraTrainer:
         if len(batch) == 0:
             raise InvalidModelInput("the batch has no datum")
         data = [self._validated(index, datum, loss_fn) for index, datum in enumerate(batch)]
+        # Gradients go to a staging buffer first, so a call that fails half-way adds nothing.
+        staged = self._zero_grads() if with_grad else None
+        outputs: list[dict[str, Array]] = []
+        loss_sum = 0.0
+        clipped = counted = 0
+        for group in _micro_batches(data):
+            part = self._run_micro_batch(group, loss_fn, config, staged)
+            outputs += part.outputs
+            loss_sum += part.loss_sum
+            clipped += part.clipped
+            counted += part.counted
+        if staged is not None:
+            for name, pair in staged.items():
+                self._grads[name].a += pair.a
+                self._grads[name].b += pair.b
+            self._pending_backwards += 1
+        metrics = {"loss:sum": loss_sum}
+        if counted:
+            metrics["clip_fraction:mean"] = clipped / counted
+        return StepResult(outputs=outputs, metrics=metrics)
+
+    def _run_micro_batch(
+        self,
+        data: list[_Datum],
+        loss_fn: str,
+        config: Mapping[str, float],
+        grads: Mapping[str, LoraPair] | None,
+    ) -> _MicroBatchResult:
         longest = max(len(d.tokens) for d in data)
         tokens = np.zeros((len(data), longest), dtype=np.int64)
         targets = np.zeros((len(data), longest), dtype=np.int64)
@@ -247,36 +305,30 @@ class LoraTrainer:
             tokens[row, : len(d.tokens)] = d.tokens
             targets[row, : len(d.tokens)] = d.inputs["target_tokens"]
 
-        logprobs, trace = transformer.forward(self._weights, tokens, targets, keep_trace=with_grad)
-        d_logprobs = np.zeros_like(logprobs)
-        outputs: list[dict[str, Array]] = []
-        loss_sum = 0.0
-        clipped = counted = 0
+        logprobs, trace = transformer.forward(self._weights, tokens, targets, keep_trace=grads is not None)
+        d_logprobs = np.zeros_like(logprobs)  # padded positions keep a zero gradient
+        result = _MicroBatchResult()
         for row, d in enumerate(data):
             n = len(d.tokens)
             terms = token_loss(loss_fn, logprobs[row, :n], d.inputs, config)
             d_logprobs[row, :n] = terms.d_logprobs
-            loss_sum += float(np.sum(terms.elementwise, dtype=np.float64))
+            result.loss_sum += float(np.sum(terms.elementwise, dtype=np.float64))
             if terms.clipped is not None:
-                clipped += int(np.count_nonzero(terms.clipped))
-                counted += n
-            outputs.append(
+                result.clipped += int(np.count_nonzero(terms.clipped))
+                result.counted += n
+            result.outputs.append(
                 {
                     "logprobs": logprobs[row, :n].astype(np.float32),
                     "elementwise_loss": terms.elementwise.astype(np.float32),
                 }
             )
-        if not (math.isfinite(loss_sum) and np.all(np.isfinite(d_logprobs))):
+        if not (math.isfinite(result.loss_sum) and np.all(np.isfinite(d_logprobs))):
             raise InvalidModelInput(
                 f"{loss_fn} loss is not finite (check logprobs/advantages: exp(logp - q) may overflow)"
             )
-        if with_grad and trace is not None:
-            transformer.backward(self._weights, trace, d_logprobs, self._grads)
-            self._pending_backwards += 1
-        metrics = {"loss:sum": loss_sum}
-        if counted:
-            metrics["clip_fraction:mean"] = clipped / counted
-        return StepResult(outputs=outputs, metrics=metrics)
+        if grads is not None and trace is not None:
+            transformer.backward(self._weights, trace, d_logprobs, grads)
+        return result
 
     def _validated(self, index: int, datum: DatumArrays, loss_fn: str) -> _Datum:
         info = self.info
