@@ -528,7 +528,11 @@ class Supervisor:
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the children in reverse order, then the supervisor. False if it took longer than
-        ``timeout`` (then it is abandoned: daemon threads never keep the process alive)."""
+        ``timeout`` (then it is abandoned: daemon threads never keep the process alive).
+
+        On a *nested* supervisor this is an ordinary stop as seen by its parent, which restarts it
+        if it is permanent; use the parent's ``terminate_child`` to remove it for good.
+        """
         try:
             ref = self._locate(min(timeout, self.request_timeout))
         except SupervisionError:

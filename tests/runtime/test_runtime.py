@@ -229,3 +229,15 @@ def test_no_thread_is_left_after_shutdown() -> None:
     assert wait_until(lambda: not (set(threading.enumerate()) - before), timeout=3.0), (
         set(threading.enumerate()) - before
     )
+
+
+def test_get_refuses_to_start_a_new_tree_during_exit() -> None:
+    Runtime._current = None
+    rt = Runtime.get()
+    Runtime._shutdown_at_exit()
+    try:
+        assert rt.stopped
+        with pytest.raises(RuntimeStoppedError, match="exiting"):
+            Runtime.get()
+    finally:
+        Runtime._exiting = False

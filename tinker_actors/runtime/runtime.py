@@ -56,6 +56,7 @@ class Runtime:
     _current: ClassVar[Runtime | None] = None
     _class_lock: ClassVar[threading.Lock] = threading.Lock()
     _atexit_registered: ClassVar[bool] = False
+    _exiting: ClassVar[bool] = False
 
     def __init__(self, *, slots: Mapping[str, SlotFactory] | None = None, max_restarts: int = 3,
                  max_seconds: float = 5.0, name: str = "root") -> None:
@@ -74,8 +75,14 @@ class Runtime:
 
     @classmethod
     def get(cls) -> Runtime:
-        """The process-wide runtime, started on first use (a shut-down one is replaced)."""
+        """The process-wide runtime, started on first use (a shut-down one is replaced).
+
+        Raises :class:`RuntimeStoppedError` once the interpreter is exiting: a finalizer running
+        after the atexit hook must not start a fresh tree.
+        """
         with cls._class_lock:
+            if cls._exiting:
+                raise RuntimeStoppedError("the process is exiting; the runtime was shut down")
             current = cls._current
             if current is None or current.stopped:
                 current = cls().start()
@@ -107,6 +114,8 @@ class Runtime:
 
     @classmethod
     def _shutdown_at_exit(cls) -> None:
+        with cls._class_lock:
+            cls._exiting = True
         current = cls._current
         if current is not None:
             current.shutdown(ATEXIT_DEADLINE)
