@@ -158,7 +158,7 @@ def _norm(grads: Logprobs) -> float:
 
 def compute_custom_loss(data: Sequence[Datum], logprobs: Logprobs, loss_fn: LossFn,
                         regularizers: Sequence[Regularizer] = (), *, parallel: bool = True,
-                        model_id: str = "") -> CustomLossResult:
+                        model_id: str = "", session_id: str | None = None) -> CustomLossResult:
     """Evaluate base loss and regularizers, compose them, and measure every gradient norm (no extra passes)."""
     try:
         base = evaluate_term(loss_fn, data, logprobs)
@@ -183,7 +183,7 @@ def compute_custom_loss(data: Sequence[Datum], logprobs: Logprobs, loss_fn: Loss
         for key, value in term.value.metrics.items():
             metrics[f"regularizer/{term.name}/{key}"] = value
     norms = GradNormReport(model_id=model_id, loss=loss, base=_norm(base.grads), terms=tuple(term_norms),
-                           total=_norm(grads))
+                           total=_norm(grads), session_id=session_id)
     if terms:
         metrics["custom_loss/base"] = base.value
         metrics["custom_loss/total"] = loss
@@ -255,11 +255,12 @@ def forward_backward_custom(client: TrainingClient, data: Sequence[Datum], loss_
     forward = client.forward(data, "cross_entropy")
     gradient: concurrent.futures.Future[CustomLossResult] = concurrent.futures.Future()
     model_id, runtime = client.model_id, client._context.runtime
+    session_id: str | None = getattr(client._context, "session_id", None)
 
     def compute() -> None:
         try:
             result = compute_custom_loss(data, _logprobs_of(forward.raw.result(), data), loss_fn, regularizers,
-                                         parallel=parallel, model_id=model_id)
+                                         parallel=parallel, model_id=model_id, session_id=session_id)
         except BaseException as error:
             gradient.set_exception(error if isinstance(error, TinkerError) else
                                    CustomLossError(f"computing the custom loss failed: {error!r}"))

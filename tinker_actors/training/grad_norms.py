@@ -9,7 +9,7 @@ passes) and *tells* this actor one :class:`GradNormReport` per step; it never wa
 
 The actor keeps a bounded history per model, running summary statistics, and flags a spike when a step's
 total norm exceeds ``spike_factor`` * the median of the previous ``spike_window`` totals. Each report and
-each spike is passed to the telemetry hook (:func:`set_telemetry_hook`) as a named event. The actor fills
+each spike is emitted as a telemetry event (``grad_norm.report``, ``grad_norm.spike``). The actor fills
 the runtime's ``grad_norm_tracker`` slot.
 """
 
@@ -69,6 +69,8 @@ class GradNormReport:
     base: float
     terms: tuple[TermNorm, ...]
     total: float
+    session_id: str | None = None
+    """Routes the telemetry events to that session's upload (None: local only)."""
     at: float = field(default_factory=time.time)
 
 
@@ -116,7 +118,7 @@ class GradNormSummary:
     """Weighted norms per regularizer."""
 
 
-# ---- telemetry hook -------------------------------------------------------------------------------
+# ---- telemetry ------------------------------------------------------------------------------------
 
 TelemetryHook = Callable[[str, dict[str, Any]], None]
 """Receives ``(event_name, fields)``; events are ``grad_norm.report`` and ``grad_norm.spike``."""
@@ -126,17 +128,24 @@ _telemetry_hook: TelemetryHook | None = None
 
 
 def set_telemetry_hook(hook: TelemetryHook | None) -> None:
-    """Install the function that receives grad-norm events (None removes it).
+    """Also send grad-norm events to ``hook`` (None removes it), e.g. a metrics logger.
 
-    This is the seam for the telemetry subsystem (no emit API existed when this was written): it, or a
-    user, installs a hook here; the tracker calls it from its own thread and ignores its failures.
+    Events always go to the telemetry bus (``tinker_actors.telemetry.emit``, uploaded with the report's
+    session); the hook is for callers who want them without attaching a bus handler. The tracker calls it
+    from its own thread and ignores its failures.
     """
     global _telemetry_hook
     with _hook_lock:
         _telemetry_hook = hook
 
 
-def _emit(event: str, fields: dict[str, Any]) -> None:
+def _emit(event: str, fields: dict[str, Any], *, session_id: str | None, warning: bool = False) -> None:
+    try:
+        from tinker_actors.telemetry import emit
+
+        emit(event, fields, severity="WARNING" if warning else "INFO", session_id=session_id)
+    except Exception:  # telemetry is an observer: it never breaks the tracker
+        logger.debug("grad-norm telemetry emit failed for %s", event, exc_info=True)
     with _hook_lock:
         hook = _telemetry_hook
     if hook is None:
@@ -193,7 +202,10 @@ class GradNormTracker(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, GradNormReport):
-            self._record(message)
+            try:
+                self._record(message)
+            except Exception:  # one malformed report must not cost the history (nor root restart intensity)
+                logger.warning("grad-norm report dropped: %r", message, exc_info=True)
         elif isinstance(message, GetGradNormHistory):
             norms = self._models.get(message.model_id)
             if norms is None:
@@ -209,6 +221,9 @@ class GradNormTracker(SupervisedActor):
         return None
 
     def _record(self, report: GradNormReport) -> None:
+        # Read everything first, so a malformed report fails before any state changes.
+        total, base = float(report.total), float(report.base)
+        terms = [(t.name, float(t.raw), float(t.weighted)) for t in report.terms]
         norms = self._models.get(report.model_id)
         if norms is None:
             norms = self._models[report.model_id] = _ModelNorms(deque(maxlen=self._history))
@@ -218,25 +233,24 @@ class GradNormTracker(SupervisedActor):
         recent = [record.report.total for record in list(norms.history)[-self._spike_window:]]
         spike = False
         if len(recent) >= self._spike_min_history:
-            median = statistics.median(recent)
-            spike = report.total > self._spike_factor * median and report.total > 0.0
+            spike = total > self._spike_factor * statistics.median(recent) and total > 0.0
         norms.steps += 1
         record = GradNormRecord(norms.steps, report, spike)
         norms.history.append(record)
-        norms.total.add(report.total)
-        norms.base.add(report.base)
-        for term in report.terms:
-            norms.terms.setdefault(term.name, _Running()).add(term.weighted)
+        norms.total.add(total)
+        norms.base.add(base)
+        for name, _, weighted in terms:
+            norms.terms.setdefault(name, _Running()).add(weighted)
         fields: dict[str, Any] = {"model_id": report.model_id, "step": norms.steps, "loss": report.loss,
-                                  "base": report.base, "total": report.total,
-                                  "terms": {t.name: {"raw": t.raw, "weighted": t.weighted} for t in report.terms}}
-        _emit("grad_norm.report", fields)
+                                  "base": base, "total": total,
+                                  "terms": {name: {"raw": raw, "weighted": weighted} for name, raw, weighted in terms}}
+        _emit("grad_norm.report", fields, session_id=report.session_id)
         if spike:
             norms.spikes += 1
             logger.warning("gradient-norm spike for %s at step %d: %.4g (median of recent steps %.4g)",
                            report.model_id, norms.steps, report.total, statistics.median(recent))
-            _emit("grad_norm.spike", {**fields, "median": statistics.median(recent),
-                                      "factor": self._spike_factor})
+            _emit("grad_norm.spike", {**fields, "median": statistics.median(recent), "factor": self._spike_factor},
+                  session_id=report.session_id, warning=True)
 
 
 def _tracker_spec(runtime: Runtime) -> ChildSpec:
