@@ -207,12 +207,13 @@ class TelemetryReporter(SupervisedActor):
             return
         self._enqueue(wire, counted=True)
 
-    def _enqueue(self, wire: WireEvent, *, counted: bool = False) -> None:
-        """Queue an event (``counted``: the bus handler already counted it as emitted)."""
+    def _enqueue(self, wire: WireEvent, *, counted: bool = False, forced: bool = False) -> None:
+        """Queue an event (``counted``: the bus handler already counted it as emitted; ``forced``:
+        past the bound, for the one SESSION_END that says the session is over)."""
         ledger = self._state.ledger
         if not counted:
             ledger.emitted()
-        if len(self._queue) >= self._settings.max_queue:
+        if len(self._queue) >= self._settings.max_queue and not forced:
             ledger.dropped()
             if not self._dropped_logged:
                 self._dropped_logged = True
@@ -315,11 +316,12 @@ class TelemetryReporter(SupervisedActor):
     def _drain(self) -> None:
         state, settings = self._state, self._settings
         deadline = time.monotonic() + settings.drain_timeout
-        self._final_stats(deadline)
+        if settings.stats_interval is not None:
+            self._final_stats(deadline)
         if not state.ledger.end_sent:
             state.ledger.end_sent = True
             duration = timedelta(seconds=time.monotonic() - state.started_at)
-            self._enqueue(session_end(state.ledger.next_index(), duration))
+            self._enqueue(session_end(state.ledger.next_index(), duration), forced=True)
         self._finish_in_flight(deadline)
         batches: list[list[WireEvent]] = [self._held.events] if self._held is not None else []
         self._held = None
