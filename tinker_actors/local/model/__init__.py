@@ -52,7 +52,11 @@ Learning and speed
     With learning rates 2e-3..1e-2 (5e-3 is a good default) and rank 8..32, next-token cross-entropy on
     the shipped corpus falls from ~6.0 to ~2.6 nats/token (tiny-byte) and from ~7.1 to ~4.8
     (tiny-bpe) in 30 steps of 8 x 128 tokens, about a second on 2 cores. forward_backward on
-    8 x 128 tokens takes about 30 ms (``bench/bench_local_model.py``).
+    8 x 128 tokens takes about 30 ms (``bench/bench_local_model.py``). Memory stays bounded whatever
+    the request: training runs in micro-batches of at most 8192 padded tokens (the loss is a sum, so
+    results are the same), sampling decodes at most 256 sequences at a time. OpenBLAS's threads
+    degrade badly when the 2 cores are also busy elsewhere; a process that runs the model next to
+    other CPU work is steadier with ``OPENBLAS_NUM_THREADS=1`` (set before numpy is imported).
 
 Errors are ``ValueError`` subclasses (``errors.py``): the caller's mistake, a user error on the wire.
 """

@@ -250,6 +250,8 @@ def backward(
         d_m = linear_backward(weights, names["w_in"], t.mlp_normed, d_pre, grads)
         assert d_m is not None
         d_x = d_x + rms_norm_backward(d_m, t.mlp_normed, t.mlp_inv)
+        if layer == lowest and not any(names[m] in weights.lora for m in ATTN_MATRICES):
+            break  # nothing below this point has an adapter
 
         # attention block: x_mid = x_in + Wo(softmax(q k^T * scale) v)
         d_heads = linear_backward(weights, names["wo"], t.heads, d_x, grads)
