@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.local.support import Api, datum
 from tinker_actors.local import LocalService
 
@@ -48,3 +50,37 @@ def test_unknown_model_ids_are_404(api: Api) -> None:
     assert api.post("/api/v1/get_info", {"model_id": "nope"}).status_code == 404
     assert api.forward_backward("nope", 1).status_code == 404
     assert api.post("/api/v1/weights_info", {"tinker_path": "tinker://nope/weights/x"}).status_code == 404
+
+
+def _sample(api: Api, sampler_id: str, seq_id: int) -> dict[str, object]:
+    submitted = api.post("/api/v1/asample", {
+        "num_samples": 1, "prompt": {"chunks": [{"tokens": list(b"the ")}]},
+        "sampling_params": {"max_tokens": 4, "temperature": 0.0}, "sampling_session_id": sampler_id,
+        "seq_id": seq_id, "prompt_logprobs": False, "topk_prompt_logprobs": 0})
+    assert submitted.status_code == 200, submitted.text
+    return api.result(submitted.json()["request_id"])
+
+
+def test_real_model_samplers_from_training_checkpoints_and_after_restart(tmp_path: Path) -> None:
+    with LocalService(data_dir=tmp_path, long_poll_s=5.0) as svc:
+        api = Api(svc)
+        session_id = api.create_session()
+        model_id = api.create_model(session_id)
+        for seq_id in (1, 3):
+            api.result(api.forward_backward(model_id, seq_id, tokens=list(b"the cat sat")).json()["request_id"])
+            api.result(api.post("/api/v1/optim_step", {"adam_params": {"learning_rate": 0.05},
+                                                       "model_id": model_id, "seq_id": seq_id + 1}).json()[
+                "request_id"])
+        path = api.result(api.save_weights(model_id, 5, "full").json()["request_id"])["path"]
+        ephemeral = api.result(api.post("/api/v1/save_weights_for_sampler", {
+            "model_id": model_id, "seq_id": 6, "sampling_session_seq_id": 0}).json()["request_id"])
+        from_training = api.post("/api/v1/create_sampling_session", {
+            "session_id": session_id, "sampling_session_seq_id": 1, "base_model": None,
+            "model_path": path}).json()["sampling_session_id"]
+        greedy = _sample(api, ephemeral["sampling_session_id"], 0)
+        assert _sample(api, from_training, 0) == greedy  # same adapters, greedy decoding
+        svc.restart()
+        # Both samplers are rebuilt from disk after the restart.
+        assert _sample(api, ephemeral["sampling_session_id"], 1) == greedy
+        assert _sample(api, from_training, 1) == greedy
+        api.close()
