@@ -69,7 +69,7 @@ def test_malformed_input_is_a_400_and_keeps_checkpoints(api: Api) -> None:
     model_id = api.create_model(session_id)
     saved = api.result(api.save_weights(model_id, 1, "precious").json()["request_id"])
     assert saved["path"].endswith("/weights/precious")
-    for body in (b"{not json", b"[]", b'{"model_id": 5}', b"\xff\xfe"):
+    for body in (b"{not json", b"[]", b'{"model_id": 5}', b"\xff\xfe", b"[" * 200_000):
         response = api.http.post("/api/v1/save_weights", content=body)
         assert response.status_code == 400, body
     unknown_field = api.post("/api/v1/forward_backward", {"model_id": model_id, "seq_id": 2, "oops": True,

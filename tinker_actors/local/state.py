@@ -99,7 +99,7 @@ class Call:
             raise ApiError(400, f"{self.endpoint}: the request has no JSON body")
         try:
             return json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError) as error:
+        except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
             raise ApiError(400, f"{self.endpoint}: the body is not valid JSON ({error})") from error
 
     def parse(self, model: type[M]) -> M:
