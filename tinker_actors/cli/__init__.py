@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
 from tinker_actors._version import __version__
 from tinker_actors.cli.local import add_local_commands, run_local_command
+from tinker_actors.cli.manage import add_manage_commands, run_manage_command
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinker-actors", description="tinker-actors command line")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("version", help="print the version")
+    version = commands.add_parser("version", help="print the version")
+    version.add_argument("-f", "--format", choices=("table", "json"), default="table")
     add_local_commands(commands)
+    add_manage_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "version":
-        print(f"tinker-actors {__version__}")
+        print(json.dumps({"version": __version__}) if args.format == "json" else f"tinker-actors {__version__}")
         return 0
     if args.command == "local":
         return run_local_command(args)
+    if args.command in ("checkpoint", "run"):
+        return run_manage_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands first
 
 
