@@ -9,9 +9,11 @@ expired, are unknown (the server then answers 410). Lives on the service's event
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import secrets
 import time
-import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -48,9 +50,13 @@ class FutureStore:
     def __init__(self, *, result_ttl_s: float) -> None:
         self._result_ttl_s = result_ttl_s
         self._entries: dict[str, _Entry] = {}
+        self._finished: deque[tuple[float, str]] = deque()  # in finishing order, so expiry is cheap
+        # A random prefix per store: ids of an earlier (restarted) service are never mistaken for ours.
+        self._prefix = f"req-{secrets.token_hex(6)}-"
+        self._counter = itertools.count(1)
 
     def create(self, request_type: str, model_id: str | None) -> str:
-        request_id = f"req-{uuid.uuid4().hex}"
+        request_id = f"{self._prefix}{next(self._counter)}"
         self._entries[request_id] = _Entry(request_type, model_id, time.monotonic())
         return request_id
 
@@ -73,6 +79,7 @@ class FutureStore:
         entry.payload = payload
         entry.finished = time.monotonic()
         entry.done.set()
+        self._finished.append((entry.finished, request_id))
 
     async def wait(self, request_id: str, timeout_s: float) -> FutureOutcome:
         """Hold the poll until the result is ready or ``timeout_s`` passed (the long poll)."""
@@ -93,9 +100,9 @@ class FutureStore:
     def expire(self) -> None:
         """Forget results that finished more than ``result_ttl_s`` ago."""
         horizon = time.monotonic() - self._result_ttl_s
-        stale = [rid for rid, e in self._entries.items() if e.finished is not None and e.finished < horizon]
-        for rid in stale:
-            del self._entries[rid]
+        while self._finished and self._finished[0][0] < horizon:
+            _, request_id = self._finished.popleft()
+            self._entries.pop(request_id, None)
 
     def forget(self, request_id: str) -> None:
         self._entries.pop(request_id, None)

@@ -49,13 +49,20 @@ class RouteMatch:
 class Router:
     def __init__(self) -> None:
         self._routes: list[Route] = []
+        self._static: dict[tuple[str, str], Route] = {}  # routes without parameters: one dict lookup
 
     def add(self, method: str, path: str, endpoint: str, handler: Handler, *, auth: bool = True,
             admin: bool = False) -> None:
         segments = tuple(path.strip("/").split("/"))
-        self._routes.append(Route(method.upper(), segments, endpoint, handler, auth, admin))
+        route = Route(method.upper(), segments, endpoint, handler, auth, admin)
+        self._routes.append(route)
+        if not any(s.startswith("{") for s in segments):
+            self._static[(route.method, "/".join(segments))] = route
 
     def match(self, method: str, path: str) -> RouteMatch | None:
+        static = self._static.get((method, path.strip("/")))
+        if static is not None:
+            return RouteMatch(static, {})
         parts = path.strip("/").split("/")
         path_known = False
         for route in self._routes:
