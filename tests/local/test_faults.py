@@ -209,3 +209,19 @@ def test_list_remove_and_clear_from_each_surface(fresh: tuple[LocalService, Api]
     bad = api.admin("POST", "faults", {"endpoint": "x", "action": "explode"})
     assert bad.status_code == 400
     assert cli_main(["local", "fault", "list", "--url", "http://127.0.0.1:1", "--api-key", "k"]) == 1
+
+
+def test_custom_body_and_headers_from_each_surface(fresh: tuple[LocalService, Api]) -> None:
+    svc, api = fresh
+    svc.faults.add(FaultRule(endpoint="healthz", status=503, body="down for maintenance",
+                             headers={"X-Why": "python"}, times=1))
+    _http(svc, {"endpoint": "healthz", "status": 500, "body": {"detail": "http"}, "headers": {"X-Why": "http"},
+                "times": 1})
+    assert cli_main(["local", "fault", "add", "--url", svc.base_url, "--api-key", svc.api_key,
+                     "--endpoint", "healthz", "--status", "502", "--body", '{"detail": "cli"}',
+                     "--header", "X-Why: cli", "--times", "1"]) == 0
+    first, second, third = (api.http.get("/api/v1/healthz") for _ in range(3))
+    assert (first.status_code, first.text, first.headers["x-why"]) == (503, "down for maintenance", "python")
+    assert (second.status_code, second.json(), second.headers["x-why"]) == (500, {"detail": "http"}, "http")
+    assert (third.status_code, third.json(), third.headers["x-why"]) == (502, {"detail": "cli"}, "cli")
+    assert api.http.get("/api/v1/healthz").status_code == 200

@@ -10,6 +10,7 @@ from __future__ import annotations
 from tinker_actors.local.backend import Arrays, SampleArgs, SampleOutput, SamplerEngine
 from tinker_actors.local.http_server import HttpResponse
 from tinker_actors.local.routes import Router
+from tinker_actors.local.sequencer import MAX_REMEMBERED
 from tinker_actors.local.state import ApiError, Call, SamplerSlot, ServiceState, classify_error, ok
 from tinker_actors.local.storage import InvalidNameError, SamplerRecord
 from tinker_actors.types import (
@@ -112,6 +113,8 @@ class SamplingApi:
         request_id = state.futures.create("Sample", None)
         if req.seq_id is not None:
             slot.seen[req.seq_id] = request_id
+            if len(slot.seen) > MAX_REMEMBERED:
+                del slot.seen[next(iter(slot.seen))]
         if not call.never_complete:
             state.pending_samples += 1
             state.spawn(self._run_sample(slot, req, request_id, call.endpoint))

@@ -24,6 +24,10 @@ __all__ = ["ModelSequencer", "Operation", "SeenRequest"]
 
 Operation = Callable[[], Awaitable[None]]
 
+# Repeats come from client retries, seconds after the original; remembering the most recent ones
+# is enough, and keeps a model's memory flat over a long run.
+MAX_REMEMBERED = 10_000
+
 
 @dataclass(frozen=True)
 class SeenRequest:
@@ -61,7 +65,7 @@ class ModelSequencer:
         if seq_id is None:
             self._ready.append(operation)
         else:
-            self._seen[seq_id] = SeenRequest(endpoint, request_id)
+            self._remember(seq_id, SeenRequest(endpoint, request_id))
             if seq_id < self._next_seq_id:
                 self._ready.append(operation)  # late: its turn was skipped, run it now
             else:
@@ -70,9 +74,14 @@ class ModelSequencer:
 
     def consume(self, seq_id: int, endpoint: str, request_id: str) -> None:
         """Mark ``seq_id`` as taken without work (its future never completes, or it was refused)."""
-        self._seen[seq_id] = SeenRequest(endpoint, request_id)
+        self._remember(seq_id, SeenRequest(endpoint, request_id))
         self._consumed.add(seq_id)
         self._wake()
+
+    def _remember(self, seq_id: int, seen: SeenRequest) -> None:
+        self._seen[seq_id] = seen
+        if len(self._seen) > MAX_REMEMBERED:
+            del self._seen[next(iter(self._seen))]
 
     def _wake(self) -> None:
         self._changed.set()

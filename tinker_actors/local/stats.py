@@ -14,6 +14,8 @@ from typing import Any
 
 __all__ = ["RequestStats", "TelemetryLog"]
 
+MAX_SEQUENCED = 50_000  # per-(id, seq_id) rows kept (the most recent), so memory stays flat
+
 
 @dataclass
 class _EndpointCounts:
@@ -65,6 +67,8 @@ class RequestStats:
             counts = self._sequenced.get(key)
             if counts is None:
                 counts = self._sequenced[key] = _SeqCounts(endpoint)
+                if len(self._sequenced) > MAX_SEQUENCED:
+                    del self._sequenced[next(iter(self._sequenced))]
             counts.received += 1
 
     def executed(self, endpoint: str, owner_id: str | None = None, seq_id: int | None = None,
