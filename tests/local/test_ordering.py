@@ -132,3 +132,18 @@ def test_create_session_rejects_unknown_fields_with_a_clear_400(api: Api) -> Non
     response = api.post("/api/v1/create_session", {**SESSION_BODY, "surprise": 1})
     assert response.status_code == 400
     assert "surprise" in response.json()["error"]
+
+
+def test_a_refused_request_does_not_stall_the_next_seq_id(
+        recorded: tuple[LocalService, RecordingBackend, Api]) -> None:
+    _, backend, api = recorded
+    model_id = api.create_model(api.create_session())
+    refused = api.save_weights(model_id, 1, "bad/name")
+    assert refused.status_code == 400
+    started = time.monotonic()
+    api.result(_fwdbwd(api, model_id, 2, 2))
+    assert time.monotonic() - started < 0.3  # no gap_timeout_s (0.4 s) wait for seq 1
+    resent = api.optim_step(model_id, 1)  # a valid re-send of the refused seq_id is accepted
+    assert resent.status_code == 200
+    api.result(resent.json()["request_id"])
+    assert backend.operations == ["fwdbwd:2", "optim:0.0001"]

@@ -66,6 +66,7 @@ class ModelSequencer:
             self._ready.append(operation)
         else:
             self._remember(seq_id, SeenRequest(endpoint, request_id))
+            self._consumed.discard(seq_id)  # taken by a refused request earlier; now it has work
             if seq_id < self._next_seq_id:
                 self._ready.append(operation)  # late: its turn was skipped, run it now
             else:

@@ -18,7 +18,7 @@ import numpy as np
 
 from tinker_actors.local.backend import AdamSettings, DatumInput, LoraSpec, StepOutput, Trainer
 from tinker_actors.local.http_server import HttpResponse
-from tinker_actors.local.routes import Router
+from tinker_actors.local.routes import Handler, Router
 from tinker_actors.local.sequencer import ModelSequencer
 from tinker_actors.local.state import ApiError, Call, ModelSlot, SamplerSlot, ServiceState, classify_error, ok
 from tinker_actors.local.storage import (
@@ -61,6 +61,7 @@ from tinker_actors.types import (
 __all__ = ["TrainingApi"]
 
 DEFAULT_LORA_RANK = 32
+REFUSED = "refused"  # the "endpoint" of a seq_id whose request was refused (a valid re-send may use it)
 OUTPUT_TYPE = "target_token_logprobs"
 
 
@@ -114,13 +115,43 @@ class TrainingApi:
     def register(self, router: Router) -> None:
         for name, handler in (
             ("create_model", self.create_model), ("get_info", self.get_info),
-            ("forward_backward", self.forward_backward), ("forward", self.forward),
-            ("optim_step", self.optim_step), ("save_weights", self.save_weights),
-            ("save_weights_for_sampler", self.save_weights_for_sampler),
-            ("load_weights", self.load_weights), ("unload_model", self.unload_model),
-            ("weights_info", self.weights_info),
+            ("unload_model", self.unload_model), ("weights_info", self.weights_info),
         ):
             router.add("POST", f"/api/v1/{name}", name, handler)
+        for name, handler in (
+            ("forward_backward", self.forward_backward), ("forward", self.forward),
+            ("optim_step", self.optim_step), ("save_weights", self.save_weights),
+            ("save_weights_for_sampler", self.save_weights_for_sampler), ("load_weights", self.load_weights),
+        ):
+            router.add("POST", f"/api/v1/{name}", name, self._releasing_refused_seq_ids(handler))
+
+    def _releasing_refused_seq_ids(self, handler: Handler) -> Handler:
+        """A request refused with 400 still used up its ``seq_id`` on the client: mark it taken, so the
+        model does not wait ``gap_timeout_s`` for it before running the next operations."""
+
+        async def handle(call: Call) -> HttpResponse:
+            try:
+                return await handler(call)
+            except ApiError as error:
+                if error.status == 400:
+                    self._release_seq_id(call)
+                raise
+
+        return handle
+
+    def _release_seq_id(self, call: Call) -> None:
+        try:
+            data = json.loads(call.request.body)
+        except (ValueError, RecursionError):
+            return
+        if not isinstance(data, dict):
+            return
+        model_id, seq_id = data.get("model_id"), data.get("seq_id")
+        if not isinstance(model_id, str) or not isinstance(seq_id, int) or isinstance(seq_id, bool):
+            return
+        slot = self._state.models.get(model_id)
+        if slot is not None and slot.sequencer.seen(seq_id) is None:
+            slot.sequencer.consume(seq_id, REFUSED, "")
 
     # ---- models ------------------------------------------------------------------------------
     async def create_model(self, call: Call) -> HttpResponse:
@@ -347,7 +378,7 @@ class TrainingApi:
         state.stats.sequenced_received(slot.model_id, seq_id, endpoint)
         if seq_id is not None:
             seen = slot.sequencer.seen(seq_id)
-            if seen is not None:
+            if seen is not None and seen.endpoint != REFUSED:
                 if seen.endpoint != endpoint:
                     raise ApiError(400, f"seq_id {seq_id} of model {slot.model_id} was already used "
                                         f"by a {seen.endpoint} request")
