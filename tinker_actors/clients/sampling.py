@@ -2,6 +2,8 @@
 
 The hot path: ``sample()`` tells the actor, which records the request in its in-flight table and submits
 one coroutine to the IoLoop (no thread per request; thousands of concurrent samples share the loop).
+Beyond twice ``max_connections`` started samples, the actor keeps further requests in a FIFO and starts
+them as others finish, so a pending sample costs ~2 KB instead of a task and coroutine each.
 The coroutine does the whole life of a sample: wait for a concurrency slot (``RetryConfig.max_connections``)
 and for any shared 429 backoff, POST ``asample``, poll its future, retry what is retryable (429 waits for
 the shared backoff; connection errors, 5xx and 410 resubmit with a new seq id and backoff), and give up
@@ -11,6 +13,7 @@ with :class:`NoProgressError` once ``progress_timeout`` passes with no sample of
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import itertools
@@ -98,20 +101,33 @@ class SamplingClientActor(SupervisedActor):
         self._seq_ids = seq_ids  # outlives the actor: a restart continues the numbering
         self._op_ids = itertools.count(1)
         self._in_flight: dict[int, tuple[SampleOp, concurrent.futures.Future[None]]] = {}
+        # Samples beyond this many wait here as bare SampleOps, in order: a started sample costs a task,
+        # a coroutine and a thread-safe future (~3 KB), so 10,000 pending samples must not all be started.
+        # Twice the wire limit keeps the semaphore below fed while some samples sit in a retry backoff.
+        self._waiting: collections.deque[SampleOp] = collections.deque()
+        self._max_started = 2 * retry_config.max_connections
         self._pressure: _Backpressure | None = None
         self._queue_log = QueueStateLog(f"sampler {sampling_session_id}")
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, SampleOp):
-            if message.future.done():
-                return None
-            op_id = next(self._op_ids)
-            task = self._context.submit(self._run(op_id, message))
-            self._in_flight[op_id] = (message, task)
-            message.future.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
+            if len(self._in_flight) < self._max_started:
+                self._start(message)
+            else:
+                self._waiting.append(message)
         elif isinstance(message, SampleFinished):
             self._in_flight.pop(message.op_id, None)
+            while self._waiting and len(self._in_flight) < self._max_started:
+                self._start(self._waiting.popleft())
         return None
+
+    def _start(self, message: SampleOp) -> None:
+        if message.future.done():  # its caller cancelled it (or timed out) while it waited
+            return
+        op_id = next(self._op_ids)
+        task = self._context.submit(self._run(op_id, message))
+        self._in_flight[op_id] = (message, task)
+        message.future.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
 
     async def _run(self, op_id: int, op: SampleOp) -> None:
         try:
@@ -172,6 +188,8 @@ class SamplingClientActor(SupervisedActor):
                  else ClientStoppedError("the sampling client stopped"))
             task.cancel()
         self._in_flight.clear()
+        while self._waiting:
+            fail(self._waiting.popleft().future, NotSentError(f"the sampling client actor {reason.kind.value}"))
 
 
 _NO_RETRY = RetryPolicy(max_retries=0, deadline=None)  # sampling does its own retrying, above
