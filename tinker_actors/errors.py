@@ -35,6 +35,7 @@ __all__ = [
     "BadRequestError",
     "ClientStoppedError",
     "ConflictError",
+    "CrashedBeforeSendError",
     "ErrorCategory",
     "FutureExpiredError",
     "InternalServerError",
@@ -288,6 +289,20 @@ class PartialBatchError(TinkerError):
         first = next(iter(errors.values()), None)
         if first is not None:
             self.__cause__ = first
+
+
+class CrashedBeforeSendError(NotSentError, ActorCrashedError):
+    """The actor crashed before this request left the client: it was never sent (safe to send again).
+
+    Both ``except NotSentError`` and ``except ActorCrashedError`` catch it; ``cause`` is the crash.
+    """
+
+    default_retryable = True
+
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        ActorCrashedError.__init__(self, message, cause=cause, sent=False)
+        self.retryable = True
+        self.category = ErrorCategory.UNKNOWN
 
 
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {

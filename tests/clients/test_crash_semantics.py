@@ -47,8 +47,9 @@ def test_crash_before_send_fails_not_sent_and_nothing_is_sent_twice(client: tink
     queued = training.optim_step(tinker.AdamParams())
     time.sleep(0.2)
     crash(training)
-    with pytest.raises(tinker.NotSentError):
+    with pytest.raises(tinker.NotSentError) as info:
         queued.result(10)
+    assert isinstance(info.value, tinker.ActorCrashedError) and info.value.sent is False
     assert first.result(30).metrics["loss:sum"] > 0  # it was already on the wire: it completes
     after = training.optim_step(tinker.AdamParams()).result(30)  # the restarted actor continues the seq ids
     assert after is not None

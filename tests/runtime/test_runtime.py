@@ -16,7 +16,7 @@ import pytest
 from supervisors import ChildSpec, Restart, SupervisedActor, SupervisorStatus
 from tests.supervisors.actors import EventLog, wait_until, worker_spec
 from tinker_actors.runtime import ROOT_SLOTS, PlaceholderActor, Runtime, RuntimeStoppedError
-from tinker_actors.runtime.slots import placeholder_spec, register_slot, unregister_slot
+from tinker_actors.runtime.slots import placeholder_spec, register_slot, registered_slots, unregister_slot
 
 
 @pytest.fixture
@@ -87,6 +87,7 @@ def test_slots_come_from_the_registry(log: EventLog) -> None:
         seen.append(rt)
         return ChildSpec("telemetry_reporter", partial(SlotActor.start, log, "telemetry_reporter", rt))
 
+    previous = registered_slots().get("telemetry_reporter")  # the real reporter, when telemetry is imported
     register_slot("telemetry_reporter", factory)
     try:
         with Runtime.scoped() as rt:
@@ -98,6 +99,8 @@ def test_slots_come_from_the_registry(log: EventLog) -> None:
             assert rt.telemetry_reporter.ask("hello", timeout=1.0) is None
     finally:
         unregister_slot("telemetry_reporter")
+        if previous is not None:  # leave the registry as other tests (and the SDK) expect it
+            register_slot("telemetry_reporter", previous)
     with pytest.raises(ValueError, match="unknown root slot"):
         register_slot("metrics", factory)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 import logging
 import sys
@@ -228,3 +229,53 @@ def test_library_never_configures_logging_and_never_logs_the_key(capfd: pytest.C
     assert service.api_key not in out + err and service.api_key not in received
     assert list(logging.getLogger().handlers) == root_handlers
     assert structlog.is_configured() == was_configured
+
+
+@pytest.fixture
+def context_otel() -> Iterator[contextvars.ContextVar[str]]:
+    """A stand-in propagator that, like the real one, reads the *current* context."""
+    span: contextvars.ContextVar[str] = contextvars.ContextVar("span", default="")
+    package = types.ModuleType("opentelemetry")
+    propagate = types.ModuleType("opentelemetry.propagate")
+
+    def inject(carrier: dict[str, str]) -> None:
+        if span.get():
+            carrier["traceparent"] = span.get()
+
+    propagate.inject = inject  # type: ignore[attr-defined]
+    package.propagate = propagate  # type: ignore[attr-defined]
+    saved = {name: sys.modules.get(name) for name in ("opentelemetry", "opentelemetry.propagate")}
+    sys.modules["opentelemetry"], sys.modules["opentelemetry.propagate"] = package, propagate
+    otel.reset()
+    try:
+        yield span
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+        otel.reset()
+
+
+def test_the_callers_span_reaches_the_wire_through_actor_and_ioloop(
+        context_otel: contextvars.ContextVar[str]) -> None:
+    """The caller's trace context is captured in its thread and restored around the HTTP call in the IoLoop."""
+    from tests.http.scripted_server import Reply, ScriptedServer
+
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with ScriptedServer() as server:
+        server.script("POST", "/api/v1/create_session", Reply(200, {"session_id": "s"}))
+        server.script("POST", "/api/v1/create_model", Reply(200, {"request_id": "r1"}))
+        server.script("POST", "/api/v1/retrieve_future", Reply(200, {"model_id": "m"}), Reply(200, {"metrics": {}}))
+        server.script("POST", "/api/v1/optim_step", Reply(200, {"request_id": "r2"}))
+        with tinker.ServiceClient(config=Config(api_key="k", base_url=server.url, telemetry_enabled=False)) as svc:
+            training = svc.create_lora_training_client("tiny-byte", rank=2)
+            token = context_otel.set(parent)
+            try:
+                training.optim_step(tinker.AdamParams()).result(10)  # handle -> actor -> IoLoop -> HTTP
+            finally:
+                context_otel.reset(token)
+        optim = server.requests("/api/v1/optim_step")[0]
+        assert optim.header("traceparent") == parent
+        assert server.requests("/api/v1/create_model")[0].header("traceparent") is None  # no span then

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -29,12 +30,14 @@ class ClientContext:
     session_id: str = ""
     closed: bool = field(default=False)
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Run a coroutine in the IoLoop (all network I/O happens there)."""
+    def submit(self, coro: Coroutine[Any, Any, T], *,
+               context: contextvars.Context | None = None) -> concurrent.futures.Future[T]:
+        """Run a coroutine in the IoLoop (all network I/O happens there), in the caller's ``contextvars``
+        context unless another is given (an actor passes the context its caller had)."""
         if self.closed:
             coro.close()
             raise ClientStoppedError("the ServiceClient is closed")
-        return self.runtime.ioloop.submit(coro)
+        return self.runtime.ioloop.submit(coro, context=context if context is not None else contextvars.copy_context())
 
     def call(self, coro: Coroutine[Any, Any, T], *, timeout: float | None = None) -> T:
         """Run a coroutine in the IoLoop and wait for it, with a deadline (never an unbounded wait)."""

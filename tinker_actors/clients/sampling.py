@@ -16,9 +16,10 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import contextvars
 import itertools
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -71,6 +72,7 @@ class RetryConfig(BaseModel):
 class SampleOp:
     body: SampleRequest
     future: concurrent.futures.Future[SampleResponse]
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,7 @@ class SamplingClientActor(SupervisedActor):
         if message.future.done():  # its caller cancelled it (or timed out) while it waited
             return
         op_id = next(self._op_ids)
-        task = self._context.submit(self._run(op_id, message))
+        task = self._context.submit(self._run(op_id, message), context=message.context)
         self._in_flight[op_id] = (message, task)
         message.future.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
 

@@ -13,16 +13,24 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import itertools
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from supervisors import ChildSpec, ExitKind, ExitReason, NamedRef, Restart, SupervisedActor
 from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.ledger import TrainingLedger
-from tinker_actors.errors import ClientStoppedError, InvalidInputError, NotSentError, PartialBatchError, TinkerError
+from tinker_actors.errors import (
+    ClientStoppedError,
+    CrashedBeforeSendError,
+    InvalidInputError,
+    NotSentError,
+    PartialBatchError,
+    TinkerError,
+)
 from tinker_actors.futures import APIFuture, QueueStateLog, fail, poll_future, resolve
 from tinker_actors.http import Purpose
 from tinker_actors.training import grad_norms as _grad_norms  # noqa: F401  (fills the runtime slot)
@@ -69,6 +77,8 @@ class TrainingOp:
     build: Callable[[int], bytes]
     parse: Callable[[Any], Any]
     future: concurrent.futures.Future[Any]
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    """The caller's contextvars (trace span, log context), captured in the caller's thread."""
     ready: concurrent.futures.Future[Any] | None = None
     """If set, the op keeps its place in the send chain but takes its seq id only once this resolves (the
     backward of forward_backward_custom waits here for its client-side gradient); if it fails, the op and
@@ -125,9 +135,20 @@ class TrainingClientActor(SupervisedActor):
         op_id = self._ledger.assign_op_id()
         sent: concurrent.futures.Future[None] = concurrent.futures.Future()
         previous, self._ledger.last_sent = self._ledger.last_sent, sent
-        task = self._context.submit(self._run(op_id, op, previous, sent))
+        task = self._context.submit(self._run(op_id, op, previous, sent), context=op.context)
         self._in_flight[op_id] = _InFlight(op, task)
-        op.future.add_done_callback(lambda f: task.cancel() if f.cancelled() or _timed_out(f) else None)
+        op.future.add_done_callback(lambda f: self._caller_gave_up(op_id, task) if f.cancelled() or _timed_out(f)
+                                    else None)
+
+    def _caller_gave_up(self, op_id: int, task: concurrent.futures.Future[None]) -> None:
+        """The caller cancelled or timed out (any thread). Stop what is safe to stop, nothing else.
+
+        An op still waiting for its turn is abandoned at the send gate; its coroutine still runs, in order,
+        and settles its place in the chain (a task cancelled before it starts would never run its
+        ``finally`` and would leave every later op waiting). An op being polled stops polling.
+        """
+        if not self._ledger.abandon_unsent([op_id]) and op_id in self._ledger.accepted_requests():
+            task.cancel()
 
     async def _run(self, op_id: int, op: TrainingOp, previous: concurrent.futures.Future[None] | None,
                    sent: concurrent.futures.Future[None]) -> None:
@@ -157,6 +178,8 @@ class TrainingClientActor(SupervisedActor):
                 ledger.send_failed()
                 raise
             _set(sent, None)
+            if op.future.done():  # its caller gave up (or it was failed) while it was being sent
+                return
             ledger.record_accepted(op_id, accepted.data.request_id)
             result = await poll_future(http, accepted.data.request_id, op.request_type, op.parse,
                                        settings=self._context.poll, observer=self._queue_log,
@@ -176,19 +199,28 @@ class TrainingClientActor(SupervisedActor):
                 self.actor_ref.tell(OpFinished(op_id))
 
     def on_terminate(self, reason: ExitReason) -> None:
-        # Unsent requests fail now and are never sent. Accepted ones: after a crash they keep polling
-        # (the supervisor restarts us and their callers still get results); on a stop they fail too.
+        # Unsent requests fail now and can never be sent (the send gate refuses them); their coroutines are
+        # not cancelled, so each still settles its place in the send chain, in order. Accepted ones: after a
+        # crash they keep polling (the supervisor restarts us and their callers still get results); on a
+        # stop they fail and their polling is cancelled.
         unsent = set(self._ledger.abandon_unsent(list(self._in_flight)))
+        accepted = self._ledger.accepted_requests()
         crashed = reason.kind is ExitKind.CRASHED
         for op_id, entry in self._in_flight.items():
             if op_id in unsent:
-                fail(entry.op.future, NotSentError(
-                    f"{entry.op.kind} was not sent: its training client actor {reason.kind.value}"))
-                entry.task.cancel()
+                fail(entry.op.future, _not_sent_error(entry.op.kind, reason))
             elif not crashed:
                 fail(entry.op.future, ClientStoppedError(f"{entry.op.kind}: the training client was closed"))
-                entry.task.cancel()
+                if op_id in accepted:
+                    entry.task.cancel()
         self._in_flight.clear()
+
+
+def _not_sent_error(kind: str, reason: ExitReason) -> NotSentError:
+    message = f"{kind} was not sent: its training client actor {reason.kind.value}"
+    if reason.kind is ExitKind.CRASHED:
+        return CrashedBeforeSendError(message, cause=reason.error)
+    return NotSentError(message)
 
 
 def _timed_out(future: concurrent.futures.Future[Any]) -> bool:

@@ -63,7 +63,16 @@ def call_headers(method: str, extra: Mapping[str, str] | None) -> dict[str, str]
     if method != "GET" and method != "HEAD":
         headers[_CONTENT_TYPE] = _JSON
         headers[IDEMPOTENCY_KEY] = new_idempotency_key()
+    headers.update(_trace_headers())  # W3C trace context of the caller's span, when OpenTelemetry is installed
     if extra:
         for name, value in extra.items():
             headers[name.lower()] = value
     return headers
+
+
+def _trace_headers() -> dict[str, str]:
+    # Imported here: telemetry sits above the HTTP layer (it imports the clients), so a module-level
+    # import would be circular. After the first call this is a sys.modules lookup.
+    from tinker_actors.telemetry.otel import trace_headers
+
+    return trace_headers()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import logging
 import threading
 from collections.abc import Callable, Coroutine
@@ -143,15 +144,22 @@ class IoLoop:
 
     # ---- submitting work --------------------------------------------------------------------------
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Run ``coro`` on the loop; thread-safe. Raises :class:`IoLoopStoppedError` when stopped."""
+    def submit(self, coro: Coroutine[Any, Any, T], *,
+               context: contextvars.Context | None = None) -> concurrent.futures.Future[T]:
+        """Run ``coro`` on the loop; thread-safe. Raises :class:`IoLoopStoppedError` when stopped.
+
+        With ``context`` the task runs in that ``contextvars`` context (a caller's trace span and
+        structlog context vars then reach the HTTP layer); otherwise in the loop's own.
+        """
         with self._lock:
             if not self._accepting or self._loop is None:
                 coro.close()  # never awaited: close it so Python does not warn
                 raise IoLoopStoppedError(f"IoLoop {self._name!r} is not running")
             # Inside the lock, so stop() cannot slip between the check and the scheduling: every
             # accepted coroutine is scheduled before the loop's stop callback, and is cancelled by it.
-            return asyncio.run_coroutine_threadsafe(coro, self._loop)
+            if context is None:
+                return asyncio.run_coroutine_threadsafe(coro, self._loop)
+            return _submit_in_context(self._loop, coro, context)
 
     def submit_and_tell(self, coro: Coroutine[Any, Any, T], actor_ref: ActorRef[Any],
                         make_message: Callable[[Outcome[T]], Any]) -> Handle:
@@ -208,3 +216,30 @@ class IoLoop:
                 task.cancel()
             loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
         logger.warning("IoLoop: tasks kept spawning tasks while being cancelled")
+
+
+def _submit_in_context(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T],
+                       context: contextvars.Context) -> concurrent.futures.Future[T]:
+    """``run_coroutine_threadsafe`` whose task runs in ``context`` (same cancellation semantics)."""
+    result: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def copy_outcome(task: asyncio.Task[T]) -> None:
+        if result.cancelled():
+            return
+        if task.cancelled():
+            result.cancel()
+        elif task.exception() is not None:
+            result.set_exception(task.exception())
+        else:
+            result.set_result(task.result())
+
+    def start() -> None:
+        if not result.set_running_or_notify_cancel():
+            coro.close()
+            return
+        task = loop.create_task(coro, context=context)
+        task.add_done_callback(copy_outcome)
+        result.add_done_callback(lambda f: loop.call_soon_threadsafe(task.cancel) if f.cancelled() else None)
+
+    loop.call_soon_threadsafe(start)
+    return result
