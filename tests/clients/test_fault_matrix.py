@@ -91,3 +91,16 @@ def test_service_restart_mid_run_ends_every_wait(client: tinker.ServiceClient, s
     # The checkpoint survived the restart (same data dir): a new client resumes from it.
     resumed = client.create_training_client_from_state(saved.path)
     assert resumed.forward([datum(TEXT[:20])], "cross_entropy").result(30).metrics["loss:sum"] > 0
+
+
+def test_retryable_exceptions_of_retry_config_resubmit(client: tinker.ServiceClient, service: LocalService) -> None:
+    """The official SDK's RetryConfig.retryable_exceptions works: a failed sample is resubmitted."""
+    config = tinker.RetryConfig(retry_delay_base=0.01, retryable_exceptions=(tinker.RequestFailedError,))
+    sampler = client.create_sampling_client(base_model="tiny-byte", retry_config=config)
+    failure = {"error": "transient sampler failure", "category": "server"}
+    service.faults.add(FaultRule(endpoint="retrieve_future", status=200, body=failure, times=1, request_type="Sample"))
+    assert sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2)).result(30).sequences
+    plain = client.create_sampling_client(base_model="tiny-byte")
+    service.faults.add(FaultRule(endpoint="retrieve_future", status=200, body=failure, times=1, request_type="Sample"))
+    with pytest.raises(tinker.RequestFailedError):
+        plain.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2)).result(30)

@@ -127,9 +127,6 @@ def test_fan_out_sweep_chat_and_spawned_workers(fan_out_output: str) -> None:
     assert "2 samples from 2 spawned processes" in fan_out_output
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: an unpickled SamplingClient numbers its samples from seq_id 0 "
-                   "again, and the service deduplicates (sampling_session_id, seq_id), so one process can get "
-                   "another's sample")
 def test_fan_out_spawned_workers_get_their_own_samples(fan_out_output: str) -> None:
     assert "2 of 2 match the same samples taken in this process" in fan_out_output
 

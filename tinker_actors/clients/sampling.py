@@ -50,7 +50,7 @@ __all__ = ["RetryConfig", "SampleOp", "SamplingClient", "SamplingClientActor"]
 class RetryConfig(BaseModel):
     """Sampling retries and backpressure (FEATURES S3/S4; the seed's gap 6)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     max_connections: int = Field(256, ge=1, description="samples in flight at once for this client")
     progress_timeout: float = Field(600.0, gt=0, description="fail in-flight samples when none finished this long")
@@ -60,6 +60,9 @@ class RetryConfig(BaseModel):
     max_retries: int = Field(10, ge=0, description="resubmissions of one sample after retryable failures")
     enable_retry_logic: bool = True
     rate_limit_backoff: float = Field(1.0, ge=0, description="shared wait after a 429 without Retry-After")
+    retryable_exceptions: tuple[type[BaseException], ...] = Field(
+        (), description="extra exception types to resubmit on (the official SDK's field; ours retries typed "
+                        "connection, 5xx, 408/409 and 410 errors already)")
 
     def delay(self, attempt: int) -> float:
         nominal = min(self.retry_delay_base * 2 ** min(attempt, 30), self.retry_delay_max)
@@ -181,13 +184,18 @@ class SamplingClientActor(SupervisedActor):
                         raise
                     if attempt >= config.max_retries:
                         raise
+                except config.retryable_exceptions:
+                    if attempt >= config.max_retries:
+                        raise
             await asyncio.sleep(config.delay(attempt))
             attempt += 1
 
     def on_terminate(self, reason: ExitReason) -> None:
         for op, task in self._in_flight.values():
-            fail(op.future, NotSentError(f"the sampling client actor {reason.kind.value}") if not task.done()
-                 else ClientStoppedError("the sampling client stopped"))
+            # Started samples may or may not have run on the server; sampling has no side effects, so the
+            # error says it is safe to sample again (retryable) without claiming it was never sent.
+            fail(op.future, ClientStoppedError(
+                f"the sampling client actor {reason.kind.value} while this sample was in flight", retryable=True))
             task.cancel()
         self._in_flight.clear()
         while self._waiting:
@@ -219,14 +227,15 @@ class SamplingClient:
     sampling session from another process (it needs the same base URL and key in that process)."""
 
     def __init__(self, service: ServiceClient, sampling_session_id: str, *, base_model: str | None = None,
-                 model_path: str | None = None, retry_config: RetryConfig | None = None) -> None:
+                 model_path: str | None = None, retry_config: RetryConfig | None = None,
+                 first_seq_id: int = 0) -> None:
         self._service = service
         self._context = service._context
         self.sampling_session_id = sampling_session_id
         self.base_model = base_model
         self.model_path = model_path
         self.retry_config = retry_config or RetryConfig()
-        self._seq_ids = itertools.count()
+        self._seq_ids = itertools.count(first_seq_id)
         child_id = f"sampling-{next(_client_ids)}"
         context, config, seq_ids = self._context, self.retry_config, self._seq_ids
         spec = ChildSpec(child_id, lambda: SamplingClientActor.start(context, sampling_session_id, config, seq_ids),
@@ -285,5 +294,8 @@ def _rebuild_sampling_client(base_url: str, api_key: str, sampling_session_id: s
     from tinker_actors.clients.service import ServiceClient
 
     service = ServiceClient.shared(base_url=base_url, api_key=api_key)
+    # Another process may sample on the same session: its seq ids must not collide with ours, or the
+    # server's de-duplication by (session, seq_id) would hand one process the other's result.
+    first_seq_id = random.SystemRandom().randrange(1 << 24, 1 << 48)
     return SamplingClient(service, sampling_session_id, base_model=base_model, model_path=model_path,
-                          retry_config=retry_config)
+                          retry_config=retry_config, first_seq_id=first_seq_id)
