@@ -147,3 +147,21 @@ def test_a_refused_request_does_not_stall_the_next_seq_id(
     assert resent.status_code == 200
     api.result(resent.json()["request_id"])
     assert backend.operations == ["fwdbwd:2", "optim:0.0001"]
+
+
+def test_samples_with_the_same_seq_id_from_different_calls_are_not_merged(api: Api) -> None:
+    session_id = api.create_session()
+    sampler = api.post("/api/v1/create_sampling_session", {
+        "session_id": session_id, "sampling_session_seq_id": 0, "base_model": "tiny-byte",
+        "model_path": None}).json()["sampling_session_id"]
+    body = {"num_samples": 1, "prompt": {"chunks": [{"tokens": [1, 2]}]}, "sampling_params": {"max_tokens": 1},
+            "sampling_session_id": sampler, "seq_id": 0, "prompt_logprobs": False, "topk_prompt_logprobs": 0}
+
+    def send(key: str) -> str:
+        response = api.http.post("/api/v1/asample", json=body, headers={"X-Idempotency-Key": key})
+        request_id: str = response.json()["request_id"]
+        return request_id
+
+    first = send("call-a")
+    assert send("call-a") == first  # a retry of the same call
+    assert send("call-b") != first  # another process's call that happens to use seq_id 0 too

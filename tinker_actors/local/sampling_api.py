@@ -1,11 +1,14 @@
 """Sampling endpoints: create_sampling_session and asample.
 
 Sampling sessions are keyed by ``(session_id, sampling_session_seq_id)`` (a repeat returns the same
-id). Samples need no ordering; a repeated ``(sampling_session_id, seq_id)`` returns the original
-future. With ``max_pending_samples`` set, a full queue answers 429 (the SDK's backpressure signal).
+id). Samples need no ordering; a re-send of the same call (same ``(sampling_session_id, seq_id)`` and
+the same idempotency key, or body when there is none) returns the original future. With
+``max_pending_samples`` set, a full queue answers 429 (the SDK's backpressure signal).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from tinker_actors.local.backend import Arrays, SampleArgs, SampleOutput, SamplerEngine
 from tinker_actors.local.http_server import HttpResponse
@@ -51,6 +54,16 @@ def encode_sample(output: SampleOutput, req: SampleRequest) -> bytes:
     if req.topk_prompt_logprobs > 0 and output.topk_prompt_logprobs is not None:
         fields["topk_prompt_logprobs"] = output.topk_prompt_logprobs
     return encode_json(SampleResponse.model_validate(fields))
+
+
+def _attempt_token(call: Call) -> str:
+    """What makes a repeated ``(sampling_session_id, seq_id)`` a re-send of the same call: the same
+    ``X-Idempotency-Key`` (kept across a client's retries of one call), or without one the same body.
+    Two processes sharing a sampling session may number their samples alike; their calls differ."""
+    key = call.request.headers.get("x-idempotency-key")
+    if key:
+        return f"key:{key}"
+    return "body:" + hashlib.blake2b(call.request.body, digest_size=16).hexdigest()
 
 
 class SamplingApi:
@@ -103,16 +116,18 @@ class SamplingApi:
         slot = self._resolve_slot(req)
         owner = slot.record.sampler_id
         state.stats.sequenced_received(owner, req.seq_id, call.endpoint)
-        if req.seq_id is not None and req.seq_id in slot.seen:
+        token = _attempt_token(call)
+        seen = slot.seen.get(req.seq_id) if req.seq_id is not None else None
+        if seen is not None and seen[0] == token:
             state.stats.duplicate(call.endpoint)
-            return ok(UntypedAPIFuture(request_id=slot.seen[req.seq_id]))
+            return ok(UntypedAPIFuture(request_id=seen[1]))
         limit = state.config.max_pending_samples
         if limit is not None and state.pending_samples >= limit:
             raise ApiError(429, f"too many samples in flight ({limit}); retry shortly", "server",
                            headers=[("Retry-After", "1")])
         request_id = state.futures.create("Sample", None)
         if req.seq_id is not None:
-            slot.seen[req.seq_id] = request_id
+            slot.seen[req.seq_id] = (token, request_id)
             if len(slot.seen) > MAX_REMEMBERED:
                 del slot.seen[next(iter(slot.seen))]
         if not call.never_complete:

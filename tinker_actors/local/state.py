@@ -147,7 +147,7 @@ class SamplerSlot:
     """A sampling session; its engine is built on first use and may be evicted from memory."""
 
     record: SamplerRecord
-    seen: dict[int, str] = field(default_factory=dict)  # seq_id -> request_id (de-duplication)
+    seen: dict[int, tuple[str, str]] = field(default_factory=dict)  # seq_id -> (attempt token, request_id)
     building: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
