@@ -19,6 +19,7 @@ from enum import StrEnum
 import httpx
 
 from tinker_actors.config import Config, PoolLimits
+from tinker_actors.http.network import LeanBackend, install
 
 __all__ = ["ClientPools", "Purpose"]
 
@@ -62,6 +63,7 @@ class ClientPools:
             purpose: getattr(config.pools, purpose.value) for purpose in Purpose}
         self._pools: dict[Purpose, _RoundRobin] = {}
         self._ssl: ssl.SSLContext | None = None
+        self._backend = LeanBackend()  # stateless: shared by every pool
         # A local service is never behind a proxy; an HTTP_PROXY meant for the outside world must
         # not capture loopback traffic (httpx would otherwise route 127.0.0.1 through it).
         self._trust_env = not _is_loopback(config.base_url)
@@ -95,7 +97,7 @@ class ClientPools:
 
     def _new_client(self, limits: PoolLimits) -> httpx.AsyncClient:
         timeouts = self._config.timeouts
-        return httpx.AsyncClient(
+        client = httpx.AsyncClient(
             headers=self._headers,
             timeout=httpx.Timeout(timeouts.default, connect=timeouts.connect),
             limits=httpx.Limits(max_connections=limits.max_connections,
@@ -104,6 +106,8 @@ class ClientPools:
             verify=self._ssl_context(),
             trust_env=self._trust_env,
         )
+        install(client, self._backend)
+        return client
 
 
 def _is_loopback(url: str) -> bool:
