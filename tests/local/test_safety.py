@@ -85,3 +85,17 @@ def test_malformed_input_is_a_400_and_keeps_checkpoints(api: Api) -> None:
         assert raw.recv(1024).startswith(b"HTTP/1.1 400")
     checkpoints = api.http.get(f"/api/v1/training_runs/{model_id}/checkpoints").json()["checkpoints"]
     assert [c["checkpoint_id"] for c in checkpoints] == ["weights/precious"]
+
+
+def test_expect_100_continue_and_keep_alive_on_a_raw_socket(zero_service: LocalService) -> None:
+    body = b'{"tags": [], "user_metadata": {}, "sdk_version": "raw"}'
+    head = (f"POST /api/v1/create_session HTTP/1.1\r\nHost: x\r\nX-API-Key: k\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", zero_service.port), timeout=5) as raw:
+        raw.sendall(head.encode())
+        assert raw.recv(1024).startswith(b"HTTP/1.1 100")
+        raw.sendall(body)
+        first = raw.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200") and b"session_id" in first
+        raw.sendall(b"GET /api/v1/healthz HTTP/1.1\r\nHost: x\r\nX-API-Key: k\r\n\r\n")  # same connection
+        assert raw.recv(4096).startswith(b"HTTP/1.1 200")

@@ -133,7 +133,7 @@ class HttpServer:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
         while True:
             try:
-                request = await self._read_request(conn, reader)
+                request = await self._read_request(conn, reader, writer)
             except _BodyTooLarge:
                 await self._send(conn, writer, HttpResponse(
                     413, b'{"error":"request body too large","category":"user"}'), close=True)
@@ -157,12 +157,15 @@ class HttpServer:
             except h11.LocalProtocolError:
                 return
 
-    async def _read_request(self, conn: h11.Connection, reader: asyncio.StreamReader) -> HttpRequest | None:
+    async def _read_request(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> HttpRequest | None:
         head: h11.Request | None = None
         body = bytearray()
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
+                if conn.they_are_waiting_for_100_continue:  # e.g. curl with a big body
+                    writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
                 data = await reader.read(_READ_CHUNK)
                 conn.receive_data(data)
                 continue
