@@ -55,9 +55,12 @@ def bench_forward_backward(seconds: float, batch: int, length: int) -> None:
         model_id = _result(client, created["request_id"])["model_id"]
         seq = 0
         steps = 0
-        losses = []
+        losses: list[float] = []
+        warmup = 3  # the first steps build caches (base weights, attention masks); not timed
         started = time.perf_counter()
-        while time.perf_counter() - started < seconds:
+        while steps < warmup or time.perf_counter() - started < seconds:
+            if steps == warmup:
+                started = time.perf_counter()
             seq += 1
             fwdbwd = client.post("/api/v1/forward_backward", json={
                 "forward_backward_input": {"data": data, "loss_fn": "cross_entropy", "loss_fn_config": None},
@@ -69,7 +72,9 @@ def bench_forward_backward(seconds: float, batch: int, length: int) -> None:
             _result(client, optim)
             steps += 1
         elapsed = time.perf_counter() - started
-    print(f"forward_backward through HTTP: {batch} x {length} tokens per step, {steps} steps in {elapsed:.2f} s")
+    steps -= warmup
+    print(f"forward_backward through HTTP: {batch} x {length} tokens per step, {steps} steps in {elapsed:.2f} s "
+          f"(after {warmup} warm-up steps)")
     print(f"  {steps * batch * length / elapsed:,.0f} tokens/s, {1000 * elapsed / steps:.1f} ms per "
           f"forward_backward+optim_step; loss/token {losses[0]:.3f} -> {losses[-1]:.3f}")
 
