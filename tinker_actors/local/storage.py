@@ -5,6 +5,8 @@ Layout (every JSON file is written atomically: a temp file in the same directory
     <data_dir>/sessions.json                           known session ids and their creation times
     <data_dir>/samplers/<sampler_id>.json              sampling sessions (+ .npz for ephemeral weights)
     <data_dir>/runs/<run_id>/run.json                  a training run's metadata
+
+(ids are percent-encoded in file names: ``<session>:train:0`` is stored as ``<session>%3Atrain%3A0``).
     <data_dir>/runs/<run_id>/<kind>/<name>/arrays.npz  checkpoint arrays (kind: weights|sampler_weights)
     <data_dir>/runs/<run_id>/<kind>/<name>/checkpoint.json   its metadata; written last, so a
                                                        checkpoint exists only once it is complete
@@ -31,6 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import numpy as np
 import numpy.typing as npt
@@ -79,6 +82,11 @@ def parse_tinker_path(path: str) -> tuple[str, CheckpointKind, str]:
         raise InvalidNameError(f"invalid tinker path {path!r}: kind {kind!r} is not weights or sampler_weights")
     check_name(name)
     return run_id, ("weights" if kind == "weights" else "sampler_weights"), name
+
+
+def _file_name(identifier: str) -> str:
+    """An id as one portable path segment (ids hold ``:``, which Windows forbids in names)."""
+    return quote(identifier, safe="-_.")
 
 
 def _now() -> datetime:
@@ -285,7 +293,7 @@ class Storage:
 
     # ---- runs --------------------------------------------------------------------------------
     def _run_dir(self, run_id: str) -> Path:
-        return self.root / "runs" / run_id
+        return self.root / "runs" / _file_name(run_id)
 
     def add_run(self, run: RunRecord) -> None:
         with self._lock:
@@ -430,16 +438,19 @@ class Storage:
     def add_sampler(self, sampler: SamplerRecord, arrays: Arrays | None = None) -> None:
         with self._lock:
             if arrays is not None:
-                write_arrays_atomic(self.root / "samplers" / f"{sampler.sampler_id}.npz", arrays)
-            write_json_atomic(self.root / "samplers" / f"{sampler.sampler_id}.json", sampler.to_json())
+                write_arrays_atomic(self._sampler_file(sampler.sampler_id, ".npz"), arrays)
+            write_json_atomic(self._sampler_file(sampler.sampler_id, ".json"), sampler.to_json())
             self._samplers[sampler.sampler_id] = sampler
+
+    def _sampler_file(self, sampler_id: str, suffix: str) -> Path:
+        return self.root / "samplers" / f"{_file_name(sampler_id)}{suffix}"
 
     def sampler(self, sampler_id: str) -> SamplerRecord | None:
         with self._lock:
             return self._samplers.get(sampler_id)
 
     def sampler_arrays(self, sampler_id: str) -> Arrays | None:
-        path = self.root / "samplers" / f"{sampler_id}.npz"
+        path = self._sampler_file(sampler_id, ".npz")
         return read_arrays(path) if path.exists() else None
 
     def samplers_of_session(self, session_id: str) -> list[str]:
