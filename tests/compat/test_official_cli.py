@@ -13,6 +13,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +47,13 @@ def _cli(svc: LocalService, monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
     return result.output
 
 
+def _json_output(output: str) -> Any:
+    """The command's JSON document (log lines of other components in this process may precede it)."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(("{", "[")))
+    return json.loads("\n".join(lines[start:]))
+
+
 def test_run_and_checkpoint_commands(sdk_env: LocalService, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     svc = sdk_env
@@ -58,11 +66,11 @@ def test_run_and_checkpoint_commands(sdk_env: LocalService, tmp_path: Path,
     with ThreadPoolExecutor(max_workers=1) as pool:
         real_process = pool.submit(_subprocess_cli, svc, "run", "list", "--limit", "0")
 
-        assert json.loads(_cli(svc, monkeypatch, "run", "info", run_id))["training_run_id"] == run_id
+        assert _json_output(_cli(svc, monkeypatch, "run", "info", run_id))["training_run_id"] == run_id
         assert keep in _cli(svc, monkeypatch, "checkpoint", "list", "--run-id", run_id)
         assert keep in _cli(svc, monkeypatch, "checkpoint", "list", "--limit", "0")
         assert keep in _cli(svc, monkeypatch, "checkpoint", "info", keep)
-        download = json.loads(_cli(svc, monkeypatch, "checkpoint", "download", keep, "--output", str(tmp_path)))
+        download = _json_output(_cli(svc, monkeypatch, "checkpoint", "download", keep, "--output", str(tmp_path)))
         assert "arrays.npz" in {p.name for p in Path(download["destination"]).iterdir()}
 
         rc = sc.create_rest_client()
