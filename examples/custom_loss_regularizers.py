@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from importlib import resources
 
 import numpy as np
+from _endpoint import corpus_text, corpus_windows
 
 import tinker_actors as tinker
 from tinker_actors.local import LocalService
@@ -42,18 +42,9 @@ class FocalNLL:
         return TermValue(value, grads, {"mean_logprob": float(np.mean(np.concatenate(logprobs)))})
 
 
-def windows(tokens: list[int], length: int, count: int, rng: np.random.Generator) -> list[tinker.Datum]:
-    data = []
-    for start in rng.integers(0, len(tokens) - length - 1, count):
-        window = tokens[start:start + length + 1]
-        data.append(tinker.Datum(model_input=tinker.ModelInput.from_ints(window[:-1]),
-                                 loss_fn_inputs={"target_tokens": window[1:], "weights": [1.0] * length}))
-    return data
-
-
 def main(steps: int = 20) -> None:
     started = time.monotonic()
-    text = resources.files("tinker_actors.local").joinpath("assets/corpus.txt").read_text(encoding="utf-8")
+    text = corpus_text()
     rng = np.random.default_rng(0)
     with LocalService() as local, tinker.ServiceClient(base_url=local.base_url, api_key=local.api_key) as svc:
         training = svc.create_lora_training_client("tiny-bpe", rank=8, seed=0)
@@ -63,7 +54,7 @@ def main(steps: int = 20) -> None:
 
         print(f"{'step':>4} {'base loss':>10} {'l2':>9} {'kl':>9} {'total':>9}")
         for step in range(steps):
-            batch = windows(tokens, 32, 4, rng)
+            batch = corpus_windows(tokens, 32, 4, rng)
             regularizers = [
                 Regularizer("l2_to_-1", L2(center=-1.0), weight=0.002),
                 Regularizer("kl_to_start", KLPenalty(reference_logprobs(reference_model, batch)), weight=0.01),

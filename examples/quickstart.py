@@ -11,36 +11,12 @@ lists the checkpoints.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import time
-from collections.abc import Iterator
-from importlib import resources
 
 import numpy as np
+from _endpoint import corpus_text, corpus_windows, service_endpoint
 
 import tinker_actors as tinker
-from tinker_actors.local import LocalService
-
-
-def corpus_windows(tokens: list[int], length: int, count: int, rng: np.random.Generator) -> list[tinker.Datum]:
-    """``count`` random windows of the corpus as next-token-prediction examples."""
-    data = []
-    for start in rng.integers(0, len(tokens) - length - 1, count):
-        window = tokens[start:start + length + 1]
-        data.append(tinker.Datum(model_input=tinker.ModelInput.from_ints(window[:-1]),
-                                 loss_fn_inputs={"target_tokens": window[1:], "weights": [1.0] * length}))
-    return data
-
-
-@contextlib.contextmanager
-def service_endpoint() -> Iterator[tuple[str, str]]:
-    if os.environ.get("TINKER_BASE_URL") and os.environ.get("TINKER_API_KEY"):
-        yield os.environ["TINKER_BASE_URL"], os.environ["TINKER_API_KEY"]
-        return
-    with LocalService() as local:
-        print(f"local service on {local.base_url} (data in {local.config.data_dir})")
-        yield local.base_url, local.api_key
 
 
 def main() -> None:
@@ -53,9 +29,12 @@ def main() -> None:
     args = parser.parse_args()
     started = time.monotonic()
     rng = np.random.default_rng(0)
-    text = resources.files("tinker_actors.local").joinpath("assets/corpus.txt").read_text(encoding="utf-8")
+    text = corpus_text()
 
-    with service_endpoint() as (base_url, api_key), tinker.ServiceClient(base_url=base_url, api_key=api_key) as svc:
+    with service_endpoint() as endpoint, tinker.ServiceClient(base_url=endpoint.base_url,
+                                                              api_key=endpoint.api_key) as svc:
+        if endpoint.local is not None:
+            print(f"local service on {endpoint.base_url} (data in {endpoint.local.config.data_dir})")
         training = svc.create_lora_training_client(args.base_model, rank=8, seed=0)
         tokenizer = training.get_tokenizer()
         tokens = tokenizer.encode(text, add_special_tokens=False)
