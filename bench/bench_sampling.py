@@ -220,7 +220,7 @@ def label(kind: str, bare_clients: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=2.5, help="measured seconds per run (default 2.5)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per run (default 2)")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved runs per client (default 3)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--clients", nargs="+", choices=CLIENTS, default=list(CLIENTS))
