@@ -104,3 +104,36 @@ def test_retryable_exceptions_of_retry_config_resubmit(client: tinker.ServiceCli
     service.faults.add(FaultRule(endpoint="retrieve_future", status=200, body=failure, times=1, request_type="Sample"))
     with pytest.raises(tinker.RequestFailedError):
         plain.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2)).result(30)
+
+
+def test_a_429_pauses_every_sampling_client_of_the_key(client: tinker.ServiceClient, service: LocalService) -> None:
+    """S4: the 429 backoff is shared per (service, API key), not per client."""
+    config = tinker.RetryConfig(rate_limit_backoff=0.6)
+    first = client.create_sampling_client(base_model="tiny-byte", retry_config=config)
+    second = client.create_sampling_client(base_model="tiny-byte", retry_config=config)
+    first.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=1)).result(30)  # warm both paths up
+    second.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=1)).result(30)
+    service.faults.add(FaultRule(endpoint="asample", status=429, times=1))
+    limited = first.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=1))
+    time.sleep(0.15)  # the 429 has been answered; the key is now backing off
+    started = time.monotonic()
+    second.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=1)).result(30)
+    waited = time.monotonic() - started
+    assert limited.result(30).sequences
+    assert waited >= 0.3, f"the other client did not wait ({waited:.2f} s)"
+
+
+def test_byte_budget_limits_request_bytes_in_flight(client: tinker.ServiceClient, service: LocalService) -> None:
+    """S4: with a budget smaller than one request, sample submissions go one at a time."""
+    def timed(config: tinker.RetryConfig) -> float:
+        sampler = client.create_sampling_client(base_model="tiny-byte", retry_config=config)
+        service.faults.add(FaultRule(endpoint="asample", action=FaultAction.DELAY, delay_s=0.3, times=3))
+        started = time.monotonic()
+        futures = [sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=1)) for _ in range(3)]
+        for future in futures:
+            future.result(30)
+        service.faults.clear()
+        return time.monotonic() - started
+
+    assert timed(tinker.RetryConfig(max_bytes_in_flight=1)) >= 0.85  # 3 x 0.3 s, one after another
+    assert timed(tinker.RetryConfig()) < 0.85  # the default budget lets them overlap

@@ -17,8 +17,10 @@ import collections
 import concurrent.futures
 import contextlib
 import contextvars
+import hashlib
 import itertools
 import random
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +62,7 @@ class RetryConfig(BaseModel):
     max_retries: int = Field(10, ge=0, description="resubmissions of one sample after retryable failures")
     enable_retry_logic: bool = True
     rate_limit_backoff: float = Field(1.0, ge=0, description="shared wait after a 429 without Retry-After")
+    max_bytes_in_flight: int = Field(64 * 1024 * 1024, ge=1, description="request bytes on the wire at once")
     retryable_exceptions: tuple[type[BaseException], ...] = Field(
         (), description="extra exception types to resubmit on (the official SDK's field; ours retries typed "
                         "connection, 5xx, 408/409 and 410 errors already)")
@@ -85,12 +88,54 @@ class SampleFinished:
 
 # ---- the actor ------------------------------------------------------------------------------------
 
-class _Backpressure:
-    """Loop-side state shared by all samples of one client: the concurrency slots and the 429 backoff."""
+class _RateLimit:
+    """The 429 backoff shared by every sampling client of one API key on one service (S4)."""
 
-    def __init__(self, config: RetryConfig) -> None:
+    __slots__ = ("until",)
+
+    def __init__(self) -> None:
+        self.until = 0.0
+
+
+# Keyed by (base URL, a digest of the API key). Touched only from the IoLoop thread: no lock needed.
+_rate_limits: dict[tuple[str, str], _RateLimit] = {}
+
+
+def _rate_limit_for(context: ClientContext) -> _RateLimit:
+    digest = hashlib.sha256(context.config.require_api_key().encode()).hexdigest()[:16]
+    return _rate_limits.setdefault((context.config.base_url, digest), _RateLimit())
+
+
+class _ByteBudget:
+    """At most ``limit`` bytes of sample requests on the wire at once for one client (S4).
+
+    A request larger than the whole budget is still sent, alone, so nothing waits forever."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, size: int) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.used == 0 or self.used + size <= self.limit)
+            self.used += size
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self.used -= size
+                self._changed.notify_all()
+
+
+class _Backpressure:
+    """Loop-side state of one client's samples: concurrency slots, byte budget, the key's shared 429 backoff."""
+
+    def __init__(self, config: RetryConfig, context: ClientContext) -> None:
         self.slots = asyncio.Semaphore(config.max_connections)
-        self.backoff_until = 0.0
+        self.bytes = _ByteBudget(config.max_bytes_in_flight)
+        self.rate_limit = _rate_limit_for(context)
         self.last_progress = asyncio.get_running_loop().time()
 
 
@@ -151,21 +196,23 @@ class SamplingClientActor(SupervisedActor):
     async def _sample(self, request: SampleRequest) -> SampleResponse:
         loop = asyncio.get_running_loop()
         if self._pressure is None:
-            self._pressure = _Backpressure(self._retry)
+            self._pressure = _Backpressure(self._retry, self._context)
         pressure, config, http = self._pressure, self._retry, self._context.http
         attempt = 0
         while True:
             async with pressure.slots:
-                wait = pressure.backoff_until - loop.time()
+                wait = pressure.rate_limit.until - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 if loop.time() - pressure.last_progress > config.progress_timeout:
                     raise NoProgressError(f"no sample of {self._session} finished in {config.progress_timeout:.0f} s")
                 body = encode_json(request.model_copy(update={"seq_id": next(self._seq_ids)}))
                 try:
-                    submitted = await http.request(
-                        Purpose.SAMPLING, "POST", "/api/v1/asample", content=body, response_model=UntypedAPIFuture,
-                        retry=_NO_RETRY, headers=_BACKPRESSURE, endpoint="asample")
+                    async with pressure.bytes.hold(len(body)):
+                        submitted = await http.request(
+                            Purpose.SAMPLING, "POST", "/api/v1/asample", content=body,
+                            response_model=UntypedAPIFuture, retry=_NO_RETRY, headers=_BACKPRESSURE,
+                            endpoint="asample")
                     result = await poll_future(http, submitted.data.request_id, "Sample",
                                                SampleResponse.model_validate, settings=self._context.poll,
                                                observer=self._queue_log, submitted_at=loop.time())
@@ -177,8 +224,8 @@ class SamplingClientActor(SupervisedActor):
                     status = getattr(error, "status_code", None)
                     if status == 429:
                         retry_after = _retry_after(error)
-                        pressure.backoff_until = max(pressure.backoff_until,
-                                                     loop.time() + (retry_after or config.rate_limit_backoff))
+                        pressure.rate_limit.until = max(pressure.rate_limit.until,
+                                                        loop.time() + (retry_after or config.rate_limit_backoff))
                         continue  # backpressure is not a failure: it does not count as an attempt
                     if not (isinstance(error, APIConnectionError | FutureExpiredError) or error.retryable):
                         raise
