@@ -150,3 +150,11 @@ def test_official_sdk_compat_same_code_same_shapes_on_both_sdks() -> None:
     actors = summary_of(run_example("official_sdk_compat", "--tinker-actors"))
     assert "SDK: tinker 0.6.3" in run_example("official_sdk_compat")
     assert official == actors
+
+
+def test_dpo_learns_the_preferences() -> None:
+    output = run_example("dpo")
+    accuracy = re.search(r"preference accuracy: (\d\.\d+) -> (\d\.\d+)", output)
+    assert accuracy is not None and float(accuracy.group(2)) == 1.0
+    losses = [float(x) for x in re.findall(r"^\s+\d+\s+(\d\.\d+)", output, re.MULTILINE)]  # the loss column
+    assert losses[-1] < 0.1 < losses[0]
