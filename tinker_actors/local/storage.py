@@ -38,6 +38,9 @@ from urllib.parse import quote
 import numpy as np
 import numpy.typing as npt
 
+from tinker_actors.errors import InvalidInputError
+from tinker_actors.types import ParsedCheckpointTinkerPath
+
 __all__ = [
     "CheckpointKind",
     "CheckpointRecord",
@@ -70,18 +73,16 @@ def check_name(name: str) -> str:
 
 
 def parse_tinker_path(path: str) -> tuple[str, CheckpointKind, str]:
-    """``tinker://<run>/<weights|sampler_weights>/<name>`` -> (run id, kind, name)."""
-    if not isinstance(path, str) or not path.startswith(_TINKER):
-        raise InvalidNameError(f"invalid tinker path {path!r}: it must start with {_TINKER}")
-    parts = path[len(_TINKER):].split("/")
-    if len(parts) != 3 or not all(parts):
-        raise InvalidNameError(
-            f"invalid tinker path {path!r}: expected tinker://<run_id>/<weights|sampler_weights>/<name>")
-    run_id, kind, name = parts
-    if kind not in ("weights", "sampler_weights"):
-        raise InvalidNameError(f"invalid tinker path {path!r}: kind {kind!r} is not weights or sampler_weights")
-    check_name(name)
-    return run_id, ("weights" if kind == "weights" else "sampler_weights"), name
+    """``tinker://<run>/<weights|sampler_weights>/<name>`` -> (run id, kind, name), with a storable name.
+
+    The path grammar is the wire types' (one place knows it); the service adds its stricter name rule.
+    """
+    try:
+        parsed = ParsedCheckpointTinkerPath.from_tinker_path(path)
+    except InvalidInputError as invalid:
+        raise InvalidNameError(str(invalid)) from None
+    check_name(parsed.name)
+    return parsed.training_run_id, ("weights" if parsed.kind == "weights" else "sampler_weights"), parsed.name
 
 
 def _file_name(identifier: str) -> str:
