@@ -143,7 +143,7 @@ class SamplingClientActor(SupervisedActor):
     expected_errors = (TinkerError,)
 
     def __init__(self, context: ClientContext, sampling_session_id: str, retry_config: RetryConfig,
-                 seq_ids: itertools.count[int]) -> None:
+                 seq_ids: itertools.count[int], queue_log: QueueStateLog) -> None:
         super().__init__()
         self._context = context
         self._session = sampling_session_id
@@ -157,7 +157,7 @@ class SamplingClientActor(SupervisedActor):
         self._waiting: collections.deque[SampleOp] = collections.deque()
         self._max_started = 2 * retry_config.max_connections
         self._pressure: _Backpressure | None = None
-        self._queue_log = QueueStateLog(f"sampler {sampling_session_id}")
+        self._queue_log = queue_log  # the handle's: its debounce outlives restarts of this actor
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, SampleOp):
@@ -285,9 +285,11 @@ class SamplingClient:
         self._seq_ids = itertools.count(first_seq_id)
         child_id = f"sampling-{next(_client_ids)}"
         context, config, seq_ids = self._context, self.retry_config, self._seq_ids
-        spec = ChildSpec(child_id, lambda: SamplingClientActor.start(context, sampling_session_id, config, seq_ids),
+        queue_log = QueueStateLog(f"sampler {sampling_session_id}")
+        spec = ChildSpec(child_id, lambda: SamplingClientActor.start(context, sampling_session_id, config, seq_ids,
+                                                                     queue_log),
                          restart=Restart.TRANSIENT)
-        self._actor: NamedRef = service.supervisor.start_child(spec, timeout=10.0)
+        self._actor: NamedRef = service.clients_supervisor.start_child(spec, timeout=10.0)
 
     @property
     def actor(self) -> NamedRef:

@@ -22,7 +22,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from supervisors import ChildSpec, ExitReason, Restart, SupervisedActor, Supervisor
+from supervisors import ChildSpec, ExitReason, Restart, Strategy, SupervisedActor, Supervisor
 from tinker_actors._version import __version__
 from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.rest import RestClient
@@ -111,8 +111,14 @@ class ServiceClient:
         self._telemetry = SessionTelemetry("")
         name = f"service-{next(_service_ids)}"
         context = self._context
+        # The clients live under their own one_for_one supervisor: a crashed TrainingClientActor is restarted
+        # alone (rest_for_one over the clients would also restart every client created after it, failing
+        # their in-flight samples for nothing). If the clients crash too often it gives up; the service
+        # supervisor then starts a fresh, empty one: old handles get typed errors, new clients work.
         self.supervisor: Supervisor = self._runtime.start_service_supervisor(
-            [ChildSpec("service", lambda: ServiceClientActor.start(context), restart=Restart.PERMANENT)], name=name)
+            [ChildSpec("service", lambda: ServiceClientActor.start(context), restart=Restart.PERMANENT),
+             Supervisor.child_spec("clients", (), strategy=Strategy.ONE_FOR_ONE, max_restarts=3, max_seconds=5.0,
+                                   restart=Restart.PERMANENT, shutdown=20.0)], name=name)
         self._supervisor_name = name
         try:
             session = self._context.call(self._create_session(user_metadata))
@@ -125,6 +131,11 @@ class ServiceClient:
             self._config.heartbeat_warning_after))
         self._telemetry = start_session_telemetry(self._runtime, self._config, http, session.session_id)
         self._finalizer = weakref.finalize(self, _close_quietly, self._runtime, name, session.session_id, context)
+
+    @property
+    def clients_supervisor(self) -> Supervisor:
+        """The supervisor of this ServiceClient's training and sampling client actors (valid across restarts)."""
+        return self.supervisor.supervisor("clients")
 
     @property
     def session_id(self) -> str:

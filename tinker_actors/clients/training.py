@@ -113,12 +113,12 @@ class TrainingClientActor(SupervisedActor):
 
     expected_errors = (TinkerError,)
 
-    def __init__(self, context: ClientContext, ledger: TrainingLedger) -> None:
+    def __init__(self, context: ClientContext, ledger: TrainingLedger, queue_log: QueueStateLog) -> None:
         super().__init__()
         self._context = context
         self._ledger = ledger
         self._in_flight: dict[int, _InFlight] = {}
-        self._queue_log = QueueStateLog(f"training of {ledger.model_id}")
+        self._queue_log = queue_log  # the handle's: its debounce outlives restarts of this actor
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, SubmitOp):
@@ -256,9 +256,10 @@ class TrainingClient:
         self._chunk_limits = chunk_limits
         self._info: GetInfoResponse | None = None
         child_id = f"training-{next(_client_ids)}"
-        context, ledger = self._context, self._ledger
-        spec = ChildSpec(child_id, lambda: TrainingClientActor.start(context, ledger), restart=Restart.TRANSIENT)
-        self._actor: NamedRef = service.supervisor.start_child(spec, timeout=10.0)
+        context, ledger, queue_log = self._context, self._ledger, QueueStateLog(f"training of {model_id}")
+        spec = ChildSpec(child_id, lambda: TrainingClientActor.start(context, ledger, queue_log),
+                         restart=Restart.TRANSIENT)
+        self._actor: NamedRef = service.clients_supervisor.start_child(spec, timeout=10.0)
         self._child_id = child_id
 
     # -- plumbing --
@@ -418,7 +419,7 @@ class TrainingClient:
 
     def unload_model(self) -> None:
         """Stop this client's actor (pending requests fail with ClientStoppedError)."""
-        self._service.supervisor.terminate_child(self._child_id, timeout=10.0)
+        self._service.clients_supervisor.terminate_child(self._child_id, timeout=10.0)
 
     # -- async twins (each returns the APIFuture, as the official SDK does) --
 
