@@ -118,3 +118,35 @@ def test_supervisor_gives_up_and_every_caller_gets_a_typed_error(service: LocalS
     finally:
         svc.close()
         service.faults.clear()
+
+
+def test_a_training_crash_does_not_disturb_sibling_samplers(client: tinker.ServiceClient,
+                                                            service: LocalService) -> None:
+    training = client.create_lora_training_client("tiny-byte", rank=2)
+    sampler = client.create_sampling_client(base_model="tiny-byte")  # created after: a rest_for_one sibling
+    service.faults.add(FaultRule(endpoint="retrieve_future", action=FaultAction.DELAY, delay_s=0.5, times=4,
+                                 request_type="Sample"))
+    samples = [sampler.sample(tinker.ModelInput.from_ints(TEXT[:4]), 1, tinker.SamplingParams(max_tokens=2))
+               for _ in range(4)]
+    time.sleep(0.1)
+    sampler_actor = sampler.actor.resolve(1.0)
+    crash(training)
+    assert all(sample.result(30).sequences for sample in samples)
+    assert sampler.actor.resolve(1.0) == sampler_actor  # not restarted
+
+
+def test_after_giving_up_the_service_client_can_make_new_clients(service: LocalService) -> None:
+    from tinker_actors.config import Config
+
+    with tinker.ServiceClient(config=Config(api_key="k", base_url=service.base_url, telemetry_enabled=False)) as svc:
+        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        for _ in range(6):
+            try:
+                crash(training)
+            except Exception:
+                break
+            time.sleep(0.05)
+        with pytest.raises(tinker.ClientStoppedError):
+            training.forward([datum(TEXT[:20])], "cross_entropy").result(10)
+        fresh = svc.create_lora_training_client("tiny-byte", rank=2)
+        assert fresh.forward([datum(TEXT[:20])], "cross_entropy").result(30).metrics["loss:sum"] > 0

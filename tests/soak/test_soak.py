@@ -8,6 +8,7 @@ tree is healthy, and no thread was left behind by the closed client.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import threading
@@ -68,10 +69,8 @@ def test_soak() -> None:
                                           tinker.SamplingParams(max_tokens=2)) for _ in range(4)]
                 if rng.random() < 0.1 and time.monotonic() - last_kill > 2.0:  # within the restart intensity
                     last_kill = time.monotonic()
-                    try:
+                    with contextlib.suppress(Exception):
                         training.actor.resolve(2.0).proxy().crash(RuntimeError("soak kill")).get(timeout=2)
-                    except Exception:
-                        pass
                 for name, future in [("forward_backward", fwd_bwd), ("optim_step", optim),
                                      *[("sample", s) for s in samples]]:
                     try:
