@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ from tinker_actors._version import __version__
 from tinker_actors.config import Config, MissingApiKeyError, PoolLimits, Pools, RetryPolicy
 from tinker_actors.errors import (
     APIConnectionError,
+    APIError,
     APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
@@ -517,3 +519,40 @@ def test_loopback_traffic_ignores_proxy_environment(server: ScriptedServer, monk
     result = run(make_config(server), lambda layer: layer.request(
         Purpose.TRAINING, "GET", PATH, response_model=Thing))
     assert result.data.name == "direct"
+
+
+def _everything_reachable_from(error: BaseException) -> str:
+    """The error, its chain, and the requests/responses they carry, as one text (what a logger could print)."""
+    import pickle
+
+    texts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        texts += [repr(current), str(current)]
+        for holder in (current, getattr(current, "response", None)):
+            try:
+                request = getattr(holder, "request", None)
+            except RuntimeError:
+                request = None
+            if request is not None:
+                texts.append(repr(dict(request.headers)))
+        current = current.__cause__ or current.__context__
+    with contextlib.suppress(Exception):
+        texts.append(repr(pickle.dumps(error)))
+    return "\n".join(texts)
+
+
+@pytest.mark.parametrize("case", ["status", "not_json", "wrong_shape", "connection"])
+def test_no_error_carries_the_api_key(server: ScriptedServer, case: str) -> None:
+    """Errors keep their ``request`` (as the official SDK's do), but its headers never hold the key."""
+    replies = {"status": Reply(400, {"detail": "bad"}), "not_json": Reply(200, "not json"),
+               "wrong_shape": Reply(200, {"size": "x"}), "connection": Reply(200, {}, drop=True)}
+    server.script("POST", PATH, replies[case])
+    config = make_config(server, retry=RetryPolicy(max_retries=0))
+    with pytest.raises(APIError) as caught:
+        run(config, lambda layer: layer.request(Purpose.TRAINING, "POST", PATH, content=b"{}", response_model=Thing))
+    reachable = _everything_reachable_from(caught.value)
+    assert API_KEY not in reachable
+    assert getattr(caught.value, "request", None) is not None or case != "connection"

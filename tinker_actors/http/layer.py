@@ -24,6 +24,7 @@ API key (header values are redacted by name, bodies by value).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import Mapping
@@ -260,6 +261,7 @@ class HttpLayer:
             try:
                 return response_model.model_validate_json(content)
             except ValidationError as exc:
+                _redact_response(response)
                 # Not chained: the pydantic error quotes the input, which could echo a secret.
                 raise APIResponseValidationError(
                     self._validation_message(response, response_model, exc), response=response,
@@ -269,6 +271,7 @@ class HttpLayer:
         try:
             return json.loads(content)
         except ValueError:
+            _redact_response(response)
             raise APIResponseValidationError(
                 f"Response of {response.request.method} {_path_of(str(response.url))} (status "
                 f"{response.status_code}) is not valid JSON: {self._excerpt(content)}",
@@ -285,6 +288,7 @@ class HttpLayer:
         return f"Response of {where} does not match {model.__name__}: {details}"
 
     def _status_error(self, response: httpx.Response) -> APIError:
+        _redact_response(response)
         content = response.content
         excerpt = self._excerpt(content) if content else "(empty body)"
         return error_for_status(response.status_code, f"Error code: {response.status_code} - {excerpt}",
@@ -308,7 +312,9 @@ class HttpLayer:
                           exc: httpx.HTTPError | httpx.InvalidURL) -> APIConnectionError:
         detail = redact_text(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, self._secrets)
         error = cls(f"{what} ({method} {_path_of(url)}): {detail}")
-        error.request = _request_of(exc)
+        error.request = _redacted(_request_of(exc))
+        with contextlib.suppress(Exception):  # the chained httpx error carries the request too
+            exc.request = error.request  # type: ignore[union-attr]
         error.__cause__ = exc
         return error
 
@@ -340,3 +346,19 @@ def _request_of(exc: BaseException) -> httpx.Request | None:
     except RuntimeError:  # httpx raises when the request was never attached
         return None
     return request if isinstance(request, httpx.Request) else None
+
+
+def _redacted(request: httpx.Request | None) -> httpx.Request | None:
+    """A copy of ``request`` without credentials (method, URL, headers; no body) for errors to carry.
+
+    Errors keep a ``request`` as the official SDK's do, but ours never hold the API key: an exception may
+    be logged, pickled or shown in a traceback viewer by code we do not control.
+    """
+    if request is None:
+        return None
+    return httpx.Request(request.method, request.url, headers=redact_headers(request.headers))
+
+
+def _redact_response(response: httpx.Response) -> None:
+    with contextlib.suppress(RuntimeError):  # a response built without a request has none to redact
+        response.request = _redacted(response.request)  # type: ignore[assignment]
