@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from tinker_actors.errors import APIResponseValidationError
 from tinker_actors.futures import APIFuture
 from tinker_actors.http import Purpose
+from tinker_actors.telemetry.capture import capture_exceptions
 from tinker_actors.types import (
     CheckpointArchiveUrlResponse,
     CheckpointsListResponse,
@@ -48,6 +49,7 @@ def _seg(value: str) -> str:
     return quote(value, safe=":")
 
 
+@capture_exceptions  # errors reach the session's telemetry once, and the caller unchanged
 class RestClient:
     def __init__(self, service: ServiceClient) -> None:
         self._context = service._context

@@ -41,6 +41,7 @@ from tinker_actors.errors import (
 )
 from tinker_actors.futures import APIFuture, QueueStateLog, fail, poll_future, resolve
 from tinker_actors.http import Purpose
+from tinker_actors.telemetry.capture import capture_exceptions
 from tinker_actors.types import ModelInput, SampleRequest, SampleResponse, SamplingParams, UntypedAPIFuture, encode_json
 
 if TYPE_CHECKING:
@@ -269,6 +270,7 @@ def _retry_after(error: APIStatusError | APIConnectionError) -> float | None:
 _client_ids = itertools.count()
 
 
+@capture_exceptions  # errors reach the session's telemetry once, and the caller unchanged
 class SamplingClient:
     """Sample from a base model or saved weights. Picklable: a pickled handle re-attaches to the same
     sampling session from another process (it needs the same base URL and key in that process)."""

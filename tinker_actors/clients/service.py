@@ -371,8 +371,3 @@ def _close_quietly(runtime: Runtime, supervisor_name: str, session_id: str, cont
     except Exception:
         pass
     context.closed = True
-
-
-# Errors raised by any client of a session are reported to that session's telemetry (once each).
-for _client_class in (TrainingClient, SamplingClient, RestClient):
-    capture_exceptions(_client_class)

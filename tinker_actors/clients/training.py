@@ -33,6 +33,7 @@ from tinker_actors.errors import (
 )
 from tinker_actors.futures import APIFuture, QueueStateLog, fail, poll_future, resolve
 from tinker_actors.http import Purpose
+from tinker_actors.telemetry.capture import capture_exceptions
 from tinker_actors.training import grad_norms as _grad_norms  # noqa: F401  (fills the runtime slot)
 from tinker_actors.training.chunking import ChunkLimits, combine_outputs, split_batch
 from tinker_actors.types import (
@@ -244,6 +245,7 @@ def _set_error(future: concurrent.futures.Future[None], error: BaseException) ->
 _client_ids = itertools.count()
 
 
+@capture_exceptions  # errors reach the session's telemetry once, and the caller unchanged
 class TrainingClient:
     """Train one LoRA model. Methods return :class:`APIFuture` at once; ``*_async`` twins return the same
     future from a coroutine (so async code awaits twice, as with the official SDK)."""
