@@ -108,11 +108,14 @@ class APIFuture(Generic[T]):
         return self._future.cancelled()
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The error the future ended with, or ``None`` after a result. Unlike :meth:`result`, a
+        ``timeout`` here only stops waiting (:class:`TinkerTimeoutError`); the request goes on."""
         try:
-            self.result(timeout)
-        except BaseException as error:
-            return error
-        return None
+            return self._future.exception(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TinkerTimeoutError(f"still pending after {timeout} s") from None
+        except concurrent.futures.CancelledError:
+            return ClientStoppedError("the request was cancelled")
 
     def add_done_callback(self, fn: Callable[[APIFuture[T]], None]) -> None:
         self._future.add_done_callback(lambda _: fn(self))
