@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import importlib.util
 import logging
@@ -174,14 +175,11 @@ def test_ledger_buckets_always_add_up(steps: list[tuple[str, int]]) -> None:
 # ---- OpenTelemetry --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fake_otel() -> Iterator[None]:
+@contextlib.contextmanager
+def installed_otel(inject: Any) -> Iterator[None]:
+    """A stand-in ``opentelemetry.propagate`` module whose ``inject`` is ``inject``, for the test's duration."""
     package = types.ModuleType("opentelemetry")
     propagate = types.ModuleType("opentelemetry.propagate")
-
-    def inject(carrier: dict[str, str]) -> None:
-        carrier["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
     propagate.inject = inject  # type: ignore[attr-defined]
     package.propagate = propagate  # type: ignore[attr-defined]
     saved = {name: sys.modules.get(name) for name in ("opentelemetry", "opentelemetry.propagate")}
@@ -196,6 +194,15 @@ def fake_otel() -> Iterator[None]:
             else:
                 sys.modules[name] = module
         otel.reset()
+
+
+@pytest.fixture
+def fake_otel() -> Iterator[None]:
+    def inject(carrier: dict[str, str]) -> None:
+        carrier["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    with installed_otel(inject):
+        yield
 
 
 def test_no_trace_headers_without_opentelemetry() -> None:
@@ -235,27 +242,13 @@ def test_library_never_configures_logging_and_never_logs_the_key(capfd: pytest.C
 def context_otel() -> Iterator[contextvars.ContextVar[str]]:
     """A stand-in propagator that, like the real one, reads the *current* context."""
     span: contextvars.ContextVar[str] = contextvars.ContextVar("span", default="")
-    package = types.ModuleType("opentelemetry")
-    propagate = types.ModuleType("opentelemetry.propagate")
 
     def inject(carrier: dict[str, str]) -> None:
         if span.get():
             carrier["traceparent"] = span.get()
 
-    propagate.inject = inject  # type: ignore[attr-defined]
-    package.propagate = propagate  # type: ignore[attr-defined]
-    saved = {name: sys.modules.get(name) for name in ("opentelemetry", "opentelemetry.propagate")}
-    sys.modules["opentelemetry"], sys.modules["opentelemetry.propagate"] = package, propagate
-    otel.reset()
-    try:
+    with installed_otel(inject):
         yield span
-    finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
-        otel.reset()
 
 
 def test_the_callers_span_reaches_the_wire_through_actor_and_ioloop(
