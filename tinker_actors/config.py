@@ -157,6 +157,15 @@ class PoolLimits(_Frozen):
         return self.clients * self.max_connections
 
 
+class CircuitBreakerSettings(_Frozen):
+    """Per-endpoint circuit breaking (off unless ``Config.circuit_breaker`` is set): after
+    ``failure_threshold`` consecutive connection errors, timeouts or 5xx answers, calls to that endpoint
+    fail fast with ``CircuitOpenError`` for ``reset_timeout`` seconds, then one trial call decides."""
+
+    failure_threshold: int = Field(5, ge=1)
+    reset_timeout: float = Field(30.0, gt=0)
+
+
 class Pools(_Frozen):
     """One set of limits per purpose, so that one kind of traffic cannot starve another."""
 
@@ -203,6 +212,7 @@ class Config(_Frozen):
     heartbeat_interval: float = Field(10.0, gt=0)
     heartbeat_warning_after: float = Field(120.0, gt=0)
     pools: Pools = Pools()
+    circuit_breaker: CircuitBreakerSettings | None = None
     telemetry: TelemetrySettings = TelemetrySettings()
 
     @field_validator("base_url")

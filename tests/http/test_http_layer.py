@@ -556,3 +556,46 @@ def test_no_error_carries_the_api_key(server: ScriptedServer, case: str) -> None
     reachable = _everything_reachable_from(caught.value)
     assert API_KEY not in reachable
     assert getattr(caught.value, "request", None) is not None or case != "connection"
+
+
+def test_circuit_breaker_opens_fails_fast_then_probes(server: ScriptedServer) -> None:
+    """L2: 3 failures in a row open the circuit; calls then fail fast without reaching the server; after the
+    reset timeout one probe goes out, and its success closes the circuit."""
+    from tinker_actors.config import CircuitBreakerSettings
+    from tinker_actors.http import CircuitOpenError
+
+    server.script("POST", PATH, Reply(503), Reply(503), Reply(503), Reply(200, {"name": "back", "size": 1}))
+    config = make_config(server, retry=RetryPolicy(max_retries=0),
+                         circuit_breaker=CircuitBreakerSettings(failure_threshold=3, reset_timeout=0.3))
+
+    async def scenario(layer: HttpLayer) -> tuple[list[str], str, dict[str, str]]:
+        outcomes = []
+        for _ in range(5):
+            try:
+                await layer.request(Purpose.TRAINING, "POST", PATH, content=b"{}", response_model=Thing)
+                outcomes.append("ok")
+            except CircuitOpenError:
+                outcomes.append("open")
+            except InternalServerError:
+                outcomes.append("503")
+        await asyncio.sleep(0.35)
+        probe = await layer.request(Purpose.TRAINING, "POST", PATH, content=b"{}", response_model=Thing)
+        return outcomes, probe.data.name, layer.circuit_states()
+
+    outcomes, probed, states = run(config, scenario)
+    assert outcomes == ["503", "503", "503", "open", "open"]
+    assert len(server.requests(PATH)) == 4  # the two fast failures never reached the server
+    assert probed == "back" and set(states.values()) == {"closed"}
+
+
+def test_no_circuit_breaker_by_default(server: ScriptedServer) -> None:
+    server.script("POST", PATH, *[Reply(503)] * 6)
+    config = make_config(server, retry=RetryPolicy(max_retries=0))
+
+    async def scenario(layer: HttpLayer) -> dict[str, str]:
+        for _ in range(6):
+            with pytest.raises(InternalServerError):
+                await layer.request(Purpose.TRAINING, "POST", PATH, content=b"{}")
+        return layer.circuit_states()
+
+    assert run(config, scenario) == {} and len(server.requests(PATH)) == 6

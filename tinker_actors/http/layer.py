@@ -43,6 +43,7 @@ from tinker_actors.errors import (
     ClientStoppedError,
     error_for_status,
 )
+from tinker_actors.http.breaker import CircuitBreaker
 from tinker_actors.http.headers import RETRY_COUNT, call_headers, default_headers
 from tinker_actors.http.pools import ClientPools, Purpose
 from tinker_actors.http.response import _NOT_DECODED, HttpResponse
@@ -85,6 +86,8 @@ class HttpLayer:
         self._secret_bytes = tuple(secret.encode() for secret in self._secrets)
         self._base = config.base_url
         self._stats = HttpStats()
+        self._breaker_settings = config.circuit_breaker
+        self._breakers: dict[str, CircuitBreaker] = {}
         self._rng = rng or random.Random()
         self._closed = False
         self._log = structlog.get_logger("tinker_actors.http")
@@ -164,7 +167,9 @@ class HttpLayer:
         method = method.upper()
         policy = retry if retry is not None else self._config.retry
         url = self._base + path if path.startswith("/") else f"{self._base}/{path}"
-        counters = self._stats.counters(endpoint or _endpoint_name(method, path))
+        endpoint_name = endpoint or _endpoint_name(method, path)
+        counters = self._stats.counters(endpoint_name)
+        breaker = self._breaker(endpoint_name)
         sent_headers = call_headers(method, headers)
         per_attempt = timeout if timeout is not None else self._purpose_timeout[purpose]
         follow = not any(300 <= status < 400 for status in accept_status) if accept_status else True
@@ -177,8 +182,12 @@ class HttpLayer:
                 if retries:
                     sent_headers[RETRY_COUNT] = str(retries)
                 client = self._pools.pick(purpose)
+                if breaker is not None:
+                    breaker.check(endpoint_name, loop.time())
                 outcome = await self._attempt(client, method, url, content, params, sent_headers, per_attempt,
                                               follow, deadline, loop, accept_status, retries)
+                if breaker is not None:
+                    breaker.record(not _server_side_failure(outcome), loop.time())
                 if isinstance(outcome, httpx.Response):
                     status = outcome.status_code
                     HttpStats.attempt(counters, str(status))
@@ -204,6 +213,19 @@ class HttpLayer:
         except APIError:
             HttpStats.finished(counters, loop.time() - started, retries, error=True)
             raise
+
+    def _breaker(self, endpoint: str) -> CircuitBreaker | None:
+        settings = self._breaker_settings
+        if settings is None:
+            return None
+        breaker = self._breakers.get(endpoint)
+        if breaker is None:
+            breaker = self._breakers[endpoint] = CircuitBreaker(settings.failure_threshold, settings.reset_timeout)
+        return breaker
+
+    def circuit_states(self) -> dict[str, str]:
+        """``{endpoint: closed | open | half_open}`` for endpoints with a breaker (none when disabled)."""
+        return {name: breaker.state for name, breaker in self._breakers.items()}
 
     async def _attempt(self, client: httpx.AsyncClient, method: str, url: str, content: bytes | None,
                        params: QueryParams | None, headers: dict[str, str], per_attempt: float, follow: bool,
@@ -362,3 +384,11 @@ def _redacted(request: httpx.Request | None) -> httpx.Request | None:
 def _redact_response(response: httpx.Response) -> None:
     with contextlib.suppress(RuntimeError):  # a response built without a request has none to redact
         response.request = _redacted(response.request)  # type: ignore[assignment]
+
+
+def _server_side_failure(outcome: httpx.Response | _Failed) -> bool:
+    """What trips a circuit: the server unreachable or failing (connection errors, timeouts, 5xx)."""
+    if isinstance(outcome, httpx.Response):
+        return outcome.status_code >= 500
+    error = outcome.error
+    return isinstance(error, APIConnectionError) or getattr(error, "status_code", 0) >= 500
