@@ -327,6 +327,10 @@ class ServiceClient:
     def _wait_limit(self) -> float:
         return self._config.no_progress_timeout + self._config.timeouts.default
 
+    def circuit_states(self) -> dict[str, str]:
+        """``{endpoint: closed | open | half_open}`` when ``Config.circuit_breaker`` is set (else empty)."""
+        return self._context.http.circuit_states()
+
     def stats(self) -> dict[str, Any]:
         """Per-endpoint request counters and latency percentiles (FEATURES O3)."""
         return dict(self._context.http.stats())
