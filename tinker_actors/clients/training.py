@@ -30,6 +30,7 @@ from tinker_actors.errors import (
     NotSentError,
     PartialBatchError,
     TinkerError,
+    TinkerTimeoutError,
 )
 from tinker_actors.futures import APIFuture, QueueStateLog, fail, poll_future, resolve
 from tinker_actors.http import Purpose
@@ -225,9 +226,7 @@ def _not_sent_error(kind: str, reason: ExitReason) -> NotSentError:
 
 
 def _timed_out(future: concurrent.futures.Future[Any]) -> bool:
-    from tinker_actors.errors import TinkerTimeoutError
-
-    return future.exception() is not None and isinstance(future.exception(), TinkerTimeoutError)
+    return isinstance(future.exception(), TinkerTimeoutError)
 
 
 def _set(future: concurrent.futures.Future[None], value: None) -> None:
