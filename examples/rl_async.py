@@ -1,6 +1,6 @@
 """Journey 6, asynchronous off-policy RL: rollout workers never wait for the trainer.
 
-    .venv/bin/python examples/rl_async.py [--workers 6] [--steps 8] [--max-steps-off-policy 1]
+    .venv/bin/python examples/rl_async.py [--workers 6] [--steps 12] [--max-steps-off-policy 1]
 
 Rollout workers (asyncio tasks) loop: take the *current* sampling client with the policy step it
 belongs to, sample a group, and queue it tagged with that step. The trainer consumes groups, drops any
@@ -111,7 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-model", default="tiny-byte")
     parser.add_argument("--workers", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--groups-per-batch", type=int, default=4)
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=12)

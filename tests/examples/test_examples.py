@@ -89,7 +89,7 @@ def test_rl_loop_reward_rises() -> None:
 def test_rl_async_drops_stale_groups_and_stops_cleanly() -> None:
     output = run_example("rl_async")
     lags = re.findall(r"policy lag \[([\d, ]*)\]", output)
-    assert len(lags) == 8
+    assert len(lags) == 12  # 12 steps: with fewer, sampling noise sometimes left the reward flat
     assert all(int(lag) <= 1 for lags_of_step in lags for lag in lags_of_step.split(","))
     assert re.search(r"workers produced \d+ groups; all 6 stopped cleanly", output)
     rewards = numbers_after("reward", output)
