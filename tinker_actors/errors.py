@@ -36,6 +36,7 @@ __all__ = [
     "ClientStoppedError",
     "ConflictError",
     "CrashedBeforeSendError",
+    "CrossOriginRedirectError",
     "ErrorCategory",
     "FutureExpiredError",
     "InternalServerError",
@@ -53,6 +54,7 @@ __all__ = [
     "UnknownLossInputKeyError",
     "UnprocessableEntityError",
     "error_for_status",
+    "find_user_error",
     "is_user_error",
 ]
 
@@ -193,6 +195,20 @@ class FutureExpiredError(APIStatusError):
     """HTTP 410 on a poll: the server no longer knows the request (expired or broken promise)."""
 
     default_category = ErrorCategory.SERVER
+
+
+class CrossOriginRedirectError(APIStatusError):
+    """The API answered with a redirect to another origin (scheme, host or port), which is never followed.
+
+    Following it would send the API key to that origin (httpx drops ``Authorization`` there, but not
+    ``X-API-Key``). ``target_origin`` is where the redirect pointed (``scheme://host:port`` only: the
+    rest of the URL may hold a signed token). If the service really moved, set ``base_url`` to it.
+    """
+
+    def __init__(self, message: str, *, target_origin: str = "", response: httpx.Response | None = None,
+                 status_code: int | None = None) -> None:
+        super().__init__(message, response=response, status_code=status_code, retryable=False)
+        self.target_origin = target_origin
 
 
 class APIConnectionError(APIError):
@@ -339,20 +355,39 @@ def error_for_status(status_code: int, message: str, *, response: httpx.Response
     return cls(message, response=response, body=body, status_code=status_code, **kwargs)
 
 
-def is_user_error(error: BaseException) -> bool:
-    """Whether an error is the user's fault (for telemetry), looking through ``__cause__``/``__context__``.
+# A caller's timeout and a rate limit are 4xx statuses but not the caller's mistake.
+_NOT_THE_USERS_STATUSES = (408, 429)
 
-    User errors are those with category ``user``, and any 4xx status except 408 and 429.
+
+def find_user_error(error: BaseException) -> BaseException | None:
+    """The exception that makes ``error`` the user's fault, or None (telemetry's classification).
+
+    Looks at ``error``, then depth first through ``__cause__`` and ``__context__``. One of our errors
+    is the user's when its category says ``user`` (a caller's own deadline, :class:`TinkerTimeoutError`,
+    is not a mistake). Any other exception is when it carries an integer ``status_code`` in 400-499
+    other than 408 and 429: an HTTP library's or a web framework's error, as the official SDK and
+    tinkex read them.
     """
     seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
+    stack: list[BaseException] = [error]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
         seen.add(id(current))
-        if isinstance(current, APIStatusError) and 400 <= current.status_code < 500 \
-                and current.status_code not in (408, 429):
-            return True
-        if isinstance(current, TinkerError) and current.category is ErrorCategory.USER \
-                and not isinstance(current, TinkerTimeoutError):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+        if isinstance(current, TinkerError):
+            if current.category is ErrorCategory.USER and not isinstance(current, TinkerTimeoutError):
+                return current
+        else:
+            status = getattr(current, "status_code", None)
+            if isinstance(status, int) and not isinstance(status, bool) and 400 <= status < 500 \
+                    and status not in _NOT_THE_USERS_STATUSES:
+                return current
+        # Pushed in reverse: the explicit cause is looked at before the implicit context.
+        stack.extend(link for link in (current.__context__, current.__cause__) if link is not None)
+    return None
+
+
+def is_user_error(error: BaseException) -> bool:
+    """Whether ``error`` is the user's fault, in itself or through its chain (see :func:`find_user_error`)."""
+    return find_user_error(error) is not None

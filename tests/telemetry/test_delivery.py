@@ -135,6 +135,26 @@ def test_one_report_per_error_and_future_errors_are_captured(service: LocalServi
     assert methods[1].endswith("get_training_run")
 
 
+def test_users_own_exception_over_our_404_reaches_the_service_as_a_user_error(
+        service: LocalService, make_config: MakeConfig) -> None:
+    with tinker.ServiceClient(config=make_config()) as client:
+        rest = client.create_rest_client()
+        try:
+            try:
+                rest.get_training_run("no-such-run").result(5.0)
+            except tinker.NotFoundError as missing:
+                raise LookupError("the run to resume is gone") from missing
+        except LookupError as error:
+            client.telemetry.log_exception(error)
+    user_errors = [e["event_data"] for e in session_events(service, client.session_id)
+                   if e.get("event_name") == "user_error"]
+    # One for the NotFoundError the call raised, one for the user's LookupError over it (either first).
+    by_type = {e["error_type"]: e for e in user_errors}
+    assert len(user_errors) == 2 and set(by_type) == {"NotFoundError", "LookupError"}
+    assert by_type["LookupError"]["status_code"] == 404 and by_type["LookupError"]["cause_type"] == "NotFoundError"
+    assert not [e for e in session_events(service, client.session_id) if e["event"] == "UNHANDLED_EXCEPTION"]
+
+
 def test_queue_overflow_is_dropped_and_counted(service: LocalService, make_config: MakeConfig) -> None:
     client = tinker.ServiceClient(config=make_config(max_queue=20, flush_threshold=10_000))
     for n in range(50):

@@ -27,7 +27,7 @@ from tinker_actors.telemetry import Event, EventBus, otel, trace_headers
 from tinker_actors.telemetry.events import exception_event, generic_event, json_safe, session_end
 from tinker_actors.telemetry.ledger import DeliveryLedger
 from tinker_actors.types import encode_json
-from tinker_actors.types.telemetry import TelemetrySendRequest
+from tinker_actors.types.telemetry import GenericEvent, TelemetrySendRequest
 
 # ---- bus ------------------------------------------------------------------------------------------
 
@@ -115,6 +115,62 @@ def test_user_error_found_through_the_cause_chain() -> None:
             raise RuntimeError("wrapper") from inner
     except RuntimeError as outer:
         assert exception_event(0, outer).event == "GENERIC_EVENT"
+
+
+class _ForeignStatusError(Exception):
+    """Not ours: an error of some web framework or HTTP library that carries an HTTP status."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
+
+
+def _raised_from(outer: Exception, inner: BaseException) -> Exception:
+    try:
+        try:
+            raise inner
+        except BaseException as caught:
+            raise outer from caught
+    except Exception as error:
+        return error
+
+
+@pytest.mark.parametrize(("status", "user"), [(404, True), (400, True), (422, True), (408, False),
+                                              (429, False), (500, False), (503, False)])
+def test_a_foreign_exception_is_classified_by_its_status_code(status: int, user: bool) -> None:
+    event = exception_event(0, _ForeignStatusError(status), where="SamplingClient.sample")
+    if user:
+        assert event.event == "GENERIC_EVENT" and event.event_name == "user_error"
+        assert event.event_data["status_code"] == status
+        assert event.event_data["error_type"] == "_ForeignStatusError"
+    else:
+        assert event.event == "UNHANDLED_EXCEPTION" and event.error_type == "_ForeignStatusError"
+
+
+def test_a_users_exception_raised_from_our_4xx_is_a_user_error_with_its_status() -> None:
+    error = _raised_from(ValueError("no such run, check the path"), _status_error(NotFoundError, 404))
+    event = exception_event(0, error)
+    assert event.event == "GENERIC_EVENT" and event.event_name == "user_error" and event.severity == "WARNING"
+    assert event.event_data["error_type"] == "ValueError"
+    assert event.event_data["status_code"] == 404 and event.event_data["cause_type"] == "NotFoundError"
+    # The implicit context (an error raised while handling another) is looked through too.
+    try:
+        try:
+            raise _ForeignStatusError(403)
+        except _ForeignStatusError:
+            raise RuntimeError("while handling it")  # noqa: B904 - the implicit context is the point
+    except RuntimeError as implicit:
+        wrapped = exception_event(0, implicit)
+    assert isinstance(wrapped, GenericEvent) and wrapped.event_data["status_code"] == 403
+
+
+def test_a_users_exception_raised_from_our_5xx_is_a_server_error() -> None:
+    error = _raised_from(ValueError("could not sample"), _status_error(InternalServerError, 503))
+    event = exception_event(0, error)
+    assert event.event == "UNHANDLED_EXCEPTION" and event.severity == "ERROR"
+    assert event.error_type == "ValueError" and "InternalServerError" in (event.traceback or "")
+    foreign = _raised_from(ValueError("upstream"), _ForeignStatusError(502))
+    assert exception_event(0, foreign).event == "UNHANDLED_EXCEPTION"
 
 
 def test_secrets_are_redacted_from_messages_tracebacks_and_data() -> None:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from tinker_actors.errors import APIStatusError, is_user_error
+from tinker_actors.errors import find_user_error
 from tinker_actors.http.stats import EndpointStats
 from tinker_actors.logs import redact_text
 from tinker_actors.telemetry.bus import Event
@@ -75,14 +75,22 @@ def generic_event(index: int, name: str, data: Mapping[str, Any], severity: str 
 def exception_event(index: int, error: BaseException, *, where: str | None = None,
                     timestamp: datetime | None = None,
                     secrets: Iterable[str] = ()) -> GenericEvent | UnhandledExceptionEvent:
-    """A user's mistake becomes GENERIC_EVENT ``user_error`` (WARNING); anything else UNHANDLED_EXCEPTION."""
+    """A user's mistake becomes GENERIC_EVENT ``user_error`` (WARNING); anything else UNHANDLED_EXCEPTION.
+
+    Whose mistake it is comes from :func:`~tinker_actors.errors.find_user_error`, which also finds a
+    4xx error behind the user's own exception (``raise ValueError(...) from not_found``): the event then
+    names the exception raised (``error_type``) and carries the 4xx's ``status_code`` and ``cause_type``.
+    """
     secrets = tuple(secrets)
     message = _clip(redact_text(str(error), secrets), _MAX_TEXT)
-    if is_user_error(error):
+    user_error = find_user_error(error)
+    if user_error is not None:
         data: dict[str, Any] = {"error_type": type(error).__name__, "message": message}
-        status = getattr(error, "status_code", None)
-        if isinstance(error, APIStatusError) or isinstance(status, int):
+        status = getattr(user_error, "status_code", None)
+        if isinstance(status, int) and not isinstance(status, bool):
             data["status_code"] = status
+        if user_error is not error:
+            data["cause_type"] = type(user_error).__name__
         if where:
             data["method"] = where
         return generic_event(index, USER_ERROR_EVENT, data, "WARNING", timestamp, secrets)
