@@ -17,8 +17,14 @@ kept across the retries of a call; ``x-stainless-retry-count`` says which attemp
 policy's ``deadline`` bounds the whole call: no attempt runs past it, and no wait that would end
 past it is started; the last error is raised instead.
 
+Redirects: httpx follows none; the layer follows a redirect itself only within the same origin
+(scheme, host, port), at most ``MAX_REDIRECTS`` hops, and refuses one to another origin with
+:class:`~tinker_actors.errors.CrossOriginRedirectError` before anything is sent there (see
+:mod:`tinker_actors.http.redirects`): the API key never leaves the API.
+
 Every failure is an error of :mod:`tinker_actors.errors`; error texts and logs never contain the
-API key (header values are redacted by name, bodies by value).
+API key (header values are redacted by name, bodies by value), and the request and response an
+error keeps are redacted copies (:mod:`tinker_actors.http.redaction`).
 """
 
 from __future__ import annotations
@@ -41,11 +47,14 @@ from tinker_actors.errors import (
     APIResponseValidationError,
     APITimeoutError,
     ClientStoppedError,
+    CrossOriginRedirectError,
     error_for_status,
 )
 from tinker_actors.http.breaker import CircuitBreaker
 from tinker_actors.http.headers import RETRY_COUNT, call_headers, default_headers
 from tinker_actors.http.pools import ClientPools, Purpose
+from tinker_actors.http.redaction import redacted_request, redacted_response
+from tinker_actors.http.redirects import MAX_REDIRECTS, origin_of, same_origin
 from tinker_actors.http.response import _NOT_DECODED, HttpResponse
 from tinker_actors.http.retry import retry_after_seconds, should_retry_status
 from tinker_actors.http.stats import EndpointStats, HttpStats
@@ -157,7 +166,7 @@ class HttpLayer:
         ``content`` is the already-encoded JSON body. A 2xx answer is validated into
         ``response_model`` (or decoded as JSON when it is ``None``). Statuses in ``accept_status``
         are returned unvalidated instead of being retried or raised (a 408 poll answer, the 302 of
-        the archive call; listing a 3xx also turns off redirect following). ``timeout`` is the
+        the archive call, which is then not followed). ``timeout`` is the
         per-attempt timeout (default by purpose: futures 45 s, telemetry 5 s, else 60 s).
         ``endpoint`` names the call in :meth:`stats` (default ``"<METHOD> <first path segment>"``).
         """
@@ -172,7 +181,6 @@ class HttpLayer:
         breaker = self._breaker(endpoint_name)
         sent_headers = call_headers(method, headers)
         per_attempt = timeout if timeout is not None else self._purpose_timeout[purpose]
-        follow = not any(300 <= status < 400 for status in accept_status) if accept_status else True
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + policy.deadline if policy.deadline is not None else None
@@ -185,7 +193,7 @@ class HttpLayer:
                 if breaker is not None:
                     breaker.check(endpoint_name, loop.time())
                 outcome = await self._attempt(client, method, url, content, params, sent_headers, per_attempt,
-                                              follow, deadline, loop, accept_status, retries)
+                                              deadline, loop, accept_status, retries)
                 if breaker is not None:
                     breaker.record(not _server_side_failure(outcome), loop.time())
                 if isinstance(outcome, httpx.Response):
@@ -228,24 +236,23 @@ class HttpLayer:
         return {name: breaker.state for name, breaker in self._breakers.items()}
 
     async def _attempt(self, client: httpx.AsyncClient, method: str, url: str, content: bytes | None,
-                       params: QueryParams | None, headers: dict[str, str], per_attempt: float, follow: bool,
+                       params: QueryParams | None, headers: dict[str, str], per_attempt: float,
                        deadline: float | None, loop: asyncio.AbstractEventLoop, accept_status: frozenset[int],
                        retries: int) -> httpx.Response | _Failed:
         """One request on the wire: the answer to hand back (2xx or accepted), or the failure."""
         attempt_started = loop.time()
         try:
             if deadline is None:
-                response = await client.request(method, url, content=content, params=params, headers=headers,
-                                                timeout=self._timeout(per_attempt), follow_redirects=follow)
+                response = await self._send(client, method, url, content, params, headers,
+                                            self._timeout(per_attempt), accept_status)
             else:
                 # httpx timeouts are per socket operation; asyncio's bounds the attempt as a whole,
                 # so a server trickling bytes cannot outlive the deadline either.
                 remaining = deadline - attempt_started
                 async with asyncio.timeout_at(deadline):
-                    response = await client.request(method, url, content=content, params=params,
-                                                    headers=headers,
-                                                    timeout=self._timeout(min(per_attempt, max(remaining, 0.001))),
-                                                    follow_redirects=follow)
+                    response = await self._send(client, method, url, content, params, headers,
+                                                self._timeout(min(per_attempt, max(remaining, 0.001))),
+                                                accept_status)
         except httpx.TimeoutException as exc:
             return _Failed(self._connection_error(APITimeoutError, "Request timed out", method, url, exc), True)
         except TimeoutError as exc:  # asyncio.timeout_at: the call's deadline passed mid-attempt
@@ -256,8 +263,10 @@ class HttpLayer:
             return _Failed(self._connection_error(APIConnectionError, "Invalid request", method, url, exc), False)
         except httpx.TransportError as exc:
             return _Failed(self._connection_error(APIConnectionError, "Connection error", method, url, exc), True)
-        except httpx.HTTPError as exc:  # too many redirects, undecodable content-encoding, ...
+        except httpx.HTTPError as exc:  # undecodable content-encoding, ...
             return _Failed(self._connection_error(APIConnectionError, "HTTP error", method, url, exc), False)
+        if isinstance(response, _Failed):
+            return response
 
         status = response.status_code
         if self._log_debug:
@@ -268,6 +277,42 @@ class HttpLayer:
             return response
         return _Failed(self._status_error(response), should_retry_status(status, response.headers),
                        response.headers)
+
+    async def _send(self, client: httpx.AsyncClient, method: str, url: str, content: bytes | None,
+                    params: QueryParams | None, headers: dict[str, str], timeout: httpx.Timeout,
+                    accept_status: frozenset[int]) -> httpx.Response | _Failed:
+        """One request and the same-origin redirects it leads to; a redirect elsewhere is refused unsent.
+
+        httpx follows nothing itself: it would carry ``X-API-Key`` to any origin (it strips only
+        ``Authorization``). A status the caller accepts (the archive's 302) is handed back unfollowed.
+        """
+        response = await client.request(method, url, content=content, params=params, headers=headers,
+                                        timeout=timeout, follow_redirects=False)
+        hops = 0
+        while response.next_request is not None and response.status_code not in accept_status:
+            target, response.next_request = response.next_request, None  # it holds the key: keep it nowhere
+            if not same_origin(target.url, response.request.url):
+                return _Failed(self._redirect_refused(response, target.url), False)
+            if hops >= MAX_REDIRECTS:
+                return _Failed(error_for_status(
+                    response.status_code, f"Too many redirects: more than {MAX_REDIRECTS} from {method} "
+                                          f"{_path_of(url)}", response=redacted_response(response, self._secrets)),
+                    False)
+            hops += 1
+            response = await client.send(target, follow_redirects=False)
+        response.next_request = None
+        return response
+
+    def _redirect_refused(self, response: httpx.Response, target: httpx.URL) -> CrossOriginRedirectError:
+        request = response.request
+        where = origin_of(target)
+        return CrossOriginRedirectError(
+            f"Refused a redirect to another origin: {request.method} {_path_of(str(request.url))} answered "
+            f"{response.status_code} to {where}; API calls follow redirects only within "
+            f"{origin_of(request.url)}, so the API key is never sent elsewhere. If the service moved, "
+            f"set base_url to its new address.",
+            target_origin=where, response=redacted_response(response, self._secrets),
+            status_code=response.status_code)
 
     def _timeout(self, seconds: float) -> httpx.Timeout:
         timeout = self._timeouts.get(seconds)
@@ -283,21 +328,19 @@ class HttpLayer:
             try:
                 return response_model.model_validate_json(content)
             except ValidationError as exc:
-                _redact_response(response)
                 # Not chained: the pydantic error quotes the input, which could echo a secret.
                 raise APIResponseValidationError(
-                    self._validation_message(response, response_model, exc), response=response,
-                    body=self._safe_body(content)) from None
+                    self._validation_message(response, response_model, exc),
+                    response=redacted_response(response, self._secrets), body=self._safe_body(content)) from None
         if not content:
             return None
         try:
             return json.loads(content)
         except ValueError:
-            _redact_response(response)
             raise APIResponseValidationError(
                 f"Response of {response.request.method} {_path_of(str(response.url))} (status "
                 f"{response.status_code}) is not valid JSON: {self._excerpt(content)}",
-                response=response, body=self._safe_body(content)) from None
+                response=redacted_response(response, self._secrets), body=self._safe_body(content)) from None
 
     def _validation_message(self, response: httpx.Response, model: type[BaseModel], exc: ValidationError) -> str:
         where = f"{response.request.method} {_path_of(str(response.url))} (status {response.status_code})"
@@ -310,11 +353,10 @@ class HttpLayer:
         return f"Response of {where} does not match {model.__name__}: {details}"
 
     def _status_error(self, response: httpx.Response) -> APIError:
-        _redact_response(response)
         content = response.content
         excerpt = self._excerpt(content) if content else "(empty body)"
         return error_for_status(response.status_code, f"Error code: {response.status_code} - {excerpt}",
-                                response=response, body=self._safe_body(content))
+                                response=redacted_response(response, self._secrets), body=self._safe_body(content))
 
     def _excerpt(self, content: bytes) -> str:
         text = content[: _EXCERPT_CHARS * 4].decode("utf-8", "replace")
@@ -334,7 +376,7 @@ class HttpLayer:
                           exc: httpx.HTTPError | httpx.InvalidURL) -> APIConnectionError:
         detail = redact_text(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, self._secrets)
         error = cls(f"{what} ({method} {_path_of(url)}): {detail}")
-        error.request = _redacted(_request_of(exc))
+        error.request = redacted_request(_request_of(exc), self._secrets)
         with contextlib.suppress(Exception):  # the chained httpx error carries the request too
             exc.request = error.request  # type: ignore[union-attr]
         error.__cause__ = exc
@@ -368,22 +410,6 @@ def _request_of(exc: BaseException) -> httpx.Request | None:
     except RuntimeError:  # httpx raises when the request was never attached
         return None
     return request if isinstance(request, httpx.Request) else None
-
-
-def _redacted(request: httpx.Request | None) -> httpx.Request | None:
-    """A copy of ``request`` without credentials (method, URL, headers; no body) for errors to carry.
-
-    Errors keep a ``request`` as the official SDK's do, but ours never hold the API key: an exception may
-    be logged, pickled or shown in a traceback viewer by code we do not control.
-    """
-    if request is None:
-        return None
-    return httpx.Request(request.method, request.url, headers=redact_headers(request.headers))
-
-
-def _redact_response(response: httpx.Response) -> None:
-    with contextlib.suppress(RuntimeError):  # a response built without a request has none to redact
-        response.request = _redacted(response.request)  # type: ignore[assignment]
 
 
 def _server_side_failure(outcome: httpx.Response | _Failed) -> bool:

@@ -102,7 +102,7 @@ class ClientPools:
             timeout=httpx.Timeout(timeouts.default, connect=timeouts.connect),
             limits=httpx.Limits(max_connections=limits.max_connections,
                                 max_keepalive_connections=limits.max_keepalive),
-            follow_redirects=True,
+            follow_redirects=False,  # the layer follows same-origin redirects itself (http/redirects.py)
             verify=self._ssl_context(),
             trust_env=self._trust_env,
         )
