@@ -13,7 +13,10 @@ checks), a client that was stopped (:class:`ClientStoppedError`), an actor that 
 (:class:`ActorCrashedError`), a wait that can make no progress (:class:`NoProgressError`) and a caller's
 own deadline (:class:`TinkerTimeoutError`, also a ``TimeoutError``).
 
-Messages never contain secrets: the HTTP layer builds them from status codes and (redacted) bodies only.
+Messages never contain secrets: the HTTP layer builds them from status codes and (redacted) bodies only,
+and the ``request`` / ``response`` an error keeps are redacted copies (credential headers, and any secret
+echoed in a header value or the body, replaced; redirect history too), so pickling or logging an error
+is safe.
 """
 
 from __future__ import annotations
