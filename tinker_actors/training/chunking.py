@@ -5,19 +5,25 @@ datum would push its estimated size above ``max_numbers`` (a single datum larger
 chunk). The estimate counts tokens of text chunks, bytes of image chunks, the location length of image
 pointers, and every number of every loss input, as the official SDK does (0.6.3 limits: 128 / 500,000).
 
-Combining: outputs are concatenated in order; metrics ``name:reduction`` are reduced across chunks by
-their suffix: ``sum``, ``mean`` (weighted by datums per chunk), ``min``, ``max``, ``slack`` (max minus the
-weighted mean), ``hash_unordered`` (order-independent hash of the values), ``unique`` (first value under
-the key, the others as ``key_1``, ``key_2``...). Unlike the official SDK, an unknown reduction or a key
-missing from some chunk is not silently dropped: the metric is kept from the chunks that have it and
-reduced as ``mean`` (documented in docs/guides/training.md).
+Combining (also of a single chunk, and of none): outputs are concatenated in order; each metric
+``name:reduction`` is reduced across chunks by its suffix, with the same numbers as the official SDK 0.6.3:
+``sum``, ``mean`` (weighted by the number of outputs of each chunk), ``min``, ``max``, ``slack`` (max minus
+the weighted mean), ``hash_unordered`` (Python's ``hash`` of the sorted integer values, as a float),
+``unique`` (the first value under the key, the others as ``key_1``, ``key_2``...). Like the official SDK we
+reduce a single chunk too, so a one-chunk batch gets the same figures from both SDKs (its ``slack`` is 0,
+its ``hash_unordered`` the hash of the 1-tuple of its value). No chunk at all (an empty batch): an empty output.
+Unlike the official SDK, an unknown reduction or a key missing from some chunk is not silently dropped: the
+metric is kept from the chunks that have it and reduced as a weighted ``mean`` (unchanged if only one chunk
+has it); documented in docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from tinker_actors.types import (
     Datum,
@@ -27,7 +33,7 @@ from tinker_actors.types import (
     ImageChunk,
 )
 
-__all__ = ["ChunkLimits", "combine_outputs", "estimate_size", "reduce_metrics", "split_batch"]
+__all__ = ["ChunkLimits", "combine_outputs", "empty_output", "estimate_size", "reduce_metrics", "split_batch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +76,6 @@ def split_batch(data: Sequence[Datum], limits: ChunkLimits = ChunkLimits()) -> l
 
 def reduce_metrics(per_chunk: Sequence[dict[str, float]], weights: Sequence[int]) -> dict[str, float]:
     """Reduce each ``name:reduction`` metric across chunks (see the module docstring)."""
-    if len(per_chunk) == 1:
-        return dict(per_chunk[0])
     keys: list[str] = []
     for metrics in per_chunk:
         keys.extend(key for key in metrics if key not in keys)
@@ -79,34 +83,59 @@ def reduce_metrics(per_chunk: Sequence[dict[str, float]], weights: Sequence[int]
     for key in keys:
         present = [(metrics[key], weight) for metrics, weight in zip(per_chunk, weights, strict=True) if key in metrics]
         values = [value for value, _ in present]
-        total_weight = sum(weight for _, weight in present) or 1
-        mean = sum(value * weight for value, weight in present) / total_weight
-        reduction = key.rsplit(":", 1)[1] if ":" in key else "mean"
-        if reduction == "sum":
-            reduced[key] = math.fsum(values)
-        elif reduction == "min":
-            reduced[key] = min(values)
-        elif reduction == "max":
-            reduced[key] = max(values)
-        elif reduction == "slack":
-            reduced[key] = max(values) - mean
-        elif reduction == "hash_unordered":
-            reduced[key] = float(hash(tuple(sorted(int(v) for v in values))) % (2**53))
+        reduction = key.rsplit(":", 1)[1] if ":" in key else ""
+        if len(present) < len(per_chunk) or reduction not in _REDUCTIONS:
+            reduced[key] = values[0] if len(values) == 1 else _mean(values, [weight for _, weight in present])
         elif reduction == "unique":
             reduced[key] = values[0]
             for index, value in enumerate(values[1:], start=1):
                 reduced[f"{key}_{index}"] = value
+        elif reduction in ("mean", "slack"):
+            reduced[key] = _REDUCTIONS[reduction](values, weights)
         else:
-            reduced[key] = mean
+            reduced[key] = _REDUCTIONS[reduction](values, None)
     return reduced
 
 
+# numpy, as the official SDK, so that sums and weighted means round exactly as its do.
+
+def _mean(values: Sequence[float], weights: Sequence[int] | None) -> float:
+    if not weights or sum(weights) == 0:  # chunks without outputs (the official SDK would divide by zero)
+        return float(np.mean(values))
+    return float(np.average(values, weights=weights))
+
+
+def _slack(values: Sequence[float], weights: Sequence[int] | None) -> float:
+    return float(np.max(values) - _mean(values, weights))
+
+
+def _hash_unordered(values: Sequence[float], _: Sequence[int] | None) -> float:
+    if not all(math.isfinite(value) for value in values):
+        return math.nan  # the official SDK raises here, failing the whole batch; we keep the outputs
+    return float(hash(tuple(sorted(int(value) for value in values))))
+
+
+_REDUCTIONS: dict[str, Callable[[Sequence[float], Sequence[int] | None], float]] = {
+    "sum": lambda values, _: float(np.sum(values)),
+    "mean": _mean,
+    "min": lambda values, _: float(np.min(values)),
+    "max": lambda values, _: float(np.max(values)),
+    "slack": _slack,
+    "hash_unordered": _hash_unordered,
+    "unique": lambda values, _: values[0],  # never called: unique spreads its values over several keys
+}
+
+
+def empty_output() -> ForwardBackwardOutput:
+    """What a batch of no datums gives (nothing is sent), as in the official SDK."""
+    return ForwardBackwardOutput(loss_fn_output_type="", loss_fn_outputs=[], metrics={})
+
+
 def combine_outputs(outputs: Sequence[ForwardBackwardOutput]) -> ForwardBackwardOutput:
-    """One output for a chunked batch: outputs concatenated in order, metrics reduced by suffix."""
+    """One output for a batch: chunk outputs concatenated in order, metrics reduced by suffix (also for one
+    chunk, as the official SDK does); no outputs give :func:`empty_output`."""
     if not outputs:
-        raise ValueError("nothing to combine")
-    if len(outputs) == 1:
-        return outputs[0]
+        return empty_output()
     weights = [len(output.loss_fn_outputs) for output in outputs]
     return ForwardBackwardOutput(
         loss_fn_output_type=outputs[0].loss_fn_output_type,
