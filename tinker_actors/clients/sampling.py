@@ -20,6 +20,8 @@ import contextvars
 import hashlib
 import itertools
 import random
+import threading
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from supervisors import ChildSpec, ExitReason, NamedRef, Restart, SupervisedActor
 from tinker_actors.clients.context import ClientContext
-from tinker_actors.config import RetryPolicy
+from tinker_actors.config import Config, MissingApiKeyError, RetryPolicy
 from tinker_actors.errors import (
     APIConnectionError,
     APIStatusError,
@@ -270,32 +272,60 @@ def _retry_after(error: APIStatusError | APIConnectionError) -> float | None:
 _client_ids = itertools.count()
 
 
+# The ServiceClient that created each live sampling session of this process, by (base URL, session id):
+# a handle unpickled in the process that made it (copy.deepcopy, a thread pool that pickles, Ray's local
+# mode) re-attaches through it, without looking for credentials.
+_owners: weakref.WeakValueDictionary[tuple[str, str], ServiceClient] = weakref.WeakValueDictionary()
+
+
 @capture_exceptions  # errors reach the session's telemetry once, and the caller unchanged
 class SamplingClient:
-    """Sample from a base model or saved weights. Picklable: a pickled handle re-attaches to the same
-    sampling session from another process (it needs the same base URL and key in that process)."""
+    """Sample from a base model or saved weights.
+
+    Picklable, without credentials: the pickle holds the base URL, the sampling session id, the model and
+    the retry settings, never the API key. The process that unpickles it re-attaches to the same sampling
+    session with its own credentials: the ServiceClient that created the session if it lives in that
+    process, else ``TINKER_API_KEY`` from that process's environment. Without either, the first
+    ``sample()`` raises :class:`~tinker_actors.config.MissingApiKeyError` (unpickling itself never fails).
+    """
 
     def __init__(self, service: ServiceClient, sampling_session_id: str, *, base_model: str | None = None,
                  model_path: str | None = None, retry_config: RetryConfig | None = None,
                  first_seq_id: int = 0) -> None:
-        self._service = service
-        self._context = service._context
         self.sampling_session_id = sampling_session_id
         self.base_model = base_model
         self.model_path = model_path
         self.retry_config = retry_config or RetryConfig()
+        self._base_url = service.config.base_url
+        self._attach_lock = threading.Lock()
+        self._attach(service, first_seq_id)
+
+    def _attach(self, service: ServiceClient, first_seq_id: int) -> NamedRef:
+        self._service: ServiceClient | None = service
+        self._context: ClientContext | None = service._context
         self._seq_ids = itertools.count(first_seq_id)
         child_id = f"sampling-{next(_client_ids)}"
-        context, config, seq_ids = self._context, self.retry_config, self._seq_ids
-        queue_log = QueueStateLog(f"sampler {sampling_session_id}")
-        spec = ChildSpec(child_id, lambda: SamplingClientActor.start(context, sampling_session_id, config, seq_ids,
-                                                                     queue_log),
+        context, config, seq_ids, session = service._context, self.retry_config, self._seq_ids, self.sampling_session_id
+        queue_log = QueueStateLog(f"sampler {session}")
+        spec = ChildSpec(child_id, lambda: SamplingClientActor.start(context, session, config, seq_ids, queue_log),
                          restart=Restart.TRANSIENT)
-        self._actor: NamedRef = service.clients_supervisor.start_child(spec, timeout=10.0)
+        self._actor: NamedRef | None = service.clients_supervisor.start_child(spec, timeout=10.0)
+        _owners.setdefault((self._base_url, session), service)
+        return self._actor
+
+    def _attached_actor(self) -> NamedRef:
+        """The actor of an unpickled handle that could not attach yet: attach now, or raise the typed reason."""
+        with self._attach_lock:
+            if self._actor is None:
+                # Another process may sample on the same session: its seq ids must not collide with ours, or
+                # the server's de-duplication by (session, seq_id) would hand one process the other's result.
+                first_seq_id = random.SystemRandom().randrange(1 << 24, 1 << 48)
+                return self._attach(_service_for(self._base_url, self.sampling_session_id), first_seq_id)
+            return self._actor
 
     @property
     def actor(self) -> NamedRef:
-        return self._actor
+        return self._actor if self._actor is not None else self._attached_actor()
 
     def sample(self, prompt: ModelInput, num_samples: int, sampling_params: SamplingParams,
                include_prompt_logprobs: bool = False, topk_prompt_logprobs: int = 0) -> APIFuture[SampleResponse]:
@@ -305,9 +335,10 @@ class SamplingClient:
                                     prompt_logprobs=include_prompt_logprobs, topk_prompt_logprobs=topk_prompt_logprobs)
         except ValueError as invalid:
             raise InvalidInputError(f"invalid sample request: {invalid}") from None
+        actor = self._actor if self._actor is not None else self._attached_actor()
         future: APIFuture[SampleResponse] = APIFuture()
         try:
-            self._actor.tell(SampleOp(request, future.raw))
+            actor.tell(SampleOp(request, future.raw))
         except Exception as error:
             fail(future.raw, ClientStoppedError(f"the sampling client is not running ({error})"))
         return future
@@ -332,21 +363,52 @@ class SamplingClient:
         return get_tokenizer(self.base_model, add_special_tokens=add_special_tokens)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        config = self._context.config
-        return (_rebuild_sampling_client, (config.base_url, config.require_api_key(), self.sampling_session_id,
-                                           self.base_model, self.model_path, self.retry_config))
+        # Never the API key: a pickle is bytes anyone may log, store or ship to a cluster. The process that
+        # unpickles takes its own credentials (see the class docstring and docs/guides/fan_out.md).
+        return (_rebuild_sampling_client, (self._base_url, self.sampling_session_id, self.base_model,
+                                           self.model_path, self.retry_config))
 
     def __repr__(self) -> str:
         return f"SamplingClient(sampling_session_id={self.sampling_session_id!r})"
 
 
-def _rebuild_sampling_client(base_url: str, api_key: str, sampling_session_id: str, base_model: str | None,
-                             model_path: str | None, retry_config: RetryConfig) -> SamplingClient:
+def _service_for(base_url: str, sampling_session_id: str) -> ServiceClient:
+    """The ServiceClient an unpickled handle attaches through, with this process's own credentials.
+
+    The live ServiceClient that created the session, if it is in this process; else the process's shared
+    client for ``base_url`` and the API key of its environment (``TINKER_API_KEY``).
+    """
     from tinker_actors.clients.service import ServiceClient
 
-    service = ServiceClient.shared(base_url=base_url, api_key=api_key)
-    # Another process may sample on the same session: its seq ids must not collide with ours, or the
-    # server's de-duplication by (session, seq_id) would hand one process the other's result.
-    first_seq_id = random.SystemRandom().randrange(1 << 24, 1 << 48)
-    return SamplingClient(service, sampling_session_id, base_model=base_model, model_path=model_path,
-                          retry_config=retry_config, first_seq_id=first_seq_id)
+    owner = _owners.get((base_url, sampling_session_id))
+    if owner is not None and not owner._closed:
+        return owner
+    try:
+        api_key = Config.from_env(base_url=base_url).require_api_key()
+    except MissingApiKeyError:
+        raise MissingApiKeyError(
+            f"No API key for the unpickled SamplingClient of sampling session {sampling_session_id}: a pickled "
+            f"SamplingClient never carries the key. Set TINKER_API_KEY in the environment of this process "
+            f"(for worker processes: in their environment before they start).") from None
+    return ServiceClient.shared(base_url=base_url, api_key=api_key)
+
+
+def _rebuild_sampling_client(base_url: str, sampling_session_id: str, base_model: str | None,
+                             model_path: str | None, retry_config: RetryConfig) -> SamplingClient:
+    """Unpickle a handle. Attaches now if this process has credentials; else the first use says why it cannot.
+
+    Never raises: an error while unpickling the arguments of a pool's task would kill the worker and surface
+    as an opaque BrokenProcessPool, where the first ``sample()`` can raise a typed error instead.
+    """
+    client = SamplingClient.__new__(SamplingClient)
+    client.sampling_session_id = sampling_session_id
+    client.base_model = base_model
+    client.model_path = model_path
+    client.retry_config = retry_config
+    client._base_url = base_url
+    client._attach_lock = threading.Lock()
+    client._service, client._context, client._actor = None, None, None
+    # No key, service unreachable, a bad environment...: the first use tries again and raises what it meets.
+    with contextlib.suppress(Exception):
+        client._attached_actor()
+    return client
