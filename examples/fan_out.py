@@ -8,6 +8,7 @@
    thread goes on training it.
 3. Fan-out to processes: the SamplingClient is pickled to ``spawn``-ed worker processes (never
    ``fork``: no SDK's background threads survive a fork), which re-attach to the same sampling session.
+   The pickle carries no API key: each worker takes ``TINKER_API_KEY`` from its own environment.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def main() -> None:
 
         # Fan out: pickle a sampling client to spawned processes, one prompt each. The expected (seeded)
         # answers come from a second sampling client on the same weights, in this process.
+        # The pickle holds no API key: a spawned worker starts with a copy of this process's environment
+        # and takes TINKER_API_KEY from it (already set when the service came from the environment).
+        os.environ["TINKER_API_KEY"] = endpoint.api_key
         shared = service.create_sampling_client(model_path=path)
         reference = service.create_sampling_client(model_path=path)
         prompts = [tokenizer.encode(text, add_special_tokens=False) for text in ("The sea", "A light", "She")]
