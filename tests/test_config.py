@@ -135,3 +135,61 @@ def test_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch)
     assert config.require_api_key() == KEY
     assert config.base_url == "http://127.0.0.1:8123"
     assert Config.from_env(api_key="tml-explicit").require_api_key() == "tml-explicit"
+
+
+# ---- secrets read from files: surrounding whitespace stripped, characters a header cannot carry rejected ----
+
+def test_whitespace_around_a_key_is_stripped_wherever_the_key_comes_from() -> None:
+    assert Config(api_key=KEY + "\n").require_api_key() == KEY  # open(path).read()
+    assert Config(api_key=SecretStr(f" {KEY}\r\n")).require_api_key() == KEY
+    assert Config.from_env({"TINKER_API_KEY": f"\t{KEY}\n"}).require_api_key() == KEY
+    assert Config(api_key="other").replace(api_key=KEY + "\n").require_api_key() == KEY
+    assert Config.model_validate({"api_key": KEY + "\n"}).require_api_key() == KEY
+    assert Config(cf_access_client_secret="cf-secret\n").secret_values() == ("cf-secret",)
+    with pytest.raises(MissingApiKeyError):
+        Config(api_key=" \n").require_api_key()
+
+
+@pytest.mark.parametrize("bad", [KEY[:8] + "\n" + KEY[8:], KEY + "\x00", KEY[:4] + "\u200b" + KEY[4:],
+                                 KEY + "\u00e9", KEY[:5] + "\t" + KEY[5:]])
+def test_a_key_with_a_control_or_non_ascii_character_inside_is_a_typed_error_that_never_shows_it(bad: str) -> None:
+    import pickle
+    import traceback
+
+    from tinker_actors.config import InvalidSecretError
+    from tinker_actors.errors import InvalidInputError
+
+    builders = (lambda: Config(api_key=bad), lambda: Config.from_env({"TINKER_API_KEY": bad}),
+                lambda: Config(api_key="ok").replace(api_key=bad), lambda: Config(api_key=SecretStr(bad)))
+    for build in builders:
+        with pytest.raises(InvalidSecretError) as caught:
+            build()
+        error = caught.value
+        assert isinstance(error, InvalidInputError) and error.category is ErrorCategory.USER
+        assert "API key" in str(error) and "TINKER_API_KEY" in str(error)
+        assert error.__cause__ is None and error.__context__ is None
+        shown = (str(error), repr(error), "".join(traceback.format_exception(error)), repr(error.args))
+        for text in shown:
+            assert bad.strip() not in text and KEY not in text
+        pickled = pickle.dumps(error)
+        assert KEY.encode() not in pickled
+        assert str(pickle.loads(pickled)) == str(error)
+
+
+def test_the_cloudflare_secret_is_checked_the_same_way() -> None:
+    from tinker_actors.config import InvalidSecretError
+
+    with pytest.raises(InvalidSecretError, match="CLOUDFLARE_ACCESS_CLIENT_SECRET") as caught:
+        Config.from_env({"CLOUDFLARE_ACCESS_CLIENT_SECRET": "cf-\nsecret"})
+    assert "cf-" not in str(caught.value).replace("cf_access", "")
+
+
+def test_validation_errors_of_a_config_do_not_quote_their_input() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Config(api_key=["tml-not-a-string-secret"])  # type: ignore[arg-type]
+    assert "tml-not-a-string-secret" not in str(caught.value)
+
+
+def test_default_query_accepts_a_mapping_like_the_official_sdk() -> None:
+    config = Config(default_query={"a": 1, "flag": True, "many": ["x", "y"], "gone": None})
+    assert config.default_query == (("a", "1"), ("flag", "true"), ("many", "x"), ("many", "y"))

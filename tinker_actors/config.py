@@ -28,15 +28,16 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
-from tinker_actors.errors import ErrorCategory, TinkerError
+from tinker_actors.errors import ErrorCategory, InvalidInputError, TinkerError
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "Config",
+    "InvalidSecretError",
     "LogLevel",
     "MissingApiKeyError",
     "PollBackoff",
@@ -45,6 +46,7 @@ __all__ = [
     "RetryPolicy",
     "TelemetrySettings",
     "Timeouts",
+    "WaitWarnings",
 ]
 
 DEFAULT_BASE_URL = "https://tinker.thinkingmachines.dev/services/tinker-prod"
@@ -72,6 +74,47 @@ class MissingApiKeyError(TinkerError, ValueError):
             "No Tinker API key: pass api_key=... (e.g. ServiceClient(api_key=...)) or set the "
             "TINKER_API_KEY environment variable.")) -> None:
         super().__init__(message)
+
+
+class InvalidSecretError(InvalidInputError):
+    """A secret (the API key, the Cloudflare Access client secret) holds a character that cannot go in an
+    HTTP header: a control character such as a newline inside it, or a non-ASCII character.
+
+    Whitespace around a secret (``open(path).read()`` leaves a trailing newline) is removed silently; this
+    is raised only for what remains inside. The message names the setting, never its value.
+    """
+
+
+# Setting name -> how a message calls it. Their values are checked before any validation (so that a bad
+# one never reaches a pydantic error, which would quote it) and stripped of surrounding whitespace.
+_SECRET_SETTINGS: dict[str, str] = {
+    "api_key": "the API key (api_key= / TINKER_API_KEY)",
+    "cf_access_client_secret": "the Cloudflare Access client secret (CLOUDFLARE_ACCESS_CLIENT_SECRET)",
+}
+
+
+def _clean_secret(field: str, value: object) -> object:
+    """``value`` stripped of surrounding whitespace, or :class:`InvalidSecretError` (which never quotes it)."""
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if not isinstance(text, str):
+        return value  # not a string: the field's own validation rejects it (without quoting it)
+    text = text.strip()
+    for char in text:
+        if not " " <= char <= "~":
+            kind = "a control character (such as a newline or a tab)" if not char.isprintable() or char.isspace() \
+                else "a non-ASCII character"
+            raise InvalidSecretError(
+                f"{_SECRET_SETTINGS[field]} contains {kind}, which cannot be sent in an HTTP header. Whitespace "
+                "around it is removed, but not inside it: check the value (it is not shown here).")
+    return text
+
+
+def _clean_secrets(values: Mapping[str, Any]) -> dict[str, Any]:
+    cleaned = dict(values)
+    for field in _SECRET_SETTINGS:
+        if cleaned.get(field) is not None:
+            cleaned[field] = _clean_secret(field, cleaned[field])
+    return cleaned
 
 
 class _Frozen(BaseModel):
@@ -140,6 +183,17 @@ class PollBackoff(_Frozen):
         return nominal * (1.0 - self.jitter * draw)
 
 
+class WaitWarnings(_Frozen):
+    """When a wait that makes no progress is announced (tinker_actors.waits, docs/concepts/failures.md).
+
+    One ``wait.stalled`` warning once a wait has made no progress for ``first_after`` seconds, then at most
+    one line per condition (the kind of the last answer) every ``repeat_after`` seconds.
+    """
+
+    first_after: float = Field(30.0, gt=0, description="seconds without progress before the first warning")
+    repeat_after: float = Field(300.0, gt=0, description="seconds before the same condition is logged again")
+
+
 class PoolLimits(_Frozen):
     """``clients`` independent httpx clients (used round-robin), each with its own connection limits.
 
@@ -194,7 +248,13 @@ class TelemetrySettings(_Frozen):
 
 
 class Config(_Frozen):
-    """Everything a client needs to talk to one Tinker service. Frozen; copy with :meth:`replace`."""
+    """Everything a client needs to talk to one Tinker service. Frozen; copy with :meth:`replace`.
+
+    Secrets are stripped of surrounding whitespace; one with a control or non-ASCII character inside raises
+    :class:`InvalidSecretError` (never quoting it), and no validation error of a Config quotes its input.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     api_key: SecretStr | None = None
     base_url: str = DEFAULT_BASE_URL
@@ -204,16 +264,34 @@ class Config(_Frozen):
     cf_access_client_id: str | None = None
     cf_access_client_secret: SecretStr | None = None
     default_headers: tuple[tuple[str, str], ...] = ()
+    default_query: tuple[tuple[str, str], ...] = ()
     timeouts: Timeouts = Timeouts()
     retry: RetryPolicy = RetryPolicy()
     poll_backoff: PollBackoff = PollBackoff()
     no_progress_timeout: float = Field(
         120.0, gt=0, description="a wait fails once the server was unreachable or made no progress this long")
+    pending_timeout: float = Field(
+        3600.0, gt=0, description="a future the server keeps answering 'pending' for fails after this long")
+    wait_warnings: WaitWarnings = WaitWarnings()
     heartbeat_interval: float = Field(10.0, gt=0)
     heartbeat_warning_after: float = Field(120.0, gt=0)
     pools: Pools = Pools()
     circuit_breaker: CircuitBreakerSettings | None = None
     telemetry: TelemetrySettings = TelemetrySettings()
+
+    if not TYPE_CHECKING:  # hidden from mypy, so that the pydantic plugin still types Config(...) calls
+        def __init__(self, **values: Any) -> None:
+            super().__init__(**_clean_secrets(values))
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        return super().model_validate(_clean_secrets(obj) if isinstance(obj, Mapping) else obj, *args, **kwargs)
+
+    @field_validator("api_key", "cf_access_client_secret", mode="before")
+    @classmethod
+    def _strip_secret(cls, value: object, info: ValidationInfo) -> object:
+        # Already done before validation; this catches paths that bypass it (model_validate_json, ...).
+        return _clean_secret(info.field_name or "api_key", value)
 
     @field_validator("base_url")
     @classmethod
@@ -237,6 +315,16 @@ class Config(_Frozen):
     def _headers_from_mapping(cls, value: object) -> object:
         if isinstance(value, Mapping):
             return tuple((str(k), str(v)) for k, v in value.items())
+        return value
+
+    @field_validator("default_query", mode="before")
+    @classmethod
+    def _query_from_mapping(cls, value: object) -> object:
+        # As the official SDK's default_query: a list value repeats the parameter, booleans are true/false
+        # and None leaves the parameter out.
+        if isinstance(value, Mapping):
+            return tuple((str(name), _query_text(item)) for name, given in value.items()
+                         for item in (given if isinstance(given, list | tuple) else [given]) if item is not None)
         return value
 
     @classmethod
@@ -276,6 +364,12 @@ class Config(_Frozen):
         """Every secret this config holds, for redaction of free text (error bodies, log lines)."""
         secrets = (self.api_key, self.cf_access_client_secret)
         return tuple(s.get_secret_value() for s in secrets if s is not None and s.get_secret_value())
+
+
+def _query_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _unique(tags: Iterable[str]) -> tuple[str, ...]:
