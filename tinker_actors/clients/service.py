@@ -27,6 +27,7 @@ from tinker_actors._version import __version__
 from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.rest import RestClient
 from tinker_actors.clients.sampling import RetryConfig, SamplingClient
+from tinker_actors.clients.service_options import build_config
 from tinker_actors.clients.session import EndSession, TrackSession
 from tinker_actors.clients.training import TrainingClient
 from tinker_actors.config import Config
@@ -90,7 +91,13 @@ _service_ids = itertools.count()
 
 @capture_exceptions
 class ServiceClient:
-    """The entry point, as in the official SDK: ``ServiceClient(base_url=..., api_key=...)``."""
+    """The entry point, as in the official SDK: ``ServiceClient(base_url=..., api_key=...)``.
+
+    Also takes the official SDK's ``timeout``, ``max_retries``, ``default_headers`` and ``default_query``,
+    and any :class:`Config` field as a keyword override (applied on top of ``config=`` when both are given);
+    see :mod:`tinker_actors.clients.service_options`. An unknown keyword raises
+    :class:`~tinker_actors.clients.service_options.UnexpectedArgumentError` naming it.
+    """
 
     _shared: ClassVar[dict[tuple[str, str], ServiceClient]] = {}
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
@@ -98,7 +105,7 @@ class ServiceClient:
     def __init__(self, user_metadata: dict[str, Any] | None = None, *, api_key: str | None = None,
                  base_url: str | None = None, config: Config | None = None,
                  chunk_limits: ChunkLimits | None = None, **overrides: Any) -> None:
-        self._config = config or Config.from_env(api_key=api_key, base_url=base_url, **overrides)
+        self._config = build_config(config, api_key=api_key, base_url=base_url, keywords=overrides)
         self._config.require_api_key()
         self._runtime = Runtime.get()
         http = HttpLayer(self._config)

@@ -99,6 +99,7 @@ class ClientPools:
         timeouts = self._config.timeouts
         client = httpx.AsyncClient(
             headers=self._headers,
+            params=list(self._config.default_query),  # the official SDK's default_query, on every request
             timeout=httpx.Timeout(timeouts.default, connect=timeouts.connect),
             limits=httpx.Limits(max_connections=limits.max_connections,
                                 max_keepalive_connections=limits.max_keepalive),
