@@ -1,0 +1,493 @@
+"""The 0.38 codec: forward_backward requests and fwd/bwd and sample results as protobuf.
+
+Schema: ``tinker.proto`` beside this module (generated into ``tinker_pb2``). Both sides live here:
+the client encodes requests and decodes results; the local service decodes requests and encodes
+results. Numbers go between numpy and the packed ``bytes`` fields without Python lists; the one
+conversion to lists left is at the domain boundary, because ``types.TensorData`` and the sampling
+types store Python lists.
+
+What the domain model cannot carry is refused with a typed error rather than dropped: image
+pointer chunks (0.38 has no wire form for them), audio (dmel) chunks, sparse tensors, text-valued
+loss settings, image ``override_dimensions``. Provenance spans are the exception: they are metadata
+about where tokens came from, do not change what a loss computes, and are read and dropped.
+Result fields that 0.38 added and the domain has no place for yet (per-sequence top-k,
+``prompt_cache_hit_tokens``, ``target_prompt_logprobs``, ``prompt_alt_tokens``) are not decoded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pydantic
+import zstandard
+from google.protobuf.message import DecodeError
+
+from tinker_actors.errors import APIResponseValidationError, InvalidInputError
+from tinker_actors.types import (
+    Datum,
+    EncodedTextChunk,
+    ForwardBackwardInput,
+    ForwardBackwardOutput,
+    ImageAssetPointerChunk,
+    ImageChunk,
+    ModelInput,
+    SampledSequence,
+    SampleResponse,
+    StopReason,
+    TensorData,
+)
+from tinker_actors.wire.codec import (
+    CONTENT_TYPE_PROTOBUF,
+    DEFAULT_MAX_DECOMPRESSED_BYTES,
+    EncodedBody,
+    EncodedRequest,
+    ForwardBackwardCall,
+    media_type,
+)
+from tinker_actors.wire.v0_38 import tinker_pb2 as pb
+from tinker_actors.wire.v0_38.arrays import (
+    FLOAT32,
+    INT32,
+    INT64,
+    WireFormatError,
+    check_int32,
+    domain_dtype_of,
+    pack,
+    pack_int32,
+    proto_dtype_of,
+    raw_dtype_of,
+    unpack,
+    unpack_proto_dtype,
+    widen,
+)
+
+__all__ = ["CODEC", "FORWARD_BACKWARD_PATH", "TOPK_EMPTY_LOGPROB", "ProtobufCodec"]
+
+FORWARD_BACKWARD_PATH = "/api/v1/forward_backward"
+# An unused slot of a top-k matrix: token 0 with this logprob (the 0.38 convention).
+TOPK_EMPTY_LOGPROB = -99999.0
+
+_STOP_REASONS: dict[int, StopReason] = {pb.STOP_REASON_STOP: "stop", pb.STOP_REASON_LENGTH: "length"}
+_STOP_REASON_CODES: dict[str, pb.StopReason] = {"stop": pb.STOP_REASON_STOP, "length": pb.STOP_REASON_LENGTH}
+
+
+class ProtobufCodec:
+    """Protocol 0.38: a :class:`~tinker_actors.wire.codec.ClientCodec` and a ``ServerCodec``."""
+
+    @property
+    def version(self) -> str:
+        return "0.38"
+
+    @property
+    def result_accept(self) -> str:
+        return CONTENT_TYPE_PROTOBUF
+
+    # -- client side --
+
+    def encode_forward_backward(self, call: ForwardBackwardCall, *, compress: bool = False) -> EncodedRequest:
+        """The protobuf body of ``call``, zstd-compressed when ``compress`` (the server's flag)."""
+        content = _request_message(call).SerializeToString()
+        if compress:
+            body = EncodedBody(zstandard.ZstdCompressor().compress(content), CONTENT_TYPE_PROTOBUF, "zstd")
+        else:
+            body = EncodedBody(content, CONTENT_TYPE_PROTOBUF)
+        # 0.38 has no /forward: a forward pass is a forward_backward with forward_only set.
+        return EncodedRequest(FORWARD_BACKWARD_PATH, body)
+
+    def decode_forward_backward_output(self, content: bytes, content_type: str | None) -> ForwardBackwardOutput:
+        message = _parse_result(pb.ForwardBackwardOutput(), content, content_type, "ForwardBackwardOutput")
+        try:
+            return _output_from_message(message)
+        except WireFormatError as malformed:
+            raise _bad_result("ForwardBackwardOutput", str(malformed)) from None
+
+    def decode_sample_response(self, content: bytes, content_type: str | None) -> SampleResponse:
+        message = _parse_result(pb.SampleResponse(), content, content_type, "SampleResponse")
+        try:
+            return _sample_response_from_message(message)
+        except WireFormatError as malformed:
+            raise _bad_result("SampleResponse", str(malformed)) from None
+
+    # -- server side --
+
+    def decode_forward_backward(self, content: bytes, *, content_type: str | None,
+                                content_encoding: str | None = None,
+                                max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES) -> ForwardBackwardCall:
+        """A submitted forward_backward; ``InvalidInputError`` (a 400) for anything malformed."""
+        if media_type(content_type) != CONTENT_TYPE_PROTOBUF:
+            raise InvalidInputError(f"a 0.38 forward_backward body is {CONTENT_TYPE_PROTOBUF}, "
+                                    f"not {content_type or 'untyped'}")
+        raw = _decompress(content, content_encoding, max_decompressed_bytes)
+        message = pb.ForwardBackwardRequest()
+        try:
+            message.ParseFromString(raw)
+        except DecodeError:
+            raise InvalidInputError("the forward_backward body is not a valid ForwardBackwardRequest message") from None
+        try:
+            return _call_from_message(message)
+        except WireFormatError as malformed:
+            raise InvalidInputError(f"invalid forward_backward request: {malformed}") from None
+
+    def encode_forward_backward_output(self, output: ForwardBackwardOutput) -> EncodedBody:
+        return EncodedBody(_output_message(output).SerializeToString(), CONTENT_TYPE_PROTOBUF)
+
+    def encode_sample_response(self, response: SampleResponse) -> EncodedBody:
+        return EncodedBody(_sample_response_message(response).SerializeToString(), CONTENT_TYPE_PROTOBUF)
+
+    def __repr__(self) -> str:
+        return "ProtobufCodec(version='0.38')"
+
+
+CODEC = ProtobufCodec()
+
+
+# ---------------------------------------------------------------------------------------------------
+# forward_backward request: domain -> message (client)
+
+def _request_message(call: ForwardBackwardCall) -> pb.ForwardBackwardRequest:
+    fb_input = call.input
+    message = pb.ForwardBackwardRequest(model_id=call.model_id, seq_id=check_int32(call.seq_id, "seq_id"),
+                                        loss_fn=fb_input.loss_fn, forward_only=call.forward_only)
+    for name, value in (fb_input.loss_fn_config or {}).items():
+        # Written to both maps: servers that predate the v2 map read the first one.
+        message.loss_fn_config[name] = value
+        message.loss_fn_config_v2[name].number = value
+    for index, datum in enumerate(fb_input.data):
+        datum_message = message.data.add()
+        for chunk in datum.model_input.chunks:
+            _write_chunk(datum_message.model_input.add(), chunk, index)
+        for name, tensor in datum.loss_fn_inputs.items():
+            _write_tensor(datum_message.loss_fn_inputs[name], tensor, f"loss input {name!r} of datum {index}")
+    return message
+
+
+def _write_chunk(message: pb.Chunk, chunk: Any, datum_index: int) -> None:
+    if isinstance(chunk, EncodedTextChunk):
+        message.encoded_text.tokens = pack_int32(chunk.tokens, f"the tokens of datum {datum_index}")
+    elif isinstance(chunk, ImageChunk):
+        message.image.data = chunk.data
+        message.image.format = chunk.format
+        if chunk.expected_tokens is not None:
+            message.image.expected_tokens = check_int32(chunk.expected_tokens, "expected_tokens")
+    elif isinstance(chunk, ImageAssetPointerChunk):
+        raise InvalidInputError("protocol 0.38 cannot send image_asset_pointer chunks (it has no wire form "
+                                "for them): send the image bytes as an ImageChunk")
+    else:  # pragma: no cover - the domain union has no other kinds
+        raise InvalidInputError(f"unsupported model input chunk {type(chunk).__name__}")
+
+
+def _write_tensor(message: pb.Tensor, tensor: TensorData, what: str) -> None:
+    message.dtype = proto_dtype_of(tensor.dtype)
+    message.dense = pack(tensor.data, tensor.dtype, what)
+    if tensor.shape is not None:
+        message.shape.extend(tensor.shape)
+
+
+# ---------------------------------------------------------------------------------------------------
+# forward_backward request: message -> domain (server)
+
+def _decompress(content: bytes, content_encoding: str | None, limit: int) -> bytes:
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return content
+    if encoding != "zstd":
+        raise InvalidInputError(f"unsupported Content-Encoding {content_encoding!r} (0.38 compresses with zstd)")
+    try:
+        declared = zstandard.frame_content_size(content)
+        if declared > limit:
+            raise InvalidInputError(f"the compressed body would inflate to {declared} bytes (limit {limit})")
+        # Without a declared size, max_output_size bounds the output instead.
+        return zstandard.ZstdDecompressor().decompress(content, max_output_size=limit if declared < 0 else 0)
+    except zstandard.ZstdError as error:
+        raise InvalidInputError(f"the body is not a valid zstd frame within {limit} bytes: {error}") from None
+
+
+def _call_from_message(message: pb.ForwardBackwardRequest) -> ForwardBackwardCall:
+    data = [_datum_from_message(datum, index) for index, datum in enumerate(message.data)]
+    try:
+        fb_input = ForwardBackwardInput(data=data, loss_fn=message.loss_fn,
+                                        loss_fn_config=_loss_fn_config(message))
+    except pydantic.ValidationError as invalid:
+        raise WireFormatError(_first_problem(invalid)) from None
+    return ForwardBackwardCall(model_id=message.model_id, seq_id=message.seq_id, input=fb_input,
+                               forward_only=message.forward_only)
+
+
+def _loss_fn_config(message: pb.ForwardBackwardRequest) -> dict[str, float] | None:
+    if message.loss_fn_config_v2:  # preferred when set: it is the newer of the two maps
+        config: dict[str, float] = {}
+        for name, value in message.loss_fn_config_v2.items():
+            if value.WhichOneof("value") != "number":
+                raise WireFormatError(f"loss_fn_config {name!r} is not a number (text settings are not supported)")
+            config[name] = value.number
+        return config
+    if message.loss_fn_config:
+        return dict(message.loss_fn_config)
+    return None
+
+
+def _datum_from_message(message: pb.Datum, index: int) -> Datum:
+    chunks = [_chunk_from_message(chunk, index) for chunk in message.model_input]
+    inputs = {name: _tensor_from_message(tensor, f"loss input {name!r} of datum {index}")
+              for name, tensor in message.loss_fn_inputs.items()}
+    # model_input_spans / loss_fn_input_spans: provenance only (see the module docstring).
+    try:
+        return Datum(model_input=ModelInput(chunks=chunks), loss_fn_inputs=inputs)
+    except pydantic.ValidationError as invalid:
+        raise WireFormatError(f"datum {index}: {_first_problem(invalid)}") from None
+
+
+def _chunk_from_message(message: pb.Chunk, datum_index: int) -> EncodedTextChunk | ImageChunk:
+    kind = message.WhichOneof("chunk")
+    if kind == "encoded_text":
+        tokens = unpack(message.encoded_text.tokens, INT32, f"the tokens of datum {datum_index}")
+        return EncodedTextChunk.model_construct(tokens=tokens.tolist())
+    if kind == "image":
+        image = message.image
+        if image.HasField("override_dimensions"):
+            raise WireFormatError(f"datum {datum_index}: image override_dimensions are not supported")
+        expected = image.expected_tokens if image.HasField("expected_tokens") else None
+        try:
+            return ImageChunk(data=image.data, format=image.format,
+                              expected_tokens=expected)
+        except pydantic.ValidationError as invalid:
+            raise WireFormatError(f"datum {datum_index}: {_first_problem(invalid)}") from None
+    if kind == "dmel":
+        raise WireFormatError(f"datum {datum_index}: audio (dmel) chunks are not supported")
+    raise WireFormatError(f"datum {datum_index} has an empty model input chunk")
+
+
+def _tensor_from_message(message: pb.Tensor, what: str) -> TensorData:
+    dtype = domain_dtype_of(message.dtype, what)
+    if message.WhichOneof("encoding") == "sparse_csr":
+        raise WireFormatError(f"{what} is a sparse tensor (not supported)")
+    values = unpack_proto_dtype(message.dense, message.dtype, what)
+    shape = list(message.shape) or None
+    if shape is not None and (any(d < 0 for d in shape) or math.prod(shape) != values.size):
+        raise WireFormatError(f"{what}: shape {shape} does not hold {values.size} values")
+    # Checked above; pydantic would only walk the list again. Only pass shape when known, so that a
+    # flat tensor stays "shape unset" as it was on the sender's side.
+    if shape is None:
+        return TensorData.model_construct(data=values.tolist(), dtype=dtype)
+    return TensorData.model_construct(data=values.tolist(), dtype=dtype, shape=shape)
+
+
+def _first_problem(error: pydantic.ValidationError) -> str:
+    problem = error.errors(include_url=False, include_input=False)[0]
+    location = ".".join(str(part) for part in problem["loc"])
+    return f"{location}: {problem['msg']}" if location else str(problem["msg"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# forward_backward result: domain -> message (server)
+
+def _output_message(output: ForwardBackwardOutput) -> pb.ForwardBackwardOutput:
+    message = pb.ForwardBackwardOutput(loss_fn_output_type=output.loss_fn_output_type)
+    for name, value in output.metrics.items():
+        message.metrics[name] = value
+    datums = output.loss_fn_outputs
+    if datums:
+        names = set(datums[0])
+        if any(set(datum) != names for datum in datums):
+            raise InvalidInputError("every datum of a forward_backward result must have the same output names")
+    # Datums whose outputs share dtypes and trailing shapes go in one record; a ragged result (say,
+    # 2-D outputs of different widths) becomes several records, in datum order.
+    start = 0
+    while start < len(datums):
+        signature = _record_signature(datums[start])
+        end = start + 1
+        while end < len(datums) and _record_signature(datums[end]) == signature:
+            end += 1
+        _write_record(message.loss_fn_outputs.add(), datums[start:end])
+        start = end
+    return message
+
+
+def _shape_of(tensor: TensorData) -> list[int]:
+    return tensor.shape if tensor.shape is not None else [tensor.size]
+
+
+def _record_signature(datum: dict[str, TensorData]) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
+    return tuple(sorted((name, tensor.dtype, tuple(_shape_of(tensor)[1:])) for name, tensor in datum.items()))
+
+
+def _write_record(message: pb.ArrayRecord, datums: list[dict[str, TensorData]]) -> None:
+    message.num_datums = len(datums)
+    for name, first in datums[0].items():
+        dtype = first.dtype
+        arrays = [np.asarray(datum[name].data, dtype=FLOAT32 if dtype == "float32" else INT64) for datum in datums]
+        sizes = np.fromiter((array.nbytes for array in arrays), dtype=INT64, count=len(arrays))
+        offsets = np.zeros(len(arrays) + 1, dtype=INT64)
+        np.cumsum(sizes, out=offsets[1:])
+        batched = message.fields[name]
+        batched.dtype = proto_dtype_of(dtype)
+        batched.data = b"".join(array.tobytes() for array in arrays)
+        batched.offsets = offsets.tobytes()
+        batched.trailing_shape.extend(_shape_of(first)[1:])
+
+
+# ---------------------------------------------------------------------------------------------------
+# forward_backward result: message -> domain (client)
+
+def _output_from_message(message: pb.ForwardBackwardOutput) -> ForwardBackwardOutput:
+    metrics = dict(message.metrics)
+    if not message.loss_fn_outputs:
+        return ForwardBackwardOutput(loss_fn_output_type=message.loss_fn_output_type or "ArrayRecord",
+                                     loss_fn_outputs=[], metrics=metrics)
+    outputs: list[dict[str, TensorData]] = []
+    for record in message.loss_fn_outputs:
+        outputs.extend(_record_datums(record))
+    # The service may qualify the type ("module:Name"); the JSON wire always carried the bare name.
+    return ForwardBackwardOutput(loss_fn_output_type=message.loss_fn_output_type.rsplit(":", 1)[-1],
+                                 loss_fn_outputs=outputs, metrics=metrics)
+
+
+def _record_datums(record: pb.ArrayRecord) -> list[dict[str, TensorData]]:
+    fields = {name: _split_batched(batched, f"output {name!r}") for name, batched in record.fields.items()}
+    count = record.num_datums
+    if count == 0 and fields:  # writers that predate num_datums: the offsets say how many
+        count = len(next(iter(fields.values())))
+    for name, parts in fields.items():
+        if len(parts) != count:
+            raise WireFormatError(f"output {name!r} has {len(parts)} datums, the record {count}")
+    return [{name: parts[i] for name, parts in fields.items()} for i in range(count)]
+
+
+def _split_batched(batched: pb.BatchedTensor, what: str) -> list[TensorData]:
+    raw_dtype = raw_dtype_of(batched.dtype, what)
+    dtype = domain_dtype_of(batched.dtype, what)
+    itemsize = raw_dtype.itemsize
+    offsets = unpack(batched.offsets, INT64, f"{what} offsets")
+    raw = unpack(batched.data, raw_dtype, what)
+    if offsets.size == 0:
+        return []
+    if (offsets[0] < 0 or offsets[-1] > len(batched.data) or np.any(np.diff(offsets) < 0)
+            or np.any(offsets % itemsize)):
+        raise WireFormatError(f"{what} has offsets that do not slice its {len(batched.data)} bytes")
+    values = widen(raw, batched.dtype)
+    bounds = (offsets // itemsize).tolist()
+    trailing = list(batched.trailing_shape)
+    per_row = math.prod(trailing)
+    tensors = []
+    for start, end in itertools.pairwise(bounds):
+        part: npt.NDArray[Any] = values[start:end]
+        if per_row == 0 or part.size % per_row:
+            if part.size:
+                raise WireFormatError(f"{what}: {part.size} values do not fill rows of shape {trailing}")
+            leading = 0
+        else:
+            leading = part.size // per_row
+        tensors.append(TensorData.model_construct(data=part.tolist(), dtype=dtype, shape=[leading, *trailing]))
+    return tensors
+
+
+# ---------------------------------------------------------------------------------------------------
+# sample result: domain -> message (server)
+
+def _sample_response_message(response: SampleResponse) -> pb.SampleResponse:
+    message = pb.SampleResponse()
+    for index, sequence in enumerate(response.sequences):
+        sequence_message = message.sequences.add(stop_reason=_STOP_REASON_CODES[sequence.stop_reason])
+        sequence_message.tokens = pack_int32(sequence.tokens, f"the tokens of sequence {index}")
+        if sequence.logprobs is not None:
+            sequence_message.logprobs = pack(sequence.logprobs, "float32", f"the logprobs of sequence {index}")
+    if response.prompt_logprobs is not None:
+        # Positions without a value (the first prompt token) travel as NaN.
+        message.prompt_logprobs = np.array([math.nan if value is None else value for value in response.prompt_logprobs],
+                                           dtype=FLOAT32).tobytes()
+    if response.topk_prompt_logprobs is not None:
+        _write_topk(message.topk_prompt_logprobs, response.topk_prompt_logprobs)
+    return message
+
+
+def _write_topk(message: pb.TopkLogprobs, rows: list[list[tuple[int, float]] | None]) -> None:
+    # At least one column, so that a prompt whose positions are all empty still reads back as
+    # [None, ...] rather than "not requested".
+    k = max([1, *(len(row) for row in rows if row)])
+    token_ids = np.zeros((len(rows), k), dtype=np.int64)
+    logprobs = np.full((len(rows), k), TOPK_EMPTY_LOGPROB, dtype=FLOAT32)
+    for i, row in enumerate(rows):
+        if row:
+            token_ids[i, :len(row)] = [token for token, _ in row]
+            logprobs[i, :len(row)] = [logprob for _, logprob in row]
+    message.token_ids = pack_int32(token_ids, "top-k token ids")
+    message.logprobs = logprobs.tobytes()
+    message.k = k
+    message.length = len(rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# sample result: message -> domain (client)
+
+def _sample_response_from_message(message: pb.SampleResponse) -> SampleResponse:
+    sequences = []
+    for index, sequence in enumerate(message.sequences):
+        stop_reason = _STOP_REASONS.get(sequence.stop_reason)
+        if stop_reason is None:
+            raise WireFormatError(f"sequence {index} has an unknown stop reason {sequence.stop_reason}")
+        tokens = unpack(sequence.tokens, INT32, f"the tokens of sequence {index}")
+        logprobs = None
+        if sequence.HasField("logprobs"):
+            logprobs = unpack(sequence.logprobs, FLOAT32, f"the logprobs of sequence {index}").tolist()
+            if len(logprobs) != tokens.size:
+                raise WireFormatError(f"sequence {index} has {tokens.size} tokens but {len(logprobs)} logprobs")
+        # Built from values this function produced with the right types: no second validation pass.
+        sequences.append(SampledSequence.model_construct(stop_reason=stop_reason, tokens=tokens.tolist(),
+                                                         logprobs=logprobs))
+    fields: dict[str, Any] = {"sequences": sequences}
+    if message.HasField("prompt_logprobs"):
+        prompt = unpack(message.prompt_logprobs, FLOAT32, "prompt_logprobs")
+        values: list[float | None] = prompt.tolist()
+        for position in np.flatnonzero(np.isnan(prompt)).tolist():
+            values[position] = None
+        fields["prompt_logprobs"] = values
+    if message.HasField("topk_prompt_logprobs"):
+        rows = _topk_rows(message.topk_prompt_logprobs, "topk_prompt_logprobs")
+        if rows is not None:
+            fields["topk_prompt_logprobs"] = rows
+    return SampleResponse.model_construct(**fields)
+
+
+def _topk_rows(message: pb.TopkLogprobs, what: str) -> list[list[tuple[int, float]] | None] | None:
+    length, k = message.length, message.k
+    if length == 0 or k == 0:
+        return None  # as the official reader: nothing was computed
+    token_ids = unpack(message.token_ids, INT32, f"{what} token ids")
+    logprobs = unpack(message.logprobs, FLOAT32, f"{what} logprobs")
+    if token_ids.size != length * k or logprobs.size != length * k:
+        raise WireFormatError(f"{what} holds {token_ids.size} ids and {logprobs.size} logprobs, "
+                              f"not {length} x {k}")
+    token_ids = token_ids.reshape(length, k)
+    logprobs = logprobs.reshape(length, k)
+    filled = ~((token_ids == 0) & (logprobs == np.float32(TOPK_EMPTY_LOGPROB)))
+    # A row is "nothing here" when its first slot is empty; otherwise trailing empty slots are cut.
+    widths = k - np.argmax(filled[:, ::-1], axis=1)
+    id_rows = token_ids.tolist()
+    logprob_rows = logprobs.tolist()
+    first_filled = filled[:, 0].tolist()
+    rows: list[list[tuple[int, float]] | None] = []
+    for i, width in enumerate(widths.tolist()):
+        rows.append(list(zip(id_rows[i][:width], logprob_rows[i][:width], strict=True)) if first_filled[i] else None)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------
+# shared
+
+def _parse_result(message: Any, content: bytes, content_type: str | None, name: str) -> Any:
+    if media_type(content_type) != CONTENT_TYPE_PROTOBUF:
+        raise _bad_result(name, f"the server answered {content_type or 'an untyped body'}; protocol 0.38 reads "
+                                f"this result only as {CONTENT_TYPE_PROTOBUF} (a server that predates 0.25?)")
+    try:
+        message.ParseFromString(content)
+    except DecodeError:
+        raise _bad_result(name, f"{len(content)} bytes that do not parse as {name}") from None
+    return message
+
+
+def _bad_result(name: str, detail: str) -> APIResponseValidationError:
+    return APIResponseValidationError(f"invalid protobuf {name} result: {detail}")
