@@ -67,8 +67,25 @@ def test_checkpoint_and_run_commands(service: LocalService, tmp_path: Path) -> N
     table = cli(service, "run", "list").stdout
     assert table.splitlines()[0].startswith("training_run_id")
 
-    deleted = as_json(cli(service, "checkpoint", "delete", weights_path, "tinker://nope/weights/x", "-y", "-f", "json"))
-    assert [d["deleted"] for d in deleted] == [True, False]
+    deleted = as_json(cli(service, "checkpoint", "delete", weights_path, "-y", "-f", "json"))
+    assert [d["deleted"] for d in deleted] == [True]
+
+
+def test_delete_of_several_exits_1_names_the_failed_one_and_deletes_the_others(service: LocalService) -> None:
+    with tinker.ServiceClient(base_url=service.base_url, api_key=service.api_key) as svc:
+        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        first, second = (training.save_state(name).result(30).path for name in ("del-a", "del-b"))
+        rest = svc.create_rest_client()
+        missing = f"tinker://{training.model_id}/weights/never-saved"
+        result = cli(service, "checkpoint", "delete", first, missing, second, "-y", "-f", "json", ok=False)
+        assert result.returncode == 1
+        assert [(d["tinker_path"], d["deleted"]) for d in as_json(result)] == [
+            (first, True), (missing, False), (second, True)]
+        errors = result.stderr.splitlines()
+        assert len(errors) == 1 and errors[0].startswith(f"Error: {missing}: ")
+        assert "Traceback" not in result.stderr
+        left = {c.tinker_path for c in rest.list_checkpoints(training.model_id).result(30).checkpoints}
+        assert first not in left and second not in left
 
 
 def test_errors_are_one_line_and_exit_1(service: LocalService) -> None:

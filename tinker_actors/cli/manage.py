@@ -3,7 +3,8 @@
 The official CLI's commands (checkpoint list/info/publish/unpublish/delete/download, run list/info, version)
 plus tinkex's (checkpoint set-ttl, checkpoint save, run sample). Every command takes ``--base-url`` and
 ``--api-key`` (else ``TINKER_BASE_URL`` / ``TINKER_API_KEY``) and ``-f/--format table|json``. Errors print
-``Error: <message>`` on stderr and exit 1.
+``Error: <message>`` on stderr and exit 1. A command on several items (``checkpoint delete a b``) goes on
+after an item fails, prints its results, one ``Error: <item>: <message>`` line per failed item, and exits 1.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,14 @@ from tinker_actors.errors import InvalidInputError, TinkerError
 __all__ = ["add_manage_commands", "run_manage_command"]
 
 Handler = Callable[[argparse.Namespace, Any], Any]
+
+
+@dataclass(frozen=True)
+class PartialResult:
+    """What a command on several items returns when some of them failed: printed, then exit status 1."""
+
+    value: Any
+    failures: tuple[tuple[str, str], ...]  # (item, error message)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -89,14 +99,19 @@ def run_manage_command(args: argparse.Namespace) -> int:
     try:
         with ServiceClient(base_url=args.base_url, api_key=args.api_key) as service:
             result = handler(args, service)
-    except (TinkerError, OSError) as error:
+    except (TinkerError, OSError, httpx.HTTPError) as error:  # httpx: the archive download's own request
         print(f"Error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    failures: tuple[tuple[str, str], ...] = ()
+    if isinstance(result, PartialResult):
+        result, failures = result.value, result.failures
     if result is not None:
         _print(result, args.format)
-    return 0
+    for item, message in failures:
+        print(f"Error: {item}: {message}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 # ---- output ---------------------------------------------------------------------------------------
@@ -191,13 +206,15 @@ def _checkpoint_delete(args: argparse.Namespace, service: Any) -> Any:
             return {"deleted": []}
     rest = service.create_rest_client()
     results = []
-    for path in args.tinker_paths:
+    failures: list[tuple[str, str]] = []
+    for path in args.tinker_paths:  # one failure must not keep the others from being deleted
         try:
             rest.delete_checkpoint_from_tinker_path(path).result(60)
             results.append({"tinker_path": path, "deleted": True})
         except TinkerError as error:
             results.append({"tinker_path": path, "deleted": False, "error": str(error)})
-    return results
+            failures.append((path, str(error)))
+    return PartialResult(results, tuple(failures)) if failures else results
 
 
 def _checkpoint_download(args: argparse.Namespace, service: Any) -> Any:
