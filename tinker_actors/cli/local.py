@@ -3,12 +3,14 @@
 ::
 
     tinker-actors local serve --port 8000 --data-dir ./tinker-data
+    tinker-actors local serve --host 0.0.0.0 --api-key "$KEY"      # reachable from other machines
     tinker-actors local fault add --url http://127.0.0.1:8000 --endpoint asample --status 503 --times 3
     tinker-actors local fault list --url http://127.0.0.1:8000
     tinker-actors local fault clear --url http://127.0.0.1:8000
 
 The API key comes from ``--api-key``, else ``TINKER_LOCAL_API_KEY`` (serve) / ``TINKER_API_KEY``
-(fault commands); it is never printed.
+(fault commands); it is never printed. Serving a non-loopback address while any key is accepted
+is refused unless ``--allow-remote`` is given (then a loud warning is printed).
 """
 
 from __future__ import annotations
@@ -43,6 +45,21 @@ def add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     serve.add_argument("--session-timeout", type=float, default=300.0,
                        help="seconds without heartbeat before a session expires")
     serve.add_argument("--workers", type=int, default=2, help="model worker threads")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="serve a non-loopback --host even though no fixed API key is set (anyone may use it)")
+    limits = serve.add_argument_group("HTTP limits (defaults in docs/local-service.md, 'Limits and timeouts')")
+    # Defaults stay None here so that this module does not import the service (tinker_actors.local).
+    limits.add_argument("--max-connections", type=int, default=None, help="open connections at most (512)")
+    limits.add_argument("--max-body-bytes", type=int, default=None, help="largest request body (64 MiB)")
+    limits.add_argument("--max-header-bytes", type=int, default=None, help="largest request head (64 KiB)")
+    limits.add_argument("--header-timeout", type=float, default=None,
+                        help="seconds for a request's headers to arrive (10)")
+    limits.add_argument("--body-timeout", type=float, default=None,
+                        help="seconds for a request's body to arrive after its headers (60)")
+    limits.add_argument("--idle-timeout", type=float, default=None,
+                        help="seconds an idle keep-alive connection stays open (60)")
+    limits.add_argument("--send-timeout", type=float, default=None,
+                        help="seconds a client may take to read an answer (60)")
 
     fault = sub.add_parser("fault", help="add, list or clear fault rules of a running service")
     fault_sub = fault.add_subparsers(dest="fault_command", required=True)
@@ -107,12 +124,27 @@ def run_local_command(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from tinker_actors.errors import InvalidInputError
     from tinker_actors.local import LocalService
+    from tinker_actors.local.config import remote_bind_warning
 
     api_key = args.api_key if args.api_key is not None else os.environ.get("TINKER_LOCAL_API_KEY")
-    service = LocalService(data_dir=args.data_dir, port=args.port, api_key=api_key, host=args.host,
-                           zero_work=args.zero_work, long_poll_s=args.long_poll,
-                           session_timeout_s=args.session_timeout, workers=args.workers)
+    given_limits = {"max_connections": args.max_connections, "max_body_bytes": args.max_body_bytes,
+                    "max_header_bytes": args.max_header_bytes, "header_timeout_s": args.header_timeout,
+                    "body_timeout_s": args.body_timeout, "idle_timeout_s": args.idle_timeout,
+                    "send_timeout_s": args.send_timeout}
+    try:
+        service = LocalService(data_dir=args.data_dir, port=args.port, api_key=api_key, host=args.host,
+                               zero_work=args.zero_work, long_poll_s=args.long_poll,
+                               session_timeout_s=args.session_timeout, workers=args.workers,
+                               allow_remote=args.allow_remote,
+                               **{name: value for name, value in given_limits.items() if value is not None})
+    except InvalidInputError as error:  # an unsafe --host, a non-positive limit
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    warning = remote_bind_warning(args.host, has_api_key=api_key is not None)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

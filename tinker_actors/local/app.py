@@ -1,9 +1,11 @@
 """Request dispatch: routing, the API key check, fault rules, and turning errors into answers.
 
 Order for each request: route (404/405) -> ``X-API-Key`` (401) -> count -> fault rules (not for
-admin endpoints) -> handler. A handler's :class:`ApiError` becomes ``{"error", "category"}`` with
-its status; any other exception becomes a 500 and is logged: malformed input never takes the
-service down.
+admin endpoints) -> handler. The first two also run as the HTTP server's admission check, once the
+headers are in: a request refused there is answered before its body is read. A handler's
+:class:`ApiError` becomes ``{"error", "category"}`` with its status (the service's own absolute paths
+replaced by placeholders); any other exception becomes a generic 500 and is logged: malformed input
+never takes the service down, and no answer tells a client where the service keeps its files.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ import asyncio
 import hmac
 import json
 import logging
+import os
+import re
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from tinker_actors.local.admin_api import AdminApi
 from tinker_actors.local.faults import FaultAction, FaultMatch
@@ -24,7 +30,7 @@ from tinker_actors.local.session_api import SessionApi
 from tinker_actors.local.state import ApiError, Call, ServiceState, error_body
 from tinker_actors.local.training_api import TrainingApi
 
-__all__ = ["FUTURE_ENDPOINTS", "LocalApp"]
+__all__ = ["FUTURE_ENDPOINTS", "LocalApp", "PathRedactor"]
 
 _log = logging.getLogger(__name__)
 
@@ -50,21 +56,23 @@ class LocalApp:
         rest.register(self._router)
         AdminApi(state, rest).register(self._router)
         self._forever = asyncio.Event()  # never set: what held requests wait on
+        self._redactor = PathRedactor(state.config.data_dir)
 
     @property
     def endpoints(self) -> list[str]:
         return self._router.endpoints()
 
+    def admit(self, request: HttpRequest) -> HttpResponse | None:
+        """The answer for a request refused on its headers alone (404, 405, 401), else None."""
+        checked = self._check(request)
+        return checked if isinstance(checked, HttpResponse) else None
+
     async def handle(self, request: HttpRequest) -> HttpResponse | DropConnection:
-        match = self._router.match(request.method, request.path)
-        if match is None:
-            return _error(404, f"no endpoint {request.method} {request.path}")
-        route = match.route
-        if route is None:
-            return _error(405, f"method {request.method} is not allowed on {request.path}")
-        if route.auth and not self._authorized(request):
-            return _error(401, "missing or invalid X-API-Key header")
-        call = Call(request=request, endpoint=route.endpoint, params=match.params)
+        checked = self._check(request)
+        if isinstance(checked, HttpResponse):
+            return checked
+        route, params = checked
+        call = Call(request=request, endpoint=route.endpoint, params=params)
         self._state.stats.received(route.endpoint)
         if not route.admin:
             fault = self._state.faults.check(route.endpoint, request.path, request.method,
@@ -73,6 +81,17 @@ class LocalApp:
                 self._state.stats.faulted(route.endpoint)
                 return await self._apply_fault(fault, route, call)
         return await self._invoke(route, call)
+
+    def _check(self, request: HttpRequest) -> tuple[Route, dict[str, str]] | HttpResponse:
+        match = self._router.match(request.method, request.path)
+        if match is None:
+            return _error(404, f"no endpoint {request.method} {request.path}")
+        route = match.route
+        if route is None:
+            return _error(405, f"method {request.method} is not allowed on {request.path}")
+        if route.auth and not self._authorized(request):
+            return _error(401, "missing or invalid X-API-Key header")
+        return route, match.params
 
     def _authorized(self, request: HttpRequest) -> bool:
         given = request.headers.get("x-api-key", "")
@@ -95,7 +114,7 @@ class LocalApp:
         try:
             return await route.handler(call)
         except ApiError as error:
-            return _error(error.status, error.message, error.category, error.headers)
+            return _error(error.status, self._redactor.redact(error.message), error.category, error.headers)
         except Exception:
             _log.exception("local service: %s failed", route.endpoint)
             return _error(500, f"internal error in the local service while handling {route.endpoint}",
@@ -125,6 +144,28 @@ class LocalApp:
             await self._forever.wait()  # held until the connection is cut at shutdown
             return DROP_CONNECTION
         return _fault_status(rule.status, rule.body, rule.headers, rule.retry_after, rule.queue_state, call)
+
+
+class PathRedactor:
+    """Replaces the service's own absolute paths (data directory, code, Python, home, working
+    directory) in an error message by placeholders: answers must not reveal the server's layout."""
+
+    def __init__(self, data_dir: Path) -> None:
+        roots: dict[str, str] = {}
+        code = Path(__file__).resolve().parents[2]  # the checkout or site-packages holding tinker_actors
+        for path in (sys.base_prefix, sys.prefix, str(code), str(Path.home()), os.getcwd()):
+            roots[str(path)] = "<server path>"
+        roots[str(data_dir)] = roots[str(data_dir.resolve())] = "<data_dir>"
+        usable = sorted((root for root in roots if os.path.isabs(root) and len(root.rstrip("/\\")) > 1),
+                        key=len, reverse=True)
+        self._placeholders = roots
+        # a root matches only as a whole path prefix: not followed by more of a file name
+        self._pattern = re.compile("|".join(re.escape(root) + r"(?![\w.-])" for root in usable)) if usable else None
+
+    def redact(self, message: str) -> str:
+        if self._pattern is None:
+            return message
+        return self._pattern.sub(lambda found: self._placeholders[found.group(0)], message)
 
 
 def _error(status: int, message: str, category: str = "user",

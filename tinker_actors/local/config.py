@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import SecretStr
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "LocalServiceConfig"]
+from tinker_actors.errors import InvalidInputError
+from tinker_actors.local.http_server import DEFAULT_LIMITS, HttpLimits
 
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "LocalServiceConfig", "UnsafeBindError", "bind_refusal", "is_loopback_host",
+           "remote_bind_warning"]
+
+DEFAULT_MAX_BODY_BYTES = DEFAULT_LIMITS.max_body_bytes
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,61 @@ class LocalServiceConfig:
     result_ttl_s: float = 3600.0
     gap_timeout_s: float = 5.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # HTTP timeouts and limits (what each means: tinker_actors.local.http_server.HttpLimits)
+    max_header_bytes: int = DEFAULT_LIMITS.max_header_bytes
+    header_timeout_s: float = DEFAULT_LIMITS.header_timeout_s
+    body_timeout_s: float = DEFAULT_LIMITS.body_timeout_s
+    idle_timeout_s: float = DEFAULT_LIMITS.idle_timeout_s
+    send_timeout_s: float = DEFAULT_LIMITS.send_timeout_s
+    max_connections: int = DEFAULT_LIMITS.max_connections
+    allow_remote: bool = False  # serve a non-loopback address although any API key is accepted
     workers: int = 2
     max_pending_samples: int | None = None
     archive_lifetime_s: float = 900.0
     fault_seed: int = 0
+
+    def http_limits(self) -> HttpLimits:
+        """The HTTP server's limits (validated: a non-positive timeout or size is an InvalidInputError)."""
+        return HttpLimits(
+            max_body_bytes=self.max_body_bytes, max_header_bytes=self.max_header_bytes,
+            header_timeout_s=self.header_timeout_s, body_timeout_s=self.body_timeout_s,
+            idle_timeout_s=self.idle_timeout_s, send_timeout_s=self.send_timeout_s,
+            max_connections=self.max_connections)
+
+
+class UnsafeBindError(InvalidInputError):
+    """A non-loopback address was asked for while any API key is accepted, without ``allow_remote``."""
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1); any other name counts as remote."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_refusal(host: str, *, has_api_key: bool, allow_remote: bool) -> str | None:
+    """Why serving on ``host`` is refused, or None when it is allowed.
+
+    A service that accepts any API key lets anyone who can reach it train, sample and delete
+    checkpoints, so it stays on loopback unless a fixed key is configured or ``allow_remote`` says so.
+    """
+    if is_loopback_host(host) or has_api_key or allow_remote:
+        return None
+    return (f"refusing to serve on {host!r}, a non-loopback address, while any API key is accepted: "
+            "set a fixed API key (api_key= / --api-key / $TINKER_LOCAL_API_KEY), or pass "
+            "allow_remote=True / --allow-remote to serve everyone on the network anyway")
+
+
+def remote_bind_warning(host: str, *, has_api_key: bool) -> str | None:
+    """What to warn about when serving a non-loopback address (None on loopback)."""
+    if is_loopback_host(host):
+        return None
+    if has_api_key:
+        return (f"the local service listens on {host!r}, a non-loopback address: requests (and the API key) "
+                "travel unencrypted (plain HTTP)")
+    return (f"WARNING: the local service listens on {host!r}, a non-loopback address, and accepts ANY API "
+            "key: anyone who can reach this port can train, sample, read and delete checkpoints")

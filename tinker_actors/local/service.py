@@ -26,11 +26,18 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from tinker_actors.errors import InvalidInputError
 from tinker_actors.local.app import LocalApp
 from tinker_actors.local.backend import Backend, ZeroWorkBackend
-from tinker_actors.local.config import DEFAULT_MAX_BODY_BYTES, LocalServiceConfig
+from tinker_actors.local.config import (
+    DEFAULT_MAX_BODY_BYTES,
+    LocalServiceConfig,
+    UnsafeBindError,
+    bind_refusal,
+    remote_bind_warning,
+)
 from tinker_actors.local.faults import FaultRegistry
-from tinker_actors.local.http_server import HttpServer
+from tinker_actors.local.http_server import DEFAULT_LIMITS, HttpServer
 from tinker_actors.local.state import ServiceState
 from tinker_actors.local.stats import RequestStats, TelemetryLog
 from tinker_actors.local.storage import Storage
@@ -59,17 +66,33 @@ class LocalService:
     def __init__(self, data_dir: str | Path | None = None, port: int = 0, api_key: str | None = None, *,
                  host: str = "127.0.0.1", zero_work: bool = False, long_poll_s: float = 30.0,
                  session_timeout_s: float = 300.0, result_ttl_s: float = 3600.0, gap_timeout_s: float = 5.0,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, workers: int = 2,
-                 max_pending_samples: int | None = None, archive_lifetime_s: float = 900.0,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_header_bytes: int = DEFAULT_LIMITS.max_header_bytes,
+                 header_timeout_s: float = DEFAULT_LIMITS.header_timeout_s,
+                 body_timeout_s: float = DEFAULT_LIMITS.body_timeout_s,
+                 idle_timeout_s: float = DEFAULT_LIMITS.idle_timeout_s,
+                 send_timeout_s: float = DEFAULT_LIMITS.send_timeout_s,
+                 max_connections: int = DEFAULT_LIMITS.max_connections, allow_remote: bool = False,
+                 workers: int = 2, max_pending_samples: int | None = None, archive_lifetime_s: float = 900.0,
                  fault_seed: int = 0, backend: Backend | None = None) -> None:
+        refusal = bind_refusal(host, has_api_key=api_key is not None, allow_remote=allow_remote)
+        if refusal is not None:  # before anything is created or bound
+            raise UnsafeBindError(refusal)
         self._owns_data_dir = data_dir is None
         root = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="tinker-local-"))
         self.config = LocalServiceConfig(
             data_dir=root, host=host, port=port, api_key=SecretStr(api_key) if api_key is not None else None,
             zero_work=zero_work, long_poll_s=long_poll_s, session_timeout_s=session_timeout_s,
             result_ttl_s=result_ttl_s, gap_timeout_s=gap_timeout_s, max_body_bytes=max_body_bytes,
-            workers=workers, max_pending_samples=max_pending_samples, archive_lifetime_s=archive_lifetime_s,
-            fault_seed=fault_seed)
+            max_header_bytes=max_header_bytes, header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
+            idle_timeout_s=idle_timeout_s, send_timeout_s=send_timeout_s, max_connections=max_connections,
+            allow_remote=allow_remote, workers=workers, max_pending_samples=max_pending_samples,
+            archive_lifetime_s=archive_lifetime_s, fault_seed=fault_seed)
+        try:
+            self._http_limits = self.config.http_limits()  # validated now, not on the service thread
+        except InvalidInputError:
+            if self._owns_data_dir:
+                shutil.rmtree(root, ignore_errors=True)
+            raise
         self._backend = backend if backend is not None else _default_backend(zero_work)
         # These outlive restarts: rules stay armed, counts keep counting.
         self.faults = FaultRegistry(seed=fault_seed)
@@ -138,6 +161,9 @@ class LocalService:
             self._started.clear()
             self._start_error = None
             port = self._port if self._port is not None else self.config.port
+            warning = remote_bind_warning(self.config.host, has_api_key=self.config.api_key is not None)
+            if warning is not None:
+                _log.warning("%s", warning)
             self._thread = threading.Thread(target=self._thread_main, args=(port,),
                                             name="tinker-local-service", daemon=True)
             self._thread.start()
@@ -205,8 +231,8 @@ class LocalService:
         storage.load()
         state = ServiceState(self.config, storage, self._backend, self.faults, self.stats, self.telemetry)
         app = LocalApp(state, request_restart=self._restart_in_background)
-        server = HttpServer(app.handle, host=self.config.host, port=port,
-                            max_body_bytes=self.config.max_body_bytes)
+        server = HttpServer(app.handle, host=self.config.host, port=port, limits=self._http_limits,
+                            admit=app.admit)
         try:
             await server.start()
             self._port = server.port
