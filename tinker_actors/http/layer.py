@@ -125,7 +125,7 @@ class HttpLayer:
         return self._pools.limits(Purpose(purpose)).capacity
 
     def stats(self) -> dict[str, EndpointStats]:
-        """Counters and latency percentiles per endpoint (``"POST asample"``, ...)."""
+        """Counters and latency percentiles per endpoint (``"asample"``, ``"create_session"``, ...)."""
         return self._stats.snapshot()
 
     async def __aenter__(self) -> HttpLayer:

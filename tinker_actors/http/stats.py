@@ -19,7 +19,7 @@ SAMPLES_PER_ENDPOINT = 4096
 
 @dataclass(frozen=True, slots=True)
 class EndpointStats:
-    """What happened on one endpoint (``"POST asample"``) since the HTTP layer started.
+    """What happened on one endpoint (``"asample"``) since the HTTP layer started.
 
     ``count`` calls finished (succeeded or raised; cancelled ones are not counted), ``errors`` of
     them raised, ``retries`` extra attempts were made in total; ``attempts_by_outcome`` counts every

@@ -109,7 +109,7 @@ def from_bus_event(index: int, event: Event, secrets: Iterable[str] = ()) -> Wir
 
 
 def stats_payload(stats: Mapping[str, EndpointStats], *, skip: Iterable[str] = ()) -> dict[str, Any]:
-    """``{"endpoints": {"POST asample": {count, errors, retries, p50, p95, p99, ...}}}`` (seconds)."""
+    """``{"endpoints": {"asample": {count, errors, retries, p50, p95, p99, ...}}}`` (seconds)."""
     skipped = set(skip)
     return {"endpoints": {name: dataclasses.asdict(figures) for name, figures in sorted(stats.items())
                           if name not in skipped}}
