@@ -30,9 +30,8 @@ from tinker_actors.errors import (
     NotSentError,
     PartialBatchError,
     TinkerError,
-    TinkerTimeoutError,
 )
-from tinker_actors.futures import APIFuture, QueueStateLog, fail, poll_future, resolve
+from tinker_actors.futures import APIFuture, QueueStateLog, abandoned, fail, on_abandoned, poll_future, resolve
 from tinker_actors.http import Purpose
 from tinker_actors.telemetry.capture import capture_exceptions
 from tinker_actors.training import grad_norms as _grad_norms  # noqa: F401  (fills the runtime slot)
@@ -132,24 +131,30 @@ class TrainingClientActor(SupervisedActor):
         return None
 
     def _submit(self, op: TrainingOp) -> None:
-        if op.future.done():  # cancelled or timed out before it reached us
+        if op.future.done():  # cancelled before it reached us
             return
         op_id = self._ledger.assign_op_id()
         sent: concurrent.futures.Future[None] = concurrent.futures.Future()
         previous, self._ledger.last_sent = self._ledger.last_sent, sent
         task = self._context.submit(self._run(op_id, op, previous, sent), context=op.context)
         self._in_flight[op_id] = _InFlight(op, task)
-        op.future.add_done_callback(lambda f: self._caller_gave_up(op_id, task) if f.cancelled() or _timed_out(f)
-                                    else None)
+        op.future.add_done_callback(lambda f: self._caller_gave_up(op_id, task) if f.cancelled() else None)
+        on_abandoned(op.future, lambda: self._caller_abandoned(op_id, task))
 
     def _caller_gave_up(self, op_id: int, task: concurrent.futures.Future[None]) -> None:
-        """The caller cancelled or timed out (any thread). Stop what is safe to stop, nothing else.
+        """The caller cancelled (any thread). Stop what is safe to stop, nothing else.
 
         An op still waiting for its turn is abandoned at the send gate; its coroutine still runs, in order,
         and settles its place in the chain (a task cancelled before it starts would never run its
         ``finally`` and would leave every later op waiting). An op being polled stops polling.
         """
         if not self._ledger.abandon_unsent([op_id]) and op_id in self._ledger.accepted_requests():
+            task.cancel()
+
+    def _caller_abandoned(self, op_id: int, task: concurrent.futures.Future[None]) -> None:
+        """Nobody holds the op's APIFuture anymore (any thread). It is still sent (the caller asked for its
+        effect on the model); only polling for a result nobody will read stops."""
+        if op_id in self._ledger.accepted_requests():
             task.cancel()
 
     async def _run(self, op_id: int, op: TrainingOp, previous: concurrent.futures.Future[None] | None,
@@ -180,11 +185,11 @@ class TrainingClientActor(SupervisedActor):
                 ledger.send_failed()
                 raise
             _set(sent, None)
-            if op.future.done():  # its caller gave up (or it was failed) while it was being sent
+            if op.future.done() or abandoned(op.future):  # nobody waits for its result anymore
                 return
             ledger.record_accepted(op_id, accepted.data.request_id)
             result = await poll_future(http, accepted.data.request_id, op.request_type, op.parse,
-                                       settings=self._context.poll, observer=self._queue_log,
+                                       settings=self._context.poll, observer=self._queue_log, outcome=op.future,
                                        submitted_at=submitted_at)
             resolve(op.future, result)
         except asyncio.CancelledError:
@@ -223,10 +228,6 @@ def _not_sent_error(kind: str, reason: ExitReason) -> NotSentError:
     if reason.kind is ExitKind.CRASHED:
         return CrashedBeforeSendError(message, cause=reason.error)
     return NotSentError(message)
-
-
-def _timed_out(future: concurrent.futures.Future[Any]) -> bool:
-    return isinstance(future.exception(), TinkerTimeoutError)
 
 
 def _set(future: concurrent.futures.Future[None], value: None) -> None:
@@ -486,7 +487,10 @@ def _gather(futures: list[APIFuture[Any]], combine: Callable[[list[Any]], Any]) 
     ran and some did not: :class:`PartialBatchError`, saying exactly which chunks were applied.
     """
     combined: APIFuture[Any] = APIFuture(on_cancel=lambda: [f.cancel() for f in futures])
-    remaining = [len(futures)]
+    # The callbacks hold the thread-safe futures only: the chunks' APIFutures stay collectable once the caller
+    # drops the combined one (their polling then stops).
+    raws, target = [future.raw for future in futures], combined.raw
+    remaining = [len(raws)]
     lock = threading.Lock()
 
     def on_done(_: concurrent.futures.Future[Any]) -> None:
@@ -496,25 +500,25 @@ def _gather(futures: list[APIFuture[Any]], combine: Callable[[list[Any]], Any]) 
                 return
         outputs: dict[int, Any] = {}
         errors: dict[int, BaseException] = {}
-        for index, future in enumerate(futures):
-            error = ClientStoppedError("cancelled") if future.raw.cancelled() else future.raw.exception()
+        for index, raw in enumerate(raws):
+            error = ClientStoppedError("cancelled") if raw.cancelled() else raw.exception()
             if error is None:
-                outputs[index] = future.raw.result()
+                outputs[index] = raw.result()
             else:
                 errors[index] = error
         if not errors:
             try:
-                resolve(combined.raw, combine([outputs[index] for index in range(len(futures))]))
+                resolve(target, combine([outputs[index] for index in range(len(raws))]))
             except Exception as error:
-                fail(combined.raw, error)
+                fail(target, error)
         elif not outputs:
-            fail(combined.raw, errors[min(errors)])
+            fail(target, errors[min(errors)])
         else:
-            fail(combined.raw, PartialBatchError(
-                f"{len(outputs)} of {len(futures)} chunks ran on the server; chunks {sorted(errors)} did not "
+            fail(target, PartialBatchError(
+                f"{len(outputs)} of {len(raws)} chunks ran on the server; chunks {sorted(errors)} did not "
                 f"(first error: {errors[min(errors)]})", applied_chunks=sorted(outputs),
                 failed_chunks=sorted(errors), outputs=outputs, errors=errors))
 
-    for future in futures:
-        future.raw.add_done_callback(on_done)
+    for raw in raws:
+        raw.add_done_callback(on_done)
     return combined

@@ -51,7 +51,7 @@ from tinker_actors.errors import (
     error_for_status,
 )
 from tinker_actors.http.breaker import CircuitBreaker
-from tinker_actors.http.headers import RETRY_COUNT, call_headers, default_headers
+from tinker_actors.http.headers import IDEMPOTENCY_KEY, RETRY_COUNT, call_headers, default_headers
 from tinker_actors.http.pools import ClientPools, Purpose
 from tinker_actors.http.redaction import redacted_request, redacted_response
 from tinker_actors.http.redirects import MAX_REDIRECTS, origin_of, same_origin
@@ -59,6 +59,7 @@ from tinker_actors.http.response import _NOT_DECODED, HttpResponse
 from tinker_actors.http.retry import retry_after_seconds, should_retry_status
 from tinker_actors.http.stats import EndpointStats, HttpStats
 from tinker_actors.logs import level_enabled, redact_headers, redact_text
+from tinker_actors.waits import StallWatch, WatchSettings
 
 __all__ = ["HttpLayer"]
 
@@ -103,6 +104,7 @@ class HttpLayer:
         # Checked before building any event: unconfigured structlog would print every level.
         self._log_debug = level_enabled(config.log_level, "debug")
         self._log_info = level_enabled(config.log_level, "info")
+        self._watch_settings = WatchSettings.from_config(config)
         timeouts = config.timeouts
         self._purpose_timeout: dict[Purpose, float] = {purpose: timeouts.default for purpose in Purpose}
         self._purpose_timeout[Purpose.FUTURES] = timeouts.retrieve_future
@@ -185,6 +187,12 @@ class HttpLayer:
         started = loop.time()
         deadline = started + policy.deadline if policy.deadline is not None else None
         retries = 0
+        # A call that may retry may take long: a stall watch announces it (the poller and the sampler, which
+        # retry themselves, watch their own waits). At the latest: the deadline, else every attempt left.
+        watch = None if not policy.max_retries else StallWatch(
+            endpoint_name, self._watch_settings, request_id=sent_headers.get(IDEMPOTENCY_KEY),
+            gives_up_at=lambda: deadline if deadline is not None else loop.time() + (
+                policy.max_retries - retries) * (per_attempt + max(policy.max_delay, policy.max_retry_after)))
         try:
             while True:
                 if retries:
@@ -204,6 +212,9 @@ class HttpLayer:
                     HttpStats.finished(counters, elapsed, retries, error=False)
                     return HttpResponse(status, outcome.headers, outcome.content, retries + 1, elapsed, data)
                 HttpStats.attempt(counters, _outcome_label(outcome.error))
+                if watch is not None:
+                    watch.answer(_condition(outcome.error), attempt=retries + 1, attempts=policy.max_retries + 1,
+                                 error=outcome.error.message)
                 if not outcome.retryable or retries >= policy.max_retries:
                     raise outcome.error
                 wait = None
@@ -221,6 +232,9 @@ class HttpLayer:
         except APIError:
             HttpStats.finished(counters, loop.time() - started, retries, error=True)
             raise
+        finally:
+            if watch is not None:
+                watch.close()
 
     def _breaker(self, endpoint: str) -> CircuitBreaker | None:
         settings = self._breaker_settings
@@ -402,6 +416,12 @@ def _outcome_label(error: APIError) -> str:
     if isinstance(status, int) and status:
         return str(status)
     return "timeout" if isinstance(error, APITimeoutError) else "connection_error"
+
+
+def _condition(error: APIError) -> str:
+    """How a failed attempt reads in a stall warning (``HTTP 503``, ``timeout``, ``connection error``)."""
+    label = _outcome_label(error)
+    return f"HTTP {label}" if label.isdigit() else label.replace("_", " ")
 
 
 def _request_of(exc: BaseException) -> httpx.Request | None:
