@@ -1,15 +1,18 @@
-"""APIFuture and the poller: every wait ends, with a result or a typed error.
+"""APIFuture and the poller: every wait ends, with a result or a typed error, and no long wait is silent.
 
 ``APIFuture`` wraps a thread-safe ``concurrent.futures.Future``: ``result(timeout)`` from any thread,
 ``await fut`` from any event loop (through ``asyncio.wrap_future``, never by blocking the loop),
-``done()``, callbacks and ``cancel()``. A caller's timeout or cancellation also stops the polling that
-was started for it (the official SDK keeps polling in the background).
+``done()``, callbacks and ``cancel()``. As with ``concurrent.futures`` (and the official SDK), a
+``timeout`` only stops *waiting*: the request goes on and a later ``result()`` returns its outcome. What
+stops the work is :meth:`APIFuture.cancel`, or nobody holding the APIFuture anymore (it was
+garbage-collected), or the bounds of the poller below.
 
 ``poll_future`` runs in the IoLoop. Unlike the official SDK it waits between polls (backoff, reset on
 progress), reads ``queue_state`` from 408 / try_again answers and reports it to an observer, turns 410
-and ``{"error": ...}`` answers into typed errors, and gives up with :class:`NoProgressError` when the
-server was unreachable for ``no_progress_timeout`` or the request stayed pending for
-``pending_timeout``, even when the caller passed no timeout.
+and ``{"error": ...}`` answers into typed errors, announces a wait without progress through a
+:class:`~tinker_actors.waits.StallWatch`, and gives up with :class:`NoProgressError`, even when the caller
+passed no timeout, once the server has given no useful answer (unreachable, or 5xx / 429 to every poll)
+for ``no_progress_timeout``, or has kept answering "pending" for ``pending_timeout``.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import threading
 import time
+import weakref
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import pydantic
@@ -30,6 +35,7 @@ from tinker_actors.config import Config, RetryPolicy
 from tinker_actors.errors import (
     APIConnectionError,
     APIResponseValidationError,
+    APITimeoutError,
     ClientStoppedError,
     NoProgressError,
     RequestFailedError,
@@ -39,8 +45,20 @@ from tinker_actors.errors import (
 )
 from tinker_actors.http import HttpLayer, Purpose
 from tinker_actors.types import FutureRetrieveRequest, encode_json
+from tinker_actors.waits import Deadline, StallWatch, WatchSettings
 
-__all__ = ["APIFuture", "PollSettings", "QueueStateLog", "QueueStateObserver", "fail", "poll_future", "resolve"]
+__all__ = [
+    "APIFuture",
+    "PollSettings",
+    "QueueStateLog",
+    "QueueStateObserver",
+    "TrackedFuture",
+    "abandoned",
+    "fail",
+    "on_abandoned",
+    "poll_future",
+    "resolve",
+]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -49,19 +67,94 @@ log = structlog.get_logger("tinker_actors.futures")
 QueueStateObserver = Callable[[str, str | None], None]
 """Called with ``(queue_state, reason)`` whenever a pending answer carries a queue state."""
 
-_PENDING_STATUSES = frozenset({408, 410, 429, 500, 502, 503, 504})
+# Answers a poll hands back instead of raising: pending (408), gone (410), and the struggling server (429, 5xx).
+_POLL_STATUSES = frozenset({408, 410, 429, *range(500, 600)})
+
+
+class TrackedFuture(concurrent.futures.Future[T]):
+    """The thread-safe future behind an :class:`APIFuture`, told when no APIFuture for it is held anymore.
+
+    Whoever produces the outcome decides what "abandoned" stops (:func:`on_abandoned`): a sample is not
+    worth sending anymore, while a training request is still sent (its effect on the model was asked for)
+    and only the polling for its result stops.
+    """
+
+    _abandon_lock = threading.Lock()  # one for all: taken once per future at most, never contended for long
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._abandoned = False
+        self._abandon_callbacks: list[Callable[[], object]] | None = None
+
+    @property
+    def abandoned(self) -> bool:
+        return self._abandoned
+
+    def abandon(self) -> None:
+        """Nobody will read the outcome anymore (called once, from any thread)."""
+        with self._abandon_lock:
+            if self._abandoned:
+                return
+            self._abandoned = True
+            callbacks, self._abandon_callbacks = self._abandon_callbacks, None
+        for callback in callbacks or ():
+            with contextlib.suppress(Exception):
+                callback()
+
+    def add_abandon_callback(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` (in any thread) once the future is abandoned; at once if it already is."""
+        with self._abandon_lock:
+            if not self._abandoned:
+                if self._abandon_callbacks is None:
+                    self._abandon_callbacks = []
+                self._abandon_callbacks.append(callback)
+                return
+        callback()
+
+
+def abandoned(future: concurrent.futures.Future[Any]) -> bool:
+    """Whether nobody holds an APIFuture for ``future`` anymore (only a :class:`TrackedFuture` can tell)."""
+    return isinstance(future, TrackedFuture) and future.abandoned
+
+
+def on_abandoned(future: concurrent.futures.Future[Any], callback: Callable[[], object]) -> None:
+    """Call ``callback`` once no APIFuture for ``future`` is held anymore (never for an untracked future)."""
+    if isinstance(future, TrackedFuture):
+        future.add_abandon_callback(callback)
+
+
+def _release(future: concurrent.futures.Future[Any], hooks: list[Callable[[], object]]) -> None:
+    """The finalizer of an APIFuture: its last holder let go of it. Must not reference the APIFuture."""
+    if future.done():
+        return
+    if isinstance(future, TrackedFuture):
+        future.abandon()  # its producer decides what to stop (on_abandoned)
+        return
+    # An untracked future is the IoLoop's future of a coroutine that only produces this outcome: stop it.
+    if future.cancel():
+        for hook in hooks:
+            with contextlib.suppress(Exception):
+                hook()
 
 
 class APIFuture(Generic[T]):
-    """The result of a request that is running. Resolves exactly once, with a value or a typed error."""
+    """The result of a request that is running. Resolves exactly once, with a value or a typed error.
 
-    __slots__ = ("_future", "_on_cancel", "request_id")
+    A ``timeout`` given to :meth:`result` / :meth:`result_async` only stops waiting; :meth:`cancel` stops
+    the request on our side; and once nothing holds this object anymore, the work done only to produce
+    its result (polling) stops too.
+    """
+
+    __slots__ = ("__weakref__", "_future", "_hooks", "request_id")
 
     def __init__(self, future: concurrent.futures.Future[T] | None = None, *,
                  on_cancel: Callable[[], object] | None = None) -> None:
-        self._future: concurrent.futures.Future[T] = future if future is not None else concurrent.futures.Future()
-        self._on_cancel = on_cancel
+        self._future: concurrent.futures.Future[T] = future if future is not None else TrackedFuture()
+        # A list, shared with the finalizer, so that set_cancel_hook reaches it too.
+        self._hooks: list[Callable[[], object]] = [on_cancel] if on_cancel is not None else []
         self.request_id: str | None = None
+        finalizer = weakref.finalize(self, _release, self._future, self._hooks)
+        finalizer.atexit = False  # at exit the runtime's own shutdown ends pending work
 
     @property
     def raw(self) -> concurrent.futures.Future[T]:
@@ -69,34 +162,38 @@ class APIFuture(Generic[T]):
         return self._future
 
     def set_cancel_hook(self, hook: Callable[[], object]) -> None:
-        """What to stop when the caller cancels or times out (the IoLoop task polling for this future)."""
-        self._on_cancel = hook
+        """What to stop when the caller cancels (the IoLoop task polling for this future)."""
+        self._hooks[:] = [hook]
 
     def result(self, timeout: float | None = None) -> T:
-        """Wait for the result. ``timeout`` (seconds) expiring raises :class:`TinkerTimeoutError` and
-        stops the polling started for this future; the same error is then its final outcome."""
+        """Wait for the result. ``timeout`` (seconds) expiring raises :class:`TinkerTimeoutError`; the request
+        goes on, and a later ``result()`` returns its outcome (as ``concurrent.futures`` does)."""
         try:
             return self._future.result(timeout)
         except concurrent.futures.TimeoutError:
-            self._give_up(timeout)
-            return self._future.result(0)
+            raise self._timeout_error(timeout) from None
         except concurrent.futures.CancelledError:
             raise ClientStoppedError("the request was cancelled") from None
 
     async def result_async(self, timeout: float | None = None) -> T:
-        """Await the result from any event loop without blocking it."""
+        """Await the result from any event loop without blocking it (``timeout`` as in :meth:`result`)."""
         wrapped = asyncio.wrap_future(self._future)
         try:
+            # shield: neither the timeout nor the awaiting task's cancellation may cancel the request itself
             return await asyncio.wait_for(asyncio.shield(wrapped), timeout)
         except TimeoutError:
             if self._future.done():
-                return self._future.result(0)
-            self._give_up(timeout)
-            return self._future.result(0)
+                return self.result(0)
+            raise self._timeout_error(timeout) from None
         except asyncio.CancelledError:
             if self._future.cancelled():
                 raise ClientStoppedError("the request was cancelled") from None
             raise
+
+    def _timeout_error(self, timeout: float | None) -> TinkerTimeoutError:
+        which = f"request {self.request_id}" if self.request_id else "the request"
+        return TinkerTimeoutError(f"no result within {timeout} s; {which} is still running (call result() again "
+                                  f"to keep waiting, or cancel() to stop it)")
 
     def __await__(self) -> Generator[Any, None, T]:
         return self.result_async().__await__()
@@ -108,8 +205,8 @@ class APIFuture(Generic[T]):
         return self._future.cancelled()
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        """The error the future ended with, or ``None`` after a result. Unlike :meth:`result`, a
-        ``timeout`` here only stops waiting (:class:`TinkerTimeoutError`); the request goes on."""
+        """The error the future ended with, or ``None`` after a result. A ``timeout`` only stops waiting
+        (:class:`TinkerTimeoutError`); the request goes on."""
         try:
             return self._future.exception(timeout)
         except concurrent.futures.TimeoutError:
@@ -118,6 +215,7 @@ class APIFuture(Generic[T]):
             return ClientStoppedError("the request was cancelled")
 
     def add_done_callback(self, fn: Callable[[APIFuture[T]], None]) -> None:
+        """Call ``fn(self)`` when the future ends. The callback holds this future: it keeps the request going."""
         self._future.add_done_callback(lambda _: fn(self))
 
     def cancel(self) -> bool:
@@ -125,39 +223,35 @@ class APIFuture(Generic[T]):
 
         The server may still run a request it had accepted; cancelling only stops waiting for it."""
         cancelled = self._future.cancel()
-        if cancelled and self._on_cancel is not None:
-            self._on_cancel()
+        if cancelled:
+            for hook in list(self._hooks):
+                hook()
         return cancelled
 
     def map(self, fn: Callable[[T], U]) -> APIFuture[U]:
-        """A future of ``fn(result)``; errors pass through unchanged."""
+        """A future of ``fn(result)``; errors pass through unchanged. It holds this future (not the reverse),
+        so dropping the mapped future releases both."""
         mapped: APIFuture[U] = APIFuture(on_cancel=self.cancel)
+        target = mapped._future  # the callback below must not hold the mapped APIFuture itself
 
         def forward(source: concurrent.futures.Future[T]) -> None:
             if source.cancelled():
-                mapped._future.cancel()
+                target.cancel()
                 return
             error = source.exception()
             try:
                 if error is not None:
-                    mapped._future.set_exception(error)
+                    target.set_exception(error)
                 else:
-                    mapped._future.set_result(fn(source.result()))
+                    target.set_result(fn(source.result()))
             except concurrent.futures.InvalidStateError:
                 pass
             except Exception as failure:  # the mapping itself failed: that is the outcome
                 with contextlib.suppress(concurrent.futures.InvalidStateError):
-                    mapped._future.set_exception(failure)
+                    target.set_exception(failure)
 
         self._future.add_done_callback(forward)
         return mapped
-
-    def _give_up(self, timeout: float | None) -> None:
-        error = TinkerTimeoutError(f"no result within {timeout} s; polling for it was stopped")
-        with contextlib.suppress(concurrent.futures.InvalidStateError):
-            self._future.set_exception(error)
-        if self._on_cancel is not None:
-            self._on_cancel()
 
     def __repr__(self) -> str:
         state = "done" if self._future.done() else "pending"
@@ -165,7 +259,7 @@ class APIFuture(Generic[T]):
 
 
 def resolve(future: concurrent.futures.Future[T], value: T) -> None:
-    """Set a result unless the future already ended (cancelled or timed out by its caller)."""
+    """Set a result unless the future already ended (cancelled by its caller)."""
     with contextlib.suppress(concurrent.futures.InvalidStateError):
         future.set_result(value)
 
@@ -178,87 +272,135 @@ def fail(future: concurrent.futures.Future[Any], error: BaseException) -> None:
 
 @dataclass(frozen=True, slots=True)
 class PollSettings:
-    """How a pending future is polled. Built from :class:`Config` by :meth:`from_config`."""
+    """How a pending future is polled and bounded. Built from :class:`Config` by :meth:`from_config`.
+
+    ``no_progress_timeout``: give up once no *useful* answer came for this long (the server unreachable,
+    or answering 5xx / 429 to every poll). ``pending_timeout``: give up once the server has kept answering
+    "pending" (408 / try_again) for this long in total.
+    """
 
     initial_delay: float = 0.05
     max_delay: float = 1.0
     no_progress_timeout: float = 120.0
     pending_timeout: float = 3600.0
     request_timeout: float = 45.0
+    warnings: WatchSettings = field(default_factory=WatchSettings)
 
     @classmethod
     def from_config(cls, config: Config) -> PollSettings:
         return cls(initial_delay=config.poll_backoff.initial, max_delay=config.poll_backoff.max,
-                   no_progress_timeout=config.no_progress_timeout, request_timeout=config.timeouts.retrieve_future,
-                   pending_timeout=max(config.no_progress_timeout, 3600.0))
+                   no_progress_timeout=config.no_progress_timeout, pending_timeout=config.pending_timeout,
+                   request_timeout=config.timeouts.retrieve_future, warnings=WatchSettings.from_config(config))
 
 
 _NO_RETRY = RetryPolicy(max_retries=0, deadline=None)
 _RETRIEVE_PATH = "/api/v1/retrieve_future"
+_SHORTEST_POLL = 0.05  # a poll cut short by a bound still gets this long to answer
 
 
 async def poll_future(http: HttpLayer, request_id: str, request_type: str, parse: Callable[[Any], T], *,
                       settings: PollSettings, observer: QueueStateObserver | None = None,
-                      submitted_at: float | None = None) -> T:
-    """Poll ``retrieve_future`` until the request ends; return ``parse(result_json)`` or raise a typed error."""
+                      submitted_at: float | None = None, watch: StallWatch | None = None,
+                      deadline: Deadline | None = None,
+                      outcome: concurrent.futures.Future[Any] | None = None) -> T:
+    """Poll ``retrieve_future`` until the request ends; return ``parse(result_json)`` or raise a typed error.
+
+    ``watch``: a shared :class:`StallWatch` to feed (a sampling client's); by default the poll has its own.
+    ``deadline``: an extra bound that may move while polling (a sampling client's progress clock).
+    ``outcome``: the future the result is for; polling stops (:class:`ClientStoppedError`) once it ended
+    elsewhere (cancelled) or was abandoned (nobody holds its APIFuture).
+    """
     loop = asyncio.get_running_loop()
     started = loop.time()
-    last_answer = started  # the last time the server answered at all
+    useful_at = started  # the last answer that showed the server handling the request (pending or done)
+
+    def gives_up_at() -> float:
+        bound = min(useful_at + settings.no_progress_timeout, started + settings.pending_timeout)
+        return min(bound, deadline.at()) if deadline is not None else bound
+
+    own_watch = watch is None
+    if watch is None:
+        watch = StallWatch(request_type, settings.warnings, request_id=request_id, gives_up_at=gives_up_at)
     delay = settings.initial_delay
     iteration = 0
     body = encode_json(FutureRetrieveRequest(request_id=request_id))
     last_error: TinkerError | None = None
-    while True:
-        headers = {"X-Tinker-Request-Iteration": str(iteration), "X-Tinker-Request-Type": request_type}
-        if iteration == 0 and submitted_at is not None:
-            headers["X-Tinker-Create-Promise-Roundtrip-Time"] = f"{time.monotonic() - submitted_at:.6f}"
-        iteration += 1
-        try:
-            response = await http.request(Purpose.FUTURES, "POST", _RETRIEVE_PATH, content=body, retry=_NO_RETRY,
-                                          timeout=settings.request_timeout, headers=headers,
-                                          accept_status=_PENDING_STATUSES, endpoint="retrieve_future")
-        except APIConnectionError as error:
-            last_error = error
-            now = loop.time()
-            if now - last_answer >= settings.no_progress_timeout:
-                raise NoProgressError(
-                    f"request {request_id}: the server was unreachable for {now - last_answer:.0f} s "
-                    f"(last error: {error.message})", request_id=request_id) from error
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, settings.max_delay)
-            continue
-        now = loop.time()
-        last_answer = now
-        status = response.status_code
-        if status == 200:
-            payload = _json_or_error(response.content, request_id)
-            if isinstance(payload, dict) and "error" in payload:
-                raise RequestFailedError(str(payload.get("error")), request_id=request_id,
-                                         category=str(payload.get("category", "unknown")))
-            if isinstance(payload, dict) and payload.get("type") == "try_again":
-                _report_queue_state(observer, payload)
+    try:
+        while True:
+            if outcome is not None and (outcome.done() or abandoned(outcome)):
+                raise ClientStoppedError(f"request {request_id}: nobody waits for its result anymore; "
+                                         f"polling stopped")
+            headers = {"X-Tinker-Request-Iteration": str(iteration), "X-Tinker-Request-Type": request_type}
+            if iteration == 0 and submitted_at is not None:
+                headers["X-Tinker-Create-Promise-Roundtrip-Time"] = f"{time.monotonic() - submitted_at:.6f}"
+            iteration += 1
+            # No poll outlives a bound: near one, the poll is cut short so that the bound is kept.
+            timeout = min(settings.request_timeout, max(gives_up_at() - loop.time(), _SHORTEST_POLL))
+            try:
+                response = await http.request(Purpose.FUTURES, "POST", _RETRIEVE_PATH, content=body,
+                                              retry=_NO_RETRY, timeout=timeout, headers=headers,
+                                              accept_status=_POLL_STATUSES, endpoint="retrieve_future")
+            except APIConnectionError as error:
+                last_error = error
+                watch.answer("no answer (timeout)" if isinstance(error, APITimeoutError) else "connection error",
+                             request_id=request_id, error=error.message)
             else:
-                try:
-                    return parse(payload)
-                except pydantic.ValidationError as invalid:
-                    raise APIResponseValidationError(
-                        f"request {request_id}: the result does not match the expected type: "
-                        f"{invalid.errors(include_url=False)[:3]}", status_code=200) from None
-        elif status == 410:
-            raise error_for_status(410, f"request {request_id} is unknown to the server or expired (410)",
-                                   body=_json_or_none(response.content))
-        elif status == 408:
-            payload = _json_or_none(response.content)
-            if isinstance(payload, dict):
-                _report_queue_state(observer, payload)
-        else:  # 429 / 5xx on a poll: the server is alive but struggling; wait and ask again
-            last_error = error_for_status(status, f"Error code: {status} while polling {request_id}")
-        if now - started >= settings.pending_timeout:
-            raise NoProgressError(
-                f"request {request_id} was still pending after {now - started:.0f} s", request_id=request_id
-            ) from last_error
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, settings.max_delay)
+                status = response.status_code
+                if status == 200:
+                    payload = _json_or_error(response.content, request_id)
+                    if isinstance(payload, dict) and "error" in payload:
+                        raise RequestFailedError(str(payload.get("error")), request_id=request_id,
+                                                 category=str(payload.get("category", "unknown")))
+                    if not (isinstance(payload, dict) and payload.get("type") == "try_again"):
+                        try:
+                            return parse(payload)
+                        except pydantic.ValidationError as invalid:
+                            raise APIResponseValidationError(
+                                f"request {request_id}: the result does not match the expected type: "
+                                f"{invalid.errors(include_url=False)[:3]}", status_code=200) from None
+                    useful_at = loop.time()
+                    _pending(watch, observer, request_id, 200, payload)
+                elif status == 408:
+                    useful_at = loop.time()
+                    _pending(watch, observer, request_id, 408, _json_or_none(response.content))
+                elif status == 410:
+                    raise error_for_status(410, f"request {request_id} is unknown to the server or expired (410)",
+                                           body=_json_or_none(response.content))
+                else:  # 429 / 5xx: the server is alive but struggling; not progress, so the bound keeps running
+                    last_error = error_for_status(status, f"Error code: {status} while polling {request_id}")
+                    watch.answer(f"HTTP {status}", request_id=request_id, status=status)
+            now = loop.time()
+            if deadline is not None and now >= deadline.at():
+                raise deadline.exceeded() from last_error
+            if now - useful_at >= settings.no_progress_timeout:
+                raise NoProgressError(
+                    f"request {request_id} ({request_type}): no useful answer from the server for "
+                    f"{now - useful_at:.0f} s (no_progress_timeout {settings.no_progress_timeout:g} s; last answer: "
+                    f"{watch.last_answer})", request_id=request_id) from last_error
+            if now - started >= settings.pending_timeout:
+                raise NoProgressError(
+                    f"request {request_id} ({request_type}) was still pending after {now - started:.0f} s "
+                    f"(pending_timeout {settings.pending_timeout:g} s; last answer: {watch.last_answer})",
+                    request_id=request_id) from last_error
+            await asyncio.sleep(min(delay, max(gives_up_at() - now, 0.0)))
+            delay = min(delay * 2, settings.max_delay)
+    finally:
+        if own_watch:
+            watch.close()
+
+
+def _pending(watch: StallWatch, observer: QueueStateObserver | None, request_id: str, status: int,
+             payload: Any) -> None:
+    """A "pending" answer (408, or 200 try_again): tell the watch and the queue-state observer."""
+    state = reason = None
+    if isinstance(payload, dict):
+        raw_state, raw_reason = payload.get("queue_state"), payload.get("queue_state_reason")
+        state = raw_state if isinstance(raw_state, str) else None
+        reason = raw_reason if isinstance(raw_reason, str) else None
+    if observer is not None and state is not None:
+        observer(state, reason)
+    condition = "pending" if state in (None, "active") else f"pending ({state})"
+    watch.answer(condition, request_id=request_id, status=status, queue_state=state, queue_state_reason=reason)
 
 
 def _json_or_error(content: bytes, request_id: str) -> Any:
@@ -274,13 +416,6 @@ def _json_or_none(content: bytes) -> Any:
         return json.loads(content) if content else None
     except ValueError:
         return None
-
-
-def _report_queue_state(observer: QueueStateObserver | None, payload: dict[str, Any]) -> None:
-    state = payload.get("queue_state")
-    if observer is not None and isinstance(state, str):
-        reason = payload.get("queue_state_reason")
-        observer(state, reason if isinstance(reason, str) else None)
 
 
 class QueueStateLog:

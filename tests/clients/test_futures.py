@@ -4,22 +4,87 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import threading
 
 import pytest
 
 import tinker_actors as tinker
-from tinker_actors.futures import APIFuture
+from tinker_actors.futures import APIFuture, TrackedFuture, abandoned
 
 
-def test_result_timeout_is_typed_final_and_stops_the_work() -> None:
+def test_result_timeout_only_stops_waiting_and_a_later_result_returns_the_value() -> None:
     stopped = threading.Event()
     future: APIFuture[int] = APIFuture(on_cancel=stopped.set)
     with pytest.raises(tinker.TinkerTimeoutError):
         future.result(timeout=0.01)
-    assert stopped.is_set()
-    with pytest.raises(TimeoutError):  # the timeout is the future's final outcome
-        future.result(0)
+    assert not stopped.is_set() and not future.done()  # the request goes on
+    future.raw.set_result(7)
+    assert future.result() == 7  # the concurrent.futures convention (and the official SDK's)
+
+
+def test_result_async_timeout_only_stops_waiting() -> None:
+    future: APIFuture[int] = APIFuture()
+
+    async def main() -> int:
+        with pytest.raises(tinker.TinkerTimeoutError):
+            await future.result_async(timeout=0.01)
+        assert not future.done()
+        threading.Timer(0.05, lambda: future.raw.set_result(8)).start()
+        return await future
+
+    assert asyncio.run(main()) == 8
+
+
+def test_dropping_the_last_holder_abandons_a_tracked_future() -> None:
+    future: APIFuture[int] = APIFuture()
+    raw = future.raw
+    assert isinstance(raw, TrackedFuture)
+    seen: list[str] = []
+    raw.add_abandon_callback(lambda: seen.append("abandoned"))
+    del future
+    gc.collect()
+    assert raw.abandoned and seen == ["abandoned"] and not raw.cancelled()  # its producer decides what stops
+
+
+def test_dropping_the_last_holder_cancels_an_untracked_future() -> None:
+    raw: concurrent.futures.Future[int] = concurrent.futures.Future()
+    stopped = threading.Event()
+    future: APIFuture[int] = APIFuture(raw, on_cancel=stopped.set)
+    del future
+    gc.collect()
+    assert raw.cancelled() and stopped.is_set()
+
+
+def test_a_done_callback_or_a_mapped_future_keeps_the_request_going() -> None:
+    held: APIFuture[int] = APIFuture()
+    raw = held.raw
+    seen: list[int] = []
+    held.add_done_callback(lambda f: seen.append(f.result(0)))
+    del held
+    gc.collect()
+    assert not abandoned(raw)
+    raw.set_result(3)
+    assert seen == [3]
+
+    source: APIFuture[int] = APIFuture()
+    source_raw = source.raw
+    mapped = source.map(lambda v: v + 1)
+    del source
+    gc.collect()
+    assert not abandoned(source_raw)  # the mapped future holds its source
+    del mapped
+    gc.collect()
+    assert abandoned(source_raw)  # and nothing holds the mapped future: both are released
+
+
+def test_a_finished_future_is_not_abandoned_when_dropped() -> None:
+    future: APIFuture[int] = APIFuture()
+    raw = future.raw
+    raw.set_result(1)
+    del future
+    gc.collect()
+    assert not abandoned(raw)
 
 
 def test_exception_timeout_only_stops_waiting() -> None:

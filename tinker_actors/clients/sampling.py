@@ -34,6 +34,7 @@ from tinker_actors.config import Config, MissingApiKeyError, RetryPolicy
 from tinker_actors.errors import (
     APIConnectionError,
     APIStatusError,
+    APITimeoutError,
     ClientStoppedError,
     FutureExpiredError,
     InvalidInputError,
@@ -41,10 +42,11 @@ from tinker_actors.errors import (
     NotSentError,
     TinkerError,
 )
-from tinker_actors.futures import APIFuture, QueueStateLog, fail, poll_future, resolve
+from tinker_actors.futures import APIFuture, QueueStateLog, fail, on_abandoned, poll_future, resolve
 from tinker_actors.http import Purpose
 from tinker_actors.telemetry.capture import capture_exceptions
 from tinker_actors.types import ModelInput, SampleRequest, SampleResponse, SamplingParams, UntypedAPIFuture, encode_json
+from tinker_actors.waits import StallWatch
 
 if TYPE_CHECKING:
     from tinker_actors.clients.service import ServiceClient
@@ -133,13 +135,16 @@ class _ByteBudget:
 
 
 class _Backpressure:
-    """Loop-side state of one client's samples: concurrency slots, byte budget, the key's shared 429 backoff."""
+    """Loop-side state of one client's samples: concurrency slots, byte budget, the key's shared 429 backoff,
+    and the no-progress clock (``RetryConfig.progress_timeout``), which also announces a stall."""
 
-    def __init__(self, config: RetryConfig, context: ClientContext) -> None:
+    def __init__(self, config: RetryConfig, context: ClientContext, session: str) -> None:
         self.slots = asyncio.Semaphore(config.max_connections)
         self.bytes = _ByteBudget(config.max_bytes_in_flight)
         self.rate_limit = _rate_limit_for(context)
-        self.last_progress = asyncio.get_running_loop().time()
+        # Runs only while a sample is in flight (begin/end), so a client left idle never times out.
+        self.progress = StallWatch("Sample", context.poll.warnings, limit=config.progress_timeout,
+                                   labels={"sampling_session_id": session}, start=False)
 
 
 class SamplingClientActor(SupervisedActor):
@@ -164,6 +169,8 @@ class SamplingClientActor(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, SampleOp):
+            # Nobody holds its APIFuture anymore: a sample has no side effects, so nothing is worth doing.
+            on_abandoned(message.future, message.future.cancel)
             if len(self._in_flight) < self._max_started:
                 self._start(message)
             else:
@@ -175,7 +182,7 @@ class SamplingClientActor(SupervisedActor):
         return None
 
     def _start(self, message: SampleOp) -> None:
-        if message.future.done():  # its caller cancelled it (or timed out) while it waited
+        if message.future.done():  # its caller cancelled (or dropped) it while it waited
             return
         op_id = next(self._op_ids)
         task = self._context.submit(self._run(op_id, message), context=message.context)
@@ -199,46 +206,58 @@ class SamplingClientActor(SupervisedActor):
     async def _sample(self, request: SampleRequest) -> SampleResponse:
         loop = asyncio.get_running_loop()
         if self._pressure is None:
-            self._pressure = _Backpressure(self._retry, self._context)
+            self._pressure = _Backpressure(self._retry, self._context, self._session)
         pressure, config, http = self._pressure, self._retry, self._context.http
+        clock = pressure.progress  # every wait below ends by clock.at(): no sample of this client finished since
+
+        def left() -> float:
+            return max(clock.at() - loop.time(), 0.0)
+
         attempt = 0
-        while True:
-            async with pressure.slots:
-                wait = pressure.rate_limit.until - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                if loop.time() - pressure.last_progress > config.progress_timeout:
-                    raise NoProgressError(f"no sample of {self._session} finished in {config.progress_timeout:.0f} s")
-                body = encode_json(request.model_copy(update={"seq_id": next(self._seq_ids)}))
-                try:
-                    async with pressure.bytes.hold(len(body)):
-                        submitted = await http.request(
-                            Purpose.SAMPLING, "POST", "/api/v1/asample", content=body,
-                            response_model=UntypedAPIFuture, retry=_NO_RETRY, headers=_BACKPRESSURE,
-                            endpoint="asample")
-                    result = await poll_future(http, submitted.data.request_id, "Sample",
-                                               SampleResponse.model_validate, settings=self._context.poll,
-                                               observer=self._queue_log, submitted_at=loop.time())
-                    pressure.last_progress = loop.time()
-                    return result
-                except (APIConnectionError, APIStatusError) as error:
-                    if isinstance(error, NoProgressError) or not config.enable_retry_logic:
-                        raise
-                    status = getattr(error, "status_code", None)
-                    if status == 429:
-                        retry_after = _retry_after(error)
-                        pressure.rate_limit.until = max(pressure.rate_limit.until,
-                                                        loop.time() + (retry_after or config.rate_limit_backoff))
-                        continue  # backpressure is not a failure: it does not count as an attempt
-                    if not (isinstance(error, APIConnectionError | FutureExpiredError) or error.retryable):
-                        raise
-                    if attempt >= config.max_retries:
-                        raise
-                except config.retryable_exceptions:
-                    if attempt >= config.max_retries:
-                        raise
-            await asyncio.sleep(config.delay(attempt))
-            attempt += 1
+        clock.begin()
+        try:
+            while True:
+                async with pressure.slots:
+                    wait = pressure.rate_limit.until - loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(min(wait, left()))
+                    if not left():
+                        raise clock.exceeded()
+                    body = encode_json(request.model_copy(update={"seq_id": next(self._seq_ids)}))
+                    try:
+                        async with pressure.bytes.hold(len(body)):
+                            submitted = await http.request(
+                                Purpose.SAMPLING, "POST", "/api/v1/asample", content=body,
+                                response_model=UntypedAPIFuture, retry=_NO_RETRY, headers=_BACKPRESSURE,
+                                timeout=min(self._context.config.timeouts.default, max(left(), 0.05)),
+                                endpoint="asample")
+                        result = await poll_future(http, submitted.data.request_id, "Sample",
+                                                   SampleResponse.model_validate, settings=self._context.poll,
+                                                   observer=self._queue_log, submitted_at=loop.time(),
+                                                   watch=clock, deadline=clock)
+                        clock.progress()
+                        return result
+                    except (APIConnectionError, APIStatusError) as error:
+                        if isinstance(error, NoProgressError) or not config.enable_retry_logic:
+                            raise
+                        status = getattr(error, "status_code", None)
+                        clock.answer(_condition(error), status=status, error=error.message)
+                        if status == 429:
+                            retry_after = _retry_after(error)
+                            pressure.rate_limit.until = max(pressure.rate_limit.until,
+                                                            loop.time() + (retry_after or config.rate_limit_backoff))
+                            continue  # backpressure is not a failure: it does not count as an attempt
+                        if not (isinstance(error, APIConnectionError | FutureExpiredError) or error.retryable):
+                            raise
+                        if attempt >= config.max_retries:
+                            raise
+                    except config.retryable_exceptions:
+                        if attempt >= config.max_retries:
+                            raise
+                await asyncio.sleep(min(config.delay(attempt), left()))
+                attempt += 1
+        finally:
+            clock.end()
 
     def on_terminate(self, reason: ExitReason) -> None:
         for op, task in self._in_flight.values():
@@ -254,6 +273,14 @@ class SamplingClientActor(SupervisedActor):
 
 _NO_RETRY = RetryPolicy(max_retries=0, deadline=None)  # sampling does its own retrying, above
 _BACKPRESSURE = {"X-Tinker-Sampling-Backpressure": "1"}
+
+
+def _condition(error: APIStatusError | APIConnectionError) -> str:
+    """How a failed attempt reads in a stall warning."""
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int) and status:
+        return f"HTTP {status}"
+    return "no answer (timeout)" if isinstance(error, APITimeoutError) else "connection error"
 
 
 def _retry_after(error: APIStatusError | APIConnectionError) -> float | None:
