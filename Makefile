@@ -6,8 +6,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_STAMP := $(VENV)/.installed-demo
 TEST_STAMP := $(VENV)/.installed-test
+# The official tinker==0.38.0 SDK, the witness of the 0.38 wire tests (tests/wire). It cannot share a
+# virtualenv with the compat extra's 0.6.3 SDK (same package name), so it gets its own; no torch.
+OFFICIAL_038_VENV := .venv-tinker038
+OFFICIAL_038_STAMP := $(OFFICIAL_038_VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean proto
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -22,16 +26,27 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev,compat]'
 	touch $@ $(DEMO_STAMP)
 
+# Depends on the Makefile, where the version is pinned: changing the pin reinstalls.
+$(OFFICIAL_038_STAMP): Makefile
+	test -x $(OFFICIAL_038_VENV)/bin/python || python3 -m venv $(OFFICIAL_038_VENV)
+	$(OFFICIAL_038_VENV)/bin/python -m pip install --quiet 'tinker==0.38.0'
+	touch $@
+
 demo: $(DEMO_STAMP)
 	$(PY) examples/quickstart.py
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) $(OFFICIAL_038_STAMP)
 	$(PY) -m ruff check supervisors tinker_actors tests bench examples
 	$(PY) -m mypy
 	$(PY) -m pytest
 
-bench: $(TEST_STAMP)
+bench: $(TEST_STAMP) $(OFFICIAL_038_STAMP)
 	for f in bench/bench_*.py; do $(PY) $$f || exit 1; done
 
+# Regenerate the 0.38 protobuf module after editing its schema; tests/wire/test_schema.py fails
+# while the committed module is stale. Uses the dev extra's pinned grpcio-tools.
+proto: $(TEST_STAMP)
+	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. tinker_actors/wire/v0_38/tinker.proto
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OFFICIAL_038_VENV) .pytest_cache .mypy_cache .ruff_cache
