@@ -141,9 +141,9 @@ class TestRequestValidation:
         assert T.SamplingParams(stop=[1, 2]).stop_token_ids() == [1, 2]
 
     def test_adam_and_lora_ranges(self) -> None:
-        with pytest.raises(pydantic.ValidationError):
+        with pytest.raises(InvalidInputError, match="learning_rate: must not be negative"):
             T.AdamParams(learning_rate=-1.0)
-        with pytest.raises(pydantic.ValidationError):
+        with pytest.raises(InvalidInputError, match=r"beta1: must be in \[0, 1\)"):
             T.AdamParams(beta1=1.0)
         with pytest.raises(pydantic.ValidationError):
             T.LoraConfig(rank=0)

@@ -66,6 +66,38 @@ def test_forward_backward_and_forward(data: list[dict[str, Any]], loss: str, con
 
 
 @settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=12),
+       form=st.sampled_from(["float64", "float32", "float16", "torch64", "torch32", "torch_bf16"]),
+       key=st.sampled_from(["advantages", "weights", "logprobs"]))
+def test_float_arrays_under_float32_keys(values: list[float], form: str, key: str) -> None:
+    """A float array is written with the precision it has (float64 0.1 as 0.1), as the official SDK does."""
+    def array() -> Any:
+        if form.startswith("torch"):
+            torch = pytest.importorskip("torch")
+            dtype = {"torch64": torch.float64, "torch32": torch.float32, "torch_bf16": torch.bfloat16}[form]
+            return torch.tensor(values, dtype=dtype)
+        with np.errstate(over="ignore"):
+            return np.asarray(values, dtype=form)
+
+    def build(types: Any) -> Any:
+        return types.Datum(model_input=types.ModelInput.from_ints([1] * len(values)),
+                           loss_fn_inputs={"target_tokens": [2] * len(values), key: array()})
+
+    if not np.all(np.isfinite(build(ours).loss_fn_inputs[key].data)):
+        return  # a float64 beyond the float16 or bfloat16 range: refused later, by the training call
+    same_wire(build(theirs), build(ours))
+
+
+def test_float64_advantages_are_written_as_given() -> None:
+    def build(types: Any) -> Any:
+        return types.Datum(model_input=types.ModelInput.from_ints([1, 2, 3]),
+                           loss_fn_inputs={"target_tokens": [2, 3, 4], "advantages": np.array([0.1, 0.2, 0.3])})
+
+    assert ours.encode_json(build(ours)) == official_bytes(build(theirs))
+    assert b"[0.1,0.2,0.3]" in ours.encode_json(build(ours))
+
+
+@settings(max_examples=60, deadline=None)
 @given(prompt=tokens, params=sampling_params_spec, num=st.integers(1, 8), seq=st.integers(0, 1000),
        prompt_logprobs=st.booleans(), topk=st.integers(0, 5))
 def test_sample_request(prompt: list[int], params: dict[str, Any], num: int, seq: int, prompt_logprobs: bool,

@@ -34,8 +34,9 @@ from tinker_actors.errors import (
 from tinker_actors.futures import APIFuture, QueueStateLog, abandoned, fail, on_abandoned, poll_future, resolve
 from tinker_actors.http import Purpose
 from tinker_actors.telemetry.capture import capture_exceptions
-from tinker_actors.training import grad_norms as _grad_norms  # noqa: F401  (fills the runtime slot)
-from tinker_actors.training.chunking import ChunkLimits, combine_outputs, split_batch
+from tinker_actors.training import grad_norms as _grad_norms  # also fills the runtime slot
+from tinker_actors.training.chunking import ChunkLimits, combine_outputs, empty_output, split_batch
+from tinker_actors.training.custom_loss import TrainingPort, forward_backward_custom
 from tinker_actors.types import (
     AdamParams,
     Datum,
@@ -54,10 +55,14 @@ from tinker_actors.types import (
     SaveWeightsForSamplerResponseInternal,
     SaveWeightsRequest,
     SaveWeightsResponse,
+    UnloadModelRequest,
+    UnloadModelResponse,
     UntypedAPIFuture,
     encode_json,
     validate_checkpoint_name,
 )
+from tinker_actors.types.datum import datum_list
+from tinker_actors.types.training import adam_params_of, check_loss
 
 if TYPE_CHECKING:
     from tinker_actors.clients.sampling import SamplingClient
@@ -267,10 +272,10 @@ class TrainingClient:
     # -- plumbing --
 
     def _op(self, kind: str, path: str, request_type: str, build: Callable[[int], bytes],
-            parse: Callable[[Any], Any]) -> APIFuture[Any]:
+            parse: Callable[[Any], Any], ready: concurrent.futures.Future[Any] | None = None) -> APIFuture[Any]:
         future: APIFuture[Any] = APIFuture()
         try:
-            self._actor.tell(SubmitOp(TrainingOp(kind, path, request_type, build, parse, future.raw)))
+            self._actor.tell(SubmitOp(TrainingOp(kind, path, request_type, build, parse, future.raw, ready=ready)))
         except Exception as error:
             fail(future.raw, ClientStoppedError(f"{kind}: the training client is not running ({error})"))
         return future
@@ -296,10 +301,17 @@ class TrainingClient:
 
     def _fwd(self, data: Sequence[Datum], loss_fn: str, loss_fn_config: dict[str, float] | None, *,
              backward: bool) -> APIFuture[ForwardBackwardOutput]:
-        if not data:
-            raise InvalidInputError("forward_backward needs at least one Datum")
+        kind = "forward_backward" if backward else "forward"
+        batch = datum_list(data, kind)  # typed errors before anything is queued (docs/concepts/failures.md)
+        check_loss(loss_fn, loss_fn_config, kind)
+        if not batch:
+            # As the official SDK: nothing is sent, the output is empty, and the next optim_step runs as usual
+            # (an RL step whose advantages are all zero trains on no datum).
+            empty: APIFuture[ForwardBackwardOutput] = APIFuture()
+            resolve(empty.raw, empty_output())
+            return empty
         model_id = self.model_id
-        chunks = split_batch(list(data), self._chunk_limits)
+        chunks = split_batch(batch, self._chunk_limits)
         futures: list[APIFuture[ForwardBackwardOutput]] = []
         for chunk in chunks:
             # Validates the loss name and the data before anything is queued (a typed error, nothing sent).
@@ -314,14 +326,13 @@ class TrainingClient:
                                                               seq_id=seq))
                 return encode_json(ForwardRequest(forward_input=fb_input, model_id=model_id, seq_id=seq))
 
-            kind = "forward_backward" if backward else "forward"
             futures.append(self._op(kind, f"/api/v1/{kind}", "ForwardBackward" if backward else "Forward", build,
                                     ForwardBackwardOutput.model_validate))
-        if len(futures) == 1:
-            return futures[0]
+        # Even one chunk is combined: its metrics are reduced as the official SDK reduces them.
         return _gather(futures, combine_outputs)
 
     def optim_step(self, adam_params: AdamParams) -> APIFuture[OptimStepResponse]:
+        adam_params = adam_params_of(adam_params)  # a typed error here, not after queueing
         model_id = self.model_id
         return self._op("optim_step", "/api/v1/optim_step", "OptimStep",
                         lambda seq: encode_json(OptimStepRequest(adam_params=adam_params, model_id=model_id,
@@ -419,9 +430,27 @@ class TrainingClient:
         return get_tokenizer(info.model_data.tokenizer_id or info.model_data.model_name or self._ledger.base_model,
                              add_special_tokens=add_special_tokens)
 
-    def unload_model(self) -> None:
-        """Stop this client's actor (pending requests fail with ClientStoppedError)."""
+    def unload_model(self, timeout: float | None = None) -> UnloadModelResponse:
+        """Unload the model on the server and stop this client (docs/concepts/failures.md, "Close").
+
+        The actor stops first, so nothing of this client is sent after the unload: requests not yet sent
+        fail with NotSentError, those in flight with ClientStoppedError. Then ``unload_model`` is sent and
+        its result awaited (at most ``timeout`` seconds; by default the no-progress bound).
+        """
         self._service.clients_supervisor.terminate_child(self._child_id, timeout=10.0)
+        return self._context.call(self._unload(), timeout=timeout)
+
+    async def unload_model_async(self, timeout: float | None = None) -> UnloadModelResponse:
+        self._service.clients_supervisor.terminate_child(self._child_id, timeout=10.0)
+        return await asyncio.wait_for(asyncio.wrap_future(self._context.submit(self._unload())), timeout)
+
+    async def _unload(self) -> UnloadModelResponse:
+        http = self._context.http
+        submitted = await http.request(Purpose.TRAINING, "POST", "/api/v1/unload_model",
+                                       content=encode_json(UnloadModelRequest(model_id=self.model_id)),
+                                       response_model=UntypedAPIFuture, endpoint="unload_model")
+        return await poll_future(http, submitted.data.request_id, "UnloadModel", UnloadModelResponse.model_validate,
+                                 settings=self._context.poll)
 
     # -- async twins (each returns the APIFuture, as the official SDK does) --
 
@@ -457,10 +486,22 @@ class TrainingClient:
     def forward_backward_custom(self, data: Sequence[Datum], loss_fn: Any, *, regularizers: Sequence[Any] = (),
                                 parallel: bool = True) -> APIFuture[ForwardBackwardOutput]:
         """Train on ``loss_fn(data, logprobs)`` plus weighted regularizers (docs/custom-loss.md); never blocks."""
-        from tinker_actors.training.custom_loss import forward_backward_custom
+        return forward_backward_custom(self._custom_loss_port(), data, loss_fn, regularizers=regularizers,
+                                       parallel=parallel)
 
-        return forward_backward_custom(self, data, loss_fn, regularizers=regularizers, parallel=parallel,
-                                       chunk_limits=self._chunk_limits)
+    def _custom_loss_port(self) -> TrainingPort:
+        runtime = self._context.runtime
+        return TrainingPort(model_id=self.model_id, session_id=self._context.session_id or None,
+                            chunk_limits=self._chunk_limits,
+                            forward=lambda data: self.forward(data, "cross_entropy"),
+                            backward_when_ready=self._backward_when_ready,
+                            report_norms=lambda report: _grad_norms.report(runtime, report))
+
+    def _backward_when_ready(self, ready: concurrent.futures.Future[Any], builds: list[Callable[[int], bytes]]
+                             ) -> APIFuture[ForwardBackwardOutput]:
+        parts = [self._op("forward_backward", "/api/v1/forward_backward", "ForwardBackward", build,
+                          ForwardBackwardOutput.model_validate, ready=ready) for build in builds]
+        return _gather(parts, combine_outputs)
 
     async def forward_backward_custom_async(self, data: Sequence[Datum], loss_fn: Any, *,
                                             regularizers: Sequence[Any] = (), parallel: bool = True

@@ -13,6 +13,11 @@ object with ``value_and_grad(data, logprobs: list[np.ndarray]) -> TermValue`` (n
 Ordering: the forward and the backward chunks are queued in the training client's send chain when this is
 called; the backward chunks keep their place and take their seq ids only once the gradient is ready, so
 an ``optim_step`` submitted right after can never overtake them. Nothing here blocks the caller.
+
+The client hands this module a :class:`TrainingPort` (what it needs, and nothing else), so this module
+neither imports the client nor touches its private names. An empty batch sends nothing and returns an
+empty output without calling the loss, as ``forward_backward([])`` does. A regularizer whose value does not
+depend on the logprobs is a term with zero gradient; the base loss must depend on them.
 """
 
 from __future__ import annotations
@@ -21,15 +26,13 @@ import concurrent.futures
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from tinker_actors.clients.training import SubmitOp, TrainingOp, _gather
-from tinker_actors.errors import ClientStoppedError, InvalidInputError, TinkerError
-from tinker_actors.futures import APIFuture, fail
-from tinker_actors.training import grad_norms
-from tinker_actors.training.chunking import ChunkLimits, combine_outputs, split_batch
+from tinker_actors.errors import InvalidInputError, TinkerError
+from tinker_actors.futures import APIFuture, resolve
+from tinker_actors.training.chunking import ChunkLimits, empty_output, split_batch
 from tinker_actors.training.grad_norms import GradNormReport, TermNorm
 from tinker_actors.training.regularizers import (
     Logprobs,
@@ -37,6 +40,7 @@ from tinker_actors.training.regularizers import (
     Term,
     TermResult,
     TermValue,
+    regularizer_list,
     run_in_worker,
     run_regularizers,
 )
@@ -48,14 +52,13 @@ from tinker_actors.types import (
     TensorData,
     encode_json,
 )
-
-if TYPE_CHECKING:
-    from tinker_actors.clients.training import TrainingClient
+from tinker_actors.types.datum import datum_list
 
 __all__ = [
     "CustomLossError",
     "CustomLossResult",
     "LossFn",
+    "TrainingPort",
     "compute_custom_loss",
     "evaluate_term",
     "forward_backward_custom",
@@ -68,6 +71,23 @@ LossFn = Term | Callable[..., Any]
 
 class CustomLossError(TinkerError):
     """The custom loss failed, returned something malformed, or does not depend on the logprobs."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingPort:
+    """What :func:`forward_backward_custom` needs from a training client, built by the client."""
+
+    model_id: str
+    session_id: str | None
+    chunk_limits: ChunkLimits
+    forward: Callable[[list[Datum]], APIFuture[ForwardBackwardOutput]]
+    """Queue a ``cross_entropy`` forward of these datums in the client's send chain."""
+    backward_when_ready: Callable[[concurrent.futures.Future[Any], list[Callable[[int], bytes]]],
+                                  APIFuture[ForwardBackwardOutput]]
+    """Queue one ``forward_backward`` per body builder now, each taking its seq id only once the given
+    future resolves (and not sent if it fails); one future for all of them, combined as chunks are."""
+    report_norms: Callable[[GradNormReport], None]
+    """Record the step's gradient norms (``grad_norm_history``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,20 +106,25 @@ class CustomLossResult:
 
 # ---- evaluation ----------------------------------------------------------------------------------
 
-def evaluate_term(fn: LossFn, data: Sequence[Datum], logprobs: Logprobs) -> TermValue:
-    """Value and gradient of a numpy term or a torch callable, with the gradient checked."""
+def evaluate_term(fn: LossFn, data: Sequence[Datum], logprobs: Logprobs, *, constant_ok: bool = False) -> TermValue:
+    """Value and gradient of a numpy term or a torch callable, with the gradient checked.
+
+    A torch callable whose value does not depend on the logprobs is an error (:class:`CustomLossError`),
+    unless ``constant_ok`` (a regularizer): then its gradient is zero.
+    """
     if isinstance(fn, Term):
         result = fn.value_and_grad(data, logprobs)
         if not isinstance(result, TermValue):
             raise CustomLossError(f"value_and_grad must return a TermValue, got {type(result).__name__}")
     elif callable(fn):
-        result = _evaluate_torch(fn, data, logprobs)
+        result = _evaluate_torch(fn, data, logprobs, constant_ok=constant_ok)
     else:
         raise InvalidInputError(f"a loss must be a torch callable or have value_and_grad, got {type(fn).__name__}")
     return _checked(result, logprobs)
 
 
-def _evaluate_torch(fn: Callable[..., Any], data: Sequence[Datum], logprobs: Logprobs) -> TermValue:
+def _evaluate_torch(fn: Callable[..., Any], data: Sequence[Datum], logprobs: Logprobs, *,
+                    constant_ok: bool) -> TermValue:
     try:
         import torch
     except ImportError:
@@ -116,8 +141,12 @@ def _evaluate_torch(fn: Callable[..., Any], data: Sequence[Datum], logprobs: Log
     if loss.numel() != 1:
         loss = loss.sum()  # a per-datum or per-token loss is summed, as its backward() would require
     if not loss.requires_grad:
+        if constant_ok:
+            return TermValue(float(loss.detach().item()), [np.zeros(lp.shape) for lp in logprobs], _metrics(metrics))
         raise CustomLossError("the loss does not depend on the logprobs (no gradient flows to them)")
     grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+    if not constant_ok and tensors and all(g is None for g in grads):
+        raise CustomLossError("the loss does not depend on the logprobs (no gradient flows to them)")
     # A datum the loss does not use has no gradient: it contributes zero weights.
     arrays = [np.zeros(lp.shape) if g is None else g.detach().to(torch.float64).numpy().reshape(lp.shape)
               for g, lp in zip(grads, logprobs, strict=True)]
@@ -193,7 +222,7 @@ def compute_custom_loss(data: Sequence[Datum], logprobs: Logprobs, loss_fn: Loss
 
 
 def _checked_term(term: Any, data: Sequence[Datum], logprobs: Logprobs) -> TermValue:
-    return evaluate_term(term, data, logprobs)
+    return evaluate_term(term, data, logprobs, constant_ok=True)
 
 
 # ---- the linear-loss datums ----------------------------------------------------------------------
@@ -230,32 +259,32 @@ def _logprobs_of(output: ForwardBackwardOutput, data: Sequence[Datum]) -> Logpro
 
 # ---- the client operation ------------------------------------------------------------------------
 
-def forward_backward_custom(client: TrainingClient, data: Sequence[Datum], loss_fn: LossFn, *,
-                            regularizers: Sequence[Regularizer] = (), parallel: bool = True,
-                            chunk_limits: ChunkLimits | None = None) -> APIFuture[ForwardBackwardOutput]:
+def forward_backward_custom(port: TrainingPort, data: Sequence[Datum], loss_fn: LossFn, *,
+                            regularizers: Sequence[Regularizer] = (), parallel: bool = True
+                            ) -> APIFuture[ForwardBackwardOutput]:
     """Queue forward and backward now (in this order, before anything submitted later); never blocks."""
-    data = list(data)
-    if not data:
-        raise InvalidInputError("forward_backward_custom needs at least one Datum")
+    call = "forward_backward_custom"
+    data = datum_list(data, call)
     if not (isinstance(loss_fn, Term) or callable(loss_fn)):
         raise InvalidInputError("loss_fn must be a torch callable or have value_and_grad(data, logprobs)")
-    names = [r.name for r in regularizers]
-    if len(set(names)) != len(names):
-        raise InvalidInputError(f"duplicate regularizer names: {names}")
+    regularizers = regularizer_list(regularizers, call)
+    if not data:
+        done: APIFuture[ForwardBackwardOutput] = APIFuture()
+        resolve(done.raw, empty_output())
+        return done
     # Backward chunks are planned now from zero weights (same sizes as the real ones), so their places in
     # the send chain can be reserved before the gradient exists.
     placeholders = linear_datums(data, [np.zeros(_targets(d, i).size) for i, d in enumerate(data)])
-    chunks = split_batch(placeholders, chunk_limits or ChunkLimits())
+    chunks = split_batch(placeholders, port.chunk_limits)
     for chunk in chunks:
         try:
             ForwardBackwardInput(data=chunk, loss_fn="cross_entropy")
         except ValueError as invalid:
             raise InvalidInputError(f"invalid forward_backward_custom input: {invalid}") from None
 
-    forward = client.forward(data, "cross_entropy")
+    forward = port.forward(data)
     gradient: concurrent.futures.Future[CustomLossResult] = concurrent.futures.Future()
-    model_id, runtime = client.model_id, client._context.runtime
-    session_id: str | None = getattr(client._context, "session_id", None)
+    model_id, session_id = port.model_id, port.session_id
 
     def compute() -> None:
         try:
@@ -266,12 +295,12 @@ def forward_backward_custom(client: TrainingClient, data: Sequence[Datum], loss_
                                    CustomLossError(f"computing the custom loss failed: {error!r}"))
             return
         gradient.set_result(result)
-        grad_norms.report(runtime, result.norms)
+        port.report_norms(result.norms)
 
     # The loss runs on a worker thread once the forward result arrives (never on the IoLoop).
     forward.raw.add_done_callback(lambda _: run_in_worker(compute))
 
-    parts: list[APIFuture[ForwardBackwardOutput]] = []
+    builds: list[Callable[[int], bytes]] = []
     start = 0
     for chunk in chunks:
         span = (start, start + len(chunk))
@@ -282,16 +311,8 @@ def forward_backward_custom(client: TrainingClient, data: Sequence[Datum], loss_
             fb_input = ForwardBackwardInput(data=linear_datums(data[span[0]:span[1]], grads), loss_fn="cross_entropy")
             return encode_json(ForwardBackwardRequest(forward_backward_input=fb_input, model_id=model_id, seq_id=seq))
 
-        part: APIFuture[ForwardBackwardOutput] = APIFuture()
-        op = TrainingOp("forward_backward", "/api/v1/forward_backward", "ForwardBackward", build,
-                        ForwardBackwardOutput.model_validate, part.raw, ready=gradient)
-        try:
-            client.actor.tell(SubmitOp(op))
-        except Exception as error:
-            fail(part.raw, ClientStoppedError(f"forward_backward_custom: the training client is not running "
-                                              f"({error})"))
-        parts.append(part)
-    backward = parts[0] if len(parts) == 1 else _gather(parts, combine_outputs)
+        builds.append(build)
+    backward = port.backward_when_ready(gradient, builds)
 
     def merged(output: ForwardBackwardOutput) -> ForwardBackwardOutput:
         # The server's loss is the linear surrogate's; the user's own figures are what matter.

@@ -19,7 +19,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -42,6 +42,7 @@ __all__ = [
     "TermResult",
     "TermValue",
     "reference_logprobs",
+    "regularizer_list",
     "run_in_worker",
     "run_regularizers",
     "target_weights",
@@ -90,8 +91,12 @@ class Regularizer:
     timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        if not self.name:
+        if not isinstance(self.name, str) or not self.name:
             raise InvalidInputError("a regularizer needs a non-empty name")
+        if not (isinstance(self.term, Term) or callable(self.term)):
+            raise InvalidInputError(f"regularizer {self.name!r}: term must have value_and_grad(data, logprobs) or "
+                                    "be a torch callable (data, logprobs) -> (loss, metrics), got "
+                                    f"{type(self.term).__name__}")
         if not math.isfinite(self.weight) or self.weight < 0:
             raise InvalidInputError(f"regularizer {self.name!r}: weight must be finite and >= 0, got {self.weight}")
         if not self.timeout > 0:
@@ -106,6 +111,26 @@ class TermResult:
     weight: float
     value: TermValue
     seconds: float
+
+
+def regularizer_list(regularizers: object, call: str) -> list[Regularizer]:
+    """The ``regularizers`` argument of a call as a list, or :class:`InvalidInputError` saying what was
+    expected: a list of :class:`Regularizer` with distinct names (not one Regularizer, not dicts)."""
+    if isinstance(regularizers, Regularizer):
+        raise InvalidInputError(f"{call}: regularizers takes a list of Regularizer, got a single Regularizer: "
+                                "pass [regularizer]")
+    if isinstance(regularizers, str | bytes | Mapping) or not isinstance(regularizers, Iterable):
+        raise InvalidInputError(f"{call}: regularizers takes a list of Regularizer, got {type(regularizers).__name__}")
+    checked = list(regularizers)
+    for index, regularizer in enumerate(checked):
+        if not isinstance(regularizer, Regularizer):
+            raise InvalidInputError(f"{call}: regularizers[{index}] is a {type(regularizer).__name__}, not a "
+                                    "Regularizer: build one with Regularizer(name=..., term=..., weight=...)")
+    names = [r.name for r in checked]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidInputError(f"{call}: duplicate regularizer names: {duplicates}")
+    return checked
 
 
 TermEvaluator = Callable[[Any, Sequence[Datum], Logprobs], TermValue]

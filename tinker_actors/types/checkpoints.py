@@ -33,6 +33,8 @@ _KIND_TO_TYPE: dict[str, CheckpointType] = {"weights": "training", "sampler_weig
 
 def validate_checkpoint_name(name: str) -> str:
     """A checkpoint name becomes one path segment: no ``/``, no ``..``, not empty."""
+    if not isinstance(name, str):  # the official SDK refuses a Path or a number too (its path field is a str)
+        raise InvalidInputError(f"a checkpoint name must be a str (e.g. 'step-0100'), got {type(name).__name__}")
     if not name or "/" in name or ".." in name or name.strip() != name:
         raise InvalidInputError(
             f"invalid checkpoint name {name!r}: use a non-empty name without '/', '..' or surrounding spaces")

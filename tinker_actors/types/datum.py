@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from tinker_actors.errors import UnknownLossInputKeyError
+from tinker_actors.errors import InvalidInputError, UnknownLossInputKeyError
 from tinker_actors.types._base import RequestModel
 from tinker_actors.types.model_input import ModelInput
-from tinker_actors.types.tensor import TensorData, TensorDtype
+from tinker_actors.types.tensor import TensorData, TensorDtype, first_non_finite
 
-__all__ = ["LOSS_INPUT_DTYPES", "Datum", "to_tensor_data"]
+__all__ = ["LOSS_INPUT_DTYPES", "Datum", "datum_list", "to_tensor_data"]
 
 # The keys whose plain-list values have a known dtype. Any other key needs an array or a TensorData.
 LOSS_INPUT_DTYPES: dict[str, TensorDtype] = {
@@ -59,3 +60,29 @@ class Datum(RequestModel):
         if isinstance(inputs, dict):
             data["loss_fn_inputs"] = {key: to_tensor_data(key, value) for key, value in inputs.items()}
         super().__init__(**data)
+
+
+def datum_list(data: object, call: str) -> list[Datum]:
+    """The ``data`` argument of a training call as a list, or :class:`InvalidInputError` saying what was
+    expected (raised by the call, before anything is queued).
+
+    Any iterable of Datum is taken (list, tuple, generator), as the official SDK does. Refused: a single
+    Datum (the official SDK fails on it with an AttributeError), a dict or string, an element that is not a
+    Datum, and loss inputs holding NaN or an infinity (JSON cannot carry them: the official SDK sends
+    ``null`` and the server refuses the request with an error that does not say why).
+    """
+    if isinstance(data, Datum):
+        raise InvalidInputError(f"{call} takes a list of Datum, got a single Datum: pass [datum]")
+    if isinstance(data, str | bytes | Mapping) or not isinstance(data, Iterable):
+        raise InvalidInputError(f"{call} takes a list of Datum, got {type(data).__name__}")
+    batch = list(data)
+    for index, datum in enumerate(batch):
+        if not isinstance(datum, Datum):
+            raise InvalidInputError(f"{call}: data[{index}] is a {type(datum).__name__}, not a Datum")
+        for key, tensor in datum.loss_fn_inputs.items():
+            position = first_non_finite(tensor.data)
+            if position is not None:
+                raise InvalidInputError(
+                    f"{call}: data[{index}].loss_fn_inputs[{key!r}] holds {tensor.data[position]} at position "
+                    f"{position}; loss inputs must be finite numbers")
+    return batch

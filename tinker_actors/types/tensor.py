@@ -7,6 +7,13 @@ Only two dtypes exist on the wire: ``int64`` and ``float32``. Conversions:
 * torch (when installed): floating dtypes (incl. bfloat16) -> ``float32``, integer dtypes -> ``int64``;
   bool and complex are an error (the official SDK silently sends bools as int64; we refuse, as bool
   inputs are almost always a mistake in a loss input).
+
+Floating values keep the precision they came with on the wire, as the official SDK sends them: a float64
+``0.1`` under a ``float32`` tensor is written ``0.1``, not ``0.10000000149011612`` (its float32 value
+printed as a double). The server reads both as the same float32; the JSON is the official SDK's, and shorter.
+
+NaN and infinities are allowed in a TensorData (responses may carry them), but a training call refuses
+them before anything is sent (:func:`first_non_finite` finds them).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from tinker_actors.types._base import RequestModel
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TensorData", "TensorDtype"]
+__all__ = ["TensorData", "TensorDtype", "first_non_finite"]
 
 TensorDtype = Literal["int64", "float32"]
 
@@ -70,7 +77,12 @@ class TensorData(RequestModel):
         if dtype == "int64" and array.dtype.kind == "u" and array.size and \
                 int(array.max()) > np.iinfo(np.int64).max:
             raise InvalidInputError("unsigned values above the int64 range cannot be sent")
-        flat = array.astype(_NUMPY_DTYPES[dtype], copy=False).ravel()
+        if dtype == "float32":
+            # Not cast to float32: the values go out with their own precision (module docstring);
+            # only extended precision, which has no JSON form, becomes float64.
+            flat = (array.astype(np.float64) if array.dtype.itemsize > 8 else array).ravel()
+        else:
+            flat = array.astype(np.int64, copy=False).ravel()
         # model_construct: the values are already of the right kinds; validating a million numbers
         # again would cost more than encoding them.
         return cls.model_construct(data=flat.tolist(), dtype=dtype, shape=list(array.shape))
@@ -83,8 +95,10 @@ class TensorData(RequestModel):
         if tensor.dtype == torch.bool or tensor.is_complex():
             raise InvalidInputError(f"unsupported torch dtype {tensor.dtype} for a loss input")
         detached = tensor.detach().cpu()
+        if detached.dtype == torch.float64:
+            return cls.from_numpy(detached.numpy())  # its own precision on the wire, as numpy float64
         if detached.is_floating_point():
-            return cls.from_numpy(detached.to(torch.float32).numpy())
+            return cls.from_numpy(detached.to(torch.float32).numpy())  # exact for half and bfloat16
         return cls.from_numpy(detached.to(torch.int64).numpy())
 
     @classmethod
@@ -114,3 +128,20 @@ class TensorData(RequestModel):
     @property
     def size(self) -> int:
         return len(self.data)
+
+
+def first_non_finite(values: list[int] | list[float]) -> int | None:
+    """The index of the first NaN or infinity in ``values``, or None when every value is finite.
+
+    Fast path: one C-level ``sum``, which is finite exactly when no value is NaN or infinite, unless finite
+    values overflow it (then, and only to locate a culprit, a per-value scan).
+    """
+    try:
+        if math.isfinite(sum(values)):
+            return None
+    except OverflowError:  # ints beyond the float range: not NaN either, scan below
+        pass
+    for index, value in enumerate(values):
+        if isinstance(value, float) and not math.isfinite(value):
+            return index
+    return None
