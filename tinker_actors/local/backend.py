@@ -36,9 +36,14 @@ Arrays = dict[str, npt.NDArray[Any]]
 
 @dataclass(frozen=True)
 class BaseModelDescription:
+    """A base model as the service sees it; ``vocab_size`` and ``context_window`` bound the token ids
+    and lengths a request may carry (checked before any work is queued)."""
+
     name: str
     arch: str
     tokenizer_id: str
+    vocab_size: int
+    context_window: int
 
 
 @dataclass(frozen=True)
@@ -140,8 +145,8 @@ class Backend(Protocol):
 # ---- zero-work ---------------------------------------------------------------------------------
 
 _ZERO_WORK_MODELS = (
-    BaseModelDescription("tiny-byte", "zero-work (no model)", "tinker-actors/tiny-byte"),
-    BaseModelDescription("tiny-bpe", "zero-work (no model)", "tinker-actors/tiny-bpe"),
+    BaseModelDescription("tiny-byte", "zero-work (no model)", "tinker-actors/tiny-byte", 257, 512),
+    BaseModelDescription("tiny-bpe", "zero-work (no model)", "tinker-actors/tiny-bpe", 768, 512),
 )
 _ZERO_WORK_MAX_TOKENS = 16
 

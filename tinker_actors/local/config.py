@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local.http_server import DEFAULT_LIMITS, HttpLimits
+from tinker_actors.local.work_limits import WorkLimits
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "LocalServiceConfig", "UnsafeBindError", "bind_refusal", "is_loopback_host",
            "remote_bind_warning"]
@@ -49,6 +50,10 @@ class LocalServiceConfig:
     max_pending_samples: int | None = None
     archive_lifetime_s: float = 900.0
     fault_seed: int = 0
+    # Work and disk limits per request (tinker_actors.local.work_limits.WorkLimits), and the address
+    # put in absolute URLs the service hands out (archive redirects): default http://<host>:<bound port>.
+    work_limits: WorkLimits = field(default_factory=WorkLimits)
+    public_url: str | None = None
 
     def http_limits(self) -> HttpLimits:
         """The HTTP server's limits (validated: a non-positive timeout or size is an InvalidInputError)."""

@@ -71,7 +71,8 @@ class NumpyBackend:
 
     def describe(self, base_model: str) -> BaseModelDescription:
         info = get_base_model(base_model)
-        return BaseModelDescription(name=info.name, arch=info.arch, tokenizer_id=info.tokenizer_id)
+        return BaseModelDescription(name=info.name, arch=info.arch, tokenizer_id=info.tokenizer_id,
+                                    vocab_size=info.vocab_size, context_window=info.context_window)
 
     def new_trainer(self, base_model: str, lora: LoraSpec) -> Trainer:
         return _NumpyTrainer(LoraTrainer(base_model, lora.rank, lora.seed, lora.train_mlp, lora.train_attn,

@@ -8,6 +8,8 @@ at an unguessable, expiring URL (the official CLI downloads it with a plain GET,
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, timedelta
 from email.utils import format_datetime
@@ -15,7 +17,7 @@ from email.utils import format_datetime
 from tinker_actors.local.http_server import HttpResponse
 from tinker_actors.local.routes import Router
 from tinker_actors.local.state import ApiError, Call, ServiceState, ok
-from tinker_actors.local.storage import CheckpointRecord, RunRecord
+from tinker_actors.local.storage import ArchiveTooLargeError, CheckpointRecord, RunRecord
 from tinker_actors.types import (
     Checkpoint,
     CheckpointsListResponse,
@@ -133,43 +135,77 @@ class RestApi:
         self._state.storage.delete_checkpoint(self._checkpoint(call))
         return HttpResponse(204)
 
-    async def publish(self, call: Call) -> HttpResponse:
+    def _modify(self, call: Call, change: Callable[[CheckpointRecord], CheckpointRecord]) -> CheckpointRecord:
+        """Apply ``change`` to the checkpoint's current version, atomically (see Storage.modify_checkpoint)."""
         record = self._checkpoint(call)
-        if record.public:
-            raise ApiError(400, f"checkpoint {record.tinker_path} is already public")
-        self._state.storage.update_checkpoint(replace(record, public=True))
+        updated = self._state.storage.modify_checkpoint(record.run_id, record.checkpoint_id, change)
+        if updated is None:
+            raise ApiError(404, f"checkpoint {record.tinker_path} not found")
+        return updated
+
+    async def publish(self, call: Call) -> HttpResponse:
+        def make_public(record: CheckpointRecord) -> CheckpointRecord:
+            if record.public:
+                raise ApiError(400, f"checkpoint {record.tinker_path} is already public")
+            return replace(record, public=True)
+
+        self._modify(call, make_public)
         return HttpResponse(204)
 
     async def unpublish(self, call: Call) -> HttpResponse:
-        record = self._checkpoint(call)
-        if not record.public:
-            raise ApiError(400, f"checkpoint {record.tinker_path} is not public")
-        self._state.storage.update_checkpoint(replace(record, public=False))
+        def make_private(record: CheckpointRecord) -> CheckpointRecord:
+            if not record.public:
+                raise ApiError(400, f"checkpoint {record.tinker_path} is not public")
+            return replace(record, public=False)
+
+        self._modify(call, make_private)
         return HttpResponse(204)
 
     async def set_ttl(self, call: Call) -> HttpResponse:
         record = self._checkpoint(call)
         req = call.parse(SetCheckpointTtlRequest)
-        if req.ttl_seconds is not None and req.ttl_seconds < 0:
-            raise ApiError(400, "ttl_seconds must not be negative (null keeps the checkpoint forever)")
-        updated = self._state.storage.set_ttl(record, req.ttl_seconds)
+        ttl = req.ttl_seconds
+        limit = self._state.config.work_limits.max_ttl_seconds
+        if ttl is not None and not 0 <= ttl <= limit:
+            raise ApiError(400, f"ttl_seconds must be between 0 and {limit} (null keeps the checkpoint "
+                                f"forever), got {ttl}")
+        updated = self._state.storage.set_ttl(record, ttl)
+        if updated is None:
+            raise ApiError(404, f"checkpoint {record.tinker_path} not found")
         return ok(checkpoint_model(updated))
 
     async def archive(self, call: Call) -> HttpResponse:
+        """302 to the checkpoint version's archive (built once, then reused; see ``archives.py``).
+
+        The ``Location`` is built from the service's configured address, never from the request's
+        ``Host`` header (which the client controls)."""
         record = self._checkpoint(call)
-        lifetime = timedelta(seconds=self._state.config.archive_lifetime_s)
-        token, expires = self._state.storage.make_archive(record, lifetime)
-        host = call.request.headers.get("host") or f"{self._state.config.host}:{self._state.config.port}"
-        location = f"http://{host}/local/v1/archives/{token}.tar"
+        state = self._state
+        lifetime = timedelta(seconds=state.config.archive_lifetime_s)
+        budget = state.config.work_limits.archive_budget_bytes
+        try:
+            issued = await asyncio.to_thread(
+                state.storage.archive, record.run_id, record.checkpoint_id, lifetime=lifetime,
+                budget_bytes=budget)
+        except ArchiveTooLargeError as error:
+            raise ApiError(507, f"cannot archive checkpoint {record.tinker_path}: {error}", "server") from None
+        if issued is None:
+            raise ApiError(404, f"checkpoint {record.tinker_path} not found")
+        token, expires = issued
+        location = f"{state.public_base_url}/local/v1/archives/{token}.tar"
         return HttpResponse(302, b"", headers=[
             ("Location", location), ("Expires", format_datetime(expires.astimezone(UTC), usegmt=True))])
 
     async def download(self, call: Call) -> HttpResponse:
         token = call.params["file"].removesuffix(".tar")
         path = self._state.storage.archive_path(token)
-        if path is None or not path.exists():
-            raise ApiError(404, "archive not found or expired")
-        return HttpResponse(200, path.read_bytes(), content_type="application/x-tar")
+        try:
+            if path is None:
+                raise FileNotFoundError
+            body = await asyncio.to_thread(path.read_bytes)
+        except OSError:  # unknown, expired, or evicted (the disk budget) just now
+            raise ApiError(404, "archive not found or expired") from None
+        return HttpResponse(200, body, content_type="application/x-tar")
 
     # ---- sessions and samplers ---------------------------------------------------------------
     async def list_sessions(self, call: Call) -> HttpResponse:

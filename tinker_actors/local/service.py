@@ -41,6 +41,7 @@ from tinker_actors.local.http_server import DEFAULT_LIMITS, HttpServer
 from tinker_actors.local.state import ServiceState
 from tinker_actors.local.stats import RequestStats, TelemetryLog
 from tinker_actors.local.storage import Storage
+from tinker_actors.local.work_limits import WorkLimits
 
 __all__ = ["DEFAULT_API_KEY", "LocalService"]
 
@@ -73,7 +74,8 @@ class LocalService:
                  send_timeout_s: float = DEFAULT_LIMITS.send_timeout_s,
                  max_connections: int = DEFAULT_LIMITS.max_connections, allow_remote: bool = False,
                  workers: int = 2, max_pending_samples: int | None = None, archive_lifetime_s: float = 900.0,
-                 fault_seed: int = 0, backend: Backend | None = None) -> None:
+                 fault_seed: int = 0, work_limits: WorkLimits | None = None, public_url: str | None = None,
+                 backend: Backend | None = None) -> None:
         refusal = bind_refusal(host, has_api_key=api_key is not None, allow_remote=allow_remote)
         if refusal is not None:  # before anything is created or bound
             raise UnsafeBindError(refusal)
@@ -86,7 +88,8 @@ class LocalService:
             max_header_bytes=max_header_bytes, header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
             idle_timeout_s=idle_timeout_s, send_timeout_s=send_timeout_s, max_connections=max_connections,
             allow_remote=allow_remote, workers=workers, max_pending_samples=max_pending_samples,
-            archive_lifetime_s=archive_lifetime_s, fault_seed=fault_seed)
+            archive_lifetime_s=archive_lifetime_s, fault_seed=fault_seed,
+            work_limits=work_limits if work_limits is not None else WorkLimits(), public_url=public_url)
         try:
             self._http_limits = self.config.http_limits()  # validated now, not on the service thread
         except InvalidInputError:
@@ -236,6 +239,7 @@ class LocalService:
         try:
             await server.start()
             self._port = server.port
+            state.bound_port = server.port  # for absolute URLs (archive redirects)
             self._started.set()
             housekeeping = asyncio.get_running_loop().create_task(self._housekeeping(state))
             await self._stop_event.wait()

@@ -31,6 +31,7 @@ from tinker_actors.local.storage import InvalidNameError, SamplerRecord, Storage
 from tinker_actors.types import encode_json
 
 __all__ = [
+    "PARSE_INLINE_BYTES",
     "ApiError",
     "Call",
     "ModelSlot",
@@ -46,7 +47,7 @@ T = TypeVar("T")
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 _ENGINE_CACHE_SIZE = 64
-_PARSE_INLINE_BYTES = 256 * 1024
+PARSE_INLINE_BYTES = 256 * 1024
 
 
 class ApiError(Exception):
@@ -70,10 +71,17 @@ def ok(model: pydantic.BaseModel, status: int = 200) -> HttpResponse:
 
 
 def classify_error(error: BaseException) -> tuple[str, str]:
-    """(message, category) of an operation's failure: the caller's mistakes are ``user`` errors."""
+    """(message, category) of an operation's failure: the caller's mistakes are ``user`` errors.
+
+    An ``OSError``'s message leaves out its file name (a path inside the data directory).
+    """
     if isinstance(error, ValueError | KeyError | IndexError | InvalidNameError | pydantic.ValidationError):
         text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         return str(text), "user"
+    if isinstance(error, OverflowError):  # a number from the request too big for an array
+        return f"a number in the request is out of range ({error})", "user"
+    if isinstance(error, OSError):
+        return f"storage error in the local service: {error.strerror or type(error).__name__}", "server"
     return f"internal error in the local service: {type(error).__name__}: {error}", "server"
 
 
@@ -93,14 +101,23 @@ class Call:
     endpoint: str
     params: dict[str, str]
     never_complete: bool = False  # set by a fault: the submission's future must never finish
+    _parsed: tuple[Any] | None = field(default=None, repr=False)  # the body's JSON, once decoded
 
     def json(self) -> Any:
-        if not self.request.body:
-            raise ApiError(400, f"{self.endpoint}: the request has no JSON body")
-        try:
-            return json.loads(self.request.body)
-        except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
-            raise ApiError(400, f"{self.endpoint}: the body is not valid JSON ({error})") from error
+        """The body's JSON (decoded once; later calls return the same object, not to be changed)."""
+        if self._parsed is None:
+            if not self.request.body:
+                raise ApiError(400, f"{self.endpoint}: the request has no JSON body")
+            try:
+                self._parsed = (json.loads(self.request.body),)
+            except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+                raise ApiError(400, f"{self.endpoint}: the body is not valid JSON ({error})") from error
+        return self._parsed[0]
+
+    def raw_field(self, name: str) -> Any:
+        """A top-level field of the JSON body exactly as sent (before pydantic's coercions), or None."""
+        data = self.json()
+        return data.get(name) if isinstance(data, dict) else None
 
     def parse(self, model: type[M]) -> M:
         """Validate the body as ``model``: a 400 with the field errors when it does not fit."""
@@ -113,7 +130,7 @@ class Call:
     async def parse_async(self, model: type[M]) -> M:
         """:meth:`parse`, on a worker thread for big bodies (megabytes of tokens), so that the
         service loop keeps answering polls and heartbeats meanwhile."""
-        if len(self.request.body) < _PARSE_INLINE_BYTES:
+        if len(self.request.body) < PARSE_INLINE_BYTES:
             return self.parse(model)
         return await asyncio.to_thread(self.parse, model)
 
@@ -171,7 +188,30 @@ class ServiceState:
         self.tasks: set[asyncio.Task[None]] = set()
         self._engines: OrderedDict[str, SamplerEngine] = OrderedDict()
         self.pending_samples = 0
+        self.bound_port: int | None = None  # set by the service once it listens
+        self._data_dir_texts = sorted({str(config.data_dir), str(config.data_dir.resolve())}, key=len, reverse=True)
         self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="tinker-local-model")
+
+    @property
+    def public_base_url(self) -> str:
+        """Where clients reach this service: the configured ``public_url``, else the bound address.
+        Absolute URLs the service hands out start with it (never with a request's ``Host`` header)."""
+        if self.config.public_url:
+            return self.config.public_url.rstrip("/")
+        host = self.config.host
+        port = self.bound_port if self.bound_port is not None else self.config.port
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def classify(self, error: BaseException) -> tuple[str, str]:
+        """:func:`classify_error`, with the data directory's path taken out of the message."""
+        message, category = classify_error(error)
+        return self.redact(message), category
+
+    def redact(self, text: str) -> str:
+        """``text`` without the absolute path of the data directory (clients need not know it)."""
+        for path in self._data_dir_texts:
+            text = text.replace(path, "<data_dir>")
+        return text
 
     async def run_blocking(self, work: Callable[[], T]) -> T:
         """Run model work on a worker thread (or inline for an instant backend)."""

@@ -1,34 +1,50 @@
 """The local service's data directory: training runs, checkpoints, sessions and samplers on disk.
 
-Layout (every JSON file is written atomically: a temp file in the same directory, then a rename)::
+Layout (every file is written atomically: a ``.tmp-*`` file in the same directory, then a rename;
+files are created with mode 0600)::
 
     <data_dir>/sessions.json                           known session ids and their creation times
     <data_dir>/samplers/<sampler_id>.json              sampling sessions (+ .npz for ephemeral weights)
     <data_dir>/runs/<run_id>/run.json                  a training run's metadata
+    <data_dir>/runs/<run_id>/<kind>/<name>/<version>/arrays.npz       one version of a checkpoint
+    <data_dir>/runs/<run_id>/<kind>/<name>/<version>/checkpoint.json  its metadata; written last, so
+                                                       a version exists only once it is complete
+    <data_dir>/archives/<random>.tar                   download archives (see ``archives.py``)
 
-(ids are percent-encoded in file names: ``<session>:train:0`` is stored as ``<session>%3Atrain%3A0``).
-    <data_dir>/runs/<run_id>/<kind>/<name>/arrays.npz  checkpoint arrays (kind: weights|sampler_weights)
-    <data_dir>/runs/<run_id>/<kind>/<name>/checkpoint.json   its metadata; written last, so a
-                                                       checkpoint exists only once it is complete
-    <data_dir>/archives/<token>.tar                    short-lived download archives
+(ids are percent-encoded in file names: ``<session>:train:0`` is stored as ``<session>%3Atrain%3A0``;
+``kind`` is ``weights`` or ``sampler_weights``.)
+
+Versions make saves and deletions safe to interleave. Every save writes a new version directory
+(``v<time_ns>-<random>``) and, once it is complete, swaps the in-memory pointer to it and removes the
+version it replaced; TTL expiry and deletion remove exactly the version they looked at, and only if it
+is still the current one (compare-and-delete under the storage lock). So an expiry that runs while the
+same name is saved again can only remove the old version, never the new one's arrays. At start the
+newest complete version of each name wins; incomplete versions and leftover ``.tmp-*`` files (a
+killed save) are removed. Data directories of earlier releases (files directly in ``<name>/``) are
+read as a version of their own.
 
 Ids coming from requests are looked up in memory before they touch a path, and checkpoint names
 are checked by :func:`check_name`, so no request can address a file outside the data directory.
+Messages of the errors raised here name checkpoints by their tinker path, never by a file path.
 A restarted service reads everything back with :meth:`Storage.load`.
+
+Tenants: every record hangs off a training run, and runs carry ``model_owner``; separating tenants
+(one API key's runs invisible to another) needs only a filter on that field in the listing methods
+and the lookups, not a different layout.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import re
 import secrets
 import shutil
-import tarfile
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,11 +55,15 @@ import numpy as np
 import numpy.typing as npt
 
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.local.archives import ArchiveCache, ArchiveTooLargeError
 from tinker_actors.types import ParsedCheckpointTinkerPath
 
 __all__ = [
+    "ArchiveTooLargeError",
     "CheckpointKind",
+    "CheckpointMissingError",
     "CheckpointRecord",
+    "CheckpointUnreadableError",
     "InvalidNameError",
     "RunRecord",
     "SamplerRecord",
@@ -56,11 +76,24 @@ CheckpointKind = Literal["weights", "sampler_weights"]
 Arrays = dict[str, npt.NDArray[Any]]
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-+=@]{0,127}$")
+_VERSION = re.compile(r"^v[0-9]{20}-[0-9a-f]{8}$")
 _TINKER = "tinker://"
+_ARRAYS = "arrays.npz"
+_META = "checkpoint.json"
+_TMP_PREFIX = ".tmp-"
+_KINDS: tuple[CheckpointKind, ...] = ("weights", "sampler_weights")
 
 
 class InvalidNameError(ValueError):
     """A name or tinker path that cannot be stored (the service answers 400)."""
+
+
+class CheckpointMissingError(ValueError):
+    """The checkpoint was deleted (or expired) before its files could be read."""
+
+
+class CheckpointUnreadableError(RuntimeError):
+    """The checkpoint's files exist but cannot be read (a disk problem, not the caller's mistake)."""
 
 
 def check_name(name: str) -> str:
@@ -90,6 +123,11 @@ def _file_name(identifier: str) -> str:
     return quote(identifier, safe="-_.")
 
 
+def _new_version() -> str:
+    """A fresh version directory name; names sort in creation order (within one clock)."""
+    return f"v{time.time_ns():020d}-{secrets.token_hex(4)}"
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -104,7 +142,7 @@ def _parse_iso(text: str | None) -> datetime | None:
 
 def write_json_atomic(path: Path, data: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX, suffix=".json")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=1, sort_keys=True)
@@ -120,7 +158,7 @@ def write_json_atomic(path: Path, data: object) -> None:
 def write_arrays_atomic(path: Path, arrays: Arrays) -> int:
     """Write ``arrays`` as an ``.npz`` (temp file + rename); returns the size in bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX, suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **arrays)  # type: ignore[arg-type]
@@ -171,6 +209,9 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class CheckpointRecord:
+    """One version of a checkpoint. ``version`` names its directory ("" for an earlier release's
+    layout, where the files sit directly in the checkpoint's directory)."""
+
     run_id: str
     kind: CheckpointKind
     name: str
@@ -179,6 +220,7 @@ class CheckpointRecord:
     with_optimizer: bool
     public: bool = False
     expires_at: datetime | None = None
+    version: str = ""
 
     @property
     def checkpoint_id(self) -> str:
@@ -191,6 +233,11 @@ class CheckpointRecord:
     @property
     def tinker_path(self) -> str:
         return f"{_TINKER}{self.run_id}/{self.kind}/{self.name}"
+
+    @property
+    def version_key(self) -> str:
+        """Names this version of this checkpoint among all versions of all checkpoints."""
+        return f"{self.tinker_path}#{self.version}"
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -230,17 +277,12 @@ class SamplerRecord:
         return cls(**values)
 
 
-@dataclass(frozen=True)
-class _Archive:
-    path: Path
-    expires: datetime
-
-
 class Storage:
     """Runs, checkpoints, sessions and samplers, kept in memory and mirrored to ``root``.
 
     Thread-safe: model operations write checkpoint files from worker threads while the service loop
-    answers REST calls.
+    answers REST calls. Big files are written outside the lock; what makes them visible (the
+    metadata file and the in-memory pointer) changes under it.
     """
 
     def __init__(self, root: Path) -> None:
@@ -250,13 +292,15 @@ class Storage:
         self._checkpoints: dict[tuple[str, str], CheckpointRecord] = {}
         self._sessions: dict[str, datetime] = {}
         self._samplers: dict[str, SamplerRecord] = {}
-        self._archives: dict[str, _Archive] = {}
+        self._archives = ArchiveCache(root / "archives")
 
     # ---- loading -----------------------------------------------------------------------------
     def load(self) -> None:
-        """Read the data directory (a fresh one is created). Unreadable entries are skipped."""
+        """Read the data directory (a fresh one is created). Unreadable entries are skipped; leftovers
+        of interrupted writes are removed."""
         with self._lock:
             self.root.mkdir(parents=True, exist_ok=True)
+            self._remove_temp_files()
             sessions_file = self.root / "sessions.json"
             if sessions_file.exists():
                 with contextlib.suppress(ValueError, OSError, TypeError):
@@ -266,16 +310,62 @@ class Storage:
                 with contextlib.suppress(ValueError, OSError, TypeError, KeyError):
                     run = RunRecord.from_json(json.loads(run_file.read_text()))
                     self._runs[run.run_id] = run
-            for meta in sorted((self.root / "runs").glob("*/*/*/checkpoint.json")):
-                with contextlib.suppress(ValueError, OSError, TypeError, KeyError):
-                    record = CheckpointRecord.from_json(json.loads(meta.read_text()))
-                    if record.run_id in self._runs and (meta.parent / "arrays.npz").exists():
-                        self._checkpoints[(record.run_id, record.checkpoint_id)] = record
+            for kind in _KINDS:
+                for name_dir in sorted((self.root / "runs").glob(f"*/{kind}/*")):
+                    if name_dir.is_dir():
+                        self._load_checkpoint(name_dir)
             for sampler_file in sorted((self.root / "samplers").glob("*.json")):
                 with contextlib.suppress(ValueError, OSError, TypeError, KeyError):
                     sampler = SamplerRecord.from_json(json.loads(sampler_file.read_text()))
                     self._samplers[sampler.sampler_id] = sampler
-            shutil.rmtree(self.root / "archives", ignore_errors=True)
+            self._archives.clear()
+
+    def _remove_temp_files(self) -> None:
+        """Temp files of writes that were killed midway (only in the directories this class writes)."""
+        candidates = [*self.root.glob(f"{_TMP_PREFIX}*"), *(self.root / "samplers").glob(f"{_TMP_PREFIX}*"),
+                      *(self.root / "runs").rglob(f"{_TMP_PREFIX}*")]
+        for path in candidates:
+            with contextlib.suppress(OSError):
+                if path.is_file() and not path.is_symlink():
+                    path.unlink()
+
+    def _load_checkpoint(self, name_dir: Path) -> None:
+        """Keep the newest complete version of one checkpoint name; remove the others."""
+        versions: list[CheckpointRecord] = []
+        legacy = self._read_version(name_dir, "")
+        if legacy is not None:
+            versions.append(legacy)
+        for version_dir in sorted(name_dir.iterdir()):
+            if not (_VERSION.match(version_dir.name) and version_dir.is_dir()):
+                continue
+            record = self._read_version(version_dir, version_dir.name)
+            if record is None:
+                shutil.rmtree(version_dir, ignore_errors=True)  # incomplete: its save never finished
+            else:
+                versions.append(record)
+        if not versions:
+            return
+        newest = max(versions, key=lambda record: record.version)
+        if newest.run_id not in self._runs:
+            return
+        self._checkpoints[(newest.run_id, newest.checkpoint_id)] = newest
+        for record in versions:
+            if record is not newest:
+                self._remove_files(record)
+
+    @staticmethod
+    def _read_version(directory: Path, version: str) -> CheckpointRecord | None:
+        meta = directory / _META
+        if not meta.is_file() or not (directory / _ARRAYS).is_file():
+            return None
+        try:
+            record = CheckpointRecord.from_json(json.loads(meta.read_text()))
+        except (ValueError, OSError, TypeError, KeyError):
+            return None
+        name_dir = directory.parent if version else directory
+        if record.kind not in _KINDS or record.name != name_dir.name:
+            return None
+        return replace(record, version=version)
 
     # ---- sessions ----------------------------------------------------------------------------
     def add_session(self, session_id: str) -> None:
@@ -326,31 +416,69 @@ class Storage:
                     write_json_atomic(self._run_dir(run.run_id) / "run.json", run.to_json())
 
     # ---- checkpoints -------------------------------------------------------------------------
-    def _checkpoint_dir(self, run_id: str, kind: CheckpointKind, name: str) -> Path:
+    def _name_dir(self, run_id: str, kind: CheckpointKind, name: str) -> Path:
         return self._run_dir(run_id) / kind / name
+
+    def _version_dir(self, record: CheckpointRecord) -> Path:
+        name_dir = self._name_dir(record.run_id, record.kind, record.name)
+        return name_dir / record.version if record.version else name_dir
 
     def write_checkpoint(self, run_id: str, kind: CheckpointKind, name: str, arrays: Arrays,
                          *, with_optimizer: bool) -> CheckpointRecord:
-        """Write the arrays, then the metadata (which makes the checkpoint visible). Same name: replaced."""
+        """Write a new version (arrays, then the metadata that completes it), then make it current.
+
+        The version it replaces, if any, is removed; a fresh version starts without TTL and private.
+        """
         check_name(name)
+        version = _new_version()
         with self._lock:
             if run_id not in self._runs:
                 raise KeyError(f"unknown training run {run_id!r}")
             self.expire()
-        directory = self._checkpoint_dir(run_id, kind, name)
-        size = write_arrays_atomic(directory / "arrays.npz", arrays)
-        record = CheckpointRecord(run_id=run_id, kind=kind, name=name, time=_now(), size_bytes=size,
-                                  with_optimizer=with_optimizer)
-        with self._lock:
-            write_json_atomic(directory / "checkpoint.json", record.to_json())
-            self._checkpoints[(run_id, record.checkpoint_id)] = record
-            run = self._runs[run_id]
-            self._runs[run_id] = replace(run, last_request_time=record.time)
-            write_json_atomic(self._run_dir(run_id) / "run.json", self._runs[run_id].to_json())
+            directory = self._name_dir(run_id, kind, name) / version
+            directory.mkdir(parents=True)  # under the lock: never races the removal of an empty name dir
+        try:
+            size = write_arrays_atomic(directory / _ARRAYS, arrays)
+            record = CheckpointRecord(run_id=run_id, kind=kind, name=name, time=_now(), size_bytes=size,
+                                      with_optimizer=with_optimizer, version=version)
+            with self._lock:
+                write_json_atomic(directory / _META, record.to_json())
+                key = (run_id, record.checkpoint_id)
+                replaced = self._checkpoints.get(key)
+                self._checkpoints[key] = record
+                if replaced is not None:
+                    self._remove_files(replaced)
+                run = self._runs[run_id]
+                self._runs[run_id] = replace(run, last_request_time=record.time)
+                write_json_atomic(self._run_dir(run_id) / "run.json", self._runs[run_id].to_json())
+        except BaseException:
+            with self._lock:
+                current = self._checkpoints.get((run_id, f"{kind}/{name}"))
+                if current is None or current.version != version:
+                    shutil.rmtree(directory, ignore_errors=True)  # never committed
+            raise
         return record
 
     def read_checkpoint(self, record: CheckpointRecord) -> Arrays:
-        return read_arrays(self._checkpoint_dir(record.run_id, record.kind, record.name) / "arrays.npz")
+        """The arrays of ``record``'s checkpoint. If that version was replaced meanwhile, the current
+        version is read; if the checkpoint is gone, :class:`CheckpointMissingError`."""
+        for _ in range(3):
+            try:
+                return read_arrays(self._version_dir(record) / _ARRAYS)
+            except FileNotFoundError:
+                current = self.checkpoint(record.run_id, record.checkpoint_id)
+                if current is None or current.version == record.version:
+                    break
+                record = current
+            except OSError as error:
+                raise CheckpointUnreadableError(
+                    f"checkpoint {record.tinker_path} could not be read: {error.strerror or 'I/O error'}"
+                ) from None
+            except ValueError as error:  # a damaged .npz
+                raise CheckpointUnreadableError(
+                    f"checkpoint {record.tinker_path} is damaged and could not be read ({type(error).__name__})"
+                ) from None
+        raise CheckpointMissingError(f"checkpoint {record.tinker_path} no longer exists")
 
     def checkpoint(self, run_id: str, checkpoint_id: str) -> CheckpointRecord | None:
         with self._lock:
@@ -374,66 +502,99 @@ class Storage:
                 return record
         return None
 
-    def delete_checkpoint(self, record: CheckpointRecord) -> None:
+    def delete_checkpoint(self, record: CheckpointRecord) -> bool:
+        """Delete ``record``'s version if it is still the current one (compare-and-delete); a newer
+        version saved meanwhile is kept. Returns whether the checkpoint was deleted."""
         with self._lock:
-            self._checkpoints.pop((record.run_id, record.checkpoint_id), None)
-            directory = self._checkpoint_dir(record.run_id, record.kind, record.name)
-            # Remove the metadata first: a half-deleted checkpoint is then simply absent.
-            with contextlib.suppress(OSError):
-                (directory / "checkpoint.json").unlink()
-            shutil.rmtree(directory, ignore_errors=True)
+            key = (record.run_id, record.checkpoint_id)
+            current = self._checkpoints.get(key)
+            if current is None or current.version != record.version:
+                return False
+            del self._checkpoints[key]
+            self._remove_files(current)
+            return True
 
-    def update_checkpoint(self, record: CheckpointRecord) -> None:
+    def modify_checkpoint(self, run_id: str, checkpoint_id: str,
+                          change: Callable[[CheckpointRecord], CheckpointRecord]) -> CheckpointRecord | None:
+        """Apply ``change`` to the current version and store the result, atomically (a save that
+        commits meanwhile cannot be overwritten by the old version). None if there is no checkpoint;
+        an exception raised by ``change`` leaves everything as it was."""
         with self._lock:
-            directory = self._checkpoint_dir(record.run_id, record.kind, record.name)
-            write_json_atomic(directory / "checkpoint.json", record.to_json())
-            self._checkpoints[(record.run_id, record.checkpoint_id)] = record
+            self.expire()
+            current = self._checkpoints.get((run_id, checkpoint_id))
+            if current is None:
+                return None
+            updated = replace(change(current), run_id=current.run_id, kind=current.kind, name=current.name,
+                              version=current.version)
+            write_json_atomic(self._version_dir(updated) / _META, updated.to_json())
+            self._checkpoints[(run_id, checkpoint_id)] = updated
+            return updated
 
-    def set_ttl(self, record: CheckpointRecord, ttl_seconds: int | None) -> CheckpointRecord:
+    def update_checkpoint(self, record: CheckpointRecord) -> bool:
+        """Store ``record`` if its version is still the current one; False if it was replaced or deleted."""
+        def same_version(current: CheckpointRecord) -> CheckpointRecord:
+            if current.version != record.version:
+                raise _Replaced
+            return record
+
+        try:
+            return self.modify_checkpoint(record.run_id, record.checkpoint_id, same_version) is not None
+        except _Replaced:
+            return False
+
+    def set_ttl(self, record: CheckpointRecord, ttl_seconds: int | None) -> CheckpointRecord | None:
+        """Set (or with None clear) the time-to-live of the checkpoint ``record`` names."""
         expires = _now() + timedelta(seconds=ttl_seconds) if ttl_seconds is not None else None
-        updated = replace(record, expires_at=expires)
-        self.update_checkpoint(updated)
-        return updated
+        return self.modify_checkpoint(record.run_id, record.checkpoint_id,
+                                      lambda current: replace(current, expires_at=expires))
 
     def expire(self) -> None:
-        """Delete checkpoints whose time-to-live has passed."""
+        """Delete checkpoints whose time-to-live has passed (each exactly in the version that expired)."""
         now = _now()
         with self._lock:
-            expired = [c for c in self._checkpoints.values() if c.expired(now)]
-            for record in expired:
+            for record in [c for c in self._checkpoints.values() if c.expired(now)]:
                 self.delete_checkpoint(record)
 
+    def _remove_files(self, record: CheckpointRecord) -> None:
+        """Remove one version's files (metadata first: a half-removed version is simply incomplete)."""
+        self._archives.drop(record.version_key)
+        directory = self._version_dir(record)
+        with contextlib.suppress(OSError):
+            (directory / _META).unlink()
+        if record.version:
+            shutil.rmtree(directory, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                (directory / _ARRAYS).unlink()
+        with contextlib.suppress(OSError):
+            self._name_dir(record.run_id, record.kind, record.name).rmdir()  # only if now empty
+
     # ---- archives ----------------------------------------------------------------------------
-    def make_archive(self, record: CheckpointRecord, lifetime: timedelta) -> tuple[str, datetime]:
-        """Tar the checkpoint's files; returns (download token, expiry)."""
-        token = secrets.token_urlsafe(24)
-        directory = self._checkpoint_dir(record.run_id, record.kind, record.name)
-        target = self.root / "archives" / f"{token}.tar"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for file_name in ("arrays.npz", "checkpoint.json"):
-                tar.add(directory / file_name, arcname=file_name)
-        target.write_bytes(buffer.getvalue())
-        expires = _now() + lifetime
-        with self._lock:
-            self._drop_old_archives()
-            self._archives[token] = _Archive(target, expires)
-        return token, expires
+    def archive(self, run_id: str, checkpoint_id: str, *, lifetime: timedelta,
+                budget_bytes: int) -> tuple[str, datetime] | None:
+        """(download token, expiry) of the current version's archive; None if there is no checkpoint.
+
+        Raises :class:`ArchiveTooLargeError` when the archive cannot fit in ``budget_bytes``.
+        """
+        for _ in range(3):
+            record = self.checkpoint(run_id, checkpoint_id)
+            if record is None:
+                return None
+            directory = self._version_dir(record)
+            files = {_ARRAYS: directory / _ARRAYS, _META: directory / _META}
+            try:
+                return self._archives.token_for(record.version_key, files, lifetime=lifetime,
+                                                budget_bytes=budget_bytes)
+            except FileNotFoundError:
+                continue  # replaced or deleted while being archived: look again
+        return None
 
     def archive_path(self, token: str) -> Path | None:
-        with self._lock:
-            self._drop_old_archives()
-            archive = self._archives.get(token)
-            return archive.path if archive is not None else None
+        return self._archives.path(token)
 
-    def _drop_old_archives(self) -> None:
-        now = _now()
-        for token, archive in list(self._archives.items()):
-            if archive.expires <= now:
-                del self._archives[token]
-                with contextlib.suppress(OSError):
-                    archive.path.unlink()
+    @property
+    def archives(self) -> ArchiveCache:
+        return self._archives
 
     # ---- samplers ----------------------------------------------------------------------------
     def add_sampler(self, sampler: SamplerRecord, arrays: Arrays | None = None) -> None:
@@ -452,9 +613,20 @@ class Storage:
 
     def sampler_arrays(self, sampler_id: str) -> Arrays | None:
         path = self._sampler_file(sampler_id, ".npz")
-        return read_arrays(path) if path.exists() else None
+        try:
+            return read_arrays(path)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            raise CheckpointUnreadableError(
+                f"the weights of sampling session {sampler_id} could not be read ({type(error).__name__})"
+            ) from None
 
     def samplers_of_session(self, session_id: str) -> list[str]:
         with self._lock:
             records = [s for s in self._samplers.values() if s.session_id == session_id]
         return [s.sampler_id for s in sorted(records, key=lambda s: (s.created, s.sampler_id))]
+
+
+class _Replaced(Exception):
+    """update_checkpoint: the version to update is no longer the current one."""
