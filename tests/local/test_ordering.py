@@ -43,9 +43,16 @@ def test_out_of_order_arrivals_run_in_seq_order(recorded: tuple[LocalService, Re
     assert backend.operations == ["fwdbwd:1", "fwdbwd:2", "fwdbwd:3"]
 
 
-def test_concurrent_submissions_from_many_connections_keep_order(
-        recorded: tuple[LocalService, RecordingBackend, Api]) -> None:
-    svc, backend, api = recorded
+def test_concurrent_submissions_from_many_connections_keep_order() -> None:
+    backend = RecordingBackend()
+    # A generous gap timeout: ten threads connecting on a loaded machine may take longer than 0.4 s.
+    with LocalService(backend=backend, long_poll_s=1.0, gap_timeout_s=10.0) as svc:
+        api = Api(svc)
+        _run_concurrent_submissions(svc, backend, api)
+        api.close()
+
+
+def _run_concurrent_submissions(svc: LocalService, backend: RecordingBackend, api: Api) -> None:
     model_id = api.create_model(api.create_session())
     results: dict[int, str] = {}
 

@@ -1,6 +1,6 @@
 """Futures of the local service: request ids, long-polled results, expiry.
 
-Every submission endpoint answers at once with a ``request_id``; the work finishes later and its
+Every submission endpoint answers at once with a ``request_id`` (random, unguessable); the work finishes later and its
 result (or its error) is stored here as encoded JSON so that it can be read again and again (a client
 may poll the same id after a dropped connection). Only ids that were never issued, or whose result
 expired, are unknown (the server then answers 410). Lives on the service's event loop: no locks.
@@ -9,7 +9,6 @@ expired, are unknown (the server then answers 410). Lives on the service's event
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import secrets
 import time
@@ -51,12 +50,13 @@ class FutureStore:
         self._result_ttl_s = result_ttl_s
         self._entries: dict[str, _Entry] = {}
         self._finished: deque[tuple[float, str]] = deque()  # in finishing order, so expiry is cheap
-        # A random prefix per store: ids of an earlier (restarted) service are never mistaken for ours.
-        self._prefix = f"req-{secrets.token_hex(6)}-"
-        self._counter = itertools.count(1)
 
     def create(self, request_type: str, model_id: str | None) -> str:
-        request_id = f"{self._prefix}{next(self._counter)}"
+        """A new pending future. Its id is 128 random bits: whoever holds a request id may read its
+        result, so ids must not be guessable from one's own (no counter, no clock)."""
+        request_id = f"req-{secrets.token_urlsafe(16)}"
+        while request_id in self._entries:  # never in practice; cheap to rule out
+            request_id = f"req-{secrets.token_urlsafe(16)}"
         self._entries[request_id] = _Entry(request_type, model_id, time.monotonic())
         return request_id
 

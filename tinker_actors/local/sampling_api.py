@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 
-from tinker_actors.local.backend import Arrays, SampleArgs, SampleOutput, SamplerEngine
+from tinker_actors.local.backend import Arrays, BaseModelDescription, SampleArgs, SampleOutput, SamplerEngine
 from tinker_actors.local.http_server import HttpResponse
 from tinker_actors.local.routes import Router
-from tinker_actors.local.sequencer import MAX_REMEMBERED
-from tinker_actors.local.state import ApiError, Call, SamplerSlot, ServiceState, classify_error, ok
+from tinker_actors.local.sequencer import MAX_REMEMBERED, show_value
+from tinker_actors.local.state import ApiError, Call, SamplerSlot, ServiceState, ok
 from tinker_actors.local.storage import InvalidNameError, SamplerRecord
+from tinker_actors.local.work_limits import OverLimitError, WorkLimits, check_at_most, check_token_ids
 from tinker_actors.types import (
     CreateSamplingSessionRequest,
     CreateSamplingSessionResponse,
@@ -43,6 +44,27 @@ def sample_args(req: SampleRequest) -> SampleArgs:
         temperature=float(params.temperature), top_k=params.top_k, top_p=float(params.top_p), stop=stop,
         seed=params.seed, prompt_logprobs=bool(req.prompt_logprobs),
         topk_prompt_logprobs=req.topk_prompt_logprobs)
+
+
+def check_sample(req: SampleRequest, model: BaseModelDescription, limits: WorkLimits) -> None:
+    """What one sample request may ask of ``model``: raises :class:`OverLimitError` beyond a limit.
+
+    ``max_tokens`` and the prompt must each fit in the context window; whether both fit together is
+    the model's to judge (a ``user`` error result)."""
+    check_at_most("num_samples", req.num_samples, limits.max_num_samples)
+    check_at_most("topk_prompt_logprobs", req.topk_prompt_logprobs, limits.max_topk_prompt_logprobs)
+    max_tokens = req.sampling_params.max_tokens
+    if max_tokens is not None:
+        check_at_most(f"max_tokens (the context window of {model.name})", max_tokens, model.context_window)
+    stop = req.sampling_params.stop
+    if stop is not None and not isinstance(stop, str):
+        check_at_most("the number of stop sequences", len(stop), limits.max_stop_sequences)
+    length = 0
+    for chunk in req.prompt.chunks:
+        if isinstance(chunk, EncodedTextChunk):
+            length += len(chunk.tokens)
+            check_token_ids(chunk.tokens, model.vocab_size, "the prompt")
+    check_at_most(f"the prompt length (the context window of {model.name})", length, model.context_window)
 
 
 def encode_sample(output: SampleOutput, req: SampleRequest) -> bytes:
@@ -113,7 +135,18 @@ class SamplingApi:
     async def asample(self, call: Call) -> HttpResponse:
         state = self._state
         req = await call.parse_async(SampleRequest)
+        if req.seq_id is not None:
+            raw_seq_id = call.raw_field("seq_id")
+            if isinstance(raw_seq_id, bool) or not isinstance(raw_seq_id, int):
+                raise ApiError(400, f"asample: seq_id must be an integer, got {show_value(raw_seq_id)}")
         slot = self._resolve_slot(req)
+        try:
+            model = state.backend.describe(slot.record.base_model)
+            check_sample(req, model, state.config.work_limits)
+        except OverLimitError as error:
+            raise ApiError(400, f"asample: {error}") from None
+        except ValueError as error:  # an unknown base model
+            raise ApiError(400, str(error)) from None
         owner = slot.record.sampler_id
         state.stats.sequenced_received(owner, req.seq_id, call.endpoint)
         token = _attempt_token(call)
@@ -159,7 +192,7 @@ class SamplingApi:
             args = sample_args(req)
             payload = await state.run_blocking(lambda: encode_sample(engine.sample(args), req))
         except Exception as error:
-            message, category = classify_error(error)
+            message, category = state.classify(error)
             state.futures.fail(request_id, message, category)
             state.stats.executed(endpoint, slot.record.sampler_id, req.seq_id, ok=False)
         else:

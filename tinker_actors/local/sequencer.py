@@ -6,6 +6,11 @@ answer). Each model has one :class:`ModelSequencer`: a task on the service loop 
 operation at a time. A gap in the numbering (a request that never arrived) is waited for at most
 ``gap_timeout_s``; then the sequencer moves on, so one lost request cannot stall a model forever.
 A request that arrives after its turn was skipped is run when it arrives.
+
+Only strict integers (not ``true``, not ``2.0``) from the first ``seq_id`` up to ``max_ahead`` beyond
+the next one to run are accepted (:meth:`ModelSequencer.refusal`): one request numbered 10**30 would
+otherwise become, once its gap timed out, the model's "next" number, and every later request would
+count as late and run in arrival order, for good.
 """
 
 from __future__ import annotations
@@ -20,13 +25,20 @@ from dataclasses import dataclass
 
 _log = logging.getLogger(__name__)
 
-__all__ = ["ModelSequencer", "Operation", "SeenRequest"]
+__all__ = ["DEFAULT_MAX_AHEAD", "ModelSequencer", "Operation", "SeenRequest", "show_value"]
 
 Operation = Callable[[], Awaitable[None]]
 
 # Repeats come from client retries, seconds after the original; remembering the most recent ones
 # is enough, and keeps a model's memory flat over a long run.
 MAX_REMEMBERED = 10_000
+DEFAULT_MAX_AHEAD = 4096
+
+
+def show_value(value: object, limit: int = 40) -> str:
+    """A short repr of a value from a request, for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 @dataclass(frozen=True)
@@ -47,8 +59,10 @@ class _Queued:
 class ModelSequencer:
     """Runs one model's operations one at a time, in ``seq_id`` order."""
 
-    def __init__(self, *, gap_timeout_s: float, first_seq_id: int = 1) -> None:
+    def __init__(self, *, gap_timeout_s: float, first_seq_id: int = 1, max_ahead: int = DEFAULT_MAX_AHEAD) -> None:
         self._gap_timeout_s = gap_timeout_s
+        self._first_seq_id = first_seq_id
+        self._max_ahead = max_ahead
         self._next_seq_id = first_seq_id
         self._waiting: dict[int, _Queued] = {}
         self._ready: deque[Operation] = deque()
@@ -59,6 +73,17 @@ class ModelSequencer:
 
     def seen(self, seq_id: int) -> SeenRequest | None:
         return self._seen.get(seq_id)
+
+    def refusal(self, seq_id: object) -> str | None:
+        """Why ``seq_id`` (as it came in the request's JSON) cannot be accepted; None if it can."""
+        if isinstance(seq_id, bool) or not isinstance(seq_id, int):
+            return f"seq_id must be an integer, got {show_value(seq_id)}"
+        if seq_id < self._first_seq_id:
+            return f"seq_id must be at least {self._first_seq_id}, got {seq_id}"
+        if seq_id > self._next_seq_id + self._max_ahead:
+            return (f"seq_id {show_value(seq_id)} is too far ahead: this model runs seq_id {self._next_seq_id} "
+                    f"next and accepts at most {self._max_ahead} beyond it")
+        return None
 
     def submit(self, seq_id: int | None, endpoint: str, request_id: str, operation: Operation) -> None:
         """Queue ``operation``; without a ``seq_id`` it runs in arrival order, unsequenced."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
 from tinker_actors.local.future_store import FutureState
 from tinker_actors.local.http_server import HttpResponse
 from tinker_actors.local.routes import Router
-from tinker_actors.local.state import ApiError, Call, ServiceState, ok
+from tinker_actors.local.state import PARSE_INLINE_BYTES, ApiError, Call, ServiceState, ok
+from tinker_actors.local.work_limits import OverLimitError, WorkLimits, check_at_most
 from tinker_actors.types import (
     CreateSessionRequest,
     CreateSessionResponse,
@@ -24,6 +27,26 @@ from tinker_actors.types import (
 __all__ = ["SessionApi"]
 
 _TELEMETRY_ACCEPTED = b'{"status":"accepted"}'
+
+
+def _measured_batch(body: bytes, limits: WorkLimits) -> tuple[dict[str, Any] | None, list[int]]:
+    """The batch (None if the body is not a JSON object) and the JSON size of each of its events;
+    raises :class:`OverLimitError` for too many events or one too large."""
+    try:
+        batch = json.loads(body)
+    except (ValueError, RecursionError):
+        return None, []
+    if not isinstance(batch, dict):
+        return None, []
+    events = batch.get("events")
+    events = [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
+    check_at_most("the number of telemetry events in a batch", len(events), limits.max_telemetry_events)
+    sizes = []
+    for index, event in enumerate(events):
+        size = len(json.dumps(event))
+        check_at_most(f"the size of telemetry event {index} in bytes", size, limits.max_telemetry_event_bytes)
+        sizes.append(size)
+    return batch, sizes
 
 
 class SessionApi:
@@ -52,14 +75,21 @@ class SessionApi:
         return ok(SessionHeartbeatResponse())
 
     async def telemetry(self, call: Call) -> HttpResponse:
-        # Lenient on purpose: a telemetry batch must never fail (a failing batch makes the official
-        # SDK retry it forever, with a warning each second). Anything that is a JSON object is kept.
+        # Lenient about content on purpose: a failing batch makes the official SDK retry it forever,
+        # with a warning each second. Anything that is a JSON object is kept. Only a batch beyond the
+        # size limits (far beyond what the SDKs send: at most 100 events) is refused.
+        limits = self._state.config.work_limits
+        body = call.request.body or b"{}"
         try:
-            batch = json.loads(call.request.body or b"{}")
-        except ValueError:
-            batch = None
-        if isinstance(batch, dict):
-            self._state.telemetry.add_batch(batch)
+            check_at_most("the telemetry batch size in bytes", len(body), limits.max_telemetry_batch_bytes)
+            if len(body) < PARSE_INLINE_BYTES:
+                batch, sizes = _measured_batch(body, limits)
+            else:
+                batch, sizes = await asyncio.to_thread(_measured_batch, body, limits)
+        except OverLimitError as error:
+            raise ApiError(400, f"telemetry: {error}") from None
+        if batch is not None:
+            self._state.telemetry.add_batch(batch, sizes)
         return HttpResponse(200, _TELEMETRY_ACCEPTED)
 
     async def capabilities(self, call: Call) -> HttpResponse:

@@ -7,6 +7,7 @@ but executed once. Thread-safe: read from test threads while the service loop wr
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -96,22 +97,33 @@ class RequestStats:
 
 
 class TelemetryLog:
-    """The telemetry batches received (the newest ``max_events`` events are kept)."""
+    """The telemetry events received: the newest ``max_events``, and at most ``max_bytes`` of them
+    (measured as JSON), so a long-running service's memory stays flat."""
 
-    def __init__(self, max_events: int = 10_000) -> None:
+    def __init__(self, max_events: int = 10_000, max_bytes: int = 16 * 1024 * 1024) -> None:
         self._lock = threading.Lock()
-        self._events: deque[dict[str, Any]] = deque(maxlen=max_events)
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._events: deque[tuple[dict[str, Any], int]] = deque()  # (event, its size in bytes)
+        self._bytes = 0
         self._batches = 0
 
-    def add_batch(self, batch: dict[str, Any]) -> None:
+    def add_batch(self, batch: dict[str, Any], sizes: list[int] | None = None) -> None:
+        """Keep the batch's events (``sizes``: their JSON sizes, when the caller measured them)."""
         events = batch.get("events")
         context = {k: v for k, v in batch.items() if k != "events"}
+        kept = [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
+        if sizes is None or len(sizes) != len(kept):
+            sizes = [len(json.dumps(event, default=str)) for event in kept]
         with self._lock:
             self._batches += 1
-            for event in events if isinstance(events, list) else []:
-                if isinstance(event, dict):
-                    self._events.append({**event, "batch": context})
+            for event, size in zip(kept, sizes, strict=True):
+                self._events.append(({**event, "batch": context}, size))
+                self._bytes += size
+                while len(self._events) > self._max_events or self._bytes > self._max_bytes:
+                    _, dropped = self._events.popleft()
+                    self._bytes -= dropped
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"batches": self._batches, "events": list(self._events)}
+            return {"batches": self._batches, "events": [event for event, _ in self._events]}

@@ -8,6 +8,7 @@ context window) become ``{"error", "category": "user"}`` results; malformed requ
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from tinker_actors.local.backend import AdamSettings, DatumInput, LoraSpec, Step
 from tinker_actors.local.http_server import HttpResponse
 from tinker_actors.local.routes import Handler, Router
 from tinker_actors.local.sequencer import ModelSequencer
-from tinker_actors.local.state import ApiError, Call, ModelSlot, SamplerSlot, ServiceState, classify_error, ok
+from tinker_actors.local.state import PARSE_INLINE_BYTES, ApiError, Call, ModelSlot, SamplerSlot, ServiceState, ok
 from tinker_actors.local.storage import (
     CheckpointKind,
     InvalidNameError,
@@ -28,6 +29,13 @@ from tinker_actors.local.storage import (
     SamplerRecord,
     check_name,
     parse_tinker_path,
+)
+from tinker_actors.local.work_limits import (
+    MAX_TOKEN_ID,
+    OverLimitError,
+    WorkLimits,
+    check_at_most,
+    check_token_ids,
 )
 from tinker_actors.types import (
     CreateModelRequest,
@@ -89,6 +97,27 @@ def datum_input(datum: Datum, loss_fn: str) -> DatumInput:
     return DatumInput(tokens=np.asarray(tokens, dtype=np.int64), loss_fn_inputs=inputs)
 
 
+def check_batch(data: ForwardBackwardInput, vocab_size: int | None, limits: WorkLimits) -> None:
+    """The batch's size within ``limits``; its token ids (inputs and ``target_tokens``) within the
+    vocabulary (when known). Raises :class:`OverLimitError`. Lengths against the context window are
+    the model's to check (a ``user`` error result, like its other judgements of the data)."""
+    check_at_most("the number of datums", len(data.data), limits.max_batch_datums)
+    total = 0
+    for datum in data.data:
+        for chunk in datum.model_input.chunks:
+            if isinstance(chunk, EncodedTextChunk):
+                total += len(chunk.tokens)
+    check_at_most("the number of tokens in the batch", total, limits.max_batch_tokens)
+    bound = vocab_size if vocab_size is not None else MAX_TOKEN_ID + 1
+    for index, datum in enumerate(data.data):
+        for chunk in datum.model_input.chunks:
+            if isinstance(chunk, EncodedTextChunk):
+                check_token_ids(chunk.tokens, bound, f"datum {index}: model_input")
+        targets = datum.loss_fn_inputs.get("target_tokens")
+        if targets is not None and targets.dtype == "int64":
+            check_token_ids(targets.data, bound, f"datum {index}: target_tokens")
+
+
 def encode_step(step: StepOutput) -> bytes:
     outputs = [{name: TensorData.from_numpy(np.asarray(value)) for name, value in out.items()}
                for out in step.outputs]
@@ -141,16 +170,14 @@ class TrainingApi:
 
     def _release_seq_id(self, call: Call) -> None:
         try:
-            data = json.loads(call.request.body)
-        except (ValueError, RecursionError):
-            return
-        if not isinstance(data, dict):
-            return
-        model_id, seq_id = data.get("model_id"), data.get("seq_id")
-        if not isinstance(model_id, str) or not isinstance(seq_id, int) or isinstance(seq_id, bool):
-            return
-        slot = self._state.models.get(model_id)
-        if slot is not None and slot.sequencer.seen(seq_id) is None:
+            model_id, seq_id = call.raw_field("model_id"), call.raw_field("seq_id")
+        except ApiError:
+            return  # not JSON: names no seq_id
+        slot = self._state.models.get(model_id) if isinstance(model_id, str) else None
+        if slot is None or slot.sequencer.refusal(seq_id) is not None:
+            return  # a seq_id outside the model's window is refused without taking a place in it
+        assert isinstance(seq_id, int)
+        if slot.sequencer.seen(seq_id) is None:
             slot.sequencer.consume(seq_id, REFUSED, "")
 
     # ---- models ------------------------------------------------------------------------------
@@ -174,8 +201,10 @@ class TrainingApi:
             train_unembed=lora_config.train_unembed if lora_config else True,
         )
         request_id = state.futures.create("CreateModel", model_id)
+        sequencer = ModelSequencer(gap_timeout_s=state.config.gap_timeout_s,
+                                   max_ahead=state.config.work_limits.max_seq_id_ahead)
         slot = ModelSlot(model_id=model_id, session_id=req.session_id, base_model=req.base_model,
-                         lora=lora, sequencer=ModelSequencer(gap_timeout_s=state.config.gap_timeout_s))
+                         lora=lora, sequencer=sequencer)
         state.models[model_id] = slot
         state.model_requests[key] = request_id
         if not call.never_complete:
@@ -194,7 +223,7 @@ class TrainingApi:
                 train_unembed=slot.lora.train_unembed, model_owner="local", created=now,
                 last_request_time=now, user_metadata=_string_metadata(metadata)))
         except Exception as error:
-            message, category = classify_error(error)
+            message, category = state.classify(error)
             slot.release(f"model creation failed: {message}")
             state.futures.fail(request_id, message, category)
             state.stats.executed("create_model", ok=False)
@@ -236,17 +265,26 @@ class TrainingApi:
     # ---- sequenced operations ----------------------------------------------------------------
     async def forward_backward(self, call: Call) -> HttpResponse:
         req = await call.parse_async(ForwardBackwardRequest)
-        return self._submit_pass(call, req.model_id, req.seq_id, req.forward_backward_input,
-                                 backward=True, request_type="ForwardBackward")
+        return await self._submit_pass(call, req.model_id, req.seq_id, req.forward_backward_input,
+                                       backward=True, request_type="ForwardBackward")
 
     async def forward(self, call: Call) -> HttpResponse:
         req = await call.parse_async(ForwardRequest)
-        return self._submit_pass(call, req.model_id, req.seq_id, req.forward_input,
-                                 backward=False, request_type="Forward")
+        return await self._submit_pass(call, req.model_id, req.seq_id, req.forward_input,
+                                       backward=False, request_type="Forward")
 
-    def _submit_pass(self, call: Call, model_id: str, seq_id: int | None, data: ForwardBackwardInput,
-                     *, backward: bool, request_type: str) -> HttpResponse:
+    async def _submit_pass(self, call: Call, model_id: str, seq_id: int | None, data: ForwardBackwardInput,
+                           *, backward: bool, request_type: str) -> HttpResponse:
         slot = self._slot(model_id)
+        vocab_size = self._vocab_size(slot)
+        limits = self._state.config.work_limits
+        try:
+            if len(call.request.body) < PARSE_INLINE_BYTES:
+                check_batch(data, vocab_size, limits)
+            else:  # a long token list: checked off the service loop, like its parsing
+                await asyncio.to_thread(check_batch, data, vocab_size, limits)
+        except OverLimitError as error:
+            raise ApiError(400, f"{call.endpoint}: {error}") from None
 
         def run_pass(trainer: Trainer) -> _Done:
             batch = [datum_input(datum, data.loss_fn) for datum in data.data]
@@ -363,6 +401,13 @@ class TrainingApi:
             raise ApiError(404, f"model {model_id!r} is not available: {slot.gone}")
         return slot
 
+    def _vocab_size(self, slot: ModelSlot) -> int | None:
+        """The slot's vocabulary size; None while its base model is unknown (creation will fail)."""
+        try:
+            return self._state.backend.describe(slot.base_model).vocab_size
+        except ValueError:
+            return None
+
     @staticmethod
     def _checkpoint_name(path: str | None, seq_id: int | None) -> str:
         name = path if path is not None else f"{seq_id or 0:06d}"
@@ -375,6 +420,10 @@ class TrainingApi:
                 work: Work) -> HttpResponse:
         state = self._state
         endpoint = call.endpoint
+        if seq_id is not None:
+            refusal = slot.sequencer.refusal(call.raw_field("seq_id"))
+            if refusal is not None:
+                raise ApiError(400, f"{endpoint}: {refusal}")
         state.stats.sequenced_received(slot.model_id, seq_id, endpoint)
         if seq_id is not None:
             seen = slot.sequencer.seen(seq_id)
@@ -401,7 +450,7 @@ class TrainingApi:
             try:
                 done = await state.run_blocking(lambda: work(trainer))
             except Exception as error:
-                message, category = classify_error(error)
+                message, category = state.classify(error)
                 state.futures.fail(request_id, message, category)
                 state.stats.executed(endpoint, slot.model_id, seq_id, ok=False)
                 return
