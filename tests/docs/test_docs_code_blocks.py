@@ -137,6 +137,8 @@ def pages(docs_service: LocalService, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.mark.timeout(BLOCK_TIMEOUT_S)
+# A block may show a test that uses the marks of tinker_actors.testing.plugin, not loaded here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnknownMarkWarning")
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
 def test_docs_code_block(block: CodeBlock, pages: dict[str, PageRun]) -> None:
     if block.skip_reason is not None:
