@@ -165,29 +165,43 @@ class APIStatusError(APIError):
 class BadRequestError(APIStatusError):
     """HTTP 400."""
 
+    status_code: int = 400  # as in the official SDK; an instance carries the status it got
+
 
 class AuthenticationError(APIStatusError):
     """HTTP 401."""
+
+    status_code: int = 401  # as in the official SDK; an instance carries the status it got
 
 
 class PermissionDeniedError(APIStatusError):
     """HTTP 403."""
 
+    status_code: int = 403  # as in the official SDK; an instance carries the status it got
+
 
 class NotFoundError(APIStatusError):
     """HTTP 404."""
+
+    status_code: int = 404  # as in the official SDK; an instance carries the status it got
 
 
 class ConflictError(APIStatusError):
     """HTTP 409."""
 
+    status_code: int = 409  # as in the official SDK; an instance carries the status it got
+
 
 class UnprocessableEntityError(APIStatusError):
     """HTTP 422."""
 
+    status_code: int = 422  # as in the official SDK; an instance carries the status it got
+
 
 class RateLimitError(APIStatusError):
     """HTTP 429."""
+
+    status_code: int = 429  # as in the official SDK; an instance carries the status it got
 
 
 class InternalServerError(APIStatusError):

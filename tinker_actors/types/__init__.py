@@ -2,9 +2,15 @@
 
 Request types are frozen and reject unknown fields; response types ignore unknown fields. Encode a
 request with :func:`encode_json` (only the fields that were set, as WIRE-PROTOCOL §2.0 requires).
+
+Every module path of the official SDK 0.6.3's ``tinker.types`` exists here too (``types.tensor_data``,
+``types.optim_step_request``, ``types.shared.untyped_api_future``, ...): each re-exports the same objects
+as this package, for code that imports from them.
 """
 
+from tinker_actors.errors import RequestErrorCategory
 from tinker_actors.types._base import RequestModel, ResponseModel, encode_json, to_wire_dict
+from tinker_actors.types.aliases import FutureRetrieveResponse, LossFnInputs, LossFnOutput, ModelID, RequestID
 from tinker_actors.types.checkpoints import (
     Checkpoint,
     CheckpointArchiveUrlResponse,
@@ -97,8 +103,6 @@ from tinker_actors.types.training import (
     UnloadModelResponse,
 )
 
-ModelID = str
-
 __all__ = [
     "LOSS_FUNCTIONS",
     "LOSS_INPUT_DTYPES",
@@ -122,6 +126,7 @@ __all__ = [
     "ForwardBackwardRequest",
     "ForwardRequest",
     "FutureRetrieveRequest",
+    "FutureRetrieveResponse",
     "GenericEvent",
     "GetInfoRequest",
     "GetInfoResponse",
@@ -135,6 +140,8 @@ __all__ = [
     "LoadWeightsRequest",
     "LoadWeightsResponse",
     "LoraConfig",
+    "LossFnInputs",
+    "LossFnOutput",
     "LossFnType",
     "ModelData",
     "ModelID",
@@ -144,7 +151,9 @@ __all__ = [
     "OptimStepResponse",
     "ParsedCheckpointTinkerPath",
     "QueueState",
+    "RequestErrorCategory",
     "RequestFailedResponse",
+    "RequestID",
     "RequestModel",
     "ResponseModel",
     "SampleRequest",

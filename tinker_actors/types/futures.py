@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import field_validator
@@ -17,7 +18,25 @@ __all__ = [
     "UntypedAPIFuture",
 ]
 
-QueueState = Literal["active", "paused_capacity", "paused_rate_limit"]
+class QueueState(StrEnum):
+    """Why a pending request may be slow, as a 408 / try_again answer says (``queue_state``).
+
+    A ``str`` enum: each member equals its wire value (``QueueState.PAUSED_CAPACITY == "paused_capacity"``).
+    The official SDK's enum of the same name and members (``tinker.lib.api_future_impl.QueueState``).
+    """
+
+    ACTIVE = "active"
+    PAUSED_RATE_LIMIT = "paused_rate_limit"
+    PAUSED_CAPACITY = "paused_capacity"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def parse(cls, value: object) -> QueueState:
+        """A wire value as a member; anything unrecognised is ``UNKNOWN`` (as the official SDK reads it)."""
+        try:
+            return cls(value) if isinstance(value, str) else cls.UNKNOWN
+        except ValueError:
+            return cls.UNKNOWN
 
 
 class UntypedAPIFuture(ResponseModel):

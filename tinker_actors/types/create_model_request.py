@@ -1,0 +1,5 @@
+"""``tinker.types.create_model_request`` of the official SDK 0.6.3: the same objects, re-exported."""
+
+from tinker_actors.types.training import CreateModelRequest
+
+__all__ = ["CreateModelRequest"]

@@ -1,0 +1,5 @@
+"""``tinker.types.create_sampling_session_request`` of the official SDK 0.6.3: the same objects, re-exported."""
+
+from tinker_actors.types.sampling import CreateSamplingSessionRequest
+
+__all__ = ["CreateSamplingSessionRequest"]

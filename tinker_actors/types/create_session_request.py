@@ -1,0 +1,5 @@
+"""``tinker.types.create_session_request`` of the official SDK 0.6.3: the same objects, re-exported."""
+
+from tinker_actors.types.session import CreateSessionRequest
+
+__all__ = ["CreateSessionRequest"]

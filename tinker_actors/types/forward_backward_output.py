@@ -1,0 +1,5 @@
+"""``tinker.types.forward_backward_output`` of the official SDK 0.6.3: the same objects, re-exported."""
+
+from tinker_actors.types.training import ForwardBackwardOutput
+
+__all__ = ["ForwardBackwardOutput"]

@@ -1,0 +1,5 @@
+"""``tinker.types.image_chunk`` of the official SDK 0.6.3: the same objects, re-exported."""
+
+from tinker_actors.types.model_input import ImageChunk
+
+__all__ = ["ImageChunk"]

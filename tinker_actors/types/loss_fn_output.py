@@ -1,0 +1,5 @@
+"""``tinker.types.loss_fn_output`` of the official SDK 0.6.3: the same objects, re-exported."""
+
+from tinker_actors.types.aliases import LossFnOutput
+
+__all__ = ["LossFnOutput"]

@@ -1,0 +1,5 @@
+"""``tinker.types.session_end_event`` of the official SDK 0.6.3: the same objects, re-exported."""
+
+from tinker_actors.types.telemetry import SessionEndEvent
+
+__all__ = ["SessionEndEvent"]

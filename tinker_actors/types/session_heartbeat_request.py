@@ -1,0 +1,5 @@
+"""``tinker.types.session_heartbeat_request`` of the official SDK 0.6.3: the same objects, re-exported."""
+
+from tinker_actors.types.session import SessionHeartbeatRequest
+
+__all__ = ["SessionHeartbeatRequest"]
