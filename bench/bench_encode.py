@@ -64,6 +64,8 @@ def main() -> None:
         toks = rng.integers(0, 50_000, args.tokens + 1)
         array_inputs.append((toks[:-1].tolist(), toks[1:].astype(np.int64), np.ones(args.tokens, dtype=np.float32)))
     list_inputs = [(t, y.tolist(), w.tolist()) for t, y, w in array_inputs]
+    # float64 weights with one decimal, as RL advantages often are: written as given (0.1, not 0.10000000149...)
+    f64_inputs = [(t, y, np.round(rng.normal(size=args.tokens), 1)) for t, y, _ in array_inputs]
     try:
         import tinker
     except ImportError:
@@ -71,7 +73,7 @@ def main() -> None:
         print("official SDK not installed (pip install -e '.[compat]'): printing ours only")
     print(f"forward_backward request: {args.datums} datums x {args.tokens} tokens, median of {args.repeat}")
     print(f"{'inputs':<8} {'official s':>11} {'ours s':>9} {'ratio':>7} {'MB':>6}")
-    for label, inputs in (("lists", list_inputs), ("numpy", array_inputs)):
+    for label, inputs in (("lists", list_inputs), ("numpy", array_inputs), ("numpy64", f64_inputs)):
         mine, size = median_seconds(lambda inputs=inputs: our_encode(inputs), args.repeat)
         if tinker is not None:
             theirs, _ = median_seconds(lambda inputs=inputs: official_encode(tinker.types, inputs), args.repeat)
