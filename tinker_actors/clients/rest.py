@@ -38,6 +38,7 @@ from tinker_actors.types import (
 
 if TYPE_CHECKING:
     from tinker_actors.clients.service import ServiceClient
+    from tinker_actors.telemetry import SessionTelemetry
 
 __all__ = ["RestClient"]
 
@@ -52,7 +53,12 @@ def _seg(value: str) -> str:
 @capture_exceptions  # errors reach the session's telemetry once, and the caller unchanged
 class RestClient:
     def __init__(self, service: ServiceClient) -> None:
+        self._service = service
         self._context = service._context
+
+    def get_telemetry(self) -> SessionTelemetry | None:
+        """The session's telemetry (``ServiceClient.telemetry``), or None when telemetry is disabled."""
+        return self._service.get_telemetry()
 
     # -- plumbing --
 

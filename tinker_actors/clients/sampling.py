@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from supervisors import ChildSpec, ExitReason, NamedRef, Restart, SupervisedActor
 from tinker_actors.clients.context import ClientContext
+from tinker_actors.clients.queue_state import ClientQueueLog, QueueState, QueueStateObserver
 from tinker_actors.config import Config, MissingApiKeyError, RetryPolicy
 from tinker_actors.errors import (
     APIConnectionError,
@@ -50,6 +51,7 @@ from tinker_actors.waits import StallWatch
 
 if TYPE_CHECKING:
     from tinker_actors.clients.service import ServiceClient
+    from tinker_actors.telemetry import SessionTelemetry
 
 __all__ = ["RetryConfig", "SampleOp", "SamplingClient", "SamplingClientActor"]
 
@@ -306,7 +308,7 @@ _owners: weakref.WeakValueDictionary[tuple[str, str], ServiceClient] = weakref.W
 
 
 @capture_exceptions  # errors reach the session's telemetry once, and the caller unchanged
-class SamplingClient:
+class SamplingClient(QueueStateObserver):
     """Sample from a base model or saved weights.
 
     Picklable, without credentials: the pickle holds the base URL, the sampling session id, the model and
@@ -327,13 +329,38 @@ class SamplingClient:
         self._attach_lock = threading.Lock()
         self._attach(service, first_seq_id)
 
+    @staticmethod
+    def create(service: ServiceClient, *, model_path: str | None = None, base_model: str | None = None,
+               sampling_session_id: str | None = None, retry_config: RetryConfig | None = None
+               ) -> APIFuture[SamplingClient]:
+        """The official SDK's factory: a future of a client on a new sampling session (of ``model_path`` or
+        ``base_model``), or on an existing one (``sampling_session_id``, e.g. from another process).
+
+        Takes the ServiceClient where the official SDK takes its internal ``holder``.
+        """
+        from tinker_actors.clients.service import ServiceClient
+
+        if not isinstance(service, ServiceClient):
+            raise InvalidInputError("SamplingClient.create takes the ServiceClient (where the official SDK takes "
+                                    f"its internal holder), got {type(service).__name__}")
+        if sampling_session_id is None:
+            return service.create_sampling_client_future(model_path=model_path, base_model=base_model,
+                                                         retry_config=retry_config)
+        # Others may sample on this session too: start our seq ids where theirs will not reach.
+        client = SamplingClient(service, sampling_session_id, base_model=base_model, model_path=model_path,
+                                retry_config=retry_config,
+                                first_seq_id=random.SystemRandom().randrange(1 << 24, 1 << 48))
+        future: APIFuture[SamplingClient] = APIFuture()
+        resolve(future.raw, client)
+        return future
+
     def _attach(self, service: ServiceClient, first_seq_id: int) -> NamedRef:
         self._service: ServiceClient | None = service
         self._context: ClientContext | None = service._context
         self._seq_ids = itertools.count(first_seq_id)
         child_id = f"sampling-{next(_client_ids)}"
         context, config, seq_ids, session = service._context, self.retry_config, self._seq_ids, self.sampling_session_id
-        queue_log = QueueStateLog(f"sampler {session}")
+        queue_log = ClientQueueLog(f"sampler {session}", self)
         spec = ChildSpec(child_id, lambda: SamplingClientActor.start(context, session, config, seq_ids, queue_log),
                          restart=Restart.TRANSIENT)
         self._actor: NamedRef | None = service.clients_supervisor.start_child(spec, timeout=10.0)
@@ -388,6 +415,14 @@ class SamplingClient:
         if self.base_model is None:
             raise InvalidInputError("this sampling client does not know its base model")
         return get_tokenizer(self.base_model, add_special_tokens=add_special_tokens)
+
+    def get_telemetry(self) -> SessionTelemetry | None:
+        """The session's telemetry (``ServiceClient.telemetry``), or None when telemetry is disabled."""
+        return self._service.get_telemetry() if self._service is not None else None
+
+    def on_queue_state_change(self, queue_state: QueueState) -> None:
+        """Called with each queue state a poll of this client's samples reports; does nothing by default
+        (paused states are logged anyway). Override it, or assign a quick, non-blocking callable to it."""
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # Never the API key: a pickle is bytes anyone may log, store or ship to a cluster. The process that

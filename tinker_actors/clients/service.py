@@ -153,6 +153,10 @@ class ServiceClient:
         """This session's telemetry: ``log(...)``, ``flush()``, ``counters()`` (docs/telemetry.md)."""
         return self._telemetry
 
+    def get_telemetry(self) -> SessionTelemetry | None:
+        """As in the official SDK: this session's telemetry, or None when telemetry is disabled."""
+        return self._telemetry if self._telemetry.enabled else None
+
     @property
     def config(self) -> Config:
         return self._config
@@ -288,17 +292,29 @@ class ServiceClient:
 
     def create_sampling_client(self, model_path: str | None = None, base_model: str | None = None,
                                retry_config: RetryConfig | None = None) -> SamplingClient:
-        request = self._sampling_session_request(model_path, base_model)
-        response = self._context.call(self._create_sampling_session(request))
-        return SamplingClient(self, response.sampling_session_id, base_model=base_model or self._base_of(model_path),
-                              model_path=model_path, retry_config=retry_config)
+        return self.create_sampling_client_future(model_path, base_model, retry_config).result(self._wait_limit())
 
     async def create_sampling_client_async(self, model_path: str | None = None, base_model: str | None = None,
                                            retry_config: RetryConfig | None = None) -> SamplingClient:
+        return await self.create_sampling_client_future(model_path, base_model, retry_config)
+
+    def create_sampling_client_future(self, model_path: str | None = None, base_model: str | None = None,
+                                      retry_config: RetryConfig | None = None) -> APIFuture[SamplingClient]:
+        """A future of a SamplingClient on a new sampling session (bad arguments raise at once)."""
         request = self._sampling_session_request(model_path, base_model)
-        response = await asyncio.wrap_future(self._context.submit(self._create_sampling_session(request)))
-        return SamplingClient(self, response.sampling_session_id, base_model=base_model or self._base_of(model_path),
-                              model_path=model_path, retry_config=retry_config)
+        raw = self._context.submit(self._open_sampling_session(request))
+        opened: APIFuture[tuple[str, str | None]] = APIFuture(raw, on_cancel=raw.cancel)
+        return opened.map(lambda session: SamplingClient(self, session[0], base_model=session[1],
+                                                         model_path=model_path, retry_config=retry_config))
+
+    async def _open_sampling_session(self, request: CreateSamplingSessionRequest) -> tuple[str, str | None]:
+        """The new session's id and its base model (looked up for saved weights; None if that fails)."""
+        response = await self._create_sampling_session(request)
+        base_model = request.base_model
+        if base_model is None and request.model_path is not None:
+            with contextlib.suppress(Exception):
+                base_model = (await asyncio.wait_for(self._weights_info(request.model_path), 30)).base_model
+        return response.sampling_session_id, base_model
 
     def _sampling_session_request(self, model_path: str | None, base_model: str | None
                                   ) -> CreateSamplingSessionRequest:
@@ -309,14 +325,6 @@ class ServiceClient:
         return CreateSamplingSessionRequest(session_id=self.session_id,
                                             sampling_session_seq_id=self._reserve_sampling_seq(),
                                             base_model=base_model, model_path=model_path)
-
-    def _base_of(self, model_path: str | None) -> str | None:
-        if model_path is None:
-            return None
-        try:
-            return self._context.call(self._weights_info(model_path), timeout=30).base_model
-        except Exception:
-            return None
 
     async def _create_sampling_session(self, request: CreateSamplingSessionRequest) -> CreateSamplingSessionResponse:
         response = await self._context.http.request(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from supervisors import ChildSpec, ExitKind, ExitReason, NamedRef, Restart, SupervisedActor
 from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.ledger import TrainingLedger
+from tinker_actors.clients.queue_state import ClientQueueLog, QueueState, QueueStateObserver
 from tinker_actors.errors import (
     ClientStoppedError,
     CrashedBeforeSendError,
@@ -67,6 +68,7 @@ from tinker_actors.types.training import adam_params_of, check_loss
 if TYPE_CHECKING:
     from tinker_actors.clients.sampling import SamplingClient
     from tinker_actors.clients.service import ServiceClient
+    from tinker_actors.telemetry import SessionTelemetry
 
 __all__ = ["OpFinished", "SubmitOp", "TrainingClient", "TrainingClientActor", "TrainingOp"]
 
@@ -251,7 +253,7 @@ _client_ids = itertools.count()
 
 
 @capture_exceptions  # errors reach the session's telemetry once, and the caller unchanged
-class TrainingClient:
+class TrainingClient(QueueStateObserver):
     """Train one LoRA model. Methods return :class:`APIFuture` at once; ``*_async`` twins return the same
     future from a coroutine (so async code awaits twice, as with the official SDK)."""
 
@@ -263,7 +265,7 @@ class TrainingClient:
         self._chunk_limits = chunk_limits
         self._info: GetInfoResponse | None = None
         child_id = f"training-{next(_client_ids)}"
-        context, ledger, queue_log = self._context, self._ledger, QueueStateLog(f"training of {model_id}")
+        context, ledger, queue_log = self._context, self._ledger, ClientQueueLog(f"training of {model_id}", self)
         spec = ChildSpec(child_id, lambda: TrainingClientActor.start(context, ledger, queue_log),
                          restart=Restart.TRANSIENT)
         self._actor: NamedRef = service.clients_supervisor.start_child(spec, timeout=10.0)
@@ -404,6 +406,23 @@ class TrainingClient:
 
     def create_sampling_client(self, model_path: str, retry_config: Any = None) -> SamplingClient:
         return self._service.create_sampling_client(model_path=model_path, retry_config=retry_config)
+
+    async def create_sampling_client_async(self, model_path: str, retry_config: Any = None) -> SamplingClient:
+        return await self._service.create_sampling_client_async(model_path=model_path, retry_config=retry_config)
+
+    def save_weights_and_get_sampling_client_submit(self, retry_config: Any = None) -> APIFuture[SamplingClient]:
+        """The official SDK's name for :meth:`save_weights_and_get_sampling_client_future`."""
+        return self.save_weights_and_get_sampling_client_future(retry_config=retry_config)
+
+    # -- telemetry and queue state (as in the official SDK) --
+
+    def get_telemetry(self) -> SessionTelemetry | None:
+        """The session's telemetry (``ServiceClient.telemetry``), or None when telemetry is disabled."""
+        return self._service.get_telemetry()
+
+    def on_queue_state_change(self, queue_state: QueueState) -> None:
+        """Called with each queue state a poll of this client's requests reports; does nothing by default
+        (paused states are logged anyway). Override it, or assign a quick, non-blocking callable to it."""
 
     # -- info --
 

@@ -16,8 +16,8 @@ What keeps one client from hurting the others (all limits in :class:`HttpLimits`
 - an ``admit`` check runs once the headers are in: a request it refuses (unknown route, missing API
   key) is answered at once and its body is never read;
 - at most ``max_connections`` connections are open. At the cap, a new connection first takes the
-  place of the connection that is idle (or still sending its headers) the longest; only when every
-  connection is busy with a request does the newcomer get 503 + ``Retry-After``;
+  place of the connection that is idle (or still sending its headers) the longest, if that has lasted
+  half a second; otherwise the newcomer gets 503 + ``Retry-After``;
 - a handler that raises costs one generic 500 answer: no exception text, no paths, no traceback.
 """
 
@@ -55,6 +55,9 @@ _READ_CHUNK = 65536
 # After an early refusal the client may still be sending its body: read and discard it this long, so
 # that closing does not reset the connection before the client has read our answer.
 _LINGER_S = 2.0
+# A connection is not reaped in its first moments in a phase: a real client sends its request right
+# after connecting, and a flood of new connections must not keep closing each other's (or its) place.
+_REAP_GRACE_S = 0.5
 _REASONS = {
     200: b"OK", 204: b"No Content", 302: b"Found", 400: b"Bad Request", 401: b"Unauthorized",
     404: b"Not Found", 405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict",
@@ -233,7 +236,9 @@ class HttpServer:
 
     def _reap_one(self) -> bool:
         """Close the connection that waits the longest without a request in progress, if any."""
-        candidates = [c for c in self._connections.values() if c.phase in _REAPABLE]
+        now = asyncio.get_running_loop().time()
+        candidates = [c for c in self._connections.values()
+                      if c.phase is _Phase.CLOSING or (c.phase in _REAPABLE and now - c.since >= _REAP_GRACE_S)]
         if not candidates:
             return False
         victim = min(candidates, key=lambda c: (c.phase, c.since))
