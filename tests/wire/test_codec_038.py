@@ -155,6 +155,55 @@ def test_sample_response_round_trips(response: SampleResponse) -> None:
     assert CODEC.decode_sample_response(body.content, body.content_type) == response
 
 
+def reference_message(call: ForwardBackwardCall) -> pb.ForwardBackwardRequest:
+    """The request built with the generated classes, field by field (what the codec's writer must equal)."""
+    message = pb.ForwardBackwardRequest(model_id=call.model_id, seq_id=call.seq_id, loss_fn=call.input.loss_fn,
+                                        forward_only=call.forward_only)
+    for name, value in (call.input.loss_fn_config or {}).items():
+        message.loss_fn_config[name] = value
+        message.loss_fn_config_v2[name].number = value
+    for datum in call.input.data:
+        datum_message = message.data.add()
+        for chunk in datum.model_input.chunks:
+            if isinstance(chunk, EncodedTextChunk):
+                datum_message.model_input.add().encoded_text.tokens = np.array(chunk.tokens, "<i4").tobytes()
+            else:
+                image = datum_message.model_input.add().image
+                image.data, image.format = chunk.data, chunk.format
+                if chunk.expected_tokens is not None:
+                    image.expected_tokens = chunk.expected_tokens
+        for name, t in datum.loss_fn_inputs.items():
+            tensor = datum_message.loss_fn_inputs[name]
+            tensor.dense = np.array(t.data, "<f4" if t.dtype == "float32" else "<i8").tobytes()
+            tensor.dtype = pb.DTYPE_FLOAT32 if t.dtype == "float32" else pb.DTYPE_INT64
+            tensor.shape.extend(t.shape or [])
+    return message
+
+
+@settings(max_examples=60, deadline=None)
+@given(call=calls())
+def test_the_direct_writer_matches_the_generated_classes(call: ForwardBackwardCall) -> None:
+    content = CODEC.encode_forward_backward(call).body.content
+    assert pb.ForwardBackwardRequest.FromString(content) == reference_message(call)
+    assert len(content) == reference_message(call).ByteSize()
+
+
+@pytest.mark.parametrize("seq_id", [0, 1, 127, 128, 2**31 - 1, -1, -(2**31)])
+def test_the_writer_handles_defaults_and_negative_varints(seq_id: int) -> None:
+    image = ImageChunk(data=b"", format="png", expected_tokens=0)
+    datum = Datum(model_input=ModelInput(chunks=[EncodedTextChunk(tokens=[]), image]),
+                  loss_fn_inputs={"": TensorData(data=[], dtype="float32")})
+    call = ForwardBackwardCall(model_id="", seq_id=seq_id, input=ForwardBackwardInput(
+        data=[datum], loss_fn="cross_entropy", loss_fn_config={"zero": 0.0, "minus_zero": -0.0, "nan": math.nan}))
+    parsed = pb.ForwardBackwardRequest.FromString(CODEC.encode_forward_backward(call).body.content)
+    assert parsed.seq_id == seq_id
+    assert parsed.data[0].model_input[1].image.HasField("expected_tokens")
+    assert parsed.data[0].loss_fn_inputs[""].WhichOneof("encoding") == "dense"
+    assert math.copysign(1.0, parsed.loss_fn_config["minus_zero"]) == -1.0
+    assert math.isnan(parsed.loss_fn_config_v2["nan"].number)
+    assert parsed.loss_fn_config_v2["zero"].WhichOneof("value") == "number"
+
+
 # -- what goes on the wire -------------------------------------------------------------------------
 
 def test_numbers_travel_as_little_endian_packed_bytes_of_the_wire_dtype() -> None:

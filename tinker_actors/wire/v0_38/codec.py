@@ -64,6 +64,7 @@ from tinker_actors.wire.v0_38.arrays import (
     unpack_proto_dtype,
     widen,
 )
+from tinker_actors.wire.v0_38.writer import MessageWriter
 
 __all__ = ["CODEC", "FORWARD_BACKWARD_PATH", "TOPK_EMPTY_LOGPROB", "ProtobufCodec"]
 
@@ -90,7 +91,7 @@ class ProtobufCodec:
 
     def encode_forward_backward(self, call: ForwardBackwardCall, *, compress: bool = False) -> EncodedRequest:
         """The protobuf body of ``call``, zstd-compressed when ``compress`` (the server's flag)."""
-        content = _request_message(call).SerializeToString()
+        content = _request_bytes(call)
         if compress:
             body = EncodedBody(zstandard.ZstdCompressor().compress(content), CONTENT_TYPE_PROTOBUF, "zstd")
         else:
@@ -148,43 +149,83 @@ CODEC = ProtobufCodec()
 # ---------------------------------------------------------------------------------------------------
 # forward_backward request: domain -> message (client)
 
-def _request_message(call: ForwardBackwardCall) -> pb.ForwardBackwardRequest:
+# Field numbers come from the generated module, so tinker.proto stays their one source.
+_REQUEST = pb.ForwardBackwardRequest
+_MAP_KEY, _MAP_VALUE = 1, 2  # every protobuf map entry is {key = 1, value = 2}
+
+
+def _request_bytes(call: ForwardBackwardCall) -> bytes:
     fb_input = call.input
-    message = pb.ForwardBackwardRequest(model_id=call.model_id, seq_id=check_int32(call.seq_id, "seq_id"),
-                                        loss_fn=fb_input.loss_fn, forward_only=call.forward_only)
-    for name, value in (fb_input.loss_fn_config or {}).items():
-        # Written to both maps: servers that predate the v2 map read the first one.
-        message.loss_fn_config[name] = value
-        message.loss_fn_config_v2[name].number = value
+    config = fb_input.loss_fn_config or {}
+    request = MessageWriter()
+    request.string(_REQUEST.MODEL_ID_FIELD_NUMBER, call.model_id)
+    request.varint(_REQUEST.SEQ_ID_FIELD_NUMBER, check_int32(call.seq_id, "seq_id"))
     for index, datum in enumerate(fb_input.data):
-        datum_message = message.data.add()
-        for chunk in datum.model_input.chunks:
-            _write_chunk(datum_message.model_input.add(), chunk, index)
-        for name, tensor in datum.loss_fn_inputs.items():
-            _write_tensor(datum_message.loss_fn_inputs[name], tensor, f"loss input {name!r} of datum {index}")
-    return message
+        request.message(_REQUEST.DATA_FIELD_NUMBER, _datum_writer(datum, index))
+    request.string(_REQUEST.LOSS_FN_FIELD_NUMBER, fb_input.loss_fn)
+    # Numeric settings go in both maps: servers that predate the v2 map read the first one.
+    for name, value in config.items():
+        number = MessageWriter()
+        number.double(_MAP_VALUE, value, always=True)
+        request.message(_REQUEST.LOSS_FN_CONFIG_FIELD_NUMBER, _map_entry(name, number, inline=True))
+    request.varint(_REQUEST.FORWARD_ONLY_FIELD_NUMBER, int(call.forward_only))
+    for name, value in config.items():
+        setting = MessageWriter()
+        setting.double(pb.LossConfigValue.NUMBER_FIELD_NUMBER, value, always=True)  # a oneof member
+        request.message(_REQUEST.LOSS_FN_CONFIG_V2_FIELD_NUMBER, _map_entry(name, setting))
+    return request.to_bytes()
 
 
-def _write_chunk(message: pb.Chunk, chunk: Any, datum_index: int) -> None:
+def _map_entry(key: str, value: MessageWriter, *, inline: bool = False) -> MessageWriter:
+    """A map entry; ``inline`` when ``value`` already holds the value field (scalar values)."""
+    entry = MessageWriter()
+    entry.string(_MAP_KEY, key, always=True)
+    if inline:
+        entry.extend(value)
+    else:
+        entry.message(_MAP_VALUE, value)
+    return entry
+
+
+def _datum_writer(datum: Datum, index: int) -> MessageWriter:
+    writer = MessageWriter()
+    for chunk in datum.model_input.chunks:
+        writer.message(pb.Datum.MODEL_INPUT_FIELD_NUMBER, _chunk_writer(chunk, index))
+    for name, tensor in datum.loss_fn_inputs.items():
+        writer.message(pb.Datum.LOSS_FN_INPUTS_FIELD_NUMBER,
+                       _map_entry(name, _tensor_writer(tensor, f"loss input {name!r} of datum {index}")))
+    return writer
+
+
+def _chunk_writer(chunk: Any, datum_index: int) -> MessageWriter:
+    kind = MessageWriter()
+    writer = MessageWriter()
     if isinstance(chunk, EncodedTextChunk):
-        message.encoded_text.tokens = pack_int32(chunk.tokens, f"the tokens of datum {datum_index}")
+        tokens = pack_int32(chunk.tokens, f"the tokens of datum {datum_index}")
+        kind.data(pb.EncodedTextChunk.TOKENS_FIELD_NUMBER, tokens)
+        writer.message(pb.Chunk.ENCODED_TEXT_FIELD_NUMBER, kind)
     elif isinstance(chunk, ImageChunk):
-        message.image.data = chunk.data
-        message.image.format = chunk.format
-        if chunk.expected_tokens is not None:
-            message.image.expected_tokens = check_int32(chunk.expected_tokens, "expected_tokens")
+        kind.data(pb.ImageChunk.DATA_FIELD_NUMBER, chunk.data)
+        kind.string(pb.ImageChunk.FORMAT_FIELD_NUMBER, chunk.format)
+        if chunk.expected_tokens is not None:  # an optional field: present even when 0
+            kind.varint(pb.ImageChunk.EXPECTED_TOKENS_FIELD_NUMBER, check_int32(chunk.expected_tokens,
+                                                                                "expected_tokens"), always=True)
+        writer.message(pb.Chunk.IMAGE_FIELD_NUMBER, kind)
     elif isinstance(chunk, ImageAssetPointerChunk):
         raise InvalidInputError("protocol 0.38 cannot send image_asset_pointer chunks (it has no wire form "
                                 "for them): send the image bytes as an ImageChunk")
     else:  # pragma: no cover - the domain union has no other kinds
         raise InvalidInputError(f"unsupported model input chunk {type(chunk).__name__}")
+    return writer
 
 
-def _write_tensor(message: pb.Tensor, tensor: TensorData, what: str) -> None:
-    message.dtype = proto_dtype_of(tensor.dtype)
-    message.dense = pack(tensor.data, tensor.dtype, what)
+def _tensor_writer(tensor: TensorData, what: str) -> MessageWriter:
+    writer = MessageWriter()
+    writer.data(pb.Tensor.DENSE_FIELD_NUMBER, pack(tensor.data, tensor.dtype, what), always=True)  # a oneof member
+    writer.varint(pb.Tensor.DTYPE_FIELD_NUMBER, proto_dtype_of(tensor.dtype))
     if tensor.shape is not None:
-        message.shape.extend(tensor.shape)
+        writer.packed_int64(pb.Tensor.SHAPE_FIELD_NUMBER, tensor.shape)
+    return writer
 
 
 # ---------------------------------------------------------------------------------------------------
