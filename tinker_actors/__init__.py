@@ -1,7 +1,11 @@
 """tinker-actors: a Tinker SDK built on supervised pykka actors.
 
-Reads like the official SDK: ``import tinker_actors as tinker`` and the usual names are here.
+Reads like the official SDK: ``import tinker_actors as tinker`` and the usual names are here, and every
+public module path of the official SDK 0.6.3 that user code imports from (``tinker.types.tensor_data``,
+``tinker.lib.public_interfaces``, ...) exists under ``tinker_actors`` with the same names.
 """
+
+from httpx import Timeout  # as in the official SDK: for ServiceClient(timeout=Timeout(600, connect=5))
 
 from tinker_actors import types
 from tinker_actors._version import __version__
@@ -108,11 +112,15 @@ __all__ = [
     "StopReason",
     "TensorData",
     "TensorDtype",
+    "Timeout",
     "TinkerError",
     "TinkerTimeoutError",
     "TrainingClient",
     "TrainingRun",
     "UnprocessableEntityError",
+    "__title__",
     "__version__",
     "types",
 ]
+
+__title__ = "tinker_actors"
