@@ -209,6 +209,29 @@ def test_oversized_headers_get_431(svc: LocalService) -> None:
     assert answer.startswith(b"HTTP/1.1 431"), answer
 
 
+def test_a_client_that_stops_reading_is_disconnected() -> None:
+    async def big(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(200, b"x" * 32_000_000)
+
+    async def scenario() -> tuple[int, int]:
+        server = HttpServer(big, host="127.0.0.1", port=0, limits=HttpLimits(send_timeout_s=SHORT))
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port, limit=65536)
+            writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            await asyncio.sleep(0.2)
+            stuck = server.open_connections  # the answer is being written to a client that reads nothing
+            deadline = asyncio.get_running_loop().time() + SHORT + SLACK
+            while server.open_connections and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            writer.close()
+            return stuck, server.open_connections
+        finally:
+            await server.close()
+
+    assert asyncio.run(scenario()) == (1, 0)
+
+
 # ---- the connection cap ------------------------------------------------------------------------
 
 def test_idle_sockets_do_not_starve_a_real_client() -> None:

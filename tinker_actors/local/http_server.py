@@ -9,8 +9,8 @@ What keeps one client from hurting the others (all limits in :class:`HttpLimits`
 - the headers of a request must arrive within ``header_timeout_s`` (a slowloris client trickling
   header bytes is cut off with 408), its body within ``body_timeout_s`` of the headers (408), and an
   idle keep-alive connection is closed after ``idle_timeout_s``. The time a handler takes (a
-  long-poll) is the server's own wait and never counts as idleness. A client that does not read our
-  answer for ``send_timeout_s`` is disconnected;
+  long-poll) is the server's own wait and never counts as idleness. A client that reads nothing of
+  our answer for ``send_timeout_s`` is disconnected;
 - headers larger than ``max_header_bytes`` get 431, bodies larger than ``max_body_bytes`` get 413
   (from ``Content-Length`` before any body byte is read; a chunked body as soon as it passes the cap);
 - an ``admit`` check runs once the headers are in: a request it refuses (unknown route, missing API
@@ -52,6 +52,9 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 _READ_CHUNK = 65536
+# Answers are written in slices of this size, each of which must be taken by the client within
+# send_timeout_s: a slow reader of a large download keeps going, a reader that stopped is cut off.
+_WRITE_SLICE = 65536
 # After an early refusal the client may still be sending its body: read and discard it this long, so
 # that closing does not reset the connection before the client has read our answer.
 _LINGER_S = 2.0
@@ -399,9 +402,11 @@ class HttpServer:
             out += conn.send(h11.EndOfMessage())
         except h11.LocalProtocolError:
             return
-        writer.write(out)
-        async with asyncio.timeout(self._limits.send_timeout_s):  # a client that never reads
-            await writer.drain()
+        view = memoryview(out)
+        for start in range(0, len(view), _WRITE_SLICE):
+            writer.write(view[start:start + _WRITE_SLICE])
+            async with asyncio.timeout(self._limits.send_timeout_s):  # a client that stopped reading
+                await writer.drain()
 
 
 async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
