@@ -217,7 +217,7 @@ def test_a_client_that_stops_reading_is_disconnected() -> None:
         server = HttpServer(big, host="127.0.0.1", port=0, limits=HttpLimits(send_timeout_s=SHORT))
         await server.start()
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", server.port, limit=65536)
+            _unread, writer = await asyncio.open_connection("127.0.0.1", server.port, limit=65536)
             writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
             await asyncio.sleep(0.2)
             stuck = server.open_connections  # the answer is being written to a client that reads nothing
