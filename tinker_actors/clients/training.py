@@ -460,7 +460,8 @@ class TrainingClient(QueueStateObserver):
         return self._context.call(self._unload(), timeout=timeout)
 
     async def unload_model_async(self, timeout: float | None = None) -> UnloadModelResponse:
-        self._service.clients_supervisor.terminate_child(self._child_id, timeout=10.0)
+        # Stopping the actor waits for it (up to 10 s): in a worker thread, not on the caller's event loop.
+        await asyncio.to_thread(self._service.clients_supervisor.terminate_child, self._child_id, timeout=10.0)
         return await asyncio.wait_for(asyncio.wrap_future(self._context.submit(self._unload())), timeout)
 
     async def _unload(self) -> UnloadModelResponse:
