@@ -383,8 +383,9 @@ def _output_from_message(message: pb.ForwardBackwardOutput) -> ForwardBackwardOu
     for record in message.loss_fn_outputs:
         outputs.extend(_record_datums(record))
     # The service may qualify the type ("module:Name"); the JSON wire always carried the bare name.
-    return ForwardBackwardOutput(loss_fn_output_type=message.loss_fn_output_type.rsplit(":", 1)[-1],
-                                 loss_fn_outputs=outputs, metrics=metrics)
+    # model_construct: every tensor was checked while split; validating them again costs a third of the decode.
+    return ForwardBackwardOutput.model_construct(loss_fn_output_type=message.loss_fn_output_type.rsplit(":", 1)[-1],
+                                                 loss_fn_outputs=outputs, metrics=metrics)
 
 
 def _record_datums(record: pb.ArrayRecord) -> list[dict[str, TensorData]]:
