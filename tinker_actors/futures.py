@@ -321,6 +321,7 @@ async def poll_future(http: HttpLayer, request_id: str, request_type: str, parse
     own_watch = watch is None
     if watch is None:
         watch = StallWatch(request_type, settings.warnings, request_id=request_id, gives_up_at=gives_up_at)
+    watch.answer("pending", request_id=request_id)  # accepted; a long poll may take a while to say more
     delay = settings.initial_delay
     iteration = 0
     body = encode_json(FutureRetrieveRequest(request_id=request_id))

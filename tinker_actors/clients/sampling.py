@@ -45,6 +45,7 @@ from tinker_actors.errors import (
 )
 from tinker_actors.futures import APIFuture, QueueStateLog, fail, on_abandoned, poll_future, resolve
 from tinker_actors.http import Purpose
+from tinker_actors.http.headers import IDEMPOTENCY_KEY, new_idempotency_key
 from tinker_actors.telemetry.capture import capture_exceptions
 from tinker_actors.types import ModelInput, SampleRequest, SampleResponse, SamplingParams, UntypedAPIFuture, encode_json
 from tinker_actors.waits import StallWatch
@@ -226,14 +227,18 @@ class SamplingClientActor(SupervisedActor):
                     if not left():
                         raise clock.exceeded()
                     body = encode_json(request.model_copy(update={"seq_id": next(self._seq_ids)}))
+                    # Until the server names the request, its idempotency key is what identifies it (in logs too).
+                    request_id = new_idempotency_key()
                     try:
                         async with pressure.bytes.hold(len(body)):
                             submitted = await http.request(
                                 Purpose.SAMPLING, "POST", "/api/v1/asample", content=body,
-                                response_model=UntypedAPIFuture, retry=_NO_RETRY, headers=_BACKPRESSURE,
+                                response_model=UntypedAPIFuture, retry=_NO_RETRY,
+                                headers={**_BACKPRESSURE, IDEMPOTENCY_KEY: request_id},
                                 timeout=min(self._context.config.timeouts.default, max(left(), 0.05)),
                                 endpoint="asample")
-                        result = await poll_future(http, submitted.data.request_id, "Sample",
+                        request_id = submitted.data.request_id
+                        result = await poll_future(http, request_id, "Sample",
                                                    SampleResponse.model_validate, settings=self._context.poll,
                                                    observer=self._queue_log, submitted_at=loop.time(),
                                                    watch=clock, deadline=clock)
@@ -243,7 +248,7 @@ class SamplingClientActor(SupervisedActor):
                         if isinstance(error, NoProgressError) or not config.enable_retry_logic:
                             raise
                         status = getattr(error, "status_code", None)
-                        clock.answer(_condition(error), status=status, error=error.message)
+                        clock.answer(_condition(error), request_id=request_id, status=status, error=error.message)
                         if status == 429:
                             retry_after = _retry_after(error)
                             pressure.rate_limit.until = max(pressure.rate_limit.until,

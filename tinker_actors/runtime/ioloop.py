@@ -234,7 +234,9 @@ def _submit_in_context(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any
             result.set_result(task.result())
 
     def start() -> None:
-        if not result.set_running_or_notify_cancel():
+        # ``result`` stays pending while the task runs (no set_running_or_notify_cancel): a running future
+        # cannot be cancelled, and cancelling ``result`` must cancel the task, as run_coroutine_threadsafe does.
+        if result.cancelled():
             coro.close()
             return
         task = loop.create_task(coro, context=context)
