@@ -147,6 +147,12 @@ class ArchiveCache:
                 os.unlink(tmp)
             raise
         entry = _Entry(path=target, size=target.stat().st_size, last_used=_now())
+        if entry.size > estimate:  # not expected (the estimate is an upper bound); stay within budget anyway
+            try:
+                self._make_room(entry.size, budget_bytes)
+            except ArchiveTooLargeError:
+                self._discard(entry)
+                raise
         self._entries[key] = entry
         return entry
 

@@ -556,8 +556,8 @@ class Storage:
                 self.delete_checkpoint(record)
 
     def _remove_files(self, record: CheckpointRecord) -> None:
-        """Remove one version's files (metadata first: a half-removed version is simply incomplete)."""
-        self._archives.drop(record.version_key)
+        """Remove one version's files (metadata first: a half-removed version is simply incomplete),
+        then its archive: an archive being built meanwhile either fails (files gone) or is dropped."""
         directory = self._version_dir(record)
         with contextlib.suppress(OSError):
             (directory / _META).unlink()
@@ -568,6 +568,7 @@ class Storage:
                 (directory / _ARRAYS).unlink()
         with contextlib.suppress(OSError):
             self._name_dir(record.run_id, record.kind, record.name).rmdir()  # only if now empty
+        self._archives.drop(record.version_key)
 
     # ---- archives ----------------------------------------------------------------------------
     def archive(self, run_id: str, checkpoint_id: str, *, lifetime: timedelta,
