@@ -49,7 +49,7 @@ def add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
                        help="serve a non-loopback --host even though no fixed API key is set (anyone may use it)")
     limits = serve.add_argument_group("HTTP limits (defaults in docs/local-service.md, 'Limits and timeouts')")
     # Defaults stay None here so that this module does not import the service (tinker_actors.local).
-    limits.add_argument("--max-connections", type=int, default=None, help="open connections at most (512)")
+    limits.add_argument("--max-connections", type=int, default=None, help="open connections at most (1024)")
     limits.add_argument("--max-body-bytes", type=int, default=None, help="largest request body (64 MiB)")
     limits.add_argument("--max-header-bytes", type=int, default=None, help="largest request head (64 KiB)")
     limits.add_argument("--header-timeout", type=float, default=None,

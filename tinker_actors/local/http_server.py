@@ -84,7 +84,7 @@ class HttpLimits:
     body_timeout_s: float = 60.0
     idle_timeout_s: float = 60.0
     send_timeout_s: float = 60.0
-    max_connections: int = 512
+    max_connections: int = 1024
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_header_bytes", "max_connections"):
