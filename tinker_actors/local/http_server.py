@@ -326,9 +326,8 @@ class HttpServer:
             return None
         if _head_size(head) > limits.max_header_bytes:  # h11 only limits a head still incomplete
             raise _refusal(431, "request headers too large")
-        request = _make_request(head, b"")
-        if _has_body(head.headers):
-            if self._admit is not None and (refused := self._admit(request)) is not None:
+        if _has_body(head.headers):  # refuse what would be refused anyway before reading the body
+            if self._admit is not None and (refused := self._admit(_make_request(head, b""))) is not None:
                 raise _Refusal(refused)
             length = _content_length(head.headers)
             if length is not None and length > limits.max_body_bytes:
