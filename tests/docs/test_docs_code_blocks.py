@@ -66,7 +66,7 @@ class PageRun:
 
     def run(self, block: CodeBlock) -> None:
         if self.failed is not None:
-            pytest.skip(f"not run: {self.failed} above on the same page failed")
+            pytest.skip(f"{block.id} not run: {self.failed} above on the same page failed")
         # Earlier blocks not yet run (this test was selected alone): run them first, as set-up.
         for earlier in self.blocks[:self.blocks.index(block)]:
             if earlier.skip_reason is None and earlier.id not in self.ran:
@@ -142,7 +142,7 @@ def pages(docs_service: LocalService, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
 def test_docs_code_block(block: CodeBlock, pages: dict[str, PageRun]) -> None:
     if block.skip_reason is not None:
-        pytest.skip(f"docs-test: skip ({block.skip_reason})")
+        pytest.skip(f"{block.id}: docs-test: skip ({block.skip_reason})")
     pages[block.relative].run(block)
 
 
