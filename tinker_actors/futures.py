@@ -23,7 +23,6 @@ import contextlib
 import json
 import threading
 import time
-import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -124,7 +123,7 @@ def on_abandoned(future: concurrent.futures.Future[Any], callback: Callable[[], 
 
 
 def _release(future: concurrent.futures.Future[Any], hooks: list[Callable[[], object]]) -> None:
-    """The finalizer of an APIFuture: its last holder let go of it. Must not reference the APIFuture."""
+    """An APIFuture's last holder let go of it: stop what was done only to produce its outcome."""
     if future.done():
         return
     if isinstance(future, TrackedFuture):
@@ -145,16 +144,19 @@ class APIFuture(Generic[T]):
     its result (polling) stops too.
     """
 
-    __slots__ = ("__weakref__", "_future", "_hooks", "request_id")
+    __slots__ = ("_future", "_hooks", "request_id")
 
     def __init__(self, future: concurrent.futures.Future[T] | None = None, *,
                  on_cancel: Callable[[], object] | None = None) -> None:
         self._future: concurrent.futures.Future[T] = future if future is not None else TrackedFuture()
-        # A list, shared with the finalizer, so that set_cancel_hook reaches it too.
         self._hooks: list[Callable[[], object]] = [on_cancel] if on_cancel is not None else []
         self.request_id: str | None = None
-        finalizer = weakref.finalize(self, _release, self._future, self._hooks)
-        finalizer.atexit = False  # at exit the runtime's own shutdown ends pending work
+
+    def __del__(self) -> None:
+        # The last holder let go (cheaper than weakref.finalize on the sampling hot path). Never raises:
+        # at interpreter exit module globals may already be gone, and the runtime's shutdown ends the work.
+        with contextlib.suppress(Exception):
+            _release(self._future, self._hooks)
 
     @property
     def raw(self) -> concurrent.futures.Future[T]:
