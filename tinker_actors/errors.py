@@ -268,7 +268,8 @@ class NoProgressError(APIConnectionError):
 
 
 class TinkerTimeoutError(TinkerError, TimeoutError):
-    """The caller's own deadline passed (``result(timeout=...)``). Polling started for it is stopped."""
+    """The caller's own deadline passed (``result(timeout=...)``). Only the waiting stopped: the request goes
+    on, and a later ``result()`` on the same future returns its outcome."""
 
     default_category = ErrorCategory.USER
     default_retryable = True

@@ -63,7 +63,8 @@ class RetryConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     max_connections: int = Field(256, ge=1, description="samples in flight at once for this client")
-    progress_timeout: float = Field(600.0, gt=0, description="fail in-flight samples when none finished this long")
+    progress_timeout: float = Field(600.0, gt=0, description=(
+        "fail in-flight samples when none finished this long; the clock runs only while a sample is in flight"))
     retry_delay_base: float = Field(0.5, ge=0)
     retry_delay_max: float = Field(10.0, ge=0)
     jitter_factor: float = Field(0.25, ge=0, le=1)
