@@ -345,7 +345,7 @@ async def poll_future(http: HttpLayer, request_id: str, request_type: str, parse
                                               accept_status=_POLL_STATUSES, endpoint="retrieve_future")
             except APIConnectionError as error:
                 last_error = error
-                watch.answer("no answer (timeout)" if isinstance(error, APITimeoutError) else "connection error",
+                watch.answer("timeout" if isinstance(error, APITimeoutError) else "connection error",
                              request_id=request_id, error=error.message)
             else:
                 status = response.status_code

@@ -288,7 +288,7 @@ def _condition(error: APIStatusError | APIConnectionError) -> str:
     status = getattr(error, "status_code", None)
     if isinstance(status, int) and status:
         return f"HTTP {status}"
-    return "no answer (timeout)" if isinstance(error, APITimeoutError) else "connection error"
+    return "timeout" if isinstance(error, APITimeoutError) else "connection error"
 
 
 def _retry_after(error: APIStatusError | APIConnectionError) -> float | None:
