@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tinker_actors.local import LocalService
-from tinker_actors.local.backend import (
+from tinker_actors.local.engine.backend import (
     AdamSettings,
     Arrays,
     BaseModelDescription,

@@ -19,11 +19,11 @@ import pytest
 
 from tests.local.support import Api, RecordingBackend, datum
 from tinker_actors.local import LocalService
-from tinker_actors.local import storage as storage_module
-from tinker_actors.local.archives import ArchiveCache, estimated_tar_size
-from tinker_actors.local.stats import TelemetryLog
-from tinker_actors.local.storage import RunRecord, Storage
-from tinker_actors.local.work_limits import WorkLimits
+from tinker_actors.local.engine import storage as storage_module
+from tinker_actors.local.engine.archives import ArchiveCache, estimated_tar_size
+from tinker_actors.local.engine.stats import TelemetryLog
+from tinker_actors.local.engine.storage import RunRecord, Storage
+from tinker_actors.local.engine.work_limits import WorkLimits
 
 RUN = "session:train:0"
 

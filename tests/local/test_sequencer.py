@@ -7,7 +7,7 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinker_actors.local.sequencer import ModelSequencer, Operation
+from tinker_actors.local.engine.sequencer import ModelSequencer, Operation
 
 
 async def _run(arrivals: list[int]) -> list[int]:

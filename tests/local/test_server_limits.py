@@ -20,10 +20,10 @@ import pytest
 from tests.local.support import SESSION_BODY
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local import FaultRule, LocalService
-from tinker_actors.local.app import PathRedactor
-from tinker_actors.local.backend import BaseModelDescription, ZeroWorkBackend
+from tinker_actors.local.api.app import PathRedactor
 from tinker_actors.local.config import UnsafeBindError, bind_refusal, is_loopback_host, remote_bind_warning
-from tinker_actors.local.http_server import HttpLimits, HttpRequest, HttpResponse, HttpServer
+from tinker_actors.local.engine.backend import BaseModelDescription, ZeroWorkBackend
+from tinker_actors.local.server.http_server import HttpLimits, HttpRequest, HttpResponse, HttpServer
 
 KEY = "tml-limits-key"
 SHORT = 0.5  # the header, body and idle timeouts of the `svc` fixture

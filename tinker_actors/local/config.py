@@ -9,8 +9,8 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from tinker_actors.errors import InvalidInputError
-from tinker_actors.local.http_server import DEFAULT_LIMITS, HttpLimits
-from tinker_actors.local.work_limits import WorkLimits
+from tinker_actors.local.engine.work_limits import WorkLimits
+from tinker_actors.local.server.http_server import DEFAULT_LIMITS, HttpLimits
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "LocalServiceConfig", "UnsafeBindError", "bind_refusal", "is_loopback_host",
            "remote_bind_warning"]
@@ -38,7 +38,7 @@ class LocalServiceConfig:
     result_ttl_s: float = 3600.0
     gap_timeout_s: float = 5.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    # HTTP timeouts and limits (what each means: tinker_actors.local.http_server.HttpLimits)
+    # HTTP timeouts and limits (what each means: tinker_actors.local.server.http_server.HttpLimits)
     max_header_bytes: int = DEFAULT_LIMITS.max_header_bytes
     header_timeout_s: float = DEFAULT_LIMITS.header_timeout_s
     body_timeout_s: float = DEFAULT_LIMITS.body_timeout_s
@@ -50,7 +50,7 @@ class LocalServiceConfig:
     max_pending_samples: int | None = None
     archive_lifetime_s: float = 900.0
     fault_seed: int = 0
-    # Work and disk limits per request (tinker_actors.local.work_limits.WorkLimits), and the address
+    # Work and disk limits per request (tinker_actors.local.engine.work_limits.WorkLimits), and the address
     # put in absolute URLs the service hands out (archive redirects): default http://<host>:<bound port>.
     work_limits: WorkLimits = field(default_factory=WorkLimits)
     public_url: str | None = None

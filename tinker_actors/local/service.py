@@ -27,8 +27,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from tinker_actors.errors import InvalidInputError
-from tinker_actors.local.app import LocalApp
-from tinker_actors.local.backend import Backend, ZeroWorkBackend
+from tinker_actors.local.api.app import LocalApp
 from tinker_actors.local.config import (
     DEFAULT_MAX_BODY_BYTES,
     LocalServiceConfig,
@@ -36,12 +35,14 @@ from tinker_actors.local.config import (
     bind_refusal,
     remote_bind_warning,
 )
-from tinker_actors.local.faults import FaultRegistry
-from tinker_actors.local.http_server import DEFAULT_LIMITS, HttpServer
-from tinker_actors.local.state import ServiceState
-from tinker_actors.local.stats import RequestStats, TelemetryLog
-from tinker_actors.local.storage import Storage
-from tinker_actors.local.work_limits import WorkLimits
+from tinker_actors.local.engine.backend import Backend, ZeroWorkBackend
+from tinker_actors.local.engine.state import ServiceState
+from tinker_actors.local.engine.stats import RequestStats, TelemetryLog
+from tinker_actors.local.engine.storage import Storage
+from tinker_actors.local.engine.work_limits import WorkLimits
+from tinker_actors.local.server.faults import FaultRegistry
+from tinker_actors.local.server.http_server import DEFAULT_LIMITS, HttpServer
+from tinker_actors.local.server.wire_log import WireLog
 
 __all__ = ["DEFAULT_API_KEY", "LocalService"]
 
@@ -56,7 +57,7 @@ _STOP_TIMEOUT_S = 15.0
 def _default_backend(zero_work: bool) -> Backend:
     if zero_work:
         return ZeroWorkBackend()
-    from tinker_actors.local.numpy_backend import NumpyBackend  # numpy model: imported only when used
+    from tinker_actors.local.engine.numpy_backend import NumpyBackend  # numpy model: imported only when used
 
     return NumpyBackend()
 
@@ -101,6 +102,7 @@ class LocalService:
         self.faults = FaultRegistry(seed=fault_seed)
         self.stats = RequestStats()
         self.telemetry = TelemetryLog()
+        self.wire_log = WireLog()  # records what clients send, only while a test captures
         self._control = threading.RLock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -234,8 +236,8 @@ class LocalService:
         storage.load()
         state = ServiceState(self.config, storage, self._backend, self.faults, self.stats, self.telemetry)
         app = LocalApp(state, request_restart=self._restart_in_background)
-        server = HttpServer(app.handle, host=self.config.host, port=port, limits=self._http_limits,
-                            admit=app.admit)
+        server = HttpServer(self.wire_log.wrap(app.handle), host=self.config.host, port=port,
+                            limits=self._http_limits, admit=self.wire_log.wrap_admission(app.admit))
         try:
             await server.start()
             self._port = server.port

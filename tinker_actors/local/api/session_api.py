@@ -6,11 +6,11 @@ import asyncio
 import json
 from typing import Any
 
-from tinker_actors.local.future_store import FutureState
-from tinker_actors.local.http_server import HttpResponse
-from tinker_actors.local.routes import Router
-from tinker_actors.local.state import PARSE_INLINE_BYTES, ApiError, Call, ServiceState, ok
-from tinker_actors.local.work_limits import OverLimitError, WorkLimits, check_at_most
+from tinker_actors.local.api.routes import Router
+from tinker_actors.local.engine.future_store import FutureState
+from tinker_actors.local.engine.state import PARSE_INLINE_BYTES, ApiError, Call, ServiceState, ok
+from tinker_actors.local.engine.work_limits import OverLimitError, WorkLimits, check_at_most
+from tinker_actors.local.server.http_server import HttpResponse
 from tinker_actors.types import (
     CreateSessionRequest,
     CreateSessionResponse,

@@ -17,12 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from tinker_actors.local.backend import AdamSettings, DatumInput, LoraSpec, StepOutput, Trainer
-from tinker_actors.local.http_server import HttpResponse
-from tinker_actors.local.routes import Handler, Router
-from tinker_actors.local.sequencer import ModelSequencer
-from tinker_actors.local.state import PARSE_INLINE_BYTES, ApiError, Call, ModelSlot, SamplerSlot, ServiceState, ok
-from tinker_actors.local.storage import (
+from tinker_actors.local.api.routes import Handler, Router
+from tinker_actors.local.engine.backend import AdamSettings, DatumInput, LoraSpec, StepOutput, Trainer
+from tinker_actors.local.engine.sequencer import ModelSequencer
+from tinker_actors.local.engine.state import (
+    PARSE_INLINE_BYTES,
+    ApiError,
+    Call,
+    ModelSlot,
+    SamplerSlot,
+    ServiceState,
+    ok,
+)
+from tinker_actors.local.engine.storage import (
     CheckpointKind,
     InvalidNameError,
     RunRecord,
@@ -30,13 +37,14 @@ from tinker_actors.local.storage import (
     check_name,
     parse_tinker_path,
 )
-from tinker_actors.local.work_limits import (
+from tinker_actors.local.engine.work_limits import (
     MAX_TOKEN_ID,
     OverLimitError,
     WorkLimits,
     check_at_most,
     check_token_ids,
 )
+from tinker_actors.local.server.http_server import HttpResponse
 from tinker_actors.types import (
     CreateModelRequest,
     CreateModelResponse,

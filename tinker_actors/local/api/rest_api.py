@@ -14,10 +14,10 @@ from dataclasses import replace
 from datetime import UTC, timedelta
 from email.utils import format_datetime
 
-from tinker_actors.local.http_server import HttpResponse
-from tinker_actors.local.routes import Router
-from tinker_actors.local.state import ApiError, Call, ServiceState, ok
-from tinker_actors.local.storage import ArchiveTooLargeError, CheckpointRecord, RunRecord
+from tinker_actors.local.api.routes import Router
+from tinker_actors.local.engine.state import ApiError, Call, ServiceState, ok
+from tinker_actors.local.engine.storage import ArchiveTooLargeError, CheckpointRecord, RunRecord
+from tinker_actors.local.server.http_server import HttpResponse
 from tinker_actors.types import (
     Checkpoint,
     CheckpointsListResponse,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from tinker_actors.local.storage import Storage
+from tinker_actors.local.engine.storage import Storage
 
 __all__ = ["SessionRegistry"]
 

@@ -1,7 +1,7 @@
 """The seam between the service and the model that does the work.
 
 The service speaks HTTP and futures; a :class:`Backend` does the math. Two implementations exist:
-:class:`tinker_actors.local.numpy_backend.NumpyBackend` (the tiny numpy LM, real training) and
+:class:`tinker_actors.local.engine.numpy_backend.NumpyBackend` (the tiny numpy LM, real training) and
 :class:`ZeroWorkBackend` (instant canned answers of the right shapes, to measure a client's own
 overhead). Backend calls are blocking; the service runs them on worker threads unless the backend
 says it is ``instant``.

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from tinker_actors.local.http_server import HttpResponse
-from tinker_actors.local.state import Call
+from tinker_actors.local.engine.state import Call
+from tinker_actors.local.server.http_server import HttpResponse
 
 __all__ = ["Handler", "Route", "RouteMatch", "Router"]
 

@@ -19,15 +19,15 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from tinker_actors.local.backend import Backend, LoraSpec, SamplerEngine, Trainer
 from tinker_actors.local.config import LocalServiceConfig
-from tinker_actors.local.faults import FaultRegistry
-from tinker_actors.local.future_store import FutureStore
-from tinker_actors.local.http_server import HttpRequest, HttpResponse
-from tinker_actors.local.sequencer import ModelSequencer
-from tinker_actors.local.sessions import SessionRegistry
-from tinker_actors.local.stats import RequestStats, TelemetryLog
-from tinker_actors.local.storage import InvalidNameError, SamplerRecord, Storage
+from tinker_actors.local.engine.backend import Backend, LoraSpec, SamplerEngine, Trainer
+from tinker_actors.local.engine.future_store import FutureStore
+from tinker_actors.local.engine.sequencer import ModelSequencer
+from tinker_actors.local.engine.sessions import SessionRegistry
+from tinker_actors.local.engine.stats import RequestStats, TelemetryLog
+from tinker_actors.local.engine.storage import InvalidNameError, SamplerRecord, Storage
+from tinker_actors.local.server.faults import FaultRegistry
+from tinker_actors.local.server.http_server import HttpRequest, HttpResponse
 from tinker_actors.types import encode_json
 
 __all__ = [

@@ -12,11 +12,11 @@ from typing import Any
 
 import pydantic
 
-from tinker_actors.local.faults import FaultRule
-from tinker_actors.local.http_server import HttpResponse
-from tinker_actors.local.rest_api import RestApi
-from tinker_actors.local.routes import Router
-from tinker_actors.local.state import ApiError, Call, ServiceState
+from tinker_actors.local.api.rest_api import RestApi
+from tinker_actors.local.api.routes import Router
+from tinker_actors.local.engine.state import ApiError, Call, ServiceState
+from tinker_actors.local.server.faults import FaultRule
+from tinker_actors.local.server.http_server import HttpResponse
 
 __all__ = ["AdminApi"]
 

@@ -55,7 +55,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tinker_actors.errors import InvalidInputError
-from tinker_actors.local.archives import ArchiveCache, ArchiveTooLargeError
+from tinker_actors.local.engine.archives import ArchiveCache, ArchiveTooLargeError
 from tinker_actors.types import ParsedCheckpointTinkerPath
 
 __all__ = [

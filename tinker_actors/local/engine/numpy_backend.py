@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tinker_actors.local.backend import (
+from tinker_actors.local.engine.backend import (
     AdamSettings,
     Arrays,
     BaseModelDescription,

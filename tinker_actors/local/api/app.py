@@ -20,15 +20,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tinker_actors.local.admin_api import AdminApi
-from tinker_actors.local.faults import FaultAction, FaultMatch
-from tinker_actors.local.http_server import DROP_CONNECTION, DropConnection, HttpRequest, HttpResponse
-from tinker_actors.local.rest_api import RestApi
-from tinker_actors.local.routes import Route, Router
-from tinker_actors.local.sampling_api import SamplingApi
-from tinker_actors.local.session_api import SessionApi
-from tinker_actors.local.state import ApiError, Call, ServiceState, error_body
-from tinker_actors.local.training_api import TrainingApi
+from tinker_actors.local.api.admin_api import AdminApi
+from tinker_actors.local.api.rest_api import RestApi
+from tinker_actors.local.api.routes import Route, Router
+from tinker_actors.local.api.sampling_api import SamplingApi
+from tinker_actors.local.api.session_api import SessionApi
+from tinker_actors.local.api.training_api import TrainingApi
+from tinker_actors.local.engine.state import ApiError, Call, ServiceState, error_body
+from tinker_actors.local.server.faults import FaultAction, FaultMatch
+from tinker_actors.local.server.http_server import DROP_CONNECTION, DropConnection, HttpRequest, HttpResponse
 
 __all__ = ["FUTURE_ENDPOINTS", "LocalApp", "PathRedactor"]
 
@@ -152,7 +152,7 @@ class PathRedactor:
 
     def __init__(self, data_dir: Path) -> None:
         roots: dict[str, str] = {}
-        code = Path(__file__).resolve().parents[2]  # the checkout or site-packages holding tinker_actors
+        code = Path(__file__).resolve().parents[3]  # the checkout or site-packages holding tinker_actors
         for path in (sys.base_prefix, sys.prefix, str(code), str(Path.home()), os.getcwd()):
             roots[str(path)] = "<server path>"
         roots[str(data_dir)] = roots[str(data_dir.resolve())] = "<data_dir>"

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 
-from tinker_actors.local.backend import Arrays, BaseModelDescription, SampleArgs, SampleOutput, SamplerEngine
-from tinker_actors.local.http_server import HttpResponse
-from tinker_actors.local.routes import Router
-from tinker_actors.local.sequencer import MAX_REMEMBERED, show_value
-from tinker_actors.local.state import ApiError, Call, SamplerSlot, ServiceState, ok
-from tinker_actors.local.storage import InvalidNameError, SamplerRecord
-from tinker_actors.local.work_limits import OverLimitError, WorkLimits, check_at_most, check_token_ids
+from tinker_actors.local.api.routes import Router
+from tinker_actors.local.engine.backend import Arrays, BaseModelDescription, SampleArgs, SampleOutput, SamplerEngine
+from tinker_actors.local.engine.sequencer import MAX_REMEMBERED, show_value
+from tinker_actors.local.engine.state import ApiError, Call, SamplerSlot, ServiceState, ok
+from tinker_actors.local.engine.storage import InvalidNameError, SamplerRecord
+from tinker_actors.local.engine.work_limits import OverLimitError, WorkLimits, check_at_most, check_token_ids
+from tinker_actors.local.server.http_server import HttpResponse
 from tinker_actors.types import (
     CreateSamplingSessionRequest,
     CreateSamplingSessionResponse,
