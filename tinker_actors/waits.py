@@ -7,8 +7,9 @@ has made no progress for ``WaitWarnings.first_after`` seconds (30 s by default) 
 ``wait.stalled`` warning naming the request type and id, how long it has waited, the last answer (status,
 queue state and reason) and when the wait will give up; after that, at most one line per condition (the
 kind of the last answer: ``HTTP 500``, ``pending (paused_capacity)``, ``connection error``, ...) every
-``WaitWarnings.repeat_after`` seconds (5 minutes). It runs on a timer of the event loop, so it speaks on
-time even while its owner sits in a long poll or a backoff.
+``WaitWarnings.repeat_after`` seconds (5 minutes), counted per request type across all the waits of one
+ServiceClient (:class:`Announcements`): a hundred requests stalled alike log one line, not a hundred. It runs
+on a timer of the event loop, so it speaks on time even while its owner sits in a long poll or a backoff.
 
 A watch only announces; its owner enforces the bound and says when that is through ``gives_up_at``. A
 watch made with a ``limit`` is also a no-progress clock: it gives up ``limit`` seconds after the last
@@ -24,14 +25,14 @@ import asyncio
 import datetime
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tinker_actors.config import Config
 from tinker_actors.errors import NoProgressError, TinkerError
 from tinker_actors.logs import get_logger, level_enabled
 
-__all__ = ["Deadline", "StallWatch", "WatchSettings"]
+__all__ = ["Announcements", "Deadline", "StallWatch", "WatchSettings"]
 
 log = get_logger("tinker_actors.waits")
 
@@ -50,13 +51,33 @@ class Deadline(Protocol):
         ...
 
 
+class Announcements:
+    """When each condition was last announced, shared by the watches of one ServiceClient: however many
+    requests stall the same way at once, one line per request type and condition every ``repeat_after``."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], float] = {}
+
+    def due(self, key: tuple[str, str], now: float, interval: float) -> bool:
+        """Whether ``key`` may be announced now; if so, it counts as announced."""
+        last = self._last.get(key)
+        if last is not None and now - last < interval:
+            return False
+        self._last[key] = now
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class WatchSettings:
-    """What a watch needs from the :class:`Config`: the intervals, and whether warnings are logged at all."""
+    """What a watch needs from the :class:`Config`: the intervals, whether warnings are logged at all, and the
+    announcements its siblings made (one :class:`Announcements` per ServiceClient, built by ``from_config``)."""
 
     first_after: float = 30.0
     repeat_after: float = 300.0
     enabled: bool = True
+    announcements: Announcements = field(default_factory=Announcements, compare=False, repr=False)
 
     @classmethod
     def from_config(cls, config: Config) -> WatchSettings:
@@ -66,7 +87,9 @@ class WatchSettings:
 
 
 class StallWatch:
-    """Announces a wait that makes no progress: one warning, then at most one line per condition per interval.
+    """Announces a wait that makes no progress: one warning, then at most one line per condition per interval
+    (counted per request type across the watches sharing ``settings.announcements``, so that a hundred requests
+    stalled alike log one line, not a hundred).
 
     ``gives_up_at`` returns the event-loop time at which the owner will give up (``None``: unknown); with
     ``limit`` instead, the watch itself is that bound (``limit`` seconds after the last progress). ``labels``
@@ -74,8 +97,8 @@ class StallWatch:
     ``start=True`` (the default) the wait begins at once.
     """
 
-    __slots__ = ("_active", "_condition", "_fields", "_gives_up_at", "_handle", "_labels", "_limit", "_logged",
-                 "_loop", "_request_id", "_request_type", "_settings", "_since", "_started")
+    __slots__ = ("_active", "_condition", "_fields", "_gives_up_at", "_handle", "_labels", "_limit", "_loop",
+                 "_request_id", "_request_type", "_settings", "_since", "_started")
 
     def __init__(self, request_type: str, settings: WatchSettings, *, request_id: str | None = None,
                  gives_up_at: Callable[[], float | None] | None = None, limit: float | None = None,
@@ -91,7 +114,6 @@ class StallWatch:
         self._started = self._since = self._loop.time()
         self._condition = _NO_ANSWER
         self._fields: dict[str, Any] = {}
-        self._logged: dict[str, float] = {}  # condition -> when it was last logged; kept across waits
         self._handle: asyncio.TimerHandle | None = None
         if start:
             self.begin()
@@ -175,9 +197,7 @@ class StallWatch:
         if now - self._since < settings.first_after:
             self._schedule(self._since + settings.first_after)  # progress since: not stalled (yet)
             return
-        logged = self._logged.get(self._condition)
-        if logged is None or now - logged >= settings.repeat_after:
-            self._logged[self._condition] = now
+        if settings.announcements.due((self._request_type, self._condition), now, settings.repeat_after):
             self._announce(now)
         # Check again soon: a new condition is announced within ``first_after``, a known one waits its turn.
         self._schedule(now + min(settings.first_after, settings.repeat_after))

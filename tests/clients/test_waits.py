@@ -112,6 +112,24 @@ def test_watch_warns_once_then_once_per_condition_per_interval() -> None:
     assert lines[0]["status"] == 500 and lines[0]["request_id"] == "req-1"
 
 
+def test_many_waits_stalled_alike_log_one_line() -> None:
+    settings = WatchSettings(first_after=0.1, repeat_after=60.0)  # one ServiceClient's
+
+    async def main() -> list[Line]:
+        with structlog.testing.capture_logs() as logs:
+            watches = [StallWatch("ForwardBackward", settings, request_id=f"req-{i}") for i in range(20)]
+            for watch in watches:
+                watch.answer("HTTP 503", status=503)
+            watches[0].answer("connection error")
+            await asyncio.sleep(0.5)
+            for watch in watches:
+                watch.close()
+        return stalled(logs)
+
+    lines = asyncio.run(main())
+    assert sorted(line["last_answer"] for line in lines) == ["HTTP 503", "connection error"]
+
+
 def test_watch_clock_runs_only_while_waiting_and_progress_restarts_it() -> None:
     settings = WatchSettings(first_after=1.0, repeat_after=60.0)
 
