@@ -78,7 +78,9 @@ class TrackedFuture(concurrent.futures.Future[T]):
     and only the polling for its result stops.
     """
 
-    _abandon_lock = threading.Lock()  # one for all: taken once per future at most, never contended for long
+    # One for all, taken briefly. Re-entrant: abandon() may run from an APIFuture's __del__, which the garbage
+    # collector can call in a thread that is inside add_abandon_callback already.
+    _abandon_lock = threading.RLock()
 
     def __init__(self) -> None:
         super().__init__()

@@ -160,8 +160,9 @@ class TrainingClientActor(SupervisedActor):
 
     def _caller_abandoned(self, op_id: int, task: concurrent.futures.Future[None]) -> None:
         """Nobody holds the op's APIFuture anymore (any thread). It is still sent (the caller asked for its
-        effect on the model); only polling for a result nobody will read stops."""
-        if op_id in self._ledger.accepted_requests():
+        effect on the model); only polling for a result nobody will read stops. Takes no lock: it may run from
+        the garbage collector, in a thread that holds the ledger's lock."""
+        if op_id in self._ledger.accepted:  # one dict lookup: atomic
             task.cancel()
 
     async def _run(self, op_id: int, op: TrainingOp, previous: concurrent.futures.Future[None] | None,
