@@ -18,6 +18,7 @@ from tinker_actors.wire.codec import (
     EncodedBody,
     EncodedRequest,
     ForwardBackwardCall,
+    PreparedRequest,
     ServerCodec,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "EncodedBody",
     "EncodedRequest",
     "ForwardBackwardCall",
+    "PreparedRequest",
     "ServerCodec",
     "client_codec",
 ]

@@ -5,14 +5,19 @@ into the domain model, for one protocol version. Callers pick a codec once (afte
 call it; they never branch on the version themselves. The client side is :class:`ClientCodec`; the
 server side (the local service) is :class:`ServerCodec`.
 
-Only the calls whose encoding differs between versions go through a codec: a forward_backward (and
-forward) submission, and the results of forward_backward and sample polls.
+Every request body a client sends goes through its codec: a forward_backward (and forward) submission
+in the version's own form, ``retrieve_future`` polls, and every other JSON body by the version's rule of
+which fields are sent. Results are read through it where their form differs (forward_backward and
+sample results); the other results are JSON in every version.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+from pydantic import BaseModel
 
 from tinker_actors.types import ForwardBackwardInput, ForwardBackwardOutput, SampleResponse
 
@@ -24,6 +29,7 @@ __all__ = [
     "EncodedBody",
     "EncodedRequest",
     "ForwardBackwardCall",
+    "PreparedRequest",
     "ServerCodec",
     "media_type",
 ]
@@ -71,6 +77,39 @@ class EncodedRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """A submission encoded before its seq id is known (clients take seq ids at send time, and a request
+    that cannot be encoded must fail before it takes one): the body is ``before + seq_field(seq_id) +
+    after``, compressed by ``compress`` when set (with ``content_encoding``)."""
+
+    path: str
+    content_type: str
+    before: bytes
+    after: bytes
+    seq_field: Callable[[int], bytes]
+    compress: Callable[[bytes], bytes] | None = None
+    content_encoding: str | None = None
+
+    @property
+    def size(self) -> int:
+        """The body's length before compression (give or take the seq id's few bytes)."""
+        return len(self.before) + len(self.after)
+
+    def body(self, seq_id: int) -> EncodedBody:
+        """The body for ``seq_id`` (compressing takes a while for a big batch: call it off the event loop)."""
+        content = b"".join((self.before, self.seq_field(seq_id), self.after))
+        if self.compress is not None:
+            return EncodedBody(self.compress(content), self.content_type, self.content_encoding)
+        return EncodedBody(content, self.content_type)
+
+    def request(self, seq_id: int) -> EncodedRequest:
+        return EncodedRequest(self.path, self.body(seq_id))
+
+    def __repr__(self) -> str:
+        return f"PreparedRequest({self.path}, {self.size} bytes, {self.content_type})"
+
+
+@dataclass(frozen=True, slots=True)
 class ForwardBackwardCall:
     """One forward_backward (or, with ``forward_only``, forward) submission, independent of the wire."""
 
@@ -89,8 +128,27 @@ class ClientCodec(Protocol):
         ...
 
     @property
+    def sdk_version(self) -> str:
+        """The official SDK release whose wire this is (``"0.6.3"``, ``"0.38.0"``): what a client claims as
+        ``sdk_version`` unless configured otherwise."""
+        ...
+
+    @property
+    def sends_sdk_method(self) -> bool:
+        """Whether requests made by a public method carry ``x-sdk-version`` and ``x-sdk-method``."""
+        ...
+
+    @property
     def result_accept(self) -> str:
         """The ``Accept`` header of a poll for a forward_backward or sample result."""
+        ...
+
+    def encode_json(self, request: BaseModel) -> bytes:
+        """The JSON body of any other request, by this version's rules (which fields are sent)."""
+        ...
+
+    def encode_retrieve(self, request_id: str, *, allow_metadata_only: bool) -> bytes:
+        """A ``retrieve_future`` body. ``allow_metadata_only`` is dropped by versions without it."""
         ...
 
     def encode_forward_backward(self, call: ForwardBackwardCall, *, compress: bool = False) -> EncodedRequest:
@@ -98,6 +156,12 @@ class ClientCodec(Protocol):
 
         Raises ``InvalidInputError`` when the input cannot be expressed on this wire.
         """
+        ...
+
+    def prepare_forward_backward(self, model_id: str, fb_input: ForwardBackwardInput, *, forward_only: bool = False,
+                                 compress: bool = False) -> PreparedRequest:
+        """The same submission, encoded now and completed with its seq id later (the same bytes as
+        :meth:`encode_forward_backward`). Raises ``InvalidInputError`` now, before any seq id is taken."""
         ...
 
     def decode_forward_backward_output(self, content: bytes, content_type: str | None) -> ForwardBackwardOutput:

@@ -12,13 +12,21 @@ import pydantic
 
 from tinker_actors.errors import APIResponseValidationError
 from tinker_actors.types import (
+    ForwardBackwardInput,
     ForwardBackwardOutput,
     ForwardBackwardRequest,
     ForwardRequest,
+    FutureRetrieveRequest,
     SampleResponse,
     encode_json,
 )
-from tinker_actors.wire.codec import CONTENT_TYPE_JSON, EncodedBody, EncodedRequest, ForwardBackwardCall
+from tinker_actors.wire.codec import (
+    CONTENT_TYPE_JSON,
+    EncodedBody,
+    EncodedRequest,
+    ForwardBackwardCall,
+    PreparedRequest,
+)
 
 __all__ = ["CODEC", "JsonCodec"]
 
@@ -33,8 +41,32 @@ class JsonCodec:
         return "0.6.3"
 
     @property
+    def sdk_version(self) -> str:
+        return "0.6.3"
+
+    @property
+    def sends_sdk_method(self) -> bool:
+        return False  # 0.6.3 had no x-sdk-version / x-sdk-method headers
+
+    @property
     def result_accept(self) -> str:
         return CONTENT_TYPE_JSON
+
+    def encode_json(self, request: pydantic.BaseModel) -> bytes:
+        return encode_json(request)  # only the fields that were set (WIRE-PROTOCOL §2.0)
+
+    def encode_retrieve(self, request_id: str, *, allow_metadata_only: bool) -> bytes:
+        return encode_json(FutureRetrieveRequest(request_id=request_id))  # 0.6.3 has no metadata-only answers
+
+    def prepare_forward_backward(self, model_id: str, fb_input: ForwardBackwardInput, *, forward_only: bool = False,
+                                 compress: bool = False) -> PreparedRequest:
+        # The seq id is the last field of both bodies: everything before it is encoded now.
+        if forward_only:
+            path, head = "/api/v1/forward", encode_json(ForwardRequest(forward_input=fb_input, model_id=model_id))
+        else:
+            path, head = "/api/v1/forward_backward", encode_json(ForwardBackwardRequest(
+                forward_backward_input=fb_input, model_id=model_id))
+        return PreparedRequest(path, CONTENT_TYPE_JSON, head[:-1] + b',"seq_id":', b"}", _seq_text)
 
     def encode_forward_backward(self, call: ForwardBackwardCall, *, compress: bool = False) -> EncodedRequest:
         if call.forward_only:
@@ -52,6 +84,10 @@ class JsonCodec:
 
     def __repr__(self) -> str:
         return "JsonCodec(version='0.6.3')"
+
+
+def _seq_text(seq_id: int) -> bytes:
+    return str(int(seq_id)).encode()
 
 
 def _validate(model: type[_Result], content: bytes) -> _Result:

@@ -46,8 +46,10 @@ from tinker_actors.wire.codec import (
     EncodedBody,
     EncodedRequest,
     ForwardBackwardCall,
+    PreparedRequest,
     media_type,
 )
+from tinker_actors.wire.v0_38 import json_bodies
 from tinker_actors.wire.v0_38 import tinker_pb2 as pb
 from tinker_actors.wire.v0_38.arrays import (
     FLOAT32,
@@ -84,20 +86,42 @@ class ProtobufCodec:
         return "0.38"
 
     @property
+    def sdk_version(self) -> str:
+        return "0.38.0"
+
+    @property
+    def sends_sdk_method(self) -> bool:
+        return True
+
+    @property
     def result_accept(self) -> str:
         return CONTENT_TYPE_PROTOBUF
 
     # -- client side --
 
+    def encode_json(self, request: pydantic.BaseModel) -> bytes:
+        """Any other request: JSON with defaults included and ``None`` dropped (:mod:`.json_bodies`)."""
+        return json_bodies.encode_json(request)
+
+    def encode_retrieve(self, request_id: str, *, allow_metadata_only: bool) -> bytes:
+        return json_bodies.encode_retrieve(request_id, allow_metadata_only=allow_metadata_only)
+
     def encode_forward_backward(self, call: ForwardBackwardCall, *, compress: bool = False) -> EncodedRequest:
         """The protobuf body of ``call``, zstd-compressed when ``compress`` (the server's flag)."""
-        content = _request_bytes(call)
-        if compress:
-            body = EncodedBody(zstandard.ZstdCompressor().compress(content), CONTENT_TYPE_PROTOBUF, "zstd")
-        else:
-            body = EncodedBody(content, CONTENT_TYPE_PROTOBUF)
+        prepared = self.prepare_forward_backward(call.model_id, call.input, forward_only=call.forward_only,
+                                                 compress=compress)
+        return prepared.request(call.seq_id)
+
+    def prepare_forward_backward(self, model_id: str, fb_input: ForwardBackwardInput, *, forward_only: bool = False,
+                                 compress: bool = False) -> PreparedRequest:
+        """``model_id`` (field 1) is written now, the seq id (field 2) when it is known, then the rest (fields 3
+        and up, written now): the same bytes, in field order, as one pass would write."""
+        head = MessageWriter()
+        head.string(_REQUEST.MODEL_ID_FIELD_NUMBER, model_id)
         # 0.38 has no /forward: a forward pass is a forward_backward with forward_only set.
-        return EncodedRequest(FORWARD_BACKWARD_PATH, body)
+        return PreparedRequest(FORWARD_BACKWARD_PATH, CONTENT_TYPE_PROTOBUF, head.to_bytes(),
+                               _request_tail(fb_input, forward_only), _seq_field,
+                               compress=_zstd if compress else None, content_encoding="zstd" if compress else None)
 
     def decode_forward_backward_output(self, content: bytes, content_type: str | None) -> ForwardBackwardOutput:
         message = _parse_result(pb.ForwardBackwardOutput(), content, content_type, "ForwardBackwardOutput")
@@ -154,12 +178,20 @@ _REQUEST = pb.ForwardBackwardRequest
 _MAP_KEY, _MAP_VALUE = 1, 2  # every protobuf map entry is {key = 1, value = 2}
 
 
-def _request_bytes(call: ForwardBackwardCall) -> bytes:
-    fb_input = call.input
+def _zstd(content: bytes) -> bytes:
+    return zstandard.ZstdCompressor().compress(content)
+
+
+def _seq_field(seq_id: int) -> bytes:
+    field = MessageWriter()
+    field.varint(_REQUEST.SEQ_ID_FIELD_NUMBER, check_int32(seq_id, "seq_id"))
+    return field.to_bytes()
+
+
+def _request_tail(fb_input: ForwardBackwardInput, forward_only: bool) -> bytes:
+    """Every field after the seq id."""
     config = fb_input.loss_fn_config or {}
     request = MessageWriter()
-    request.string(_REQUEST.MODEL_ID_FIELD_NUMBER, call.model_id)
-    request.varint(_REQUEST.SEQ_ID_FIELD_NUMBER, check_int32(call.seq_id, "seq_id"))
     for index, datum in enumerate(fb_input.data):
         request.message(_REQUEST.DATA_FIELD_NUMBER, _datum_writer(datum, index))
     request.string(_REQUEST.LOSS_FN_FIELD_NUMBER, fb_input.loss_fn)
@@ -168,7 +200,7 @@ def _request_bytes(call: ForwardBackwardCall) -> bytes:
         number = MessageWriter()
         number.double(_MAP_VALUE, value, always=True)
         request.message(_REQUEST.LOSS_FN_CONFIG_FIELD_NUMBER, _map_entry(name, number, inline=True))
-    request.varint(_REQUEST.FORWARD_ONLY_FIELD_NUMBER, int(call.forward_only))
+    request.varint(_REQUEST.FORWARD_ONLY_FIELD_NUMBER, int(forward_only))
     for name, value in config.items():
         setting = MessageWriter()
         setting.double(pb.LossConfigValue.NUMBER_FIELD_NUMBER, value, always=True)  # a oneof member

@@ -1,0 +1,64 @@
+"""The JSON request bodies of protocol 0.38: defaults included, ``None`` dropped, new fields at their defaults.
+
+Since 0.25 the official SDK serializes every JSON request with its defaults (so the ``type``
+discriminators and default values go on the wire) and without the fields that are ``None``
+(WIRE-PROTOCOL §6.3). Its request types also gained fields that the domain model does not have yet;
+those go out at the value the official SDK sends when the caller did not set them (e.g. a
+``save_weights`` carries ``"overwrite": false``), so that a 0.38 server reads the same body from us as
+from the official SDK. A field the domain model already holds is never overridden.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pydantic
+
+from tinker_actors.types import (
+    CreateModelRequest,
+    FutureRetrieveRequest,
+    SampleRequest,
+    SaveWeightsForSamplerRequest,
+    SaveWeightsRequest,
+)
+
+__all__ = ["ADDED_FIELDS", "encode_json", "encode_retrieve"]
+
+ADDED_FIELDS: dict[type[pydantic.BaseModel], dict[str, Any]] = {
+    CreateModelRequest: {"optimizer_config": {"type": "adamw"}},
+    SaveWeightsRequest: {"overwrite": False},
+    SaveWeightsForSamplerRequest: {"kind": "snapshot"},
+    SampleRequest: {"topk_sample_logprobs": 0, "prompt_alt_tokens_k": 0, "record_stability_info": False},
+    FutureRetrieveRequest: {"allow_metadata_only": False},
+}
+"""Fields the 0.38 request types have and ours do not, with the value the official SDK sends by default."""
+
+
+
+def _added_text(model: type[pydantic.BaseModel], fields: dict[str, Any]) -> bytes:
+    """The JSON text spliced in before the closing brace: only fields the domain type does not hold (once
+    it holds one, its own value is sent)."""
+    missing = {name: value for name, value in fields.items() if name not in model.model_fields}
+    return json.dumps(missing, separators=(",", ":")).encode()[1:-1]
+
+
+_ADDED_TEXT: dict[type[pydantic.BaseModel], bytes] = {
+    model: text for model, fields in ADDED_FIELDS.items() if (text := _added_text(model, fields))
+}
+
+
+def encode_json(request: pydantic.BaseModel) -> bytes:
+    """The 0.38 JSON body of ``request``: compact, declaration order, the added fields last."""
+    content: bytes = request.__pydantic_serializer__.to_json(request, exclude_none=True)
+    added = _ADDED_TEXT.get(type(request))
+    if added is None:
+        return content
+    return content[:-1] + (b"," if len(content) > 2 else b"") + added + b"}"
+
+
+def encode_retrieve(request_id: str, *, allow_metadata_only: bool) -> bytes:
+    """A ``retrieve_future`` body; ``allow_metadata_only`` lets the server answer a finished request's
+    size first (``complete_metadata``), so the client can reserve room for a large result."""
+    return json.dumps({"request_id": request_id, "allow_metadata_only": allow_metadata_only},
+                      separators=(",", ":")).encode()
