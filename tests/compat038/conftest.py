@@ -1,0 +1,88 @@
+"""The official tinker==0.38.0 SDK against the local service, as a user runs it.
+
+The official 0.38 SDK cannot share a virtualenv with the 0.6.3 one of the other compat tests (same
+package name), so ``make test`` gives it its own, ``.venv-tinker038`` (no torch), and these tests
+run it in a subprocess pointed at a :class:`LocalService` started here (127.0.0.1 only). Without
+that virtualenv they skip and say why; ``TINKER_ACTORS_OFFICIAL_038_PYTHON`` names another
+interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.wire.conftest import OFFICIAL_038_PYTHON, REPO
+from tinker_actors.local import LocalService
+
+HERE = Path(__file__).resolve().parent
+RUN_TIMEOUT_S = 120.0  # a whole script run; it takes a few seconds
+
+
+def official_python() -> Path:
+    """The 0.38 interpreter, or a skip saying how to get it."""
+    if not OFFICIAL_038_PYTHON.exists():
+        pytest.skip(f"the official tinker==0.38.0 SDK is not installed at {OFFICIAL_038_PYTHON}: "
+                    "`make test` creates it (.venv-tinker038)")
+    return OFFICIAL_038_PYTHON
+
+
+@contextmanager
+def service_with_flags(**flags: Any) -> Iterator[LocalService]:
+    """A local service whose ``client/config`` announces ``flags`` (none: every flag at its default)."""
+    with LocalService(long_poll_s=5.0, protocol_flags=flags) as service:
+        yield service
+
+
+def official_env(service: LocalService, home: Path) -> dict[str, str]:
+    """Only what the SDK needs: the service's address and key, telemetry off, nothing from this
+    process's environment that could point it elsewhere (proxies, real credentials)."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
+            "TINKER_BASE_URL": service.base_url, "TINKER_API_KEY": service.api_key,
+            "TINKER_TELEMETRY": "0", "HF_HUB_OFFLINE": "1", "NO_PROXY": "127.0.0.1",
+            "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+@dataclass(frozen=True)
+class ScriptRun:
+    """One run of a script under the official SDK: its JSON summary (last stdout line) and stderr."""
+
+    summary: dict[str, Any]
+    stderr: str
+    seconds: float
+
+    @property
+    def steps(self) -> dict[str, str]:
+        steps: dict[str, str] = self.summary["steps"]
+        return steps
+
+    @property
+    def values(self) -> dict[str, Any]:
+        values: dict[str, Any] = self.summary["values"]
+        return values
+
+    def failed_steps(self) -> dict[str, str]:
+        return {name: outcome for name, outcome in self.steps.items() if outcome != "ok"}
+
+
+def run_official(script: str, service: LocalService, home: Path, *args: str) -> ScriptRun:
+    """Run ``tests/compat038/<script>`` with the official 0.38 interpreter against ``service``."""
+    python = official_python()
+    started = time.monotonic()
+    done = subprocess.run([str(python), str(HERE / script), *args], env=official_env(service, home),
+                          cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
+    seconds = time.monotonic() - started
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise AssertionError(f"{script} {' '.join(args)} exited with {done.returncode}:\n"
+                             f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return ScriptRun(summary=json.loads(lines[-1]), stderr=done.stderr, seconds=seconds)
