@@ -2,7 +2,7 @@
 clients, called with a :class:`~tinker_actors.types.futures.QueueState` each time a poll of one of their
 requests answers "pending" with a queue state (``paused_capacity``, ``paused_rate_limit``, ``active``).
 
-The clients log paused states themselves (at most once a minute, :class:`QueueStateLog`); their
+The clients log paused states themselves (at most once every 5 minutes, :class:`QueueStateLog`); their
 ``on_queue_state_change`` does nothing more by default. To react, override it in a subclass or assign a
 callable to it on one client (``training.on_queue_state_change = my_callback``). The callback runs on the
 SDK's I/O thread: it must return quickly and not block; an exception from it is logged and dropped.
@@ -37,7 +37,7 @@ class ClientQueueLog(QueueStateLog):
     Holds the client weakly: the client actor keeps this object, and must not keep its handle alive.
     """
 
-    def __init__(self, what: str, client: QueueStateObserver, interval: float = 60.0) -> None:
+    def __init__(self, what: str, client: QueueStateObserver, interval: float = 300.0) -> None:
         super().__init__(what, interval)
         self._label = what
         self._client = weakref.ref(client)
