@@ -37,9 +37,9 @@ def official_python() -> Path:
 
 
 @contextmanager
-def service_with_flags(**flags: Any) -> Iterator[LocalService]:
+def service_with_flags(flags: dict[str, Any] | None = None, **service_options: Any) -> Iterator[LocalService]:
     """A local service whose ``client/config`` announces ``flags`` (none: every flag at its default)."""
-    with LocalService(long_poll_s=5.0, protocol_flags=flags) as service:
+    with LocalService(long_poll_s=5.0, protocol_flags=flags or {}, **service_options) as service:
         yield service
 
 
@@ -86,3 +86,14 @@ def run_official(script: str, service: LocalService, home: Path, *args: str) -> 
         raise AssertionError(f"{script} {' '.join(args)} exited with {done.returncode}:\n"
                              f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
     return ScriptRun(summary=json.loads(lines[-1]), stderr=done.stderr, seconds=seconds)
+
+
+def run_official_cli(service: LocalService, home: Path, *args: str) -> Any:
+    """The official ``tinker`` console command with ``-f json``: its JSON output."""
+    official_python()
+    command = OFFICIAL_038_PYTHON.parent / "tinker"
+    done = subprocess.run([str(command), "-f", "json", *args], env=official_env(service, home), cwd=REPO,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
+    if done.returncode != 0:
+        raise AssertionError(f"tinker {' '.join(args)} exited with {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return json.loads(done.stdout)

@@ -5,17 +5,15 @@ The official 0.38 SDK cannot share a virtualenv with the 0.6.3 one the other com
 pointed at a local service through ``TINKER_BASE_URL`` and ``TINKER_API_KEY``. It never imports
 tinker_actors (not installed there): the SDK is used exactly as its documentation shows a user.
 
-Usage: ``official_loop.py full|train``. ``full`` runs every step; ``train`` only creates a model
-and trains it (the run with compression and small chunks). Each step's outcome is recorded, a
-failing step does not stop the steps that do not depend on it, and the last line of stdout is one
-JSON summary: ``{"steps": {name: "ok" | error text}, "values": {...}, "warnings": [...]}``.
+Usage: ``official_loop.py``. Each step's outcome is recorded, a failing step does not stop the
+steps that do not depend on it, and the last line of stdout is one JSON summary:
+``{"steps": {name: "ok" | error text}, "values": {...}, "warnings": [...]}``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -272,20 +270,16 @@ def cli(rec: _Recorder, training: Any) -> None:
 
 
 def main() -> None:
-    mode = sys.argv[1] if len(sys.argv) > 1 else "full"
     warnings = _Warnings()
     logging.getLogger("tinker").addHandler(warnings)
     rec = _Recorder()
     rec.values["tinker_version"] = tinker.__version__
     service = tinker.ServiceClient()
-    if mode == "train":
-        train(rec, service, steps=4, batch=4)
-    else:
-        training = train(rec, service, steps=6, batch=2)
-        if training is not None:
-            checkpoints_and_sampling(rec, service, training)
-            rest(rec, training)
-            cli(rec, training)
+    training = train(rec, service, steps=6, batch=4)
+    if training is not None:
+        checkpoints_and_sampling(rec, service, training)
+        rest(rec, training)
+        cli(rec, training)
     rec.step("close", lambda: service.close("success").result(timeout=TIMEOUT_S))
     rec.values["total_seconds"] = round(time.monotonic() - rec.started, 3)
     print(json.dumps({"steps": rec.steps, "values": rec.values, "warnings": warnings.lines}, default=str))

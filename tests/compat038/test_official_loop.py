@@ -3,10 +3,11 @@
 ``official_loop.py`` (run with the official 0.38 interpreter) creates a LoRA model, trains it with
 forward_backward + optim_step, runs forward, saves and loads state, saves weights for a sampler,
 samples (sequence ids, prompt logprobs), computes logprobs, lists and deletes checkpoints through
-the REST client and the official CLI, and closes its session. It runs twice: as the service
-answers by default (uncompressed protobuf), and with the service asking for zstd-compressed
-requests in chunks of two datums. The service records what arrived (``svc.wire_log``), so the
-tests also check what went on the wire.
+the REST client and the official CLI, and closes its session. It runs twice, each time against a
+service of its own: with the service's defaults (uncompressed protobuf, results in one poll), and
+with the service asking for zstd-compressed requests of at most two datums and announcing every
+result by its size first (``complete_metadata``). The service records what arrived
+(``svc.wire_log``), so the tests also check what went on the wire.
 """
 
 from __future__ import annotations
@@ -17,44 +18,59 @@ from typing import Any
 
 import pytest
 
-from tests.compat038.conftest import ScriptRun, official_python, run_official, service_with_flags
-from tinker_actors.local import LocalService
+from tests.compat038.conftest import (
+    ScriptRun,
+    official_python,
+    run_official,
+    run_official_cli,
+    service_with_flags,
+)
 from tinker_actors.local.server.wire_log import WireRecord
 
 TEXT_LEN = len(b"the quick brown fox jumps over the lazy dog. ") - 1
 PROMPT_LEN = len(b"the ")
+BATCH = 4  # datums per training step (official_loop.py)
+STEPS = 6
 
 
 class _Outcome:
     """One run of the official loop against its own service: the summary and what the service received."""
 
-    def __init__(self, run: ScriptRun, records: list[WireRecord], service: LocalService) -> None:
+    def __init__(self, run: ScriptRun, records: list[WireRecord], cli_runs: Any) -> None:
         self.run = run
         self.records = records
-        self.endpoint_counts = service.request_counts()["endpoints"]
+        self.cli_runs = cli_runs
 
     def requests(self, method: str, path: str) -> list[WireRecord]:
         return [r for r in self.records if r.method == method and r.path == path]
 
 
-def _run_loop(tmp: Path, mode: str, **flags: Any) -> Iterator[_Outcome]:
+def _run_loop(home: Path, flags: dict[str, Any], **service_options: Any) -> Iterator[_Outcome]:
     official_python()  # skip before starting anything when the 0.38 SDK is not installed
-    with service_with_flags(**flags) as service, service.wire_log.capture() as capture:
-        run = run_official("official_loop.py", service, tmp, mode)
-        yield _Outcome(run, capture.snapshot(), service)
+    with service_with_flags(flags, **service_options) as service:
+        with service.wire_log.capture() as capture:
+            run = run_official("official_loop.py", service, home)
+        cli_runs = run_official_cli(service, home, "run", "list")  # the console command, in its own process
+        yield _Outcome(run, capture.snapshot(), cli_runs)
 
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Outcome]:
-    """The whole loop with the service's defaults (``client/config`` answers every flag at its default)."""
-    yield from _run_loop(tmp_path_factory.mktemp("official038-plain"), "full")
+    """The service's defaults: ``client/config`` answers ``{}`` (every flag at the SDK's default)."""
+    yield from _run_loop(tmp_path_factory.mktemp("official038-plain"), {})
 
 
 @pytest.fixture(scope="module")
 def compressed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Outcome]:
-    """Training only, with the service asking for zstd-compressed requests of at most two datums."""
-    yield from _run_loop(tmp_path_factory.mktemp("official038-zstd"), "train",
-                         proto_compress_fwdbwd=True, fwdbwd_max_chunk_len=2)
+    """zstd-compressed requests of at most two datums; every result announced by its size first."""
+    yield from _run_loop(tmp_path_factory.mktemp("official038-zstd"),
+                         {"proto_compress_fwdbwd": True, "fwdbwd_max_chunk_len": 2}, inline_result_bytes=0)
+
+
+@pytest.fixture(params=["plain", "compressed"])
+def outcome(request: pytest.FixtureRequest) -> _Outcome:
+    result: _Outcome = request.getfixturevalue(request.param)
+    return result
 
 
 def _assert_steps_pass(outcome: _Outcome) -> None:
@@ -68,18 +84,19 @@ def _assert_loss_falls(losses: list[float]) -> None:
     assert losses[-1] < losses[0] * 0.8, f"the loss did not go down: {losses}"
 
 
-# ---- the whole loop, service defaults ------------------------------------------------------------
+# ---- the loop: the same outcome with either service configuration -------------------------------
 
-def test_every_step_of_the_loop_passes(plain: _Outcome) -> None:
-    _assert_steps_pass(plain)
-    assert plain.run.values["tinker_version"] == "0.38.0"
-    assert plain.run.seconds < 60, f"the official loop took {plain.run.seconds:.1f} s"
+def test_every_step_of_the_loop_passes(outcome: _Outcome) -> None:
+    _assert_steps_pass(outcome)
+    assert outcome.run.values["tinker_version"] == "0.38.0"
+    assert outcome.run.seconds < 60, f"the official loop took {outcome.run.seconds:.1f} s"
 
 
-def test_training_loss_goes_down(plain: _Outcome) -> None:
-    values = plain.run.values
+def test_training_loss_goes_down(outcome: _Outcome) -> None:
+    values = outcome.run.values
     _assert_loss_falls(values["losses"])
-    assert values["fwdbwd_outputs"] == 2 and values["fwdbwd_logprobs_len"] == TEXT_LEN
+    assert len(values["losses"]) == STEPS
+    assert values["fwdbwd_outputs"] == BATCH and values["fwdbwd_logprobs_len"] == TEXT_LEN  # chunks joined
     assert values["info"]["lora_rank"] == 8 and values["info"]["model_name"] == "tiny-byte"
     assert set(values["forward"]["keys"]) >= {"logprobs", "elementwise_loss"}
     assert values["forward"]["logprobs_len"] == TEXT_LEN
@@ -88,8 +105,8 @@ def test_training_loss_goes_down(plain: _Outcome) -> None:
     assert restored["loss_restored"] == pytest.approx(restored["loss_here"], rel=1e-5)
 
 
-def test_sampling_sequence_ids_and_logprobs(plain: _Outcome) -> None:
-    values = plain.run.values
+def test_sampling_sequence_ids_and_logprobs(outcome: _Outcome) -> None:
+    values = outcome.run.values
     assert values["sampler_base_model"] == "tiny-byte"
     sample = values["sample"]
     assert len(sample["tokens"]) == 3 and all(len(t) == 6 for t in sample["tokens"])
@@ -108,8 +125,8 @@ def test_sampling_sequence_ids_and_logprobs(plain: _Outcome) -> None:
     assert values["base_sampler_sequences"] == 2
 
 
-def test_rest_listing_deletion_and_cli(plain: _Outcome) -> None:
-    values = plain.run.values
+def test_rest_listing_deletion_and_cli(outcome: _Outcome) -> None:
+    values = outcome.run.values
     run_id = values["info"]["model_id"]
     state, sampler = values["state_path"], values["sampler_path"]
     assert state == f"tinker://{run_id}/weights/c38-state"
@@ -123,10 +140,12 @@ def test_rest_listing_deletion_and_cli(plain: _Outcome) -> None:
     assert {state, sampler} <= set(values["user_checkpoints"])
     assert values["deleted"] == state and state not in values["checkpoints_after"]
     assert sampler in values["checkpoints_after"]
-    assert values["sessions"]["count"] >= 1
+    assert values["sessions"] == {"count": 1, "has_runs": True}
+    # the official CLI: in the loop's process, then the console command in its own
     assert values["cli_run_info"]["training_run_id"] == run_id
     assert sampler in str(values["cli_checkpoints"])
     assert sampler not in str(values["cli_checkpoints_after"])
+    assert run_id in str(outcome.cli_runs)
 
 
 def _unexpected_warnings(outcome: _Outcome) -> list[str]:
@@ -136,47 +155,49 @@ def _unexpected_warnings(outcome: _Outcome) -> list[str]:
             if "DEPRECATED: TrainingClient.load_state*()" not in line]
 
 
-def test_no_warnings_from_the_sdk(plain: _Outcome) -> None:
-    assert _unexpected_warnings(plain) == []
+def test_no_warnings_from_the_sdk(outcome: _Outcome) -> None:
+    assert _unexpected_warnings(outcome) == []
 
 
-def test_what_went_on_the_wire(plain: _Outcome) -> None:
-    """fwd/bwd and forward went as uncompressed protobuf to /forward_backward (never /forward);
-    their results and the samples were asked for as protobuf; the session was opened with
-    client/config and closed with sessions/{id}/finish."""
+def test_every_endpoint_it_called_is_served(outcome: _Outcome) -> None:
+    """Opened with client/config, closed with sessions/{id}/finish; no 404, no error answer."""
+    assert outcome.requests("POST", "/api/v1/client/config")
+    assert any(r.path.endswith("/finish") and r.status == 200 for r in outcome.records)
+    failed = sorted({(r.method, r.path, r.status) for r in outcome.records
+                     if r.status is None or r.status >= 400})
+    assert failed == [], f"requests of the official SDK that failed: {failed}"
+
+
+# ---- what went on the wire -----------------------------------------------------------------------
+
+def _training_chunks(outcome: _Outcome) -> list[int]:
+    """Datums per fwd/bwd request (not forward-only)."""
+    return [len(r.decoded().get("data", [])) for r in outcome.requests("POST", "/api/v1/forward_backward")
+            if not r.decoded().get("forward_only")]
+
+
+def test_plain_wire_is_uncompressed_protobuf_in_one_poll(plain: _Outcome) -> None:
+    """fwd/bwd and forward go as protobuf to /forward_backward (forward with forward_only, never
+    /forward); results are asked for as protobuf and come in the first poll."""
     fwdbwd = plain.requests("POST", "/api/v1/forward_backward")
-    assert len(fwdbwd) >= 6 + 1  # six training steps and a forward, at least
     for record in fwdbwd:
         assert record.content_type == "application/x-protobuf" and "content-encoding" not in record.headers
-        assert record.status == 200
-    forward_only = [r for r in fwdbwd if r.decoded().get("forward_only")]
-    assert forward_only, "forward went out as forward_backward with forward_only"
+    assert any(r.decoded().get("forward_only") for r in fwdbwd)
     assert plain.requests("POST", "/api/v1/forward") == []
+    assert _training_chunks(plain)[:STEPS] == [BATCH] * STEPS  # a step is one request
     polls = plain.requests("POST", "/api/v1/retrieve_future")
-    assert any(r.headers.get("accept") == "application/x-protobuf" for r in polls)
-    assert plain.requests("POST", "/api/v1/client/config")
-    assert any(r.path.endswith("/finish") and r.status == 200 for r in plain.records)
-    unserved = sorted({(r.method, r.path) for r in plain.records if r.status == 404})
-    assert unserved == [], f"the official SDK called endpoints the service does not serve: {unserved}"
+    assert {r.headers.get("accept") for r in polls} == {"application/json", "application/x-protobuf"}
+    assert all(r.decoded()["allow_metadata_only"] is True for r in polls)
 
 
-# ---- compressed and chunked ----------------------------------------------------------------------
-
-def test_compressed_chunked_training_loss_goes_down(compressed: _Outcome) -> None:
-    _assert_steps_pass(compressed)
-    _assert_loss_falls(compressed.run.values["losses"])
-    assert compressed.run.values["fwdbwd_outputs"] == 4  # the chunks' outputs put back together
-    assert _unexpected_warnings(compressed) == []
-
-
-def test_compressed_requests_are_zstd_and_chunked(compressed: _Outcome) -> None:
+def test_compressed_wire_is_zstd_chunked_and_announced_first(compressed: _Outcome) -> None:
+    """zstd requests of at most two datums (a step of four is two requests); every result first
+    announced by its size, then fetched by a poll that does not allow metadata only."""
     fwdbwd = compressed.requests("POST", "/api/v1/forward_backward")
-    assert fwdbwd
     for record in fwdbwd:
         assert record.headers.get("content-encoding") == "zstd", record.headers
-        assert record.status == 200
-    sizes = [len(r.decoded().get("data", [])) for r in fwdbwd]
-    assert max(sizes) <= 2, sizes
-    # four training steps of four datums: two chunks each; then a forward of one datum
-    assert len(fwdbwd) == 4 * 2 + 1, sizes
-
+    assert _training_chunks(compressed)[:2 * STEPS] == [2] * (2 * STEPS)
+    polls = [r.decoded() for r in compressed.requests("POST", "/api/v1/retrieve_future")]
+    announced = {p["request_id"] for p in polls if p["allow_metadata_only"]}
+    fetched = {p["request_id"] for p in polls if not p["allow_metadata_only"]}
+    assert announced and announced == fetched
