@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -38,6 +39,49 @@ def test_local_serve_runs_until_terminated(tmp_path: Path) -> None:
         process.terminate()
         assert process.wait(timeout=15) == 0
     assert (tmp_path / "sessions.json").exists()
+
+
+def test_local_serve_announces_flags_and_local_protocol_changes_them(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from tinker_actors.cli import main
+
+    env = {**os.environ, "TINKER_LOCAL_API_KEY": "tml-cli-key"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tinker_actors.cli", "local", "serve", "--port", "0", "--data-dir", str(tmp_path),
+         "--zero-work", "--flag", "proto_compress_fwdbwd=true", "--flag", "fwdbwd_max_chunk_len=16",
+         "--flag", "credential_default_source=api_key", "--inline-result-bytes", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        url = banner.split(" on ")[1].split(" ")[0]
+        headers = {"X-API-Key": "tml-cli-key"}
+        config = httpx.post(f"{url}/api/v1/client/config", json={"sdk_version": "0.38.0"}, headers=headers).json()
+        assert config == {"proto_compress_fwdbwd": True, "fwdbwd_max_chunk_len": 16,
+                          "credential_default_source": "api_key"}
+        shell = ["--url", url, "--api-key", "tml-cli-key"]
+        assert main(["local", "protocol", "set", *shell, "fwdbwd_max_chunk_len=null", "refresh_interval_sec=12"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown == {"flags": {"proto_compress_fwdbwd": True, "credential_default_source": "api_key",
+                                   "refresh_interval_sec": 12}, "inline_result_bytes": 0}
+        dynamic = httpx.post(f"{url}/api/v1/client/dynamic_config", json={}, headers=headers).json()
+        assert dynamic == {"refresh_interval_sec": 12}
+        assert main(["local", "protocol", "set", *shell, "fwdbwd_max_chunk_len=lots"]) == 1
+        assert "fwdbwd_max_chunk_len" in capsys.readouterr().err
+        assert main(["local", "protocol", "clear", *shell]) == 0
+        capsys.readouterr()
+        assert main(["local", "protocol", "show", *shell]) == 0
+        assert json.loads(capsys.readouterr().out)["flags"] == {}
+    finally:
+        process.terminate()
+        assert process.wait(timeout=15) == 0
+
+
+def test_local_serve_refuses_a_bad_flag(tmp_path: Path) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-m", "tinker_actors.cli", "local", "serve", "--port", "0", "--data-dir", str(tmp_path),
+         "--zero-work", "--flag", "proto_compress_fwdbwd=maybe"], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 2 and "proto_compress_fwdbwd" in finished.stderr
 
 
 def test_version_command_still_works(capsys: pytest.CaptureFixture[str]) -> None:

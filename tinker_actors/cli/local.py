@@ -7,10 +7,15 @@
     tinker-actors local fault add --url http://127.0.0.1:8000 --endpoint asample --status 503 --times 3
     tinker-actors local fault list --url http://127.0.0.1:8000
     tinker-actors local fault clear --url http://127.0.0.1:8000
+    tinker-actors local serve --flag proto_compress_fwdbwd=true --flag fwdbwd_max_chunk_len=64
+    tinker-actors local protocol set --url http://127.0.0.1:8000 sample_max_concurrent_requests=128
+    tinker-actors local protocol show --url http://127.0.0.1:8000
+    tinker-actors local protocol clear --url http://127.0.0.1:8000
 
 The API key comes from ``--api-key``, else ``TINKER_LOCAL_API_KEY`` (serve) / ``TINKER_API_KEY``
-(fault commands); it is never printed. Serving a non-loopback address while any key is accepted
-is refused unless ``--allow-remote`` is given (then a loud warning is printed).
+(fault and protocol commands); it is never printed. Serving a non-loopback address while any key is
+accepted is refused unless ``--allow-remote`` is given (then a loud warning is printed). A flag's
+value is read as JSON (``true``, ``16``; ``null`` puts a flag back to its default), else as text.
 """
 
 from __future__ import annotations
@@ -47,6 +52,11 @@ def add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     serve.add_argument("--workers", type=int, default=2, help="model worker threads")
     serve.add_argument("--allow-remote", action="store_true",
                        help="serve a non-loopback --host even though no fixed API key is set (anyone may use it)")
+    protocol = serve.add_argument_group("protocol 0.38 (flags newer SDKs read from client/config)")
+    protocol.add_argument("--flag", action="append", default=[], metavar="NAME=VALUE",
+                          help="announce a flag, e.g. proto_compress_fwdbwd=true (repeatable; none: defaults)")
+    protocol.add_argument("--inline-result-bytes", type=int, default=None,
+                          help="results this large are announced by their size first (1 MiB; 0: all)")
     limits = serve.add_argument_group("HTTP limits (defaults in docs/local-service.md, 'Limits and timeouts')")
     # Defaults stay None here so that this module does not import the service (tinker_actors.local).
     limits.add_argument("--max-connections", type=int, default=None, help="open connections at most (1024)")
@@ -73,6 +83,21 @@ def add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
             parser.add_argument("--id", type=int, default=None, help="remove only this rule")
         if name == "add":
             _add_rule_arguments(parser)
+
+    flags = sub.add_parser("protocol", help="show or change the protocol flags of a running service")
+    flags_sub = flags.add_subparsers(dest="protocol_command", required=True)
+    for name, text in (("show", "show the flags set and inline_result_bytes"),
+                       ("set", "set flags (NAME=VALUE; VALUE null: back to default), keep the others"),
+                       ("clear", "put every flag back to its default")):
+        parser = flags_sub.add_parser(name, help=text)
+        parser.add_argument("--url", default=os.environ.get("TINKER_BASE_URL", _DEFAULT_URL),
+                            help="base URL of the service (default $TINKER_BASE_URL or 127.0.0.1:8000)")
+        parser.add_argument("--api-key", default=None, help="X-API-Key (default $TINKER_API_KEY)")
+        if name == "set":
+            parser.add_argument("flags", nargs="*", metavar="NAME=VALUE", help="flags to set")
+            parser.add_argument("--replace", action="store_true", help="drop the flags not given")
+            parser.add_argument("--inline-result-bytes", type=int, default=None,
+                                help="results this large are announced by their size first")
 
 
 def _add_rule_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,9 +142,25 @@ def _rule_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return rule
 
 
+def parse_flags(items: list[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` items as flags: VALUE read as JSON (true, 16, null), else as text."""
+    flags: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"a flag is NAME=VALUE, got {item!r}")
+        try:
+            flags[name.strip()] = json.loads(text)
+        except ValueError:
+            flags[name.strip()] = text
+    return flags
+
+
 def run_local_command(args: argparse.Namespace) -> int:
     if args.local_command == "serve":
         return _serve(args)
+    if args.local_command == "protocol":
+        return _protocol(args)
     return _fault(args)
 
 
@@ -133,13 +174,16 @@ def _serve(args: argparse.Namespace) -> int:
                     "max_header_bytes": args.max_header_bytes, "header_timeout_s": args.header_timeout,
                     "body_timeout_s": args.body_timeout, "idle_timeout_s": args.idle_timeout,
                     "send_timeout_s": args.send_timeout}
+    protocol: dict[str, Any] = {"protocol_flags": parse_flags(args.flag)}
+    if args.inline_result_bytes is not None:
+        protocol["inline_result_bytes"] = args.inline_result_bytes
     try:
         service = LocalService(data_dir=args.data_dir, port=args.port, api_key=api_key, host=args.host,
                                zero_work=args.zero_work, long_poll_s=args.long_poll,
                                session_timeout_s=args.session_timeout, workers=args.workers,
-                               allow_remote=args.allow_remote,
+                               allow_remote=args.allow_remote, **protocol,
                                **{name: value for name, value in given_limits.items() if value is not None})
-    except InvalidInputError as error:  # an unsafe --host, a non-positive limit
+    except InvalidInputError as error:  # an unsafe --host, a non-positive limit, a bad flag
         print(f"error: {error}", file=sys.stderr)
         return 2
     warning = remote_bind_warning(args.host, has_api_key=api_key is not None)
@@ -160,19 +204,34 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _fault(args: argparse.Namespace) -> int:
-    key = args.api_key or os.environ.get("TINKER_API_KEY") or "tml-local-service"
     url = args.url.rstrip("/") + "/local/v1/faults"
+    if args.fault_command == "add":
+        return _admin(args, "POST", url, _rule_from_args(args))
+    if args.fault_command == "list":
+        return _admin(args, "GET", url)
+    if args.id is not None:
+        return _admin(args, "DELETE", f"{url}/{args.id}")
+    return _admin(args, "DELETE", url)
+
+
+def _protocol(args: argparse.Namespace) -> int:
+    url = args.url.rstrip("/") + "/local/v1/protocol"
+    if args.protocol_command == "show":
+        return _admin(args, "GET", url)
+    if args.protocol_command == "clear":
+        return _admin(args, "DELETE", url)
+    body: dict[str, Any] = {"flags": parse_flags(args.flags)}
+    if args.inline_result_bytes is not None:
+        body["inline_result_bytes"] = args.inline_result_bytes
+    return _admin(args, "PUT" if args.replace else "PATCH", url, body)
+
+
+def _admin(args: argparse.Namespace, method: str, url: str, body: Any = None) -> int:
+    key = args.api_key or os.environ.get("TINKER_API_KEY") or "tml-local-service"
     headers = {"X-API-Key": key}
     try:
         with httpx.Client(timeout=10.0) as client:
-            if args.fault_command == "add":
-                response = client.post(url, json=_rule_from_args(args), headers=headers)
-            elif args.fault_command == "list":
-                response = client.get(url, headers=headers)
-            elif args.id is not None:
-                response = client.delete(f"{url}/{args.id}", headers=headers)
-            else:
-                response = client.delete(url, headers=headers)
+            response = client.request(method, url, json=body, headers=headers)
     except httpx.HTTPError as error:
         print(f"error: cannot reach {args.url}: {error}", file=sys.stderr)
         return 1

@@ -5,6 +5,10 @@
     with LocalService() as svc:              # temp data dir, free port, any API key accepted
         client = ServiceClient(base_url=svc.base_url, api_key=svc.api_key)
         svc.faults.add(FaultRule(endpoint="asample", status=503, times=2))
+        svc.protocol.update_flags({"proto_compress_fwdbwd": True})   # what client/config answers
+
+It serves both wire protocols at once, chosen per request as the client asks: 0.6.3's JSON and 0.38's
+protobuf forward_backward requests and results (see ``docs/local-service.md``, "Protocols").
 
 The service runs its own asyncio loop on a daemon thread; model math runs on a small worker pool,
 so polls and heartbeats are answered while a model computes. :meth:`LocalService.restart` stops
@@ -20,6 +24,7 @@ import logging
 import shutil
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,6 +41,7 @@ from tinker_actors.local.config import (
     remote_bind_warning,
 )
 from tinker_actors.local.engine.backend import Backend, ZeroWorkBackend
+from tinker_actors.local.engine.protocol_flags import DEFAULT_INLINE_RESULT_BYTES, ProtocolSettings
 from tinker_actors.local.engine.state import ServiceState
 from tinker_actors.local.engine.stats import RequestStats, TelemetryLog
 from tinker_actors.local.engine.storage import Storage
@@ -76,10 +82,15 @@ class LocalService:
                  max_connections: int = DEFAULT_LIMITS.max_connections, allow_remote: bool = False,
                  workers: int = 2, max_pending_samples: int | None = None, archive_lifetime_s: float = 900.0,
                  fault_seed: int = 0, work_limits: WorkLimits | None = None, public_url: str | None = None,
-                 backend: Backend | None = None) -> None:
+                 backend: Backend | None = None, protocol_flags: Mapping[str, Any] | None = None,
+                 inline_result_bytes: int = DEFAULT_INLINE_RESULT_BYTES) -> None:
         refusal = bind_refusal(host, has_api_key=api_key is not None, allow_remote=allow_remote)
         if refusal is not None:  # before anything is created or bound
             raise UnsafeBindError(refusal)
+        # The flags newer SDKs read from client/config and client/dynamic_config ({}: their defaults), and
+        # the size from which a finished result is announced by its size first. Checked before anything
+        # is created; changeable while running (svc.protocol, the admin endpoints, the CLI).
+        protocol = ProtocolSettings(protocol_flags, inline_result_bytes=inline_result_bytes)
         self._owns_data_dir = data_dir is None
         root = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="tinker-local-"))
         self.config = LocalServiceConfig(
@@ -102,6 +113,7 @@ class LocalService:
         self.faults = FaultRegistry(seed=fault_seed)
         self.stats = RequestStats()
         self.telemetry = TelemetryLog()
+        self.protocol = protocol
         self.wire_log = WireLog()  # records what clients send, only while a test captures
         self._control = threading.RLock()
         self._thread: threading.Thread | None = None
@@ -234,7 +246,8 @@ class LocalService:
         self._stop_event = asyncio.Event()
         storage = Storage(self.data_dir)
         storage.load()
-        state = ServiceState(self.config, storage, self._backend, self.faults, self.stats, self.telemetry)
+        state = ServiceState(self.config, storage, self._backend, self.faults, self.stats, self.telemetry,
+                             self.protocol)
         app = LocalApp(state, request_restart=self._restart_in_background)
         server = HttpServer(self.wire_log.wrap(app.handle), host=self.config.host, port=port,
                             limits=self._http_limits, admit=self.wire_log.wrap_admission(app.admit))

@@ -1,8 +1,8 @@
-"""The bundled model learns the shipped corpus: cross-entropy falls clearly within 30 steps."""
+"""The bundled model learns the shipped corpus: cross-entropy falls clearly within 30 steps.
+
+How long the steps take is measured by bench/bench_local_model.py, not asserted here."""
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
@@ -23,14 +23,11 @@ def test_cross_entropy_falls_on_the_corpus(base: str, length: int, min_drop: flo
     trainer = LoraTrainer(base, rank=16, seed=0)
     rng = np.random.default_rng(0)
 
-    started = time.perf_counter()
     before = trainer.forward(held_out, "cross_entropy").metrics["loss:sum"] / tokens
     for _ in range(STEPS):
         trainer.forward_backward(corpus_batch(ids, rng, 8, length), "cross_entropy")
         trainer.optim_step(lr=LEARNING_RATE)
     after = trainer.forward(held_out, "cross_entropy").metrics["loss:sum"] / tokens
-    elapsed = time.perf_counter() - started
 
     assert before - after > min_drop, f"{base}: cross-entropy {before:.3f} -> {after:.3f} nats/token"
-    assert elapsed < 20.0, f"{STEPS} steps took {elapsed:.1f} s"
 

@@ -266,14 +266,11 @@ def test_a_sampler_from_a_trainer_is_a_frozen_copy_and_uses_the_adapters() -> No
         Sampler("tiny-bpe", saved)
 
 
-def test_sampling_64_tokens_is_fast() -> None:
+def test_sampling_64_tokens_gives_64_tokens_per_sample() -> None:
+    # How fast is a claim for bench/bench_local_model.py, not a test (a loaded CI machine is not a benchmark).
     sampler = Sampler("tiny-bpe")
-    sampler.sample(PROMPT, max_tokens=4, seed=0)  # warm-up
-    started = time.perf_counter()
     out = sampler.sample(PROMPT, num_samples=4, max_tokens=64, seed=0)
-    elapsed = time.perf_counter() - started
-    assert all(len(s.tokens) == 64 for s in out.sequences)
-    assert elapsed < 2.0, f"sampling 4 x 64 tokens took {elapsed:.2f} s"
+    assert len(out.sequences) == 4 and all(len(s.tokens) == 64 for s in out.sequences)
 
 
 def test_many_samples_are_generated_in_chunks_with_the_same_semantics(monkeypatch: pytest.MonkeyPatch) -> None:

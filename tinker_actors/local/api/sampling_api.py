@@ -4,14 +4,24 @@ Sampling sessions are keyed by ``(session_id, sampling_session_seq_id)`` (a repe
 id). Samples need no ordering; a re-send of the same call (same ``(sampling_session_id, seq_id)`` and
 the same idempotency key, or body when there is none) returns the original future. With
 ``max_pending_samples`` set, a full queue answers 429 (the SDK's backpressure signal).
+
+Every sample future names its sequences (``sample_sequence_ids``, one per sample, which 0.38 requires);
+older clients ignore the field. 0.38's added sample settings are read: ``prompt_logprobs_last_n`` is
+honoured, and those asking for what this service does not compute (top-k of sampled tokens, target
+prompt logprobs, alternative prompt tokens, stability records) are refused with a 400 that names them.
+The result is JSON or protobuf, as the poll asks.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from typing import TypeVar
 
+from tinker_actors.local.api.request_bodies import SampleAdded, read_body_async
 from tinker_actors.local.api.routes import Router
 from tinker_actors.local.engine.backend import Arrays, BaseModelDescription, SampleArgs, SampleOutput, SamplerEngine
+from tinker_actors.local.engine.future_store import Result
 from tinker_actors.local.engine.sequencer import MAX_REMEMBERED, show_value
 from tinker_actors.local.engine.state import ApiError, Call, SamplerSlot, ServiceState, ok
 from tinker_actors.local.engine.storage import InvalidNameError, SamplerRecord
@@ -24,11 +34,13 @@ from tinker_actors.types import (
     SampledSequence,
     SampleRequest,
     SampleResponse,
-    UntypedAPIFuture,
     encode_json,
 )
+from tinker_actors.wire import v0_38
 
 __all__ = ["SamplingApi"]
+
+T = TypeVar("T")
 
 
 def sample_args(req: SampleRequest) -> SampleArgs:
@@ -67,15 +79,74 @@ def check_sample(req: SampleRequest, model: BaseModelDescription, limits: WorkLi
     check_at_most(f"the prompt length (the context window of {model.name})", length, model.context_window)
 
 
-def encode_sample(output: SampleOutput, req: SampleRequest) -> bytes:
+def check_added(added: SampleAdded, req: SampleRequest) -> None:
+    """0.38's added sample settings: a :class:`ValueError` for what the local service does not compute."""
+    unserved = {"topk_sample_logprobs": added.topk_sample_logprobs != 0,
+                "prompt_alt_tokens_k": added.prompt_alt_tokens_k != 0,
+                "target_prompt_logprobs": added.target_prompt_logprobs is not None,
+                "record_stability_info": bool(added.record_stability_info)}
+    asked = [name for name, set_ in unserved.items() if set_]
+    if asked:
+        raise ValueError(f"the local service does not compute {', '.join(asked)} (leave them at 0 / unset)")
+    last_n = added.prompt_logprobs_last_n
+    if last_n is not None:
+        length = sum(len(c.tokens) for c in req.prompt.chunks if isinstance(c, EncodedTextChunk))
+        if not req.prompt_logprobs:
+            raise ValueError("prompt_logprobs_last_n needs prompt_logprobs")
+        if not 1 <= last_n <= length - 1:
+            raise ValueError(f"prompt_logprobs_last_n must be between 1 and the prompt length - 1 ({length - 1}), "
+                             f"got {last_n}")
+
+
+def _last_n(values: list[T] | None, last_n: int | None) -> list[T | None] | None:
+    """Only the last ``last_n`` positions kept (0.38's ``prompt_logprobs_last_n``), the others None."""
+    if values is None:
+        return None
+    if last_n is None:
+        return list(values)
+    cut = len(values) - last_n
+    return [None] * cut + list(values[cut:])
+
+
+def sample_response(output: SampleOutput, req: SampleRequest, last_n: int | None = None) -> SampleResponse:
     sequences = [SampledSequence(stop_reason=s.stop_reason, tokens=s.tokens, logprobs=s.logprobs)
                  for s in output.sequences]
     fields: dict[str, object] = {"sequences": sequences}
     if req.prompt_logprobs and output.prompt_logprobs is not None:
-        fields["prompt_logprobs"] = output.prompt_logprobs
+        fields["prompt_logprobs"] = _last_n(output.prompt_logprobs, last_n)
     if req.topk_prompt_logprobs > 0 and output.topk_prompt_logprobs is not None:
-        fields["topk_prompt_logprobs"] = output.topk_prompt_logprobs
-    return encode_json(SampleResponse.model_validate(fields))
+        fields["topk_prompt_logprobs"] = _last_n(output.topk_prompt_logprobs, last_n)
+    return SampleResponse.model_validate(fields)
+
+
+def encode_sample(output: SampleOutput, req: SampleRequest) -> bytes:
+    return encode_json(sample_response(output, req))
+
+
+def sample_result(output: SampleOutput, req: SampleRequest, last_n: int | None) -> Result:
+    """A sample result: JSON for 0.6.3 polls, protobuf for 0.38 ones, each encoded when first asked."""
+    built: list[SampleResponse] = []
+
+    def response() -> SampleResponse:
+        if not built:
+            built.append(sample_response(output, req, last_n))
+        return built[0]
+
+    tokens = sum(len(sequence.tokens) for sequence in output.sequences)
+    prompt = len(output.prompt_logprobs or ()) * (1 + req.topk_prompt_logprobs)
+    return Result(lambda: encode_json(response()),
+                  protobuf=lambda: v0_38.CODEC.encode_sample_response(response()).content,
+                  size_hint=24 * (tokens + prompt))
+
+
+def sequence_ids(request_id: str, num_samples: int) -> list[str]:
+    """The ids of a sample's sequences (0.38's ``sample_sequence_ids``): distinct, and the same for a re-send."""
+    return [f"{request_id}:{index}" for index in range(num_samples)]
+
+
+def _sample_future(request_id: str, num_samples: int) -> HttpResponse:
+    return HttpResponse(200, json.dumps({"request_id": request_id,
+                                         "sample_sequence_ids": sequence_ids(request_id, num_samples)}).encode())
 
 
 def _attempt_token(call: Call) -> str:
@@ -134,7 +205,7 @@ class SamplingApi:
 
     async def asample(self, call: Call) -> HttpResponse:
         state = self._state
-        req = await call.parse_async(SampleRequest)
+        req, added = await read_body_async(call, SampleRequest, SampleAdded)
         if req.seq_id is not None:
             raw_seq_id = call.raw_field("seq_id")
             if isinstance(raw_seq_id, bool) or not isinstance(raw_seq_id, int):
@@ -143,17 +214,18 @@ class SamplingApi:
         try:
             model = state.backend.describe(slot.record.base_model)
             check_sample(req, model, state.config.work_limits)
+            check_added(added, req)
         except OverLimitError as error:
             raise ApiError(400, f"asample: {error}") from None
-        except ValueError as error:  # an unknown base model
-            raise ApiError(400, str(error)) from None
+        except ValueError as error:  # an unknown base model, an added setting not served here
+            raise ApiError(400, f"asample: {error}") from None
         owner = slot.record.sampler_id
         state.stats.sequenced_received(owner, req.seq_id, call.endpoint)
         token = _attempt_token(call)
         seen = slot.seen.get(req.seq_id) if req.seq_id is not None else None
         if seen is not None and seen[0] == token:
             state.stats.duplicate(call.endpoint)
-            return ok(UntypedAPIFuture(request_id=seen[1]))
+            return _sample_future(seen[1], req.num_samples)
         limit = state.config.max_pending_samples
         if limit is not None and state.pending_samples >= limit:
             raise ApiError(429, f"too many samples in flight ({limit}); retry shortly", "server",
@@ -165,8 +237,8 @@ class SamplingApi:
                 del slot.seen[next(iter(slot.seen))]
         if not call.never_complete:
             state.pending_samples += 1
-            state.spawn(self._run_sample(slot, req, request_id, call.endpoint))
-        return ok(UntypedAPIFuture(request_id=request_id))
+            state.spawn(self._run_sample(slot, req, request_id, call.endpoint, added.prompt_logprobs_last_n))
+        return _sample_future(request_id, req.num_samples)
 
     def _resolve_slot(self, req: SampleRequest) -> SamplerSlot:
         state = self._state
@@ -185,12 +257,13 @@ class SamplingApi:
         slot = state.samplers[key] = SamplerSlot(record)
         return slot
 
-    async def _run_sample(self, slot: SamplerSlot, req: SampleRequest, request_id: str, endpoint: str) -> None:
+    async def _run_sample(self, slot: SamplerSlot, req: SampleRequest, request_id: str, endpoint: str,
+                          last_n: int | None) -> None:
         state = self._state
         try:
             engine = await self._engine(slot)
             args = sample_args(req)
-            payload = await state.run_blocking(lambda: encode_sample(engine.sample(args), req))
+            payload = await state.run_blocking(lambda: sample_result(engine.sample(args), req, last_n))
         except Exception as error:
             message, category = state.classify(error)
             state.futures.fail(request_id, message, category)

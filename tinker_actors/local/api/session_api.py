@@ -1,4 +1,12 @@
-"""Session-level endpoints: sessions, heartbeats, capabilities, health, telemetry, retrieve_future."""
+"""Session-level endpoints: sessions, heartbeats, capabilities, health, telemetry, the protocol flags of
+newer SDKs (``client/config``, ``client/dynamic_config``), and retrieve_future.
+
+retrieve_future answers a finished forward_backward or sample result as protobuf when the poll's
+``Accept`` asks for ``application/x-protobuf`` (protocol 0.38), as JSON otherwise (0.6.3); errors and
+the other results are JSON for both. A poll that sets ``allow_metadata_only`` gets a result of at least
+``inline_result_bytes`` announced by its size first (``{"status": "complete_metadata",
+"response_payload_size": n}``) and the result itself on its next poll.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +14,9 @@ import asyncio
 import json
 from typing import Any
 
+from tinker_actors.local.api.request_bodies import CreateSessionAdded, RetrieveAdded, read_body
 from tinker_actors.local.api.routes import Router
-from tinker_actors.local.engine.future_store import FutureState
+from tinker_actors.local.engine.future_store import FutureState, Result
 from tinker_actors.local.engine.state import PARSE_INLINE_BYTES, ApiError, Call, ServiceState, ok
 from tinker_actors.local.engine.work_limits import OverLimitError, WorkLimits, check_at_most
 from tinker_actors.local.server.http_server import HttpResponse
@@ -27,6 +36,12 @@ from tinker_actors.types import (
 __all__ = ["SessionApi"]
 
 _TELEMETRY_ACCEPTED = b'{"status":"accepted"}'
+_PROTOBUF = "application/x-protobuf"
+
+
+def accepts_protobuf(call: Call) -> bool:
+    """Whether the poll asks for protobuf results (protocol 0.38 sends ``Accept: application/x-protobuf``)."""
+    return _PROTOBUF in call.request.headers.get("accept", "").lower()
 
 
 def _measured_batch(body: bytes, limits: WorkLimits) -> tuple[dict[str, Any] | None, list[int]]:
@@ -60,19 +75,35 @@ class SessionApi:
         router.add("GET", "/api/v1/get_server_capabilities", "get_server_capabilities", self.capabilities)
         router.add("GET", "/api/v1/healthz", "healthz", self.healthz)
         router.add("POST", "/api/v1/client/config", "client_config", self.client_config)
-        router.add("POST", "/api/v1/client/dynamic_config", "client_dynamic_config", self.client_config)
+        router.add("POST", "/api/v1/client/dynamic_config", "client_dynamic_config", self.client_dynamic_config)
+        router.add("POST", "/api/v1/sessions/{session_id}/finish", "finish_session", self.finish_session)
         router.add("POST", "/api/v1/retrieve_future", "retrieve_future", self.retrieve_future)
 
     async def create_session(self, call: Call) -> HttpResponse:
-        call.parse(CreateSessionRequest)
+        # project_id and display_name (newer SDKs) are accepted; the local service has no projects.
+        read_body(call, CreateSessionRequest, CreateSessionAdded, none_dropped=("user_metadata",))
         session_id = self._state.sessions.create()
         return ok(CreateSessionResponse(session_id=session_id))
 
     async def heartbeat(self, call: Call) -> HttpResponse:
         req = call.parse(SessionHeartbeatRequest)
-        if not self._state.sessions.touch(req.session_id):
+        sessions = self._state.sessions
+        if not sessions.touch(req.session_id):
+            if sessions.finished(req.session_id):  # newer SDKs stop heartbeating on 410
+                raise ApiError(410, f"session {req.session_id!r} was finished")
             raise ApiError(404, f"unknown or expired session {req.session_id!r}")
         return ok(SessionHeartbeatResponse())
+
+    async def finish_session(self, call: Call) -> HttpResponse:
+        """``ServiceClient.close(status)`` of newer SDKs: the session ends, its models and samplers are
+        unloaded. Finishing it again is fine (the first reason stands)."""
+        session_id = call.params["session_id"]
+        if call.request.body and not isinstance(call.json(), dict):
+            raise ApiError(400, "finish_session: the body is a JSON object ({\"reason\": {\"type\": ...}})")
+        state = self._state
+        if not state.finish_session(session_id) and not state.sessions.finished(session_id):
+            raise ApiError(404, f"unknown or expired session {session_id!r}")
+        return HttpResponse(200, b"{}")
 
     async def telemetry(self, call: Call) -> HttpResponse:
         # Lenient about content on purpose: a failing batch makes the official SDK retry it forever,
@@ -100,16 +131,47 @@ class SessionApi:
         return ok(HealthResponse(status="ok"))
 
     async def client_config(self, call: Call) -> HttpResponse:
-        return HttpResponse(200, b"{}")  # newer SDKs: every flag at its default
+        """Newer SDKs, once at start (``{"sdk_version"}``): the flags set, ``{}`` for all defaults."""
+        self._check_config_body(call)
+        return HttpResponse(200, self._state.protocol.config_answer())
+
+    async def client_dynamic_config(self, call: Call) -> HttpResponse:
+        """Newer SDKs, at start and every ``refresh_interval_sec``: the dynamic flags set."""
+        self._check_config_body(call)
+        return HttpResponse(200, self._state.protocol.dynamic_answer())
+
+    @staticmethod
+    def _check_config_body(call: Call) -> None:
+        if call.request.body and not isinstance(call.json(), dict):
+            raise ApiError(400, f"{call.endpoint}: the body is a JSON object ({{\"sdk_version\": ...}})")
 
     async def retrieve_future(self, call: Call) -> HttpResponse:
         """The long poll: the result, an error payload, 408 try_again while pending, 410 if unknown."""
-        req = call.parse(FutureRetrieveRequest)
+        req, added = read_body(call, FutureRetrieveRequest, RetrieveAdded)
         state = self._state
         outcome = await state.futures.wait(req.request_id, state.config.long_poll_s)
-        if outcome.state is FutureState.DONE:
-            return HttpResponse(200, outcome.payload)
+        if outcome.state is FutureState.DONE and outcome.result is not None:
+            return await self._answer(outcome.result, protobuf=accepts_protobuf(call),
+                                      allow_metadata_only=added.allow_metadata_only)
         if outcome.state is FutureState.PENDING:
             return HttpResponse(408, encode_json(TryAgainResponse(
                 type="try_again", request_id=req.request_id, queue_state="active")))
         raise ApiError(410, f"unknown or expired request_id {req.request_id!r}", "server")
+
+    async def _answer(self, result: Result, *, protobuf: bool, allow_metadata_only: bool) -> HttpResponse:
+        """A finished future's answer in the form the poll asked for, or its size first (metadata only)."""
+        as_protobuf = protobuf and result.has_protobuf and not result.error
+        encode = result.protobuf if as_protobuf else result.json
+        try:
+            if result.encoded("protobuf" if as_protobuf else "json") or result.size_hint < PARSE_INLINE_BYTES:
+                body = encode()
+            else:  # megabytes of outputs: encoded off the service loop, which keeps answering meanwhile
+                body = await asyncio.to_thread(encode)
+        except Exception as error:
+            message, _ = self._state.classify(error)
+            failed = Result.failure(f"the local service could not encode the result: {message}", "server")
+            return HttpResponse(200, failed.json())
+        if allow_metadata_only and not result.error and len(body) >= self._state.protocol.inline_result_bytes:
+            return HttpResponse(200, json.dumps({"status": "complete_metadata",
+                                                 "response_payload_size": len(body)}).encode())
+        return HttpResponse(200, body, content_type=_PROTOBUF if as_protobuf else "application/json")

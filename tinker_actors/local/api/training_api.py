@@ -4,6 +4,14 @@ Each model operation answers at once with a future (``{"request_id", "model_id"}
 in ``seq_id`` order, on a worker thread. Repeats of an accepted ``(model_id, seq_id)`` get the
 original future back. Model errors (unknown base model, bad shapes, a datum longer than the
 context window) become ``{"error", "category": "user"}`` results; malformed requests are 400s.
+
+Both protocols are read per request: a forward_backward body is JSON (0.6.3) or protobuf, optionally
+zstd-compressed (0.38, where a forward is a forward_backward with ``forward_only``), and both go
+through the same checks. A protobuf request beyond a chunk limit the service announced
+(``fwdbwd_max_chunk_len``, ``fwdbwd_max_chunk_bytes_count`` in ``client/config``) is refused: the
+client did not follow the flags. 0.38's JSON bodies (defaults included, new fields) are read by
+:mod:`.request_bodies`; a load with ``session_id`` and ``model_seq_id`` instead of a ``model_id``
+creates its model from the checkpoint (0.38's ``create_training_client_from_state``).
 """
 
 from __future__ import annotations
@@ -17,9 +25,21 @@ from typing import Any
 
 import numpy as np
 
+from tinker_actors.errors import InvalidInputError
+from tinker_actors.local.api.request_bodies import (
+    CreateModelAdded,
+    CreateViaLoadRequest,
+    LoadWeightsAdded,
+    OptimStepAdded,
+    SaveWeightsAdded,
+    SaveWeightsForSamplerAdded,
+    adamw_only,
+    read_body,
+)
 from tinker_actors.local.api.routes import Handler, Router
 from tinker_actors.local.engine.backend import AdamSettings, DatumInput, LoraSpec, StepOutput, Trainer
-from tinker_actors.local.engine.sequencer import ModelSequencer
+from tinker_actors.local.engine.future_store import Result
+from tinker_actors.local.engine.sequencer import ModelSequencer, show_value
 from tinker_actors.local.engine.state import (
     PARSE_INLINE_BYTES,
     ApiError,
@@ -31,6 +51,7 @@ from tinker_actors.local.engine.state import (
 )
 from tinker_actors.local.engine.storage import (
     CheckpointKind,
+    CheckpointRecord,
     InvalidNameError,
     RunRecord,
     SamplerRecord,
@@ -56,6 +77,7 @@ from tinker_actors.types import (
     ForwardRequest,
     GetInfoRequest,
     GetInfoResponse,
+    ImageChunk,
     LoadWeightsRequest,
     LoadWeightsResponse,
     ModelData,
@@ -73,6 +95,8 @@ from tinker_actors.types import (
     WeightsInfoResponse,
     encode_json,
 )
+from tinker_actors.wire import v0_38
+from tinker_actors.wire.codec import CONTENT_TYPE_PROTOBUF, ForwardBackwardCall, media_type
 
 __all__ = ["TrainingApi"]
 
@@ -81,15 +105,30 @@ REFUSED = "refused"  # the "endpoint" of a seq_id whose request was refused (a v
 OUTPUT_TYPE = "target_token_logprobs"
 
 
+# 0.38's estimate of a datum's size in a protobuf request (what its chunk limit counts): 4 bytes per
+# token, and the bytes of each loss input's values.
+_TOKEN_BYTES = 4
+_DTYPE_BYTES = {"float32": 4, "int64": 8}
+
+
 @dataclass(frozen=True)
 class _Done:
-    """An operation's result payload, and what to do on the service loop before it is published."""
+    """An operation's result, and what to do on the service loop before it is published."""
 
-    payload: bytes
+    payload: bytes | Result
     then: Callable[[], None] | None = None
 
 
 Work = Callable[[Trainer], _Done]
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """The checkpoint a model created by a load starts from."""
+
+    record: CheckpointRecord
+    path: str
+    optimizer: bool
 
 
 def datum_input(datum: Datum, loss_fn: str) -> DatumInput:
@@ -126,12 +165,48 @@ def check_batch(data: ForwardBackwardInput, vocab_size: int | None, limits: Work
             check_token_ids(targets.data, bound, f"datum {index}: target_tokens")
 
 
-def encode_step(step: StepOutput) -> bytes:
+def step_output(step: StepOutput) -> ForwardBackwardOutput:
     outputs = [{name: TensorData.from_numpy(np.asarray(value)) for name, value in out.items()}
                for out in step.outputs]
     metrics = {name: float(value) for name, value in step.metrics.items()}
-    return encode_json(ForwardBackwardOutput(
-        loss_fn_output_type=OUTPUT_TYPE, loss_fn_outputs=outputs, metrics=metrics))
+    return ForwardBackwardOutput(loss_fn_output_type=OUTPUT_TYPE, loss_fn_outputs=outputs, metrics=metrics)
+
+
+def encode_step(step: StepOutput) -> bytes:
+    return encode_json(step_output(step))
+
+
+def step_result(step: StepOutput) -> Result:
+    """A forward(_backward) result: JSON for 0.6.3 polls, protobuf for 0.38 ones, each encoded when first asked."""
+    size = sum(np.asarray(value).nbytes for out in step.outputs for value in out.values())
+    return Result(lambda: encode_step(step),
+                  protobuf=lambda: v0_38.CODEC.encode_forward_backward_output(step_output(step)).content,
+                  size_hint=2 * size)
+
+
+def estimated_proto_bytes(datum: Datum) -> int:
+    """0.38's estimate of one datum's size in a protobuf request (what ``fwdbwd_max_chunk_bytes_count`` counts)."""
+    total = 0
+    for chunk in datum.model_input.chunks:
+        if isinstance(chunk, EncodedTextChunk):
+            total += len(chunk.tokens) * _TOKEN_BYTES
+        elif isinstance(chunk, ImageChunk):
+            total += len(chunk.data)
+    for tensor in datum.loss_fn_inputs.values():
+        total += tensor.size * _DTYPE_BYTES.get(tensor.dtype, 8)
+    return total
+
+
+def check_announced_chunk(data: ForwardBackwardInput, max_datums: int | None, max_bytes: int | None) -> None:
+    """The chunk limits the service announced in ``client/config``, for a protobuf request (a client that
+    reads the flags must follow them). A single datum may exceed the byte limit, as 0.38 sends it alone."""
+    if max_datums is not None:
+        check_at_most("the number of datums in one request (the announced fwdbwd_max_chunk_len)",
+                      len(data.data), max_datums)
+    if max_bytes is not None and len(data.data) > 1:
+        total = sum(estimated_proto_bytes(datum) for datum in data.data)
+        check_at_most("the estimated bytes of one request (the announced fwdbwd_max_chunk_bytes_count)",
+                      total, max_bytes)
 
 
 def _string_metadata(metadata: dict[str, Any] | None) -> dict[str, str] | None:
@@ -191,7 +266,8 @@ class TrainingApi:
     # ---- models ------------------------------------------------------------------------------
     async def create_model(self, call: Call) -> HttpResponse:
         state = self._state
-        req = call.parse(CreateModelRequest)
+        req, added = read_body(call, CreateModelRequest, CreateModelAdded)
+        adamw_only(added.optimizer_config, call.endpoint)
         if not state.sessions.touch(req.session_id):
             raise ApiError(404, f"unknown or expired session {req.session_id!r}: create a new session")
         key = (req.session_id, req.model_seq_id)
@@ -219,11 +295,15 @@ class TrainingApi:
             state.spawn(self._build_model(slot, request_id, req.user_metadata))
         return _future(request_id, model_id)
 
-    async def _build_model(self, slot: ModelSlot, request_id: str, metadata: dict[str, Any] | None) -> None:
+    async def _build_model(self, slot: ModelSlot, request_id: str, metadata: dict[str, Any] | None,
+                           load: _Loaded | None = None) -> None:
         state = self._state
+        endpoint = "create_model" if load is None else "load_weights"
         try:
             base = state.backend.describe(slot.base_model).name
             trainer = await state.run_blocking(lambda: state.backend.new_trainer(base, slot.lora))
+            if load is not None:
+                await state.run_blocking(lambda: self._load_into(trainer, load))
             now = datetime.now(UTC)
             state.storage.add_run(RunRecord(
                 run_id=slot.model_id, session_id=slot.session_id, base_model=base, lora_rank=slot.lora.rank,
@@ -234,13 +314,24 @@ class TrainingApi:
             message, category = state.classify(error)
             slot.release(f"model creation failed: {message}")
             state.futures.fail(request_id, message, category)
-            state.stats.executed("create_model", ok=False)
+            state.stats.executed(endpoint, ok=False)
             return
         slot.base_model = base
         slot.trainer = trainer
         slot.ready.set()
-        state.futures.resolve(request_id, encode_json(CreateModelResponse(model_id=slot.model_id)))
-        state.stats.executed("create_model")
+        if load is None:
+            state.futures.resolve(request_id, encode_json(CreateModelResponse(model_id=slot.model_id)))
+        else:  # 0.38's LoadWeightsResponse names the model it created
+            state.futures.resolve(request_id, json.dumps({"path": load.path, "model_id": slot.model_id,
+                                                          "type": "load_weights"}).encode())
+        state.stats.executed(endpoint)
+
+    def _load_into(self, trainer: Trainer, load: _Loaded) -> None:
+        storage = self._state.storage
+        if load.optimizer and not load.record.with_optimizer:
+            raise ValueError(f"checkpoint {load.path} holds no optimizer state (sampler weights); "
+                             "load it without the optimizer")
+        trainer.load_state(storage.read_checkpoint(load.record), with_optimizer=load.optimizer)
 
     async def get_info(self, call: Call) -> HttpResponse:
         state = self._state
@@ -272,9 +363,40 @@ class TrainingApi:
 
     # ---- sequenced operations ----------------------------------------------------------------
     async def forward_backward(self, call: Call) -> HttpResponse:
+        if media_type(call.request.headers.get("content-type")) == CONTENT_TYPE_PROTOBUF:
+            return await self._forward_backward_protobuf(call)
         req = await call.parse_async(ForwardBackwardRequest)
         return await self._submit_pass(call, req.model_id, req.seq_id, req.forward_backward_input,
                                        backward=True, request_type="ForwardBackward")
+
+    async def _forward_backward_protobuf(self, call: Call) -> HttpResponse:
+        """Protocol 0.38: a ``ForwardBackwardRequest`` message, zstd-compressed or not; ``forward_only``
+        makes it a forward."""
+        headers = call.request.headers
+        limit = self._state.config.max_body_bytes  # inflated, a body may be as large as a plain one
+
+        def decode() -> ForwardBackwardCall:
+            return v0_38.CODEC.decode_forward_backward(call.request.body, content_type=headers.get("content-type"),
+                                                       content_encoding=headers.get("content-encoding"),
+                                                       max_decompressed_bytes=limit)
+
+        try:
+            if len(call.request.body) < PARSE_INLINE_BYTES and "content-encoding" not in headers:
+                decoded = decode()
+            else:  # megabytes of tokens, or an unknown inflated size: off the service loop
+                decoded = await asyncio.to_thread(decode)
+        except InvalidInputError as error:
+            raise ApiError(400, f"{call.endpoint}: {error}") from None
+        call.decoded = {"model_id": decoded.model_id, "seq_id": decoded.seq_id}
+        protocol = self._state.protocol
+        try:
+            check_announced_chunk(decoded.input, protocol.value("fwdbwd_max_chunk_len"),
+                                  protocol.value("fwdbwd_max_chunk_bytes_count"))
+        except OverLimitError as error:
+            raise ApiError(400, f"{call.endpoint}: {error}") from None
+        return await self._submit_pass(call, decoded.model_id, decoded.seq_id, decoded.input,
+                                       backward=not decoded.forward_only,
+                                       request_type="Forward" if decoded.forward_only else "ForwardBackward")
 
     async def forward(self, call: Call) -> HttpResponse:
         req = await call.parse_async(ForwardRequest)
@@ -299,12 +421,16 @@ class TrainingApi:
             step = trainer.run(batch, data.loss_fn, data.loss_fn_config, backward=backward)
             if len(step.outputs) != len(batch):
                 raise RuntimeError(f"the model returned {len(step.outputs)} outputs for {len(batch)} datums")
-            return _Done(encode_step(step))
+            return _Done(step_result(step))
 
         return self._submit(call, slot, seq_id, request_type, run_pass)
 
     async def optim_step(self, call: Call) -> HttpResponse:
-        req = call.parse(OptimStepRequest)
+        data = call.json()
+        if isinstance(data, dict) and data.get("optimizer_params") is not None:  # 0.38, a non-Adam optimizer
+            raise ApiError(400, f"{call.endpoint}: the local service trains with AdamW only (adam_params), "
+                                f"not optimizer_params {show_value(data['optimizer_params'])}")
+        req, _ = read_body(call, OptimStepRequest, OptimStepAdded)
         slot = self._slot(req.model_id)
         adam = req.adam_params
         settings = AdamSettings(learning_rate=adam.learning_rate, beta1=adam.beta1, beta2=adam.beta2,
@@ -317,23 +443,31 @@ class TrainingApi:
         return self._submit(call, slot, req.seq_id, "OptimStep", step)
 
     async def save_weights(self, call: Call) -> HttpResponse:
-        req = call.parse(SaveWeightsRequest)
+        # overwrite: a checkpoint saved under a name already used replaces it, asked for or not.
+        # user_metadata: accepted, not kept (checkpoints here have no metadata).
+        req, added = read_body(call, SaveWeightsRequest, SaveWeightsAdded)
         slot = self._slot(req.model_id)
         name = self._checkpoint_name(req.path, req.seq_id)
+        ttl_seconds = self._ttl(added.ttl_seconds, call.endpoint)
         storage = self._state.storage
 
         def save(trainer: Trainer) -> _Done:
             record = storage.write_checkpoint(slot.model_id, "weights", name, trainer.state(with_optimizer=True),
                                               with_optimizer=True)
+            self._apply_ttl(record, ttl_seconds)
             return _Done(encode_json(SaveWeightsResponse(path=record.tinker_path)))
 
         return self._submit(call, slot, req.seq_id, "SaveWeights", save)
 
     async def save_weights_for_sampler(self, call: Call) -> HttpResponse:
-        req = call.parse(SaveWeightsForSamplerRequest)
+        req, added = read_body(call, SaveWeightsForSamplerRequest, SaveWeightsForSamplerAdded)
+        if added.kind != "snapshot":
+            raise ApiError(400, f"{call.endpoint}: the local service saves snapshot sampler weights only, "
+                                f"not kind {added.kind!r}")
         slot = self._slot(req.model_id)
         if req.path is None and req.sampling_session_seq_id is None:
             raise ApiError(400, "save_weights_for_sampler needs a path (a name) or a sampling_session_seq_id")
+        ttl_seconds = self._ttl(added.ttl_seconds, call.endpoint)
         state = self._state
         if req.path is not None:
             name = self._checkpoint_name(req.path, req.seq_id)
@@ -342,6 +476,7 @@ class TrainingApi:
                 kind: CheckpointKind = "sampler_weights"
                 record = state.storage.write_checkpoint(
                     slot.model_id, kind, name, trainer.state(with_optimizer=False), with_optimizer=False)
+                self._apply_ttl(record, ttl_seconds)
                 return _Done(encode_json(SaveWeightsForSamplerResponseInternal(path=record.tinker_path)))
 
             return self._submit(call, slot, req.seq_id, "SaveWeightsForSampler", save_named)
@@ -364,7 +499,15 @@ class TrainingApi:
         return self._submit(call, slot, req.seq_id, "SaveWeightsForSampler", save_ephemeral)
 
     async def load_weights(self, call: Call) -> HttpResponse:
-        req = call.parse(LoadWeightsRequest)
+        data = call.json()
+        if isinstance(data, dict) and data.get("model_id") is None and data.get("session_id") is not None:
+            return await self._create_via_load(call)
+        req, added = read_body(call, LoadWeightsRequest, LoadWeightsAdded)
+        # weights_access_token is accepted and unused: the local service has one owner, no accounts.
+        if added.session_id is not None or added.model_seq_id is not None:
+            raise ApiError(400, f"{call.endpoint}: give either model_id (load into a model) or session_id and "
+                                "model_seq_id (create a model from the checkpoint), not both")
+        adamw_only(added.optimizer_config, call.endpoint)
         slot = self._slot(req.model_id)
         try:
             parse_tinker_path(req.path)
@@ -384,6 +527,44 @@ class TrainingApi:
             return _Done(encode_json(LoadWeightsResponse(path=req.path)))
 
         return self._submit(call, slot, req.seq_id, "LoadWeights", load)
+
+    async def _create_via_load(self, call: Call) -> HttpResponse:
+        """0.38's ``create_training_client_from_state``: one load that creates the model
+        ``<session_id>:train:<model_seq_id>`` with the checkpoint's LoRA settings and loads it (the
+        model's first operation; its next ones are numbered from 1). A repeat gets the same future."""
+        state = self._state
+        req = call.parse(CreateViaLoadRequest)
+        adamw_only(req.optimizer_config, call.endpoint)
+        if not state.sessions.touch(req.session_id):
+            raise ApiError(404, f"unknown or expired session {req.session_id!r}: create a new session")
+        key = (req.session_id, req.model_seq_id)
+        model_id = f"{req.session_id}:train:{req.model_seq_id}"
+        existing = state.model_requests.get(key)
+        if existing is not None:
+            state.stats.duplicate(call.endpoint)
+            return _future(existing, model_id)
+        try:
+            record = state.storage.checkpoint_by_path(req.path)
+        except InvalidNameError as error:
+            raise ApiError(400, str(error)) from error
+        run = state.storage.run(record.run_id) if record is not None else None
+        if record is None or run is None:
+            raise ApiError(404, f"checkpoint {req.path} not found")
+        if req.base_model is not None and req.base_model != run.base_model:
+            raise ApiError(400, f"{call.endpoint}: checkpoint {req.path} is of base model {run.base_model!r}, "
+                                f"not {req.base_model!r}")
+        lora = LoraSpec(rank=run.lora_rank, seed=run.seed, train_mlp=run.train_mlp, train_attn=run.train_attn,
+                        train_unembed=run.train_unembed)
+        request_id = state.futures.create("LoadWeights", model_id)
+        slot = ModelSlot(model_id=model_id, session_id=req.session_id, base_model=run.base_model, lora=lora,
+                         sequencer=ModelSequencer(gap_timeout_s=state.config.gap_timeout_s,
+                                                  max_ahead=state.config.work_limits.max_seq_id_ahead))
+        state.models[model_id] = slot
+        state.model_requests[key] = request_id
+        if not call.never_complete:
+            loaded = _Loaded(record, req.path, req.optimizer)
+            state.spawn(self._build_model(slot, request_id, req.user_metadata, loaded))
+        return _future(request_id, model_id)
 
     async def weights_info(self, call: Call) -> HttpResponse:
         req = call.parse(WeightsInfoRequest)
@@ -415,6 +596,17 @@ class TrainingApi:
             return self._state.backend.describe(slot.base_model).vocab_size
         except ValueError:
             return None
+
+    def _ttl(self, ttl_seconds: int | None, endpoint: str) -> int | None:
+        """A save's ``ttl_seconds`` (newer SDKs), checked as ``set_checkpoint_ttl`` checks it."""
+        limit = self._state.config.work_limits.max_ttl_seconds
+        if ttl_seconds is not None and not 0 <= ttl_seconds <= limit:
+            raise ApiError(400, f"{endpoint}: ttl_seconds must be between 0 and {limit}, got {ttl_seconds}")
+        return ttl_seconds
+
+    def _apply_ttl(self, record: CheckpointRecord, ttl_seconds: int | None) -> None:
+        if ttl_seconds is not None:
+            self._state.storage.set_ttl(record, ttl_seconds)
 
     @staticmethod
     def _checkpoint_name(path: str | None, seq_id: int | None) -> str:

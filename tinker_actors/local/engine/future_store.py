@@ -1,9 +1,13 @@
 """Futures of the local service: request ids, long-polled results, expiry.
 
 Every submission endpoint answers at once with a ``request_id`` (random, unguessable); the work finishes later and its
-result (or its error) is stored here as encoded JSON so that it can be read again and again (a client
-may poll the same id after a dropped connection). Only ids that were never issued, or whose result
-expired, are unknown (the server then answers 410). Lives on the service's event loop: no locks.
+result (or its error) is stored here so that it can be read again and again (a client may poll the
+same id after a dropped connection). Only ids that were never issued, or whose result expired, are
+unknown (the server then answers 410). Lives on the service's event loop: no locks.
+
+A result is a :class:`Result`: JSON for every client, and for forward_backward and sample results
+also protobuf, which protocol 0.38 asks for (``Accept: application/x-protobuf``). Each form is
+encoded the first time a poll asks for it and kept, so a result costs only the encoding its client reads.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import json
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["FutureOutcome", "FutureState", "FutureStore"]
+__all__ = ["FutureOutcome", "FutureState", "FutureStore", "Result"]
 
 
 class FutureState(StrEnum):
@@ -25,12 +30,61 @@ class FutureState(StrEnum):
     UNKNOWN = "unknown"
 
 
+class Result:
+    """A finished future's answer: JSON always, protobuf for the result types protocol 0.38 reads so.
+
+    ``json`` and ``protobuf`` are the bytes or a function that encodes them (called at most once, on
+    the first poll that asks for that form). ``size_hint`` estimates the encoded size, so that a big
+    result is encoded off the service loop. An error is JSON only.
+    """
+
+    __slots__ = ("_json", "_protobuf", "error", "size_hint")
+
+    def __init__(self, json_body: bytes | Callable[[], bytes], *, protobuf: bytes | Callable[[], bytes] | None = None,
+                 size_hint: int | None = None, error: bool = False) -> None:
+        self._json = json_body
+        self._protobuf = protobuf
+        self.error = error
+        self.size_hint = size_hint if size_hint is not None else len(json_body) if isinstance(json_body, bytes) else 0
+
+    @classmethod
+    def failure(cls, message: str, category: str) -> Result:
+        """``{"error": message, "category": "user"|"server"}``."""
+        return cls(json.dumps({"error": message, "category": category}).encode(), error=True)
+
+    @property
+    def has_protobuf(self) -> bool:
+        return self._protobuf is not None
+
+    def encoded(self, form: str) -> bool:
+        """Whether ``form`` (``"json"`` or ``"protobuf"``) is already encoded (answering it costs nothing)."""
+        return isinstance(self._protobuf if form == "protobuf" else self._json, bytes)
+
+    def json(self) -> bytes:
+        if not isinstance(self._json, bytes):
+            self._json = self._json()
+        return self._json
+
+    def protobuf(self) -> bytes:
+        """The protobuf encoding; only for results that have one (:attr:`has_protobuf`)."""
+        if self._protobuf is None:
+            raise ValueError("this result has no protobuf form")
+        if not isinstance(self._protobuf, bytes):
+            self._protobuf = self._protobuf()
+        return self._protobuf
+
+
 @dataclass(frozen=True)
 class FutureOutcome:
-    """What a poll sees: pending, unknown, or done with the encoded JSON payload."""
+    """What a poll sees: pending, unknown, or done with its :class:`Result`."""
 
     state: FutureState
-    payload: bytes = b""
+    result: Result | None = None
+
+    @property
+    def payload(self) -> bytes:
+        """The result's JSON (b"" while not done)."""
+        return self.result.json() if self.result is not None else b""
 
 
 @dataclass
@@ -39,7 +93,7 @@ class _Entry:
     model_id: str | None
     created: float
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    payload: bytes = b""
+    result: Result | None = None
     finished: float | None = None
 
 
@@ -64,19 +118,19 @@ class FutureStore:
         entry = self._entries.get(request_id)
         return entry.request_type if entry is not None else None
 
-    def resolve(self, request_id: str, payload: bytes) -> None:
-        """Store the success payload (encoded JSON; it must not carry a top-level ``error``)."""
-        self._finish(request_id, payload)
+    def resolve(self, request_id: str, payload: bytes | Result) -> None:
+        """Store the success payload: encoded JSON (it must not carry a top-level ``error``) or a :class:`Result`."""
+        self._finish(request_id, payload if isinstance(payload, Result) else Result(payload))
 
     def fail(self, request_id: str, message: str, category: str) -> None:
         """Store a failure: ``{"error": message, "category": "user"|"server"}``."""
-        self._finish(request_id, json.dumps({"error": message, "category": category}).encode())
+        self._finish(request_id, Result.failure(message, category))
 
-    def _finish(self, request_id: str, payload: bytes) -> None:
+    def _finish(self, request_id: str, result: Result) -> None:
         entry = self._entries.get(request_id)
         if entry is None or entry.done.is_set():
             return
-        entry.payload = payload
+        entry.result = result
         entry.finished = time.monotonic()
         entry.done.set()
         self._finished.append((entry.finished, request_id))
@@ -94,7 +148,7 @@ class FutureStore:
             except TimeoutError:
                 pass
         if entry.done.is_set():
-            return FutureOutcome(FutureState.DONE, entry.payload)
+            return FutureOutcome(FutureState.DONE, entry.result)
         return FutureOutcome(FutureState.PENDING)
 
     def expire(self) -> None:

@@ -1,7 +1,8 @@
 """Live sessions and their heartbeats (WIRE-PROTOCOL §2.4).
 
 A session stays live while its client heartbeats (or otherwise uses it); one that is silent for
-longer than ``timeout_s`` expires, and the service then unloads its models and samplers. Session ids
+longer than ``timeout_s`` expires, and the service then unloads its models and samplers; so does one
+its client finishes (newer SDKs, ``ServiceClient.close``). Session ids
 themselves are remembered in the data directory (for ``GET /sessions``), liveness only in memory:
 after a restart every remembered session gets a fresh ``timeout_s`` to heartbeat again.
 """
@@ -24,6 +25,7 @@ class SessionRegistry:
         self._timeout_s = timeout_s
         now = time.monotonic()
         self._last_seen: dict[str, float] = {sid: now for sid in storage.sessions()}
+        self._finished: set[str] = set()
 
     def create(self) -> str:
         session_id = str(uuid.uuid4())
@@ -40,6 +42,17 @@ class SessionRegistry:
 
     def is_live(self, session_id: str) -> bool:
         return session_id in self._last_seen
+
+    def finish(self, session_id: str) -> bool:
+        """End a live session at its client's request; ``False`` if it is unknown or already over."""
+        if self._last_seen.pop(session_id, None) is None:
+            return False
+        self._finished.add(session_id)
+        return True
+
+    def finished(self, session_id: str) -> bool:
+        """Whether the session was finished by its client (since the service started)."""
+        return session_id in self._finished
 
     def expire(self) -> list[str]:
         """Drop the sessions silent for longer than the timeout; returns their ids."""

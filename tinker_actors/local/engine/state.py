@@ -22,6 +22,7 @@ import pydantic
 from tinker_actors.local.config import LocalServiceConfig
 from tinker_actors.local.engine.backend import Backend, LoraSpec, SamplerEngine, Trainer
 from tinker_actors.local.engine.future_store import FutureStore
+from tinker_actors.local.engine.protocol_flags import ProtocolSettings
 from tinker_actors.local.engine.sequencer import ModelSequencer
 from tinker_actors.local.engine.sessions import SessionRegistry
 from tinker_actors.local.engine.stats import RequestStats, TelemetryLog
@@ -40,6 +41,7 @@ __all__ = [
     "classify_error",
     "error_body",
     "ok",
+    "validation_message",
 ]
 
 _log = logging.getLogger(__name__)
@@ -85,7 +87,7 @@ def classify_error(error: BaseException) -> tuple[str, str]:
     return f"internal error in the local service: {type(error).__name__}: {error}", "server"
 
 
-def _validation_message(what: str, error: pydantic.ValidationError) -> str:
+def validation_message(what: str, error: pydantic.ValidationError) -> str:
     problems = []
     for item in error.errors()[:8]:
         location = ".".join(str(part) for part in item["loc"]) or "body"
@@ -101,6 +103,9 @@ class Call:
     endpoint: str
     params: dict[str, str]
     never_complete: bool = False  # set by a fault: the submission's future must never finish
+    # The top-level fields of a body that is not JSON (a protobuf forward_backward), once decoded: what
+    # raw_field reads for it.
+    decoded: dict[str, Any] | None = field(default=None, repr=False)
     _parsed: tuple[Any] | None = field(default=None, repr=False)  # the body's JSON, once decoded
 
     def json(self) -> Any:
@@ -115,7 +120,9 @@ class Call:
         return self._parsed[0]
 
     def raw_field(self, name: str) -> Any:
-        """A top-level field of the JSON body exactly as sent (before pydantic's coercions), or None."""
+        """A top-level field of the body exactly as sent (before pydantic's coercions), or None."""
+        if self.decoded is not None:
+            return self.decoded.get(name)
         data = self.json()
         return data.get(name) if isinstance(data, dict) else None
 
@@ -125,7 +132,7 @@ class Call:
         try:
             return model.model_validate(data)
         except pydantic.ValidationError as error:
-            raise ApiError(400, _validation_message(self.endpoint, error)) from error
+            raise ApiError(400, validation_message(self.endpoint, error)) from error
 
     async def parse_async(self, model: type[M]) -> M:
         """:meth:`parse`, on a worker thread for big bodies (megabytes of tokens), so that the
@@ -172,13 +179,15 @@ class ServiceState:
     """Everything one running service knows. Created on, and used from, the service loop."""
 
     def __init__(self, config: LocalServiceConfig, storage: Storage, backend: Backend,
-                 faults: FaultRegistry, stats: RequestStats, telemetry: TelemetryLog) -> None:
+                 faults: FaultRegistry, stats: RequestStats, telemetry: TelemetryLog,
+                 protocol: ProtocolSettings | None = None) -> None:
         self.config = config
         self.storage = storage
         self.backend = backend
         self.faults = faults
         self.stats = stats
         self.telemetry = telemetry
+        self.protocol = protocol if protocol is not None else ProtocolSettings()
         self.futures = FutureStore(result_ttl_s=config.result_ttl_s)
         self.sessions = SessionRegistry(storage, timeout_s=config.session_timeout_s)
         self.models: dict[str, ModelSlot] = {}
@@ -229,14 +238,24 @@ class ServiceState:
         """Expire silent sessions: their models and samplers are released."""
         expired = self.sessions.expire()
         for session_id in expired:
-            self.expired_sessions.add(session_id)
-            for slot in self.models.values():
-                if slot.session_id == session_id and slot.gone is None:
-                    slot.release(f"session {session_id} expired (no heartbeat); the model was unloaded")
-            for sampler_id in [sid for sid, s in self.samplers.items() if s.record.session_id == session_id]:
-                del self.samplers[sampler_id]
-                self.drop_engine(sampler_id)
+            self._end_session(session_id, f"session {session_id} expired (no heartbeat); the model was unloaded")
         return expired
+
+    def finish_session(self, session_id: str) -> bool:
+        """End a session its client closed (``POST /sessions/{id}/finish``); False if it is not live."""
+        if not self.sessions.finish(session_id):
+            return False
+        self._end_session(session_id, f"session {session_id} was finished by its client; the model was unloaded")
+        return True
+
+    def _end_session(self, session_id: str, reason: str) -> None:
+        self.expired_sessions.add(session_id)
+        for slot in self.models.values():
+            if slot.session_id == session_id and slot.gone is None:
+                slot.release(reason)
+        for sampler_id in [sid for sid, s in self.samplers.items() if s.record.session_id == session_id]:
+            del self.samplers[sampler_id]
+            self.drop_engine(sampler_id)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
