@@ -58,4 +58,4 @@ def test_health_and_capabilities(api: Api) -> None:
     health = api.admin("GET", "health").json()
     assert health["status"] == "ok" and health["zero_work"] is True
     models = api.http.get("/api/v1/get_server_capabilities").json()["supported_models"]
-    assert {"model_name": "tiny-byte"} in models
+    assert {"model_name": "tiny-byte", "max_context_length": 512, "trainable": True, "sampleable": True} in models

@@ -24,11 +24,9 @@ from tinker_actors.types import (
     CreateSessionRequest,
     CreateSessionResponse,
     FutureRetrieveRequest,
-    GetServerCapabilitiesResponse,
     HealthResponse,
     SessionHeartbeatRequest,
     SessionHeartbeatResponse,
-    SupportedModel,
     TryAgainResponse,
     encode_json,
 )
@@ -124,8 +122,11 @@ class SessionApi:
         return HttpResponse(200, _TELEMETRY_ACCEPTED)
 
     async def capabilities(self, call: Call) -> HttpResponse:
-        models = [SupportedModel(model_name=m.name) for m in self._state.backend.base_models()]
-        return ok(GetServerCapabilitiesResponse(supported_models=models))
+        # Newer SDKs also read each model's context length and what it can do (`tinker model list`);
+        # older ones ignore those fields.
+        models = [{"model_name": m.name, "max_context_length": m.context_window, "trainable": True,
+                   "sampleable": True} for m in self._state.backend.base_models()]
+        return HttpResponse(200, json.dumps({"supported_models": models}).encode())
 
     async def healthz(self, call: Call) -> HttpResponse:
         return ok(HealthResponse(status="ok"))

@@ -97,6 +97,7 @@ from tinker_actors.types import (
 )
 from tinker_actors.wire import v0_38
 from tinker_actors.wire.codec import CONTENT_TYPE_PROTOBUF, ForwardBackwardCall, media_type
+from tinker_actors.wire.v0_38.array_results import encode_forward_backward_arrays
 
 __all__ = ["TrainingApi"]
 
@@ -180,7 +181,7 @@ def step_result(step: StepOutput) -> Result:
     """A forward(_backward) result: JSON for 0.6.3 polls, protobuf for 0.38 ones, each encoded when first asked."""
     size = sum(np.asarray(value).nbytes for out in step.outputs for value in out.values())
     return Result(lambda: encode_step(step),
-                  protobuf=lambda: v0_38.CODEC.encode_forward_backward_output(step_output(step)).content,
+                  protobuf=lambda: encode_forward_backward_arrays(step.outputs, step.metrics, OUTPUT_TYPE).content,
                   size_hint=2 * size)
 
 
