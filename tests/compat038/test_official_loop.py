@@ -45,19 +45,21 @@ class _Outcome:
         return [r for r in self.records if r.method == method and r.path == path]
 
 
-def _run_loop(home: Path, flags: dict[str, Any], **service_options: Any) -> Iterator[_Outcome]:
+def _run_loop(home: Path, flags: dict[str, Any], *, console: bool = False,
+              **service_options: Any) -> Iterator[_Outcome]:
     official_python()  # skip before starting anything when the 0.38 SDK is not installed
     with service_with_flags(flags, **service_options) as service:
         with service.wire_log.capture() as capture:
             run = run_official("official_loop.py", service, home)
-        cli_runs = run_official_cli(service, home, "run", "list")  # the console command, in its own process
+        # the console command in its own process (once is enough: the loop ran the CLI in-process too)
+        cli_runs = run_official_cli(service, home, "run", "list") if console else None
         yield _Outcome(run, capture.snapshot(), cli_runs)
 
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Outcome]:
     """The service's defaults: ``client/config`` answers ``{}`` (every flag at the SDK's default)."""
-    yield from _run_loop(tmp_path_factory.mktemp("official038-plain"), {})
+    yield from _run_loop(tmp_path_factory.mktemp("official038-plain"), {}, console=True)
 
 
 @pytest.fixture(scope="module")
@@ -141,11 +143,16 @@ def test_rest_listing_deletion_and_cli(outcome: _Outcome) -> None:
     assert values["deleted"] == state and state not in values["checkpoints_after"]
     assert sampler in values["checkpoints_after"]
     assert values["sessions"] == {"count": 1, "has_runs": True}
-    # the official CLI: in the loop's process, then the console command in its own
+    # the official CLI, in the loop's process
     assert values["cli_run_info"]["training_run_id"] == run_id
     assert sampler in str(values["cli_checkpoints"])
     assert sampler not in str(values["cli_checkpoints_after"])
-    assert run_id in str(outcome.cli_runs)
+
+
+def test_the_console_command_lists_the_run(plain: _Outcome) -> None:
+    """``tinker -f json run list``, the official console entry point in its own process."""
+    run_ids = [run["training_run_id"] for run in plain.cli_runs["runs"]]
+    assert plain.run.values["info"]["model_id"] in run_ids
 
 
 def _unexpected_warnings(outcome: _Outcome) -> list[str]:

@@ -124,7 +124,7 @@ def _differences(ours: list[dict[str, Any]], official: list[dict[str, Any]]) -> 
 # ---- the two sides ----------------------------------------------------------------------------
 
 def _official_capture(variant: str, home: Path) -> list[dict[str, Any]]:
-    with service_with_flags(**VARIANTS[variant]) as service, service.wire_log.capture() as capture:
+    with service_with_flags(VARIANTS[variant]) as service, service.wire_log.capture() as capture:
         run = run_official("official_wire_calls.py", service, home)
     failed = run.failed_steps()
     assert not failed, f"the official 0.38 SDK's calls failed ({variant}):\n" + "\n".join(
@@ -177,7 +177,7 @@ def _our_calls(service: LocalService) -> None:
 
 
 def _our_capture(variant: str) -> list[dict[str, Any]]:
-    with service_with_flags(**VARIANTS[variant]) as service, service.wire_log.capture() as capture:
+    with service_with_flags(VARIANTS[variant]) as service, service.wire_log.capture() as capture:
         _our_calls(service)
     # Only what the official script does too: it exits without closing its session.
     return [r for r in wire_requests(capture.records) if not r["path"].endswith("/finish")]
