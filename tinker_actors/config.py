@@ -15,6 +15,7 @@ Environment variables (read only by :meth:`Config.from_env`, never at import):
 ``TINKER_LOG``                      ``debug`` / ``info`` / ``warning`` / ``error``: how chatty this
                                     library's own structlog events are (the host's logging setup is
                                     never touched)
+``TINKER_ACTORS_PROTOCOL``          ``auto`` (the default), ``0.38`` or ``0.6.3``: the wire protocol
 ``CLOUDFLARE_ACCESS_CLIENT_ID``     sent as ``CF-Access-Client-Id`` on every request
 ``CLOUDFLARE_ACCESS_CLIENT_SECRET`` sent as ``CF-Access-Client-Secret`` (a secret)
 =================================== ===============================================================
@@ -43,6 +44,7 @@ __all__ = [
     "PollBackoff",
     "PoolLimits",
     "Pools",
+    "Protocol",
     "RetryPolicy",
     "TelemetrySettings",
     "Timeouts",
@@ -53,6 +55,10 @@ DEFAULT_BASE_URL = "https://tinker.thinkingmachines.dev/services/tinker-prod"
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
+Protocol = Literal["auto", "0.38", "0.6.3"]
+"""Which wire protocol a ServiceClient speaks (docs/protocols.md): ``"auto"`` asks the server
+(``client/config``) and falls back to 0.6.3 when it does not know that call."""
+
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _LOG_LEVELS: frozenset[str] = frozenset({"debug", "info", "warning", "error"})
 
@@ -62,6 +68,7 @@ _ENV_VARS: dict[str, str] = {
     "base_url": "TINKER_BASE_URL",
     "cf_access_client_id": "CLOUDFLARE_ACCESS_CLIENT_ID",
     "cf_access_client_secret": "CLOUDFLARE_ACCESS_CLIENT_SECRET",
+    "protocol": "TINKER_ACTORS_PROTOCOL",
 }
 
 
@@ -278,6 +285,13 @@ class Config(_Frozen):
     pools: Pools = Pools()
     circuit_breaker: CircuitBreakerSettings | None = None
     telemetry: TelemetrySettings = TelemetrySettings()
+    protocol: Protocol = Field("auto", description=(
+        "the wire protocol: 'auto' (ask the server), '0.38' (today's service) or '0.6.3' (older servers)"))
+    sdk_version: str | None = Field(None, min_length=1, description=(
+        "the SDK version claimed to the server (client/config, create_session, x-sdk-version); None: the "
+        "official release whose protocol is spoken (0.38.0 or 0.6.3)"))
+    min_config_refresh_interval: float = Field(10.0, gt=0, description=(
+        "shortest wait between two client/dynamic_config refreshes, whatever interval the server asks for"))
 
     if not TYPE_CHECKING:  # hidden from mypy, so that the pydantic plugin still types Config(...) calls
         def __init__(self, **values: Any) -> None:

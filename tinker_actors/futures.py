@@ -43,14 +43,17 @@ from tinker_actors.errors import (
     error_for_status,
 )
 from tinker_actors.http import HttpLayer, Purpose
-from tinker_actors.types import FutureRetrieveRequest, encode_json
+from tinker_actors.http.budget import ByteBudget
 from tinker_actors.waits import Deadline, StallWatch, WatchSettings
+from tinker_actors.wire import CONTENT_TYPE_JSON, ClientCodec, client_codec
+from tinker_actors.wire.codec import media_type
 
 __all__ = [
     "APIFuture",
     "PollSettings",
     "QueueStateLog",
     "QueueStateObserver",
+    "ResultReader",
     "TrackedFuture",
     "abandoned",
     "fail",
@@ -66,8 +69,9 @@ log = structlog.get_logger("tinker_actors.futures")
 QueueStateObserver = Callable[[str, str | None], None]
 """Called with ``(queue_state, reason)`` whenever a pending answer carries a queue state."""
 
-# Answers a poll hands back instead of raising: pending (408), gone (410), and the struggling server (429, 5xx).
-_POLL_STATUSES = frozenset({408, 410, 429, *range(500, 600)})
+# Answers a poll hands back instead of raising: pending (408), gone (410), and the struggling server (429, 5xx);
+# and 200, which the poller reads itself (JSON or protobuf), so the HTTP layer does not decode it.
+_POLL_STATUSES = frozenset({200, 408, 410, 429, *range(500, 600)})
 
 
 class TrackedFuture(concurrent.futures.Future[T]):
@@ -297,18 +301,34 @@ class PollSettings:
                    request_timeout=config.timeouts.retrieve_future, warnings=WatchSettings.from_config(config))
 
 
+@dataclass(frozen=True, slots=True)
+class ResultReader(Generic[T]):
+    """How a poll reads a result whose form depends on the protocol (forward_backward and sample results):
+    asked for with ``Accept: accept`` and read by ``decode(body, content_type)``, both from the codec."""
+
+    decode: Callable[[bytes, str | None], T]
+    accept: str
+
+
 _NO_RETRY = RetryPolicy(max_retries=0, deadline=None)
 _RETRIEVE_PATH = "/api/v1/retrieve_future"
 _SHORTEST_POLL = 0.05  # a poll cut short by a bound still gets this long to answer
+_JSON_CODEC = client_codec("0.6.3")
 
 
-async def poll_future(http: HttpLayer, request_id: str, request_type: str, parse: Callable[[Any], T], *,
+async def poll_future(http: HttpLayer, request_id: str, request_type: str,
+                      parse: Callable[[Any], T] | ResultReader[T], *,
                       settings: PollSettings, observer: QueueStateObserver | None = None,
                       submitted_at: float | None = None, watch: StallWatch | None = None,
                       deadline: Deadline | None = None,
-                      outcome: concurrent.futures.Future[Any] | None = None) -> T:
-    """Poll ``retrieve_future`` until the request ends; return ``parse(result_json)`` or raise a typed error.
+                      outcome: concurrent.futures.Future[Any] | None = None,
+                      codec: ClientCodec | None = None, response_budget: ByteBudget | None = None) -> T:
+    """Poll ``retrieve_future`` until the request ends; return the result or raise a typed error.
 
+    ``parse``: reads a JSON result (``parse(result_json)``), or a :class:`ResultReader` for a result the
+    protocol may send in another form (protobuf). ``codec``: the protocol's (default 0.6.3), which writes
+    the polls. A server may first answer only a finished result's size (``complete_metadata``, protocol
+    0.38): room for it is then reserved in ``response_budget`` until the result is read.
     ``watch``: a shared :class:`StallWatch` to feed (a sampling client's); by default the poll has its own.
     ``deadline``: an extra bound that may move while polling (a sampling client's progress clock).
     ``outcome``: the future the result is for; polling stops (:class:`ClientStoppedError`) once it ended
@@ -326,16 +346,22 @@ async def poll_future(http: HttpLayer, request_id: str, request_type: str, parse
     if watch is None:
         watch = StallWatch(request_type, settings.warnings, request_id=request_id, gives_up_at=gives_up_at)
     watch.answer("pending", request_id=request_id)  # accepted; a long poll may take a while to say more
+    wire = codec or _JSON_CODEC
+    reader = parse if isinstance(parse, ResultReader) else None
     delay = settings.initial_delay
     iteration = 0
-    body = encode_json(FutureRetrieveRequest(request_id=request_id))
+    allow_metadata_only = True
+    body = wire.encode_retrieve(request_id, allow_metadata_only=allow_metadata_only)
     last_error: TinkerError | None = None
+    reserved = 0  # bytes of response_budget held for a result the server announced (complete_metadata)
     try:
         while True:
             if outcome is not None and (outcome.done() or abandoned(outcome)):
                 raise ClientStoppedError(f"request {request_id}: nobody waits for its result anymore; "
                                          f"polling stopped")
             headers = {"X-Tinker-Request-Iteration": str(iteration), "X-Tinker-Request-Type": request_type}
+            if reader is not None:
+                headers["Accept"] = reader.accept
             if iteration == 0 and submitted_at is not None:
                 headers["X-Tinker-Create-Promise-Roundtrip-Time"] = f"{time.monotonic() - submitted_at:.6f}"
             iteration += 1
@@ -352,13 +378,33 @@ async def poll_future(http: HttpLayer, request_id: str, request_type: str, parse
             else:
                 status = response.status_code
                 if status == 200:
+                    content_type = response.headers.get("content-type")
+                    if reader is not None and not _is_json(content_type):
+                        return reader.decode(response.content, content_type)  # a protobuf result
                     payload = _json_or_error(response.content, request_id)
                     if isinstance(payload, dict) and "error" in payload:
                         raise RequestFailedError(str(payload.get("error")), request_id=request_id,
                                                  category=str(payload.get("category", "unknown")))
+                    if isinstance(payload, dict) and payload.get("status") == "complete_metadata":
+                        # Finished, and only its size was sent: reserve room for it, then fetch it at once.
+                        if not allow_metadata_only:
+                            raise APIResponseValidationError(
+                                f"request {request_id}: the server answered complete_metadata to a poll that "
+                                f"did not allow it", status_code=200)
+                        allow_metadata_only = False
+                        body = wire.encode_retrieve(request_id, allow_metadata_only=False)
+                        useful_at = loop.time()
+                        if response_budget is not None:
+                            size = _payload_size(payload)
+                            await _reserve(response_budget, size, max(gives_up_at() - loop.time(), _SHORTEST_POLL),
+                                           request_id, request_type)
+                            reserved = size
+                        continue
                     if not (isinstance(payload, dict) and payload.get("type") == "try_again"):
+                        if reader is not None:
+                            return reader.decode(response.content, content_type)
                         try:
-                            return parse(payload)
+                            return parse(payload)  # type: ignore[operator]
                         except pydantic.ValidationError as invalid:
                             raise APIResponseValidationError(
                                 f"request {request_id}: the result does not match the expected type: "
@@ -390,8 +436,31 @@ async def poll_future(http: HttpLayer, request_id: str, request_type: str, parse
             await asyncio.sleep(min(delay, max(gives_up_at() - now, 0.0)))
             delay = min(delay * 2, settings.max_delay)
     finally:
+        if reserved and response_budget is not None:
+            response_budget.release(reserved)
         if own_watch:
             watch.close()
+
+
+async def _reserve(budget: ByteBudget, size: int, within: float, request_id: str, request_type: str) -> None:
+    """Hold ``size`` bytes of the response budget, or :class:`NoProgressError` once ``within`` seconds pass."""
+    try:
+        await asyncio.wait_for(budget.acquire(size), within)
+    except TimeoutError:
+        raise NoProgressError(f"request {request_id} ({request_type}): no room for its {size}-byte result in the "
+                              f"response byte budget ({budget.limit} bytes) within {within:.0f} s",
+                              request_id=request_id) from None
+
+
+def _is_json(content_type: str | None) -> bool:
+    """Whether a poll answer is JSON (an untyped body is taken as JSON, as servers of 0.6.3's time send)."""
+    kind = media_type(content_type)
+    return not kind or kind == CONTENT_TYPE_JSON
+
+
+def _payload_size(payload: dict[str, Any]) -> int:
+    size = payload.get("response_payload_size")
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0
 
 
 def _pending(watch: StallWatch, observer: QueueStateObserver | None, request_id: str, status: int,
@@ -426,7 +495,7 @@ def _json_or_none(content: bytes) -> Any:
 class QueueStateLog:
     """A debounced queue-state observer (S5): logs a paused state at most once per ``interval`` seconds."""
 
-    def __init__(self, what: str, interval: float = 60.0) -> None:
+    def __init__(self, what: str, interval: float = 300.0) -> None:
         self._what = what
         self._interval = interval
         self._last_logged = -float("inf")

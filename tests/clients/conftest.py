@@ -15,18 +15,29 @@ def service() -> Iterator[LocalService]:
         yield svc
 
 
+PROTOCOLS = ("0.6.3", "0.38")
+
+
+@pytest.fixture(params=PROTOCOLS)
+def protocol(request: pytest.FixtureRequest) -> str:
+    """Each test that uses it runs once per wire protocol (the local service serves both)."""
+    value: str = request.param
+    return value
+
+
 @pytest.fixture
-def fast_config(service: LocalService) -> Config:
+def fast_config(service: LocalService, protocol: str) -> Config:
     """Short limits so that fault tests end in seconds, not minutes."""
     return Config(api_key="test-key", base_url=service.base_url, telemetry_enabled=False,
                   retry=RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.05, deadline=5.0),
-                  poll_backoff=PollBackoff(initial=0.01, max=0.05), no_progress_timeout=2.0)
+                  poll_backoff=PollBackoff(initial=0.01, max=0.05), no_progress_timeout=2.0, protocol=protocol)
 
 
 @pytest.fixture
 def client(service: LocalService, fast_config: Config) -> Iterator[tinker.ServiceClient]:
     service.faults.clear()
     with tinker.ServiceClient(config=fast_config) as svc:
+        assert svc.protocol.version == fast_config.protocol
         yield svc
     service.faults.clear()
 

@@ -17,8 +17,9 @@ def heartbeats(service: LocalService) -> int:
     return int(service.stats.snapshot()["endpoints"].get("session_heartbeat", {}).get("received", 0))
 
 
-def test_heartbeats_for_every_live_session(service: LocalService) -> None:
-    config = Config(api_key="k", base_url=service.base_url, heartbeat_interval=0.2, telemetry_enabled=False)
+def test_heartbeats_for_every_live_session(service: LocalService, protocol: str) -> None:
+    config = Config(api_key="k", base_url=service.base_url, heartbeat_interval=0.2, telemetry_enabled=False,
+                    protocol=protocol)
     before = heartbeats(service)
     with tinker.ServiceClient(config=config) as one, tinker.ServiceClient(config=config) as two:
         time.sleep(1.5)

@@ -43,12 +43,12 @@ def config_for(service: LocalService, **overrides: Any) -> Config:
 
 
 @pytest.fixture
-def make_client(service: LocalService) -> Iterator[Callable[..., tinker.ServiceClient]]:
+def make_client(service: LocalService, protocol: str) -> Iterator[Callable[..., tinker.ServiceClient]]:
     made: list[tinker.ServiceClient] = []
     service.faults.clear()
 
     def make(**overrides: Any) -> tinker.ServiceClient:
-        made.append(tinker.ServiceClient(config=config_for(service, **overrides)))
+        made.append(tinker.ServiceClient(config=config_for(service, protocol=protocol, **overrides)))
         return made[-1]
 
     yield make

@@ -1,4 +1,4 @@
-"""forward_backward_custom against the embedded service over real HTTP on 127.0.0.1."""
+"""forward_backward_custom against the embedded service over real HTTP on 127.0.0.1, in both protocols."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import tinker_actors as tinker
 from tinker_actors.config import Config, PollBackoff, RetryPolicy
 from tinker_actors.errors import NotSentError
 from tinker_actors.local import LocalService
+from tinker_actors.local.server.wire_log import WireCapture
 from tinker_actors.training.chunking import ChunkLimits
 from tinker_actors.training.custom_loss import CustomLossError
 from tinker_actors.training.regularizers import L2, KLPenalty, Logprobs, Regularizer, TermValue, reference_logprobs
@@ -29,12 +30,26 @@ def service() -> Iterator[LocalService]:
         yield svc
 
 
+@pytest.fixture(params=["0.6.3", "0.38"])
+def protocol(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
 @pytest.fixture
-def client(service: LocalService) -> Iterator[tinker.ServiceClient]:
+def wire(service: LocalService) -> Iterator[WireCapture]:
+    """What the service receives during the test."""
+    with service.wire_log.capture() as capture:
+        yield capture
+
+
+@pytest.fixture
+def client(service: LocalService, protocol: str) -> Iterator[tinker.ServiceClient]:
     config = Config(api_key=service.api_key, base_url=service.base_url, telemetry_enabled=False,
                     retry=RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.05, deadline=10.0),
-                    poll_backoff=PollBackoff(initial=0.01, max=0.05))
+                    poll_backoff=PollBackoff(initial=0.01, max=0.05), protocol=protocol)
     with tinker.ServiceClient(config=config) as svc:
+        assert svc.protocol.version == protocol
         yield svc
 
 
@@ -48,11 +63,22 @@ def batch() -> list[tinker.Datum]:
     return [datum(TEXT[i:i + 24]) for i in range(0, 24, 8)]
 
 
-def endpoints(service: LocalService, model_id: str) -> list[str]:
-    """The endpoints of this model's sequenced requests, in seq_id (= send) order."""
-    rows = [row for row in service.stats.snapshot()["sequenced"] if row["id"] == model_id]
-    assert all(row["received"] == 1 for row in rows)
-    return [row["endpoint"] for row in sorted(rows, key=lambda row: row["seq_id"])]
+_OPERATIONS = {"/api/v1/forward": "forward", "/api/v1/forward_backward": "forward_backward",
+               "/api/v1/optim_step": "optim_step"}
+
+
+def endpoints(wire: WireCapture, model_id: str) -> list[str]:
+    """This model's training operations as the service received them, each once and in seq_id order (0.38
+    sends a forward as a forward_backward with ``forward_only``: named ``forward`` here too)."""
+    names, seq_ids = [], []
+    for record in wire.snapshot():
+        body = record.decoded() if record.method == "POST" and record.path in _OPERATIONS else None
+        if not isinstance(body, dict) or body.get("model_id") != model_id:
+            continue
+        names.append("forward" if body.get("forward_only") else _OPERATIONS[record.path])
+        seq_ids.append(int(body["seq_id"]))
+    assert seq_ids == sorted(set(seq_ids)), seq_ids  # sent once each, in order
+    return names
 
 
 class MeanNLL:
@@ -64,7 +90,7 @@ class MeanNLL:
                          [np.full_like(lp, -1.0 / count) for lp in logprobs])
 
 
-def test_custom_loss_with_regularizers_trains_in_order(service: LocalService, client: tinker.ServiceClient) -> None:
+def test_custom_loss_with_regularizers_trains_in_order(wire: WireCapture, client: tinker.ServiceClient) -> None:
     training = client.create_lora_training_client("tiny-byte", rank=4, seed=0)
     regs = [Regularizer("l2", L2(center=-1.0), 0.001), Regularizer("kl", KLPenalty([np.zeros(23)] * 3, "k2"), 0.0)]
     losses = []
@@ -73,7 +99,7 @@ def test_custom_loss_with_regularizers_trains_in_order(service: LocalService, cl
         training.optim_step(tinker.AdamParams(learning_rate=2e-2))
         losses.append(result.result(30).metrics["custom_loss/base"])
     assert losses[-1] < losses[0] - 0.2, losses
-    assert endpoints(service, training.model_id) == ["forward", "forward_backward", "optim_step"] * 6
+    assert endpoints(wire, training.model_id) == ["forward", "forward_backward", "optim_step"] * 6
     history = training.grad_norm_history()
     assert [record.step for record in history] == [1, 2, 3, 4, 5, 6]
     assert history[-1].report.base == pytest.approx(1 / np.sqrt(69))  # ‖-1/N‖ over N = 69 tokens
@@ -83,7 +109,7 @@ def test_custom_loss_with_regularizers_trains_in_order(service: LocalService, cl
 
 
 def test_optim_step_submitted_right_after_never_overtakes_the_backward(
-        service: LocalService, client: tinker.ServiceClient) -> None:
+        wire: WireCapture, client: tinker.ServiceClient) -> None:
     training = client.create_lora_training_client("tiny-byte", rank=4, seed=0)
 
     def slow_loss(data: list[tinker.Datum], logprobs: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -98,7 +124,7 @@ def test_optim_step_submitted_right_after_never_overtakes_the_backward(
     optim.result(30)
     assert custom.done()
     after.result(30)
-    assert endpoints(service, training.model_id) == ["forward", "forward_backward", "optim_step", "forward"]
+    assert endpoints(wire, training.model_id) == ["forward", "forward_backward", "optim_step", "forward"]
 
 
 def test_wire_weights_are_the_negated_gradient(service: LocalService, client: tinker.ServiceClient) -> None:
@@ -116,19 +142,19 @@ def test_wire_weights_are_the_negated_gradient(service: LocalService, client: ti
     assert out.metrics["squared"] == pytest.approx(expected, rel=1e-4)  # no optim_step: same weights
 
 
-def test_backward_chunks_keep_their_places(service: LocalService) -> None:
-    config = Config(api_key=service.api_key, base_url=service.base_url, telemetry_enabled=False)
+def test_backward_chunks_keep_their_places(service: LocalService, wire: WireCapture, protocol: str) -> None:
+    config = Config(api_key=service.api_key, base_url=service.base_url, telemetry_enabled=False, protocol=protocol)
     with tinker.ServiceClient(config=config, chunk_limits=ChunkLimits(max_datums=2)) as svc:
         training = svc.create_lora_training_client("tiny-byte", rank=4, seed=0)
         custom = training.forward_backward_custom(batch(), MeanNLL())
         training.optim_step(tinker.AdamParams(learning_rate=1e-3)).result(30)
         assert len(custom.result(30).loss_fn_outputs) == 3
-        assert endpoints(service, training.model_id) == ["forward", "forward", "forward_backward",
+        assert endpoints(wire, training.model_id) == ["forward", "forward", "forward_backward",
                                                          "forward_backward", "optim_step"]
 
 
 def test_a_failing_loss_sends_neither_backward_nor_what_follows(
-        service: LocalService, client: tinker.ServiceClient) -> None:
+        wire: WireCapture, client: tinker.ServiceClient) -> None:
     training = client.create_lora_training_client("tiny-byte", rank=4, seed=0)
 
     class Broken:
@@ -142,7 +168,7 @@ def test_a_failing_loss_sends_neither_backward_nor_what_follows(
     with pytest.raises(NotSentError):
         optim.result(30)
     training.forward(batch(), "cross_entropy").result(30)  # the client carries on
-    assert endpoints(service, training.model_id) == ["forward", "forward"]
+    assert endpoints(wire, training.model_id) == ["forward", "forward"]
 
 
 def test_kl_penalty_against_a_sampling_clients_reference(client: tinker.ServiceClient) -> None:

@@ -1,4 +1,5 @@
-"""What every client of one ServiceClient shares: config, HTTP layer, runtime, and a blocking-call helper."""
+"""What every client of one ServiceClient shares: config, HTTP layer, runtime, the negotiated protocol, and a
+blocking-call helper."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from tinker_actors.clients.protocol import ProtocolProfile, pinned_profile
 from tinker_actors.config import Config
 from tinker_actors.errors import ClientStoppedError, TinkerTimeoutError
 from tinker_actors.futures import PollSettings
 from tinker_actors.http import HttpLayer
+from tinker_actors.http.budget import ByteBudget
 from tinker_actors.runtime import Runtime
 
 __all__ = ["ClientContext"]
@@ -21,7 +24,9 @@ T = TypeVar("T")
 
 @dataclass
 class ClientContext:
-    """Immutable after construction except ``closed``; safe to share between threads and actors."""
+    """Safe to share between threads and actors. Set once while the ServiceClient starts: ``session_id``,
+    ``profile`` and ``response_budget``; afterwards only ``closed`` changes, and ``profile`` is replaced
+    (never mutated) by the ServiceClient's actor when the server's dynamic flags are refreshed."""
 
     config: Config
     http: HttpLayer
@@ -29,6 +34,20 @@ class ClientContext:
     poll: PollSettings
     session_id: str = ""
     closed: bool = field(default=False)
+    profile: ProtocolProfile = field(default_factory=lambda: _unnegotiated())
+    """What the ServiceClient speaks (the codec every request goes through) and the server's flags."""
+    response_budget: ByteBudget | None = None
+    """Room for results the server announced by size first (protocol 0.38), shared by the clients."""
+    dispatch_budget: ByteBudget | None = None
+    """Bytes of forward_backward requests being sent at once (protocol 0.38), shared by the training clients."""
+
+    def use_profile(self, profile: ProtocolProfile) -> None:
+        """Adopt the negotiated protocol: its codec, its headers, its response budget."""
+        self.profile = profile
+        self.http.announce_sdk_version(profile.sdk_version if profile.codec.sends_sdk_method else None)
+        responses, dispatch = profile.response_bytes_in_flight, profile.forward_backward_bytes_in_flight
+        self.response_budget = ByteBudget(responses) if responses is not None else None
+        self.dispatch_budget = ByteBudget(dispatch) if dispatch is not None else None
 
     def submit(self, coro: Coroutine[Any, Any, T], *,
                context: contextvars.Context | None = None) -> concurrent.futures.Future[T]:
@@ -48,3 +67,9 @@ class ClientContext:
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise TinkerTimeoutError(f"no answer within {limit:.0f} s") from None
+
+
+
+def _unnegotiated() -> ProtocolProfile:
+    """The profile before negotiation: 0.6.3, no flags."""
+    return pinned_profile(Config())

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
+from tinker_actors.clients.sdk_method import names_sdk_methods
 from tinker_actors.errors import APIResponseValidationError
 from tinker_actors.futures import APIFuture
 from tinker_actors.http import Purpose
@@ -33,7 +34,6 @@ from tinker_actors.types import (
     TrainingRunsResponse,
     WeightsInfoRequest,
     WeightsInfoResponse,
-    encode_json,
 )
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ def _seg(value: str) -> str:
     return quote(value, safe=":")
 
 
+@names_sdk_methods  # x-sdk-method on the wire (protocol 0.38)
 @capture_exceptions  # errors reach the session's telemetry once, and the caller unchanged
 class RestClient:
     def __init__(self, service: ServiceClient) -> None:
@@ -152,7 +153,7 @@ class RestClient:
 
     async def _set_checkpoint_ttl_from_tinker_path(self, tinker_path: str, ttl_seconds: int | None) -> None:
         parsed = ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
-        body = encode_json(SetCheckpointTtlRequest(ttl_seconds=ttl_seconds))
+        body = self._context.profile.codec.encode_json(SetCheckpointTtlRequest(ttl_seconds=ttl_seconds))
         await self._send("PUT", self._checkpoint_path(parsed.training_run_id, parsed.checkpoint_id) + "/ttl", body)
 
     def get_checkpoint_archive_url(self, training_run_id: str, checkpoint_id: str
@@ -192,7 +193,8 @@ class RestClient:
         ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
         response = await self._context.http.request(
             Purpose.TRAINING, "POST", "/api/v1/weights_info",
-            content=encode_json(WeightsInfoRequest(tinker_path=tinker_path)), response_model=WeightsInfoResponse)
+            content=self._context.profile.codec.encode_json(WeightsInfoRequest(tinker_path=tinker_path)),
+            response_model=WeightsInfoResponse)
         return response.data
 
     # -- sessions and samplers --

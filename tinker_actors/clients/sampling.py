@@ -22,7 +22,6 @@ import itertools
 import random
 import threading
 import weakref
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +30,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from supervisors import ChildSpec, ExitReason, NamedRef, Restart, SupervisedActor
 from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.queue_state import ClientQueueLog, QueueState, QueueStateObserver
+from tinker_actors.clients.sdk_method import names_sdk_methods
 from tinker_actors.config import Config, MissingApiKeyError, RetryPolicy
 from tinker_actors.errors import (
     APIConnectionError,
+    APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
     ClientStoppedError,
@@ -43,11 +44,12 @@ from tinker_actors.errors import (
     NotSentError,
     TinkerError,
 )
-from tinker_actors.futures import APIFuture, QueueStateLog, fail, on_abandoned, poll_future, resolve
+from tinker_actors.futures import APIFuture, QueueStateLog, ResultReader, fail, on_abandoned, poll_future, resolve
 from tinker_actors.http import Purpose
+from tinker_actors.http.budget import ByteBudget
 from tinker_actors.http.headers import IDEMPOTENCY_KEY, new_idempotency_key
 from tinker_actors.telemetry.capture import capture_exceptions
-from tinker_actors.types import ModelInput, SampleRequest, SampleResponse, SamplingParams, UntypedAPIFuture, encode_json
+from tinker_actors.types import ModelInput, SampleRequest, SampleResponse, SamplingParams, UntypedAPIFuture
 from tinker_actors.waits import StallWatch
 
 if TYPE_CHECKING:
@@ -115,36 +117,18 @@ def _rate_limit_for(context: ClientContext) -> _RateLimit:
     return _rate_limits.setdefault((context.config.base_url, digest), _RateLimit())
 
 
-class _ByteBudget:
-    """At most ``limit`` bytes of sample requests on the wire at once for one client (S4).
-
-    A request larger than the whole budget is still sent, alone, so nothing waits forever."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._changed = asyncio.Condition()
-
-    @contextlib.asynccontextmanager
-    async def hold(self, size: int) -> AsyncIterator[None]:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.used == 0 or self.used + size <= self.limit)
-            self.used += size
-        try:
-            yield
-        finally:
-            async with self._changed:
-                self.used -= size
-                self._changed.notify_all()
-
-
 class _Backpressure:
     """Loop-side state of one client's samples: concurrency slots, byte budget, the key's shared 429 backoff,
-    and the no-progress clock (``RetryConfig.progress_timeout``), which also announces a stall."""
+    and the no-progress clock (``RetryConfig.progress_timeout``), which also announces a stall.
+
+    The server's flags (protocol 0.38) cap the concurrency and the byte budget: the tighter of them and the
+    client's ``RetryConfig`` applies.
+    """
 
     def __init__(self, config: RetryConfig, context: ClientContext, session: str) -> None:
-        self.slots = asyncio.Semaphore(config.max_connections)
-        self.bytes = _ByteBudget(config.max_bytes_in_flight)
+        profile = context.profile
+        self.slots = asyncio.Semaphore(_tighter(config.max_connections, profile.max_concurrent_samples))
+        self.bytes = ByteBudget(_tighter(config.max_bytes_in_flight, profile.sample_bytes_in_flight))
         self.rate_limit = _rate_limit_for(context)
         # Runs only while a sample is in flight (begin/end), so a client left idle never times out.
         self.progress = StallWatch("Sample", context.poll.warnings, limit=config.progress_timeout,
@@ -211,7 +195,11 @@ class SamplingClientActor(SupervisedActor):
         loop = asyncio.get_running_loop()
         if self._pressure is None:
             self._pressure = _Backpressure(self._retry, self._context, self._session)
-        pressure, config, http = self._pressure, self._retry, self._context.http
+        pressure, config, context = self._pressure, self._retry, self._context
+        http, codec = context.http, context.profile.codec
+        # The server may ask for no resubmissions (0.38's sample_no_retries); 429 backpressure still waits.
+        retries = config.enable_retry_logic and context.profile.sample_retries
+        reader = ResultReader(codec.decode_sample_response, codec.result_accept)
         clock = pressure.progress  # every wait below ends by clock.at(): no sample of this client finished since
 
         def left() -> float:
@@ -227,7 +215,7 @@ class SamplingClientActor(SupervisedActor):
                         await asyncio.sleep(min(wait, left()))
                     if not left():
                         raise clock.exceeded()
-                    body = encode_json(request.model_copy(update={"seq_id": next(self._seq_ids)}))
+                    body = codec.encode_json(request.model_copy(update={"seq_id": next(self._seq_ids)}))
                     # Until the server names the request, its idempotency key is what identifies it (in logs too).
                     request_id = new_idempotency_key()
                     try:
@@ -239,14 +227,14 @@ class SamplingClientActor(SupervisedActor):
                                 timeout=min(self._context.config.timeouts.default, max(left(), 0.05)),
                                 endpoint="asample")
                         request_id = submitted.data.request_id
-                        result = await poll_future(http, request_id, "Sample",
-                                                   SampleResponse.model_validate, settings=self._context.poll,
+                        result = await poll_future(http, request_id, "Sample", reader, settings=context.poll,
                                                    observer=self._queue_log, submitted_at=loop.time(),
-                                                   watch=clock, deadline=clock)
+                                                   watch=clock, deadline=clock, codec=codec,
+                                                   response_budget=context.response_budget)
                         clock.progress()
-                        return result
+                        return _with_sequence_ids(result, submitted.data.sample_sequence_ids, request_id)
                     except (APIConnectionError, APIStatusError) as error:
-                        if isinstance(error, NoProgressError) or not config.enable_retry_logic:
+                        if isinstance(error, NoProgressError) or not retries:
                             raise
                         status = getattr(error, "status_code", None)
                         clock.answer(_condition(error), request_id=request_id, status=status, error=error.message)
@@ -283,12 +271,28 @@ _NO_RETRY = RetryPolicy(max_retries=0, deadline=None)  # sampling does its own r
 _BACKPRESSURE = {"X-Tinker-Sampling-Backpressure": "1"}
 
 
+def _tighter(ours: int, servers: int | None) -> int:
+    return ours if servers is None else min(ours, servers)
+
+
 def _condition(error: APIStatusError | APIConnectionError) -> str:
     """How a failed attempt reads in a stall warning."""
     status = getattr(error, "status_code", None)
     if isinstance(status, int) and status:
         return f"HTTP {status}"
     return "timeout" if isinstance(error, APITimeoutError) else "connection error"
+
+
+def _with_sequence_ids(response: SampleResponse, ids: list[str] | None, request_id: str) -> SampleResponse:
+    """The sequences named as the sample's future named them (protocol 0.38: the result does not repeat them)."""
+    if ids is None:
+        return response
+    if len(ids) != len(response.sequences):
+        raise APIResponseValidationError(f"sample {request_id}: its future named {len(ids)} sequences, its result "
+                                         f"has {len(response.sequences)}", status_code=200)
+    sequences = [sequence.model_copy(update={"sequence_id": sequence_id})
+                 for sequence, sequence_id in zip(response.sequences, ids, strict=True)]
+    return response.model_copy(update={"sequences": sequences})
 
 
 def _retry_after(error: APIStatusError | APIConnectionError) -> float | None:
@@ -313,6 +317,7 @@ _client_ids = itertools.count()
 _owners: weakref.WeakValueDictionary[tuple[str, str], ServiceClient] = weakref.WeakValueDictionary()
 
 
+@names_sdk_methods  # x-sdk-method on the wire (protocol 0.38)
 @capture_exceptions  # errors reach the session's telemetry once, and the caller unchanged
 class SamplingClient(QueueStateObserver):
     """Sample from a base model or saved weights.

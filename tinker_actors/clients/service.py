@@ -4,9 +4,14 @@
 
     root supervisor
     └── service-N (rest_for_one)
-        ├── service          ServiceClientActor: the session id and its seq-id counters
-        ├── training-K*      TrainingClientActor per model
-        └── sampling-K*      SamplingClientActor per sampling session
+        ├── service          ServiceClientActor: the session, the negotiated protocol and its flag refreshes
+        └── clients (one_for_one)
+            ├── training-K*  TrainingClientActor per model
+            └── sampling-K*  SamplingClientActor per sampling session
+
+Before its session is created, a ServiceClient settles which wire protocol it speaks
+(:mod:`tinker_actors.clients.protocol`, ``Config.protocol``); every client then goes through that
+protocol's codec.
 
 ``with ServiceClient(...) as svc:`` (or ``svc.close()``) ends the session: heartbeats stop, the clients
 stop and every pending future fails with :class:`ClientStoppedError`. Garbage collection does the same.
@@ -15,26 +20,33 @@ stop and every pending future fails with :class:`ClientStoppedError`. Garbage co
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import quote
 
-from supervisors import ChildSpec, ExitReason, Restart, Strategy, SupervisedActor, Supervisor
-from tinker_actors._version import __version__
+import structlog
+
+from supervisors import ChildSpec, ExitReason, Restart, Strategy, SupervisedActor, Supervisor, Timer
 from tinker_actors.clients.context import ClientContext
+from tinker_actors.clients.protocol import DynamicFlags, ProtocolProfile, fetch_dynamic_flags, negotiate
 from tinker_actors.clients.rest import RestClient
 from tinker_actors.clients.sampling import RetryConfig, SamplingClient
+from tinker_actors.clients.sdk_method import names_sdk_methods
 from tinker_actors.clients.service_options import build_config
 from tinker_actors.clients.session import EndSession, TrackSession
 from tinker_actors.clients.training import TrainingClient
-from tinker_actors.config import Config
-from tinker_actors.errors import InvalidInputError
+from tinker_actors.config import Config, RetryPolicy
+from tinker_actors.errors import InvalidInputError, TinkerTimeoutError
 from tinker_actors.futures import APIFuture, PollSettings, poll_future
 from tinker_actors.http import HttpLayer, Purpose
+from tinker_actors.logs import level_enabled
 from tinker_actors.runtime import Runtime
+from tinker_actors.runtime.ioloop import Outcome
 from tinker_actors.telemetry import (
     SessionTelemetry,
     capture_exceptions,
@@ -49,16 +61,19 @@ from tinker_actors.types import (
     CreateSamplingSessionResponse,
     CreateSessionRequest,
     CreateSessionResponse,
+    GetSamplerResponse,
     GetServerCapabilitiesResponse,
     LoraConfig,
     ParsedCheckpointTinkerPath,
+    SessionHeartbeatRequest,
     UntypedAPIFuture,
     WeightsInfoRequest,
     WeightsInfoResponse,
-    encode_json,
 )
 
-__all__ = ["ServiceClient", "ServiceClientActor", "SessionInfo"]
+__all__ = ["FlagsRefreshed", "Negotiate", "RefreshFlags", "ServiceClient", "ServiceClientActor", "SessionInfo"]
+
+log = structlog.get_logger("tinker_actors.protocol")
 
 
 # ---- messages -------------------------------------------------------------------------------------
@@ -68,20 +83,115 @@ class SessionInfo:
     """Ask: the session id this actor serves."""
 
 
+@dataclass(frozen=True, slots=True)
+class Negotiate:
+    """Ask: settle the protocol (once). Answers the IoLoop's future of the :class:`ProtocolProfile`, which
+    is adopted by the clients' context before the future resolves."""
+
+
+@dataclass(frozen=True, slots=True)
+class Negotiated:
+    """The negotiation ended (either way): refreshes of the server's dynamic flags may start."""
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshFlags:
+    """Timer tick (tests may send it too): fetch the server's dynamic flags now."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsRefreshed:
+    """A refresh ended; ``flags`` is None when it failed (the last flags stay, as in the official SDK)."""
+
+    flags: DynamicFlags | None
+
+
+_REFRESH_RETRY = RetryPolicy(max_retries=0, deadline=None)  # the next tick is the retry
+
+
 class ServiceClientActor(SupervisedActor):
-    """Holds the session of one ServiceClient; first child of its rest_for_one ServiceSupervisor."""
+    """The session of one ServiceClient and the protocol it speaks; first child of its ServiceSupervisor.
+
+    It negotiates the protocol once (in the IoLoop) and keeps the server's dynamic flags fresh on a
+    timer, at the interval the server gives. A restart resumes the timer; the profile lives in the
+    shared context, so it survives.
+    """
 
     def __init__(self, context: ClientContext) -> None:
         super().__init__()
         self._context = context
+        self._timer: Timer | None = None
+        self._refreshing = False
+
+    def on_init(self) -> None:
+        self._schedule_refresh()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, SessionInfo):
             return self._context.session_id
+        if isinstance(message, Negotiate):
+            return self._negotiate()
+        if isinstance(message, Negotiated):
+            self._schedule_refresh()
+        elif isinstance(message, RefreshFlags):
+            self._refresh()
+        elif isinstance(message, FlagsRefreshed):
+            self._refreshed(message)
         return None
 
+    def _negotiate(self) -> concurrent.futures.Future[ProtocolProfile]:
+        context = self._context
+
+        async def negotiated() -> ProtocolProfile:
+            profile = await negotiate(context.http, context.config)
+            context.use_profile(profile)  # before the caller hears of it: every request after uses it
+            return profile
+
+        future = context.submit(negotiated())
+        actor = self.actor_ref
+        future.add_done_callback(lambda _: _tell_quietly(actor, Negotiated()))
+        return future
+
+    def _schedule_refresh(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        interval = self._context.profile.refresh_interval(self._context.config)
+        if interval is not None and not self._context.closed:
+            self._timer = self.send_after(interval, RefreshFlags())
+
+    def _refresh(self) -> None:
+        profile = self._context.profile
+        if self._refreshing or profile.dynamic is None or self._context.closed:
+            return
+        self._refreshing = True
+        try:
+            self._context.runtime.ioloop.submit_and_tell(
+                fetch_dynamic_flags(self._context.http, profile.sdk_version, retry=_REFRESH_RETRY, missing_ok=False),
+                self.actor_ref, _refreshed_message)
+        except Exception:  # the IoLoop is stopping: so is this client
+            self._refreshing = False
+
+    def _refreshed(self, message: FlagsRefreshed) -> None:
+        self._refreshing = False
+        if message.flags is not None and message.flags != self._context.profile.dynamic:
+            if level_enabled(self._context.config.log_level, "debug"):
+                log.debug("protocol.flags_refreshed", flags=message.flags.model_dump())
+            self._context.profile = self._context.profile.with_dynamic(message.flags)
+        self._schedule_refresh()
+
     def on_terminate(self, reason: ExitReason) -> None:
-        pass
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _refreshed_message(outcome: Outcome[DynamicFlags]) -> FlagsRefreshed:
+    return FlagsRefreshed(outcome.value if outcome.ok else None)
+
+
+def _tell_quietly(actor: Any, message: Any) -> None:
+    with contextlib.suppress(Exception):
+        actor.tell(message)
 
 
 # ---- the handle -----------------------------------------------------------------------------------
@@ -89,6 +199,7 @@ class ServiceClientActor(SupervisedActor):
 _service_ids = itertools.count()
 
 
+@names_sdk_methods  # x-sdk-method on the wire (protocol 0.38)
 @capture_exceptions
 class ServiceClient:
     """The entry point, as in the official SDK: ``ServiceClient(base_url=..., api_key=...)``.
@@ -110,7 +221,7 @@ class ServiceClient:
         self._runtime = Runtime.get()
         http = HttpLayer(self._config)
         self._context = ClientContext(self._config, http, self._runtime, PollSettings.from_config(self._config))
-        self._chunk_limits = chunk_limits or ChunkLimits()
+        self._chunk_limits = chunk_limits  # tightens the protocol's own limits (ProtocolProfile.chunk_limits_for)
         self._model_seq = itertools.count()
         self._sampling_seq = itertools.count()
         self._seq_lock = threading.Lock()
@@ -128,6 +239,7 @@ class ServiceClient:
                                    restart=Restart.PERMANENT, shutdown=20.0)], name=name)
         self._supervisor_name = name
         try:
+            self._negotiate()
             session = self._context.call(self._create_session(user_metadata))
         except BaseException:
             self._teardown()
@@ -135,9 +247,28 @@ class ServiceClient:
         self._context.session_id = session.session_id
         self._runtime.session_manager.tell(TrackSession(
             session.session_id, http, weakref.ref(self), self._config.heartbeat_interval,
-            self._config.heartbeat_warning_after))
+            self._config.heartbeat_warning_after,
+            self._context.profile.codec.encode_json(SessionHeartbeatRequest(session_id=session.session_id))))
         self._telemetry = start_session_telemetry(self._runtime, self._config, http, session.session_id)
         self._finalizer = weakref.finalize(self, _close_quietly, self._runtime, name, session.session_id, context)
+
+    def _negotiate(self) -> None:
+        """Settle the protocol through the service actor (the network part runs in the IoLoop)."""
+        limit = self._wait_limit()
+        answer: concurrent.futures.Future[ProtocolProfile] = self.supervisor.child("service").ask(
+            Negotiate(), timeout=10.0)
+        try:
+            answer.result(limit)
+        except concurrent.futures.TimeoutError:
+            answer.cancel()
+            raise TinkerTimeoutError(f"no answer from {self._config.base_url} about the protocol within "
+                                     f"{limit:.0f} s") from None
+
+    @property
+    def protocol(self) -> ProtocolProfile:
+        """The wire protocol this client speaks (``.version``: ``"0.38"`` or ``"0.6.3"``) and the server's flags
+        (docs/protocols.md)."""
+        return self._context.profile
 
     @property
     def clients_supervisor(self) -> Supervisor:
@@ -176,8 +307,9 @@ class ServiceClient:
             return client
 
     async def _create_session(self, user_metadata: dict[str, Any] | None) -> CreateSessionResponse:
-        body = encode_json(CreateSessionRequest(tags=list(self._config.tags), user_metadata=user_metadata or {},
-                                                sdk_version=__version__))
+        profile = self._context.profile
+        body = profile.codec.encode_json(CreateSessionRequest(
+            tags=list(self._config.tags), user_metadata=user_metadata or {}, sdk_version=profile.sdk_version))
         response = await self._context.http.request(Purpose.SESSION, "POST", "/api/v1/create_session", content=body,
                                                     response_model=CreateSessionResponse, endpoint="create_session")
         return response.data
@@ -238,10 +370,13 @@ class ServiceClient:
 
     async def _create_model(self, request: CreateModelRequest) -> str:
         http = self._context.http
-        submitted = await http.request(Purpose.TRAINING, "POST", "/api/v1/create_model", content=encode_json(request),
-                                       response_model=UntypedAPIFuture, endpoint="create_model")
+        codec = self._context.profile.codec
+        submitted = await http.request(Purpose.TRAINING, "POST", "/api/v1/create_model",
+                                       content=codec.encode_json(request), response_model=UntypedAPIFuture,
+                                       endpoint="create_model")
         created = await poll_future(http, submitted.data.request_id, "CreateModel", CreateModelResponse.model_validate,
-                                    settings=self._context.poll)
+                                    settings=self._context.poll, codec=codec,
+                                    response_budget=self._context.response_budget)
         return created.model_id
 
     def create_training_client_from_state(self, path: str, user_metadata: dict[str, str] | None = None
@@ -284,7 +419,8 @@ class ServiceClient:
     async def _weights_info(self, path: str) -> WeightsInfoResponse:
         ParsedCheckpointTinkerPath.from_tinker_path(path)
         response = await self._context.http.request(
-            Purpose.TRAINING, "POST", "/api/v1/weights_info", content=encode_json(WeightsInfoRequest(tinker_path=path)),
+            Purpose.TRAINING, "POST", "/api/v1/weights_info",
+            content=self._context.profile.codec.encode_json(WeightsInfoRequest(tinker_path=path)),
             response_model=WeightsInfoResponse)
         return response.data
 
@@ -308,13 +444,20 @@ class ServiceClient:
                                                          model_path=model_path, retry_config=retry_config))
 
     async def _open_sampling_session(self, request: CreateSamplingSessionRequest) -> tuple[str, str | None]:
-        """The new session's id and its base model (looked up for saved weights; None if that fails)."""
+        """The new session's id and its base model (for saved weights, asked of the server with
+        ``GET samplers/{id}`` as the official SDK 0.38 does; None if that fails)."""
         response = await self._create_sampling_session(request)
         base_model = request.base_model
         if base_model is None and request.model_path is not None:
             with contextlib.suppress(Exception):
-                base_model = (await asyncio.wait_for(self._weights_info(request.model_path), 30)).base_model
+                base_model = (await asyncio.wait_for(self._get_sampler(response.sampling_session_id), 30)).base_model
         return response.sampling_session_id, base_model
+
+    async def _get_sampler(self, sampler_id: str) -> GetSamplerResponse:
+        response = await self._context.http.request(
+            Purpose.TRAINING, "GET", f"/api/v1/samplers/{quote(sampler_id, safe=':')}",
+            response_model=GetSamplerResponse, endpoint="get_sampler")
+        return response.data
 
     def _sampling_session_request(self, model_path: str | None, base_model: str | None
                                   ) -> CreateSamplingSessionRequest:
@@ -328,7 +471,8 @@ class ServiceClient:
 
     async def _create_sampling_session(self, request: CreateSamplingSessionRequest) -> CreateSamplingSessionResponse:
         response = await self._context.http.request(
-            Purpose.SESSION, "POST", "/api/v1/create_sampling_session", content=encode_json(request),
+            Purpose.SESSION, "POST", "/api/v1/create_sampling_session",
+            content=self._context.profile.codec.encode_json(request),
             response_model=CreateSamplingSessionResponse, endpoint="create_sampling_session")
         return response.data
 

@@ -37,6 +37,8 @@ class TrackSession:
     owner: weakref.ref[Any]
     interval: float
     warn_after: float
+    body: bytes | None = None
+    """The heartbeat's body in the session's protocol (default: the 0.6.3 JSON)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +110,8 @@ class SessionManager(SupervisedActor):
             session.last_sent = now
             try:
                 self._runtime.ioloop.submit_and_tell(
-                    _heartbeat(session.track.http, session_id), self.actor_ref, _completion(session_id))
+                    _heartbeat(session.track.http, session_id, session.track.body), self.actor_ref,
+                    _completion(session_id))
             except Exception:
                 return
 
@@ -131,11 +134,11 @@ class SessionManager(SupervisedActor):
         self._sessions.clear()
 
 
-async def _heartbeat(http: HttpLayer, session_id: str) -> None:
+async def _heartbeat(http: HttpLayer, session_id: str, body: bytes | None) -> None:
     from tinker_actors.config import RetryPolicy
 
     await http.request(Purpose.SESSION, "POST", "/api/v1/session_heartbeat",
-                       content=encode_json(SessionHeartbeatRequest(session_id=session_id)),
+                       content=encode_json(SessionHeartbeatRequest(session_id=session_id)) if body is None else body,
                        retry=RetryPolicy(max_retries=0, deadline=None), timeout=http.config.timeouts.heartbeat,
                        endpoint="session_heartbeat")
 

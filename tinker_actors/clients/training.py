@@ -20,10 +20,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from supervisors import ChildSpec, ExitKind, ExitReason, NamedRef, Restart, SupervisedActor
 from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.ledger import TrainingLedger
 from tinker_actors.clients.queue_state import ClientQueueLog, QueueState, QueueStateObserver
+from tinker_actors.clients.sdk_method import names_sdk_methods
 from tinker_actors.errors import (
     ClientStoppedError,
     CrashedBeforeSendError,
@@ -32,7 +35,16 @@ from tinker_actors.errors import (
     PartialBatchError,
     TinkerError,
 )
-from tinker_actors.futures import APIFuture, QueueStateLog, abandoned, fail, on_abandoned, poll_future, resolve
+from tinker_actors.futures import (
+    APIFuture,
+    QueueStateLog,
+    ResultReader,
+    abandoned,
+    fail,
+    on_abandoned,
+    poll_future,
+    resolve,
+)
 from tinker_actors.http import Purpose
 from tinker_actors.telemetry.capture import capture_exceptions
 from tinker_actors.training import grad_norms as _grad_norms  # also fills the runtime slot
@@ -43,8 +55,6 @@ from tinker_actors.types import (
     Datum,
     ForwardBackwardInput,
     ForwardBackwardOutput,
-    ForwardBackwardRequest,
-    ForwardRequest,
     GetInfoRequest,
     GetInfoResponse,
     LoadWeightsRequest,
@@ -59,11 +69,11 @@ from tinker_actors.types import (
     UnloadModelRequest,
     UnloadModelResponse,
     UntypedAPIFuture,
-    encode_json,
     validate_checkpoint_name,
 )
 from tinker_actors.types.datum import datum_list
 from tinker_actors.types.training import adam_params_of, check_loss
+from tinker_actors.wire import CONTENT_TYPE_JSON, EncodedBody, EncodedRequest, PreparedRequest
 
 if TYPE_CHECKING:
     from tinker_actors.clients.sampling import SamplingClient
@@ -77,20 +87,32 @@ __all__ = ["OpFinished", "SubmitOp", "TrainingClient", "TrainingClientActor", "T
 
 @dataclass(frozen=True, slots=True)
 class TrainingOp:
-    """One request to send in order: how to build its body from its seq id, and how to read its result."""
+    """One request to send in order: how to write it once its seq id is known, and how to read its result.
+
+    The request's body is encoded when the op is made (in the caller's thread, where bad input raises a typed
+    error before anything is queued) except for its seq id, which ``build`` adds at send time.
+    """
 
     kind: str
-    path: str
     request_type: str
-    build: Callable[[int], bytes]
-    parse: Callable[[Any], Any]
+    build: Callable[[int], EncodedRequest] | None
+    """The request for a seq id; ``None`` when ``prepare`` makes it."""
+    read: Callable[[Any], Any] | ResultReader[Any]
+    """Reads the result: a JSON result's parser, or the codec's reader of a protocol-dependent one."""
     future: concurrent.futures.Future[Any]
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
-    """The caller's contextvars (trace span, log context), captured in the caller's thread."""
+    """The caller's contextvars (trace span, log context, the public method), captured in the caller's thread."""
     ready: concurrent.futures.Future[Any] | None = None
     """If set, the op keeps its place in the send chain but takes its seq id only once this resolves (the
     backward of forward_backward_custom waits here for its client-side gradient); if it fails, the op and
     every op queued behind it are not sent."""
+    prepare: Callable[[], Callable[[int], EncodedRequest]] | None = None
+    """Makes ``build`` once ``ready`` resolved and before a seq id is taken, in a worker thread (the backward
+    of forward_backward_custom is encoded from its gradient): if it fails, nothing is sent."""
+    size: int = 0
+    """The body's size when it counts against the server's forward_backward dispatch byte budget."""
+    offload: bool = False
+    """``build`` is heavy (compression): it runs in a worker thread, not the event loop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,29 +198,35 @@ class TrainingClientActor(SupervisedActor):
                     if ledger.queued_behind_failure(op_id):
                         raise NotSentError(f"{op.kind} was not sent: an earlier request of this training client "
                                            f"failed before it ({earlier})") from None
-            if op.ready is not None:
+            build = op.build
+            if op.ready is not None or op.prepare is not None:
                 try:
-                    await asyncio.wrap_future(op.ready)
+                    if op.ready is not None:
+                        await asyncio.wrap_future(op.ready)
+                    if op.prepare is not None:
+                        build = await asyncio.to_thread(op.prepare)
                 except BaseException:
                     ledger.send_failed()
                     raise
+            assert build is not None, "a TrainingOp has build or prepare"
             seq_id = ledger.begin_send(op_id)
             if seq_id is None:
                 raise NotSentError(f"{op.kind} was not sent: its training client stopped first")
             submitted_at = asyncio.get_running_loop().time()
             try:
-                accepted = await http.request(Purpose.TRAINING, "POST", op.path, content=op.build(seq_id),
-                                              response_model=UntypedAPIFuture, endpoint=op.kind)
+                accepted = await self._send(op, build, seq_id)
             except BaseException:
                 ledger.send_failed()
                 raise
             _set(sent, None)
             if op.future.done() or abandoned(op.future):  # nobody waits for its result anymore
                 return
-            ledger.record_accepted(op_id, accepted.data.request_id)
-            result = await poll_future(http, accepted.data.request_id, op.request_type, op.parse,
-                                       settings=self._context.poll, observer=self._queue_log, outcome=op.future,
-                                       submitted_at=submitted_at)
+            ledger.record_accepted(op_id, accepted.request_id)
+            context = self._context
+            result = await poll_future(http, accepted.request_id, op.request_type, op.read,
+                                       settings=context.poll, observer=self._queue_log, outcome=op.future,
+                                       submitted_at=submitted_at, codec=context.profile.codec,
+                                       response_budget=context.response_budget)
             resolve(op.future, result)
         except asyncio.CancelledError:
             fail(op.future, ClientStoppedError(f"{op.kind} was cancelled"))
@@ -212,6 +240,21 @@ class TrainingClientActor(SupervisedActor):
             ledger.finished(op_id)
             with contextlib.suppress(Exception):
                 self.actor_ref.tell(OpFinished(op_id))
+
+    async def _send(self, op: TrainingOp, build: Callable[[int], EncodedRequest], seq_id: int) -> UntypedAPIFuture:
+        """POST the op's request (under the dispatch byte budget when it counts); the server's future."""
+        request = await asyncio.to_thread(build, seq_id) if op.offload else build(seq_id)
+        budget = self._context.dispatch_budget if op.size else None
+        if budget is not None:
+            await budget.acquire(op.size)
+        try:
+            response = await self._context.http.request(
+                Purpose.TRAINING, "POST", request.path, content=request.body.content,
+                headers=request.body.headers(), response_model=UntypedAPIFuture, endpoint=op.kind)
+        finally:
+            if budget is not None:
+                budget.release(op.size)
+        return response.data
 
     def on_terminate(self, reason: ExitReason) -> None:
         # Unsent requests fail now and can never be sent (the send gate refuses them); their coroutines are
@@ -253,12 +296,14 @@ def _set_error(future: concurrent.futures.Future[None], error: BaseException) ->
 _client_ids = itertools.count()
 
 
+@names_sdk_methods  # x-sdk-method on the wire (protocol 0.38)
 @capture_exceptions  # errors reach the session's telemetry once, and the caller unchanged
 class TrainingClient(QueueStateObserver):
     """Train one LoRA model. Methods return :class:`APIFuture` at once; ``*_async`` twins return the same
     future from a coroutine (so async code awaits twice, as with the official SDK)."""
 
-    def __init__(self, service: ServiceClient, model_id: str, base_model: str, *, chunk_limits: ChunkLimits) -> None:
+    def __init__(self, service: ServiceClient, model_id: str, base_model: str, *,
+                 chunk_limits: ChunkLimits | None = None) -> None:
         self._service = service
         self._context = service._context
         self.model_id = model_id
@@ -274,14 +319,31 @@ class TrainingClient(QueueStateObserver):
 
     # -- plumbing --
 
-    def _op(self, kind: str, path: str, request_type: str, build: Callable[[int], bytes],
-            parse: Callable[[Any], Any], ready: concurrent.futures.Future[Any] | None = None) -> APIFuture[Any]:
+    def _op(self, kind: str, request_type: str, build: Callable[[int], EncodedRequest] | None,
+            read: Callable[[Any], Any] | ResultReader[Any], *, ready: concurrent.futures.Future[Any] | None = None,
+            prepare: Callable[[], Callable[[int], EncodedRequest]] | None = None, size: int = 0,
+            offload: bool = False) -> APIFuture[Any]:
         future: APIFuture[Any] = APIFuture()
         try:
-            self._actor.tell(SubmitOp(TrainingOp(kind, path, request_type, build, parse, future.raw, ready=ready)))
+            self._actor.tell(SubmitOp(TrainingOp(kind, request_type, build, read, future.raw, ready=ready,
+                                                 prepare=prepare, size=size, offload=offload)))
         except Exception as error:
             fail(future.raw, ClientStoppedError(f"{kind}: the training client is not running ({error})"))
         return future
+
+    def _json_op(self, kind: str, path: str, request_type: str, request: Callable[[int], BaseModel],
+                 parse: Callable[[Any], Any]) -> APIFuture[Any]:
+        """An op whose request is JSON (``request(seq_id)``), encoded by the protocol's rules at send time."""
+        codec = self._context.profile.codec
+
+        def build(seq_id: int) -> EncodedRequest:
+            return EncodedRequest(path, EncodedBody(codec.encode_json(request(seq_id)), CONTENT_TYPE_JSON))
+
+        return self._op(kind, request_type, build, parse)
+
+    def _fwd_reader(self) -> ResultReader[ForwardBackwardOutput]:
+        codec = self._context.profile.codec
+        return ResultReader(codec.decode_forward_backward_output, codec.result_accept)
 
     @property
     def actor(self) -> NamedRef:
@@ -313,49 +375,44 @@ class TrainingClient(QueueStateObserver):
             empty: APIFuture[ForwardBackwardOutput] = APIFuture()
             resolve(empty.raw, empty_output())
             return empty
-        model_id = self.model_id
-        chunks = split_batch(batch, self._chunk_limits)
-        futures: list[APIFuture[ForwardBackwardOutput]] = []
-        for chunk in chunks:
-            # Validates the loss name and the data before anything is queued (a typed error, nothing sent).
+        profile = self._context.profile
+        prepared: list[PreparedRequest] = []
+        # Every chunk is validated and encoded before anything is queued: bad input is a typed error here and
+        # nothing is sent (docs/concepts/failures.md). Only the seq id is added at send time.
+        for chunk in split_batch(batch, profile.chunk_limits_for(self._chunk_limits)):
             try:
                 fb_input = ForwardBackwardInput(data=chunk, loss_fn=loss_fn, loss_fn_config=loss_fn_config)
             except ValueError as invalid:
                 raise InvalidInputError(f"invalid forward_backward input: {invalid}") from None
-
-            def build(seq: int, fb_input: ForwardBackwardInput = fb_input) -> bytes:
-                if backward:
-                    return encode_json(ForwardBackwardRequest(forward_backward_input=fb_input, model_id=model_id,
-                                                              seq_id=seq))
-                return encode_json(ForwardRequest(forward_input=fb_input, model_id=model_id, seq_id=seq))
-
-            futures.append(self._op(kind, f"/api/v1/{kind}", "ForwardBackward" if backward else "Forward", build,
-                                    ForwardBackwardOutput.model_validate))
+            prepared.append(profile.codec.prepare_forward_backward(
+                self.model_id, fb_input, forward_only=not backward, compress=profile.compress_forward_backward))
+        reader = self._fwd_reader()
+        futures = [self._op(kind, "ForwardBackward" if backward else "Forward", request.request, reader,
+                            size=request.size, offload=request.compress is not None) for request in prepared]
         # Even one chunk is combined: its metrics are reduced as the official SDK reduces them.
         return _gather(futures, combine_outputs)
 
     def optim_step(self, adam_params: AdamParams) -> APIFuture[OptimStepResponse]:
         adam_params = adam_params_of(adam_params)  # a typed error here, not after queueing
         model_id = self.model_id
-        return self._op("optim_step", "/api/v1/optim_step", "OptimStep",
-                        lambda seq: encode_json(OptimStepRequest(adam_params=adam_params, model_id=model_id,
-                                                                 seq_id=seq)),
-                        OptimStepResponse.model_validate)
+        return self._json_op("optim_step", "/api/v1/optim_step", "OptimStep",
+                             lambda seq: OptimStepRequest(adam_params=adam_params, model_id=model_id, seq_id=seq),
+                             OptimStepResponse.model_validate)
 
     def save_state(self, name: str) -> APIFuture[SaveWeightsResponse]:
         validate_checkpoint_name(name)
         model_id = self.model_id
-        return self._op("save_weights", "/api/v1/save_weights", "SaveWeights",
-                        lambda seq: encode_json(SaveWeightsRequest(model_id=model_id, path=name, seq_id=seq)),
-                        SaveWeightsResponse.model_validate)
+        return self._json_op("save_weights", "/api/v1/save_weights", "SaveWeights",
+                             lambda seq: SaveWeightsRequest(model_id=model_id, path=name, seq_id=seq),
+                             SaveWeightsResponse.model_validate)
 
     def _load(self, path: str, optimizer: bool) -> APIFuture[LoadWeightsResponse]:
         ParsedCheckpointTinkerPath.from_tinker_path(path)
         model_id = self.model_id
-        return self._op("load_weights", "/api/v1/load_weights", "LoadWeights",
-                        lambda seq: encode_json(LoadWeightsRequest(model_id=model_id, path=path, optimizer=optimizer,
-                                                                   seq_id=seq)),
-                        LoadWeightsResponse.model_validate)
+        return self._json_op("load_weights", "/api/v1/load_weights", "LoadWeights",
+                             lambda seq: LoadWeightsRequest(model_id=model_id, path=path, optimizer=optimizer,
+                                                            seq_id=seq),
+                             LoadWeightsResponse.model_validate)
 
     def load_state(self, path: str) -> APIFuture[LoadWeightsResponse]:
         return self._load(path, False)
@@ -373,9 +430,8 @@ class TrainingClient(QueueStateObserver):
                 raise InvalidInputError("the server returned no path for a named sampler save")
             return SaveWeightsResponse(path=internal.path)
 
-        return self._op("save_weights_for_sampler", "/api/v1/save_weights_for_sampler", "SaveWeightsForSampler",
-                        lambda seq: encode_json(SaveWeightsForSamplerRequest(model_id=model_id, path=name,
-                                                                             seq_id=seq)), parse)
+        return self._json_op("save_weights_for_sampler", "/api/v1/save_weights_for_sampler", "SaveWeightsForSampler",
+                             lambda seq: SaveWeightsForSamplerRequest(model_id=model_id, path=name, seq_id=seq), parse)
 
     def save_weights_and_get_sampling_client(self, name: str | None = None, retry_config: Any = None
                                              ) -> SamplingClient:
@@ -388,10 +444,10 @@ class TrainingClient(QueueStateObserver):
 
         model_id = self.model_id
         sampling_seq = self._service._reserve_sampling_seq()
-        raw = self._op("save_weights_for_sampler", "/api/v1/save_weights_for_sampler", "SaveWeightsForSampler",
-                       lambda seq: encode_json(SaveWeightsForSamplerRequest(
-                           model_id=model_id, sampling_session_seq_id=sampling_seq, seq_id=seq)),
-                       SaveWeightsForSamplerResponseInternal.model_validate)
+        raw = self._json_op("save_weights_for_sampler", "/api/v1/save_weights_for_sampler", "SaveWeightsForSampler",
+                            lambda seq: SaveWeightsForSamplerRequest(model_id=model_id,
+                                                                     sampling_session_seq_id=sampling_seq, seq_id=seq),
+                            SaveWeightsForSamplerResponseInternal.model_validate)
 
         def to_client(response: SaveWeightsForSamplerResponseInternal) -> SamplingClient:
             if response.sampling_session_id is None:
@@ -439,7 +495,8 @@ class TrainingClient(QueueStateObserver):
 
     async def _get_info(self) -> GetInfoResponse:
         response = await self._context.http.request(
-            Purpose.TRAINING, "POST", "/api/v1/get_info", content=encode_json(GetInfoRequest(model_id=self.model_id)),
+            Purpose.TRAINING, "POST", "/api/v1/get_info",
+            content=self._context.profile.codec.encode_json(GetInfoRequest(model_id=self.model_id)),
             response_model=GetInfoResponse, endpoint="get_info")
         return response.data
 
@@ -466,12 +523,13 @@ class TrainingClient(QueueStateObserver):
         return await asyncio.wait_for(asyncio.wrap_future(self._context.submit(self._unload())), timeout)
 
     async def _unload(self) -> UnloadModelResponse:
-        http = self._context.http
+        http, codec = self._context.http, self._context.profile.codec
         submitted = await http.request(Purpose.TRAINING, "POST", "/api/v1/unload_model",
-                                       content=encode_json(UnloadModelRequest(model_id=self.model_id)),
+                                       content=codec.encode_json(UnloadModelRequest(model_id=self.model_id)),
                                        response_model=UntypedAPIFuture, endpoint="unload_model")
         return await poll_future(http, submitted.data.request_id, "UnloadModel", UnloadModelResponse.model_validate,
-                                 settings=self._context.poll)
+                                 settings=self._context.poll, codec=codec,
+                                 response_budget=self._context.response_budget)
 
     # -- async twins (each returns the APIFuture, as the official SDK does) --
 
@@ -513,15 +571,23 @@ class TrainingClient(QueueStateObserver):
     def _custom_loss_port(self) -> TrainingPort:
         runtime = self._context.runtime
         return TrainingPort(model_id=self.model_id, session_id=self._context.session_id or None,
-                            chunk_limits=self._chunk_limits,
+                            chunk_limits=self._context.profile.chunk_limits_for(self._chunk_limits),
                             forward=lambda data: self.forward(data, "cross_entropy"),
                             backward_when_ready=self._backward_when_ready,
                             report_norms=lambda report: _grad_norms.report(runtime, report))
 
-    def _backward_when_ready(self, ready: concurrent.futures.Future[Any], builds: list[Callable[[int], bytes]]
-                             ) -> APIFuture[ForwardBackwardOutput]:
-        parts = [self._op("forward_backward", "/api/v1/forward_backward", "ForwardBackward", build,
-                          ForwardBackwardOutput.model_validate, ready=ready) for build in builds]
+    def _backward_when_ready(self, ready: concurrent.futures.Future[Any],
+                             inputs: list[Callable[[], ForwardBackwardInput]]) -> APIFuture[ForwardBackwardOutput]:
+        profile, model_id, reader = self._context.profile, self.model_id, self._fwd_reader()
+
+        def preparer(make_input: Callable[[], ForwardBackwardInput]) -> Callable[[], Callable[[int], EncodedRequest]]:
+            # Encoded once the gradient exists, before the seq id is taken (then added, and compressed if asked).
+            return lambda: profile.codec.prepare_forward_backward(
+                model_id, make_input(), compress=profile.compress_forward_backward).request
+
+        parts = [self._op("forward_backward", "ForwardBackward", None, reader, ready=ready,
+                          prepare=preparer(make_input), offload=profile.compress_forward_backward)
+                 for make_input in inputs]
         return _gather(parts, combine_outputs)
 
     async def forward_backward_custom_async(self, data: Sequence[Datum], loss_fn: Any, *,

@@ -3,12 +3,20 @@
 Static headers (user agent, accept, API key, Cloudflare Access, the config's extra headers) are set
 once on each httpx client; per call only the content type, the idempotency key and the retry count
 are added, which keeps the hot path to one small dict.
+
+Protocol 0.38 also names the SDK version and the public method that made a request
+(``x-sdk-version``, ``x-sdk-method``, e.g. ``TrainingClient.forward_backward``), as the official SDK
+does: the method travels in a context variable set by :func:`sdk_method` (the clients wrap their public
+methods in it), so the polls and retries a call starts in the IoLoop carry it too. Requests made
+outside a public method (session start, heartbeats, config refreshes) carry neither.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from tinker_actors._version import __version__
 from tinker_actors.config import Config
@@ -16,10 +24,14 @@ from tinker_actors.config import Config
 __all__ = [
     "IDEMPOTENCY_KEY",
     "RETRY_COUNT",
+    "SDK_METHOD",
+    "SDK_VERSION",
     "USER_AGENT",
     "call_headers",
+    "current_sdk_method",
     "default_headers",
     "new_idempotency_key",
+    "sdk_method",
 ]
 
 USER_AGENT = f"tinker-actors/{__version__}"
@@ -30,6 +42,29 @@ IDEMPOTENCY_KEY = "x-idempotency-key"
 RETRY_COUNT = "x-stainless-retry-count"
 _CONTENT_TYPE = "content-type"
 _JSON = "application/json"
+SDK_VERSION = "x-sdk-version"
+SDK_METHOD = "x-sdk-method"
+
+_sdk_method: contextvars.ContextVar[str | None] = contextvars.ContextVar("tinker_actors_sdk_method", default=None)
+
+
+@contextlib.contextmanager
+def sdk_method(name: str) -> Iterator[None]:
+    """Requests made inside this block are made by the public method ``name`` (the outermost call wins:
+    ``create_lora_training_client`` calling ``create_lora_training_client_future`` keeps its own name)."""
+    if _sdk_method.get() is not None:
+        yield
+        return
+    token = _sdk_method.set(name)
+    try:
+        yield
+    finally:
+        _sdk_method.reset(token)
+
+
+def current_sdk_method() -> str | None:
+    """The public method whose requests are being made, if any."""
+    return _sdk_method.get()
 
 
 def default_headers(config: Config) -> dict[str, str]:
@@ -53,8 +88,9 @@ def new_idempotency_key() -> str:
     return "tinker-actors-retry-" + os.urandom(16).hex()  # cheaper than uuid4() on the hot path
 
 
-def call_headers(method: str, extra: Mapping[str, str] | None) -> dict[str, str]:
-    """The per-call headers: content type and idempotency key on non-GET, then the caller's own.
+def call_headers(method: str, extra: Mapping[str, str] | None, sdk_version: str | None = None) -> dict[str, str]:
+    """The per-call headers: content type and idempotency key on non-GET, the SDK version and method
+    when ``sdk_version`` is given and a public method is making the request, then the caller's own.
 
     A caller may pass its own ``X-Idempotency-Key`` (e.g. to keep one key across a higher-level
     retry); it then replaces the generated one.
@@ -63,6 +99,11 @@ def call_headers(method: str, extra: Mapping[str, str] | None) -> dict[str, str]
     if method != "GET" and method != "HEAD":
         headers[_CONTENT_TYPE] = _JSON
         headers[IDEMPOTENCY_KEY] = new_idempotency_key()
+    if sdk_version is not None:
+        name = _sdk_method.get()
+        if name is not None:
+            headers[SDK_VERSION] = sdk_version
+            headers[SDK_METHOD] = name
     headers.update(_trace_headers())  # W3C trace context of the caller's span, when OpenTelemetry is installed
     if extra:
         for name, value in extra.items():

@@ -110,6 +110,12 @@ class HttpLayer:
         self._purpose_timeout[Purpose.FUTURES] = timeouts.retrieve_future
         self._purpose_timeout[Purpose.TELEMETRY] = timeouts.telemetry
         self._timeouts: dict[float, httpx.Timeout] = {}
+        self._sdk_version: str | None = None
+
+    def announce_sdk_version(self, version: str | None) -> None:
+        """Send ``x-sdk-version: version`` (and ``x-sdk-method``) with the requests of public methods from
+        now on (``None``: never, as in protocol 0.6.3). Set once, after the protocol is negotiated."""
+        self._sdk_version = version
 
     def __repr__(self) -> str:
         return f"HttpLayer(base_url={self._base!r}, closed={self._closed})"
@@ -181,7 +187,7 @@ class HttpLayer:
         endpoint_name = endpoint or _endpoint_name(method, path)
         counters = self._stats.counters(endpoint_name)
         breaker = self._breaker(endpoint_name)
-        sent_headers = call_headers(method, headers)
+        sent_headers = call_headers(method, headers, self._sdk_version)
         per_attempt = timeout if timeout is not None else self._purpose_timeout[purpose]
         loop = asyncio.get_running_loop()
         started = loop.time()

@@ -1,9 +1,12 @@
 """Chunking of large forward_backward batches and combining the chunk outputs (FEATURES T3, seed gap 2).
 
 A batch is split greedily, in order: a chunk closes when it holds ``max_datums`` datums, or when the next
-datum would push its estimated size above ``max_numbers`` (a single datum larger than that forms its own
-chunk). The estimate counts tokens of text chunks, bytes of image chunks, the location length of image
-pointers, and every number of every loss input, as the official SDK does (0.6.3 limits: 128 / 500,000).
+datum would push one of its estimated sizes above its limit (a single datum larger than that forms its own
+chunk). Two estimates, as the official SDKs make them: ``max_numbers`` (0.6.3) counts tokens of text chunks,
+bytes of image chunks, the location length of image pointers, and every number of every loss input
+(0.6.3 limits: 128 datums / 500,000); ``max_bytes`` (0.38) counts the bytes those take in the protobuf
+request, before compression: 4 per token, the image bytes, the pointer's location, 4 or 8 per loss-input
+number by its dtype (0.38 limits, announced by the server: 1024 datums / 5,000,000 bytes).
 
 Combining (also of a single chunk, and of none): outputs are concatenated in order; each metric
 ``name:reduction`` is reduced across chunks by its suffix, with the same numbers as the official SDK 0.6.3:
@@ -33,20 +36,43 @@ from tinker_actors.types import (
     ImageChunk,
 )
 
-__all__ = ["ChunkLimits", "combine_outputs", "empty_output", "estimate_size", "reduce_metrics", "split_batch"]
+__all__ = [
+    "ChunkLimits",
+    "combine_outputs",
+    "empty_output",
+    "estimate_bytes",
+    "estimate_size",
+    "reduce_metrics",
+    "split_batch",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class ChunkLimits:
+    """How a forward_backward batch is split; ``None`` for a size limit means "not limited by it"."""
+
     max_datums: int = 128
-    max_numbers: int = 500_000
+    max_numbers: int | None = 500_000
+    max_bytes: int | None = None
 
     def __post_init__(self) -> None:
-        if self.max_datums < 1 or self.max_numbers < 1:
+        if self.max_datums < 1 or any(limit is not None and limit < 1 for limit in (self.max_numbers,
+                                                                                     self.max_bytes)):
             raise ValueError("chunk limits must be positive")
+
+    def tighter(self, other: ChunkLimits) -> ChunkLimits:
+        """Each limit at the smaller of the two (a limit only one side sets is kept)."""
+        return ChunkLimits(max_datums=min(self.max_datums, other.max_datums),
+                           max_numbers=_smaller(self.max_numbers, other.max_numbers),
+                           max_bytes=_smaller(self.max_bytes, other.max_bytes))
+
+
+def _smaller(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def estimate_size(datum: Datum) -> int:
+    """The 0.6.3 estimate: tokens, image bytes, pointer location lengths, and every loss-input number."""
     size = 0
     for chunk in datum.model_input.chunks:
         if isinstance(chunk, EncodedTextChunk):
@@ -58,17 +84,40 @@ def estimate_size(datum: Datum) -> int:
     return size + sum(len(tensor.data) for tensor in datum.loss_fn_inputs.values())
 
 
+_BYTES_PER_TOKEN = 4  # 0.38 packs token ids as int32
+_BYTES_PER_VALUE = {"float32": 4, "int64": 8}
+
+
+def estimate_bytes(datum: Datum) -> int:
+    """The 0.38 estimate: the bytes of the datum's payloads in the protobuf request, before compression."""
+    size = 0
+    for chunk in datum.model_input.chunks:
+        if isinstance(chunk, EncodedTextChunk):
+            size += _BYTES_PER_TOKEN * len(chunk.tokens)
+        elif isinstance(chunk, ImageChunk):
+            size += len(chunk.data)
+        elif isinstance(chunk, ImageAssetPointerChunk):
+            size += len(chunk.location)
+    return size + sum(_BYTES_PER_VALUE.get(tensor.dtype, 8) * len(tensor.data)
+                      for tensor in datum.loss_fn_inputs.values())
+
+
 def split_batch(data: Sequence[Datum], limits: ChunkLimits = ChunkLimits()) -> list[list[Datum]]:
     chunks: list[list[Datum]] = []
     current: list[Datum] = []
-    current_size = 0
+    numbers = size = 0
+    max_numbers, max_bytes = limits.max_numbers, limits.max_bytes
     for datum in data:
-        size = estimate_size(datum)
-        if current and (len(current) >= limits.max_datums or current_size + size > limits.max_numbers):
+        datum_numbers = estimate_size(datum) if max_numbers is not None else 0
+        datum_bytes = estimate_bytes(datum) if max_bytes is not None else 0
+        if current and (len(current) >= limits.max_datums
+                        or (max_numbers is not None and numbers + datum_numbers > max_numbers)
+                        or (max_bytes is not None and size + datum_bytes > max_bytes)):
             chunks.append(current)
-            current, current_size = [], 0
+            current, numbers, size = [], 0, 0
         current.append(datum)
-        current_size += size
+        numbers += datum_numbers
+        size += datum_bytes
     if current:
         chunks.append(current)
     return chunks

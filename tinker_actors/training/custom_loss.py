@@ -48,9 +48,7 @@ from tinker_actors.types import (
     Datum,
     ForwardBackwardInput,
     ForwardBackwardOutput,
-    ForwardBackwardRequest,
     TensorData,
-    encode_json,
 )
 from tinker_actors.types.datum import datum_list
 
@@ -82,10 +80,11 @@ class TrainingPort:
     chunk_limits: ChunkLimits
     forward: Callable[[list[Datum]], APIFuture[ForwardBackwardOutput]]
     """Queue a ``cross_entropy`` forward of these datums in the client's send chain."""
-    backward_when_ready: Callable[[concurrent.futures.Future[Any], list[Callable[[int], bytes]]],
+    backward_when_ready: Callable[[concurrent.futures.Future[Any], list[Callable[[], ForwardBackwardInput]]],
                                   APIFuture[ForwardBackwardOutput]]
-    """Queue one ``forward_backward`` per body builder now, each taking its seq id only once the given
-    future resolves (and not sent if it fails); one future for all of them, combined as chunks are."""
+    """Queue one ``forward_backward`` per input maker now, each made (and encoded by the client's protocol) and
+    taking its seq id only once the given future resolves (not sent if it fails); one future for all of them,
+    combined as chunks are."""
     report_norms: Callable[[GradNormReport], None]
     """Record the step's gradient norms (``grad_norm_history``)."""
 
@@ -300,19 +299,18 @@ def forward_backward_custom(port: TrainingPort, data: Sequence[Datum], loss_fn: 
     # The loss runs on a worker thread once the forward result arrives (never on the IoLoop).
     forward.raw.add_done_callback(lambda _: run_in_worker(compute))
 
-    builds: list[Callable[[int], bytes]] = []
+    inputs: list[Callable[[], ForwardBackwardInput]] = []
     start = 0
     for chunk in chunks:
         span = (start, start + len(chunk))
         start += len(chunk)
 
-        def build(seq: int, span: tuple[int, int] = span) -> bytes:
+        def make_input(span: tuple[int, int] = span) -> ForwardBackwardInput:
             grads = gradient.result().grads[span[0]:span[1]]
-            fb_input = ForwardBackwardInput(data=linear_datums(data[span[0]:span[1]], grads), loss_fn="cross_entropy")
-            return encode_json(ForwardBackwardRequest(forward_backward_input=fb_input, model_id=model_id, seq_id=seq))
+            return ForwardBackwardInput(data=linear_datums(data[span[0]:span[1]], grads), loss_fn="cross_entropy")
 
-        builds.append(build)
-    backward = port.backward_when_ready(gradient, builds)
+        inputs.append(make_input)
+    backward = port.backward_when_ready(gradient, inputs)
 
     def merged(output: ForwardBackwardOutput) -> ForwardBackwardOutput:
         # The server's loss is the linear surrogate's; the user's own figures are what matter.

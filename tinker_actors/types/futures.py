@@ -44,6 +44,8 @@ class UntypedAPIFuture(ResponseModel):
 
     request_id: str
     model_id: str | None = None
+    sample_sequence_ids: list[str] | None = None
+    """A sample's future (protocol 0.38): the id of each sequence it will return, in order."""
 
 
 class FutureRetrieveRequest(RequestModel):

@@ -132,6 +132,8 @@ class SampledSequence(ResponseModel):
     stop_reason: StopReason
     tokens: list[int]
     logprobs: list[float] | None = None
+    sequence_id: str | None = None
+    """The server's id of this sequence (protocol 0.38; None from older servers)."""
 
 
 class SampleResponse(ResponseModel):
