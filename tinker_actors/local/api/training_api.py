@@ -162,8 +162,8 @@ def check_batch(data: ForwardBackwardInput, vocab_size: int | None, limits: Work
             if isinstance(chunk, EncodedTextChunk):
                 check_token_ids(chunk.tokens, bound, f"datum {index}: model_input")
         targets = datum.loss_fn_inputs.get("target_tokens")
-        if targets is not None and targets.dtype == "int64":
-            check_token_ids(targets.data, bound, f"datum {index}: target_tokens")
+        if targets is not None and targets.dtype == "int64":  # an array, not a list: read from protobuf, it is one
+            check_token_ids(targets.to_numpy(), bound, f"datum {index}: target_tokens")
 
 
 def step_output(step: StepOutput) -> ForwardBackwardOutput:

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 __all__ = ["MAX_TOKEN_ID", "OverLimitError", "WorkLimits", "check_at_most", "check_token_ids"]
 
@@ -57,11 +61,14 @@ def check_at_most(what: str, value: int, limit: int) -> None:
         raise OverLimitError(f"{what} is {value}, more than the maximum of {limit}")
 
 
-def check_token_ids(tokens: Sequence[int] | Sequence[float], vocab_size: int, what: str) -> None:
-    """Every id in ``tokens`` must lie in ``[0, vocab_size)`` (min/max run in C: cheap for long lists)."""
-    if not tokens:
+def check_token_ids(tokens: Sequence[int] | Sequence[float] | npt.NDArray[Any], vocab_size: int, what: str) -> None:
+    """Every id in ``tokens`` must lie in ``[0, vocab_size)`` (min/max run in C: cheap for long lists and arrays)."""
+    if len(tokens) == 0:
         return
-    low, high = min(tokens), max(tokens)
+    if isinstance(tokens, np.ndarray):
+        low, high = tokens.min().item(), tokens.max().item()
+    else:
+        low, high = min(tokens), max(tokens)
     if low < 0 or high >= vocab_size:
         bad = low if low < 0 else high
         raise OverLimitError(f"{what} holds token id {bad}, outside the vocabulary [0, {vocab_size})")
