@@ -1,4 +1,7 @@
-"""examples/custom_loss_regularizers.py runs to completion, in time, and prints the grad-norm history."""
+"""examples/custom_loss_regularizers.py runs to completion and prints the grad-norm history.
+
+How fast it runs is not asserted here (a loaded machine would fail it): speed belongs in bench/.
+"""
 
 from __future__ import annotations
 
@@ -19,5 +22,4 @@ def test_custom_loss_example_trains_and_prints_the_history() -> None:
     table = lines[lines.index("gradient norms w.r.t. the target logprobs (from the GradNormTracker actor):") + 2:]
     steps = [int(line.split()[0]) for line in table if line.strip() and line.split()[0].isdigit()]
     assert steps == list(range(1, 21))
-    seconds = float(lines[-1].split()[2])
-    assert seconds < 30
+    assert lines[-1].startswith("done in ") and lines[-1].endswith(" s")
