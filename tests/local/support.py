@@ -113,7 +113,7 @@ class RecordingBackend:
         return self._zero.describe(base_model)
 
     def new_trainer(self, base_model: str, lora: LoraSpec) -> Trainer:
-        return _RecordingTrainer(self, self._zero.new_trainer(base_model, lora))
+        return RecordingTrainer(self, self._zero.new_trainer(base_model, lora))
 
     def new_sampler(self, base_model: str, lora_arrays: Arrays | None) -> SamplerEngine:
         return self._zero.new_sampler(base_model, lora_arrays)
@@ -130,7 +130,7 @@ class RecordingBackend:
 
 
 @dataclass
-class _RecordingTrainer:
+class RecordingTrainer:
     backend: RecordingBackend
     inner: Trainer
 

@@ -15,10 +15,11 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.local.support import Api, RecordingBackend, datum
+from tests.local.support import Api, RecordingBackend, RecordingTrainer, datum
 from tinker_actors import types
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local import FaultAction, FaultRule, LocalService
+from tinker_actors.local.engine.backend import DatumInput, LoraSpec, StepOutput, Trainer
 from tinker_actors.wire import ForwardBackwardCall, v0_38
 
 PROTOBUF = "application/x-protobuf"
@@ -269,6 +270,34 @@ def test_small_results_and_errors_come_at_once(api038: Api038, model: str) -> No
         "session_id": model.split(":train:")[0], "model_seq_id": 9, "base_model": "no-such-model"}).json()
     error = api038.finished(failing["request_id"], allow_metadata_only=True)
     assert error.headers["content-type"] == "application/json" and error.json()["category"] == "user"
+
+
+class _RaggedBackend(RecordingBackend):
+    """Its trainer names a different output per datum: JSON can carry that, a 0.38 record cannot."""
+
+    def new_trainer(self, base_model: str, lora: LoraSpec) -> Trainer:
+        return _RaggedTrainer(self, super().new_trainer(base_model, lora))
+
+
+class _RaggedTrainer(RecordingTrainer):
+    def run(self, batch: list[DatumInput], loss_fn: str, loss_fn_config: dict[str, float] | None,
+            *, backward: bool) -> StepOutput:
+        return StepOutput([{f"out{i}": np.zeros(len(d.tokens), np.float32)} for i, d in enumerate(batch)], {})
+
+
+def test_a_result_protobuf_cannot_carry_is_a_server_error_and_json_polls_still_read_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with LocalService(backend=_RaggedBackend(), long_poll_s=0.3) as svc:
+        api = Api038(svc)
+        model_id = api.create_model(api.create_session())
+        future = api.send_fwdbwd(model_id, 1, [text_datum([1, 2, 3]), text_datum([4, 5, 6])]).json()
+        failed = api.finished(future["request_id"])
+        assert failed.headers["content-type"] == "application/json"
+        assert failed.json()["category"] == "server" and "same output names" in failed.json()["error"]
+        assert "encoding a result as protobuf failed" in caplog.text
+        as_json = api.finished(future["request_id"], accept="application/json").json()
+        assert [list(out) for out in as_json["loss_fn_outputs"]] == [["out0"], ["out1"]]
+        api.close()
 
 
 # ---- 0.38 JSON bodies ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from tinker_actors.local.api.request_bodies import CreateSessionAdded, RetrieveAdded, read_body
@@ -31,7 +32,9 @@ from tinker_actors.types import (
     encode_json,
 )
 
-__all__ = ["SessionApi"]
+__all__ = ["SessionApi", "accepts_protobuf"]
+
+_log = logging.getLogger(__name__)
 
 _TELEMETRY_ACCEPTED = b'{"status":"accepted"}'
 _PROTOBUF = "application/x-protobuf"
@@ -94,7 +97,7 @@ class SessionApi:
 
     async def finish_session(self, call: Call) -> HttpResponse:
         """``ServiceClient.close(status)`` of newer SDKs: the session ends, its models and samplers are
-        unloaded. Finishing it again is fine (the first reason stands)."""
+        unloaded. Finishing it again answers 200 too (a client's retry of the close)."""
         session_id = call.params["session_id"]
         if call.request.body and not isinstance(call.json(), dict):
             raise ApiError(400, "finish_session: the body is a JSON object ({\"reason\": {\"type\": ...}})")
@@ -168,7 +171,8 @@ class SessionApi:
                 body = encode()
             else:  # megabytes of outputs: encoded off the service loop, which keeps answering meanwhile
                 body = await asyncio.to_thread(encode)
-        except Exception as error:
+        except Exception as error:  # a result this form cannot carry: the service's fault, not the client's
+            _log.exception("local service: encoding a result as %s failed", "protobuf" if as_protobuf else "JSON")
             message, _ = self._state.classify(error)
             failed = Result.failure(f"the local service could not encode the result: {message}", "server")
             return HttpResponse(200, failed.json())

@@ -81,11 +81,6 @@ class FutureOutcome:
     state: FutureState
     result: Result | None = None
 
-    @property
-    def payload(self) -> bytes:
-        """The result's JSON (b"" while not done)."""
-        return self.result.json() if self.result is not None else b""
-
 
 @dataclass
 class _Entry:
