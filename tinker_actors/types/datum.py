@@ -10,7 +10,7 @@ import numpy as np
 from tinker_actors.errors import InvalidInputError, UnknownLossInputKeyError
 from tinker_actors.types._base import RequestModel
 from tinker_actors.types.model_input import ModelInput
-from tinker_actors.types.tensor import TensorData, TensorDtype, first_non_finite
+from tinker_actors.types.tensor import TensorData, TensorDtype
 
 __all__ = ["LOSS_INPUT_DTYPES", "Datum", "datum_list", "to_tensor_data"]
 
@@ -80,7 +80,7 @@ def datum_list(data: object, call: str) -> list[Datum]:
         if not isinstance(datum, Datum):
             raise InvalidInputError(f"{call}: data[{index}] is a {type(datum).__name__}, not a Datum")
         for key, tensor in datum.loss_fn_inputs.items():
-            position = first_non_finite(tensor.data)
+            position = tensor.first_non_finite()
             if position is not None:
                 raise InvalidInputError(
                     f"{call}: data[{index}].loss_fn_inputs[{key!r}] holds {tensor.data[position]} at position "

@@ -13,19 +13,26 @@ Floating values keep the precision they came with on the wire, as the official S
 printed as a double). The server reads both as the same float32; the JSON is the official SDK's, and shorter.
 
 NaN and infinities are allowed in a TensorData (responses may carry them), but a training call refuses
-them before anything is sent (:func:`first_non_finite` finds them).
+them before anything is sent (:meth:`TensorData.first_non_finite` finds them).
+
+Built from numpy (``from_numpy``, ``from_torch``) or read from the 0.38 wire, a TensorData holds a
+read-only flat numpy array and makes the list ``data`` only when it is read (then once); ``to_numpy``
+returns that array without copying when it already has the wire dtype. Built from a list, it holds the
+list (see ``types/_array_backed.py``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import PlainSerializer, model_validator
+import pydantic
+from pydantic import ConfigDict, PlainSerializer, TypeAdapter, model_validator
 
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.types._array_backed import ArrayBacked
 from tinker_actors.types._base import RequestModel
 
 if TYPE_CHECKING:
@@ -40,6 +47,7 @@ TensorDtype = Literal["int64", "float32"]
 _FlatNumbers = Annotated[list[int] | list[float], PlainSerializer(lambda values: values, return_type=Any)]
 
 _NUMPY_DTYPES: dict[str, type[np.generic]] = {"int64": np.int64, "float32": np.float32}
+_STRICT_FLOATS: TypeAdapter[list[float]] = TypeAdapter(list[float], config=ConfigDict(strict=True))
 
 
 def _wire_dtype_for_numpy(dtype: np.dtype[Any]) -> TensorDtype:
@@ -52,8 +60,23 @@ def _wire_dtype_for_numpy(dtype: np.dtype[Any]) -> TensorDtype:
         "or integer (sent as int64)")
 
 
-class TensorData(RequestModel):
+def _list_of(array: npt.NDArray[Any]) -> list[Any]:
+    values: list[Any] = array.tolist()
+    return values
+
+
+def _owned_read_only(flat: npt.NDArray[Any], source: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """``flat`` as an array no one else can change: copied if it may share the caller's memory."""
+    if np.may_share_memory(flat, source):
+        flat = flat.copy()
+    flat.flags.writeable = False
+    return flat
+
+
+class TensorData(RequestModel, ArrayBacked):
     """A flattened row-major tensor: ``data``, ``dtype`` and an optional ``shape``."""
+
+    _array_views: ClassVar[dict[str, Any]] = {"data": _list_of}
 
     data: _FlatNumbers
     dtype: TensorDtype
@@ -61,17 +84,23 @@ class TensorData(RequestModel):
 
     @model_validator(mode="after")
     def _check_shape(self) -> TensorData:
+        # Also runs when a built TensorData is put in a Datum: size, not len(data), so that a held
+        # array is not made into a list.
         if self.shape is not None:
             if any(d < 0 for d in self.shape):
                 raise ValueError(f"shape {self.shape} has a negative dimension")
-            if math.prod(self.shape) != len(self.data):
+            if math.prod(self.shape) != self.size:
                 raise ValueError(f"shape {self.shape} holds {math.prod(self.shape)} values "
-                                 f"but data has {len(self.data)}")
+                                 f"but data has {self.size}")
         return self
 
     @classmethod
     def from_numpy(cls, array: npt.NDArray[Any]) -> TensorData:
-        """Wrap a numpy array (any shape); see the module docstring for the dtype rules."""
+        """Wrap a numpy array (any shape); see the module docstring for the dtype rules.
+
+        The values are copied once (a later change to ``array`` does not change the tensor) and not
+        turned into a list until ``data`` is read.
+        """
         array = np.asarray(array)
         dtype = _wire_dtype_for_numpy(array.dtype)
         if dtype == "int64" and array.dtype.kind == "u" and array.size and \
@@ -83,9 +112,16 @@ class TensorData(RequestModel):
             flat = (array.astype(np.float64) if array.dtype.itemsize > 8 else array).ravel()
         else:
             flat = array.astype(np.int64, copy=False).ravel()
-        # model_construct: the values are already of the right kinds; validating a million numbers
-        # again would cost more than encoding them.
-        return cls.model_construct(data=flat.tolist(), dtype=dtype, shape=list(array.shape))
+        return cls.from_flat_array(_owned_read_only(flat, array), dtype, list(array.shape))
+
+    @classmethod
+    def from_flat_array(cls, flat: npt.NDArray[Any], dtype: TensorDtype, shape: list[int] | None) -> TensorData:
+        """A tensor holding ``flat`` as it is (no copy, no check): for callers that made the array
+        themselves (a 1-D array of a numeric dtype that fits ``dtype``, ``shape`` holding its size, and
+        read-only or theirs alone), such as a codec reading the wire."""
+        if shape is None:  # left unset, as a flat tensor from the wire was on the sender's side
+            return cls._with_arrays({"data": flat}, dtype=dtype)
+        return cls._with_arrays({"data": flat}, dtype=dtype, shape=shape)
 
     @classmethod
     def from_torch(cls, tensor: torch.Tensor) -> TensorData:
@@ -104,11 +140,34 @@ class TensorData(RequestModel):
     @classmethod
     def from_list(cls, values: list[int] | list[float], dtype: TensorDtype) -> TensorData:
         """A 1-D tensor from a plain list (``shape`` set to ``[len(values)]``, as the official SDK does)."""
+        if values and type(values[0]) is float:
+            # Floats: the field's union would try list[int] first and fail on every value (most of the
+            # cost). When strict list[float] takes the list, the union picks that member anyway.
+            try:
+                checked = _STRICT_FLOATS.validate_python(values)
+            except pydantic.ValidationError:
+                pass
+            else:
+                return cls.model_construct(data=checked, dtype=dtype, shape=[len(checked)])
         return cls(data=values, dtype=dtype, shape=[len(values)])
 
+    def held_array(self) -> npt.NDArray[Any] | None:
+        """The flat, read-only numpy array this tensor holds (in the dtype it was given, which may be
+        wider than the wire dtype), or None when it holds a list."""
+        return self._held_array("data")
+
     def to_numpy(self) -> npt.NDArray[Any]:
-        """A numpy array of the wire dtype, reshaped when ``shape`` is known."""
-        array = np.asarray(self.data, dtype=_NUMPY_DTYPES[self.dtype])
+        """A numpy array of the wire dtype, reshaped when ``shape`` is known.
+
+        When the tensor holds an array of the wire dtype, this is a read-only view of it (no copy);
+        otherwise a new array.
+        """
+        wire_dtype = _NUMPY_DTYPES[self.dtype]
+        held = self.held_array()
+        if held is None:
+            array = np.asarray(self.data, dtype=wire_dtype)
+        else:
+            array = held if held.dtype == wire_dtype else held.astype(wire_dtype)
         if self.shape is not None:
             array = array.reshape(self.shape)
         return array
@@ -127,7 +186,18 @@ class TensorData(RequestModel):
 
     @property
     def size(self) -> int:
-        return len(self.data)
+        held = self.held_array()
+        return held.size if held is not None else len(self.data)
+
+    def first_non_finite(self) -> int | None:
+        """The index of the first NaN or infinity in the values, or None when every value is finite."""
+        held = self.held_array()
+        if held is None:
+            return first_non_finite(self.data)
+        if held.dtype.kind != "f":
+            return None
+        bad = np.flatnonzero(~np.isfinite(held))
+        return int(bad[0]) if bad.size else None
 
 
 def first_non_finite(values: list[int] | list[float]) -> int | None:

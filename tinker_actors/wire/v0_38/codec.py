@@ -2,9 +2,10 @@
 
 Schema: ``tinker.proto`` beside this module (generated into ``tinker_pb2``). Both sides live here:
 the client encodes requests and decodes results; the local service decodes requests and encodes
-results. Numbers go between numpy and the packed ``bytes`` fields without Python lists; the one
-conversion to lists left is at the domain boundary, because ``types.TensorData`` and the sampling
-types store Python lists.
+results. Numbers go between numpy and the packed ``bytes`` fields without Python lists: a
+``types.TensorData`` read from the wire holds a read-only view of the message's bytes and makes its
+list only if someone reads ``data``; one built from numpy is written with ``tobytes``. Lists a user
+passed (tokens, plain-list loss inputs) are packed by ``struct`` (see :mod:`.arrays`).
 
 What the domain model cannot carry is refused with a typed error rather than dropped: image
 pointer chunks (0.38 has no wire form for them), audio (dmel) chunks, sparse tensors, text-valued
@@ -253,7 +254,9 @@ def _chunk_writer(chunk: Any, datum_index: int) -> MessageWriter:
 
 def _tensor_writer(tensor: TensorData, what: str) -> MessageWriter:
     writer = MessageWriter()
-    writer.data(pb.Tensor.DENSE_FIELD_NUMBER, pack(tensor.data, tensor.dtype, what), always=True)  # a oneof member
+    held = tensor.held_array()
+    dense = pack(tensor.data if held is None else held, tensor.dtype, what)
+    writer.data(pb.Tensor.DENSE_FIELD_NUMBER, dense, always=True)  # a oneof member
     writer.varint(pb.Tensor.DTYPE_FIELD_NUMBER, proto_dtype_of(tensor.dtype))
     if tensor.shape is not None:
         writer.packed_int64(pb.Tensor.SHAPE_FIELD_NUMBER, tensor.shape)
@@ -342,11 +345,8 @@ def _tensor_from_message(message: pb.Tensor, what: str) -> TensorData:
     shape = list(message.shape) or None
     if shape is not None and (any(d < 0 for d in shape) or math.prod(shape) != values.size):
         raise WireFormatError(f"{what}: shape {shape} does not hold {values.size} values")
-    # Checked above; pydantic would only walk the list again. Only pass shape when known, so that a
-    # flat tensor stays "shape unset" as it was on the sender's side.
-    if shape is None:
-        return TensorData.model_construct(data=values.tolist(), dtype=dtype)
-    return TensorData.model_construct(data=values.tolist(), dtype=dtype, shape=shape)
+    # Checked above. A read-only view of the message's bytes (widened ones are a new array).
+    return TensorData.from_flat_array(values, dtype, shape)
 
 
 def _first_problem(error: pydantic.ValidationError) -> str:
@@ -392,7 +392,8 @@ def _write_record(message: pb.ArrayRecord, datums: list[dict[str, TensorData]]) 
     message.num_datums = len(datums)
     for name, first in datums[0].items():
         dtype = first.dtype
-        arrays = [np.asarray(datum[name].data, dtype=FLOAT32 if dtype == "float32" else INT64) for datum in datums]
+        wire_dtype = FLOAT32 if dtype == "float32" else INT64
+        arrays = [np.asarray(datum[name].to_numpy(), dtype=wire_dtype) for datum in datums]
         sizes = np.fromiter((array.nbytes for array in arrays), dtype=INT64, count=len(arrays))
         offsets = np.zeros(len(arrays) + 1, dtype=INT64)
         np.cumsum(sizes, out=offsets[1:])
@@ -455,7 +456,7 @@ def _split_batched(batched: pb.BatchedTensor, what: str) -> list[TensorData]:
             leading = 0
         else:
             leading = part.size // per_row
-        tensors.append(TensorData.model_construct(data=part.tolist(), dtype=dtype, shape=[leading, *trailing]))
+        tensors.append(TensorData.from_flat_array(part, dtype, [leading, *trailing]))
     return tensors
 
 

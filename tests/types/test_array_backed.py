@@ -1,0 +1,135 @@
+"""TensorData built from numpy (or read from the 0.38 wire) holds the array and makes its list only when read.
+
+Code written for lists sees lists (``data``, JSON, equality, pickles, copies), and the fast paths see the
+array: the 0.38 codec writes it with ``tobytes``, ``to_numpy`` returns it without a copy, and the
+training calls check it for NaN without making a list.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+from tinker_actors import types
+from tinker_actors.errors import InvalidInputError
+from tinker_actors.types.datum import datum_list
+from tinker_actors.wire.v0_38 import CODEC
+
+
+def _list_built(array: np.ndarray) -> types.TensorData:
+    """What from_numpy built before it held arrays: the list of the flat array, and its shape."""
+    flat = array.astype(np.int64) if array.dtype.kind in "iu" else array
+    dtype: types.TensorDtype = "int64" if array.dtype.kind in "iu" else "float32"
+    return types.TensorData.model_construct(data=flat.ravel().tolist(), dtype=dtype, shape=list(array.shape))
+
+
+ARRAYS = {
+    "float32 2-D": np.arange(6, dtype=np.float32).reshape(2, 3) / 7,
+    "float64 keeps its precision": np.array([0.1, -2.5, 1e-300]),
+    "int32 widens": np.array([1, -2, 3], dtype=np.int32),
+    "uint8": np.array([0, 255], dtype=np.uint8),
+    "empty": np.zeros(0, dtype=np.float32),
+}
+
+
+def test_from_numpy_makes_no_list_until_data_is_read() -> None:
+    tensor = types.TensorData.from_numpy(np.arange(4, dtype=np.float32))
+    assert "data" not in tensor.__dict__
+    assert tensor.size == 4 and tensor.first_non_finite() is None
+    assert "data" not in tensor.__dict__
+    assert tensor.data == [0.0, 1.0, 2.0, 3.0]
+    assert tensor.data is tensor.data  # made once
+    assert tensor.held_array() is not None  # and the array is still used
+
+
+@pytest.mark.parametrize("name", list(ARRAYS))
+def test_a_numpy_built_tensor_is_what_the_list_built_one_was(name: str) -> None:
+    array = ARRAYS[name]
+    held, listed = types.TensorData.from_numpy(array), _list_built(array)
+    assert held.held_array() is not None
+    assert types.encode_json(held) == types.encode_json(listed)  # the 0.6.3 JSON, byte for byte
+    assert held == listed and listed == held
+    assert held.model_dump() == listed.model_dump()
+    assert repr(types.TensorData.from_numpy(array)) == repr(listed)
+    assert dict(types.TensorData.from_numpy(array)) == dict(listed)
+    assert np.array_equal(held.to_numpy(), listed.to_numpy())
+    assert held.to_numpy().dtype == listed.to_numpy().dtype
+    assert held.tolist() == listed.tolist()
+    for fresh in (types.TensorData.from_numpy(array), held):  # before and after the list was made
+        assert pickle.loads(pickle.dumps(fresh)) == listed
+        assert copy.deepcopy(fresh) == listed
+        assert copy.copy(fresh) == listed
+        assert types.encode_json(pickle.loads(pickle.dumps(fresh))) == types.encode_json(listed)
+
+
+def test_json_keeps_field_order_whenever_the_list_is_made() -> None:
+    tensor = types.TensorData.from_numpy(np.array([1.5, 2.5]))
+    assert tensor.dtype == "float32" and "data" not in tensor.__dict__
+    assert types.encode_json(tensor) == b'{"data":[1.5,2.5],"dtype":"float32","shape":[2]}'
+    flat = CODEC.decode_forward_backward_output(CODEC.encode_forward_backward_output(types.ForwardBackwardOutput(
+        loss_fn_output_type="ArrayRecord", metrics={},
+        loss_fn_outputs=[{"x": tensor}])).content, "application/x-protobuf").loss_fn_outputs[0]["x"]
+    assert types.encode_json(flat) == b'{"data":[1.5,2.5],"dtype":"float32","shape":[2]}'
+
+
+def test_to_numpy_is_a_read_only_view_and_the_tensor_owns_its_values() -> None:
+    source = np.arange(6, dtype=np.float32)
+    tensor = types.TensorData.from_numpy(source.reshape(2, 3))
+    source[0] = 99.0  # the caller's array changes later: the tensor does not
+    view = tensor.to_numpy()
+    assert view.shape == (2, 3) and view[0, 0] == 0.0
+    assert np.shares_memory(view, tensor.to_numpy())  # no copy per call
+    with pytest.raises(ValueError, match="read-only"):
+        view[0, 0] = 1.0
+    assert tensor.data[0] == 0.0
+
+
+def test_a_list_put_in_by_model_copy_is_the_truth() -> None:
+    tensor = types.TensorData.from_numpy(np.array([1.0, 2.0]))
+    updated = tensor.model_copy(update={"data": [5.0, 6.0]})
+    assert updated.held_array() is None
+    assert updated.to_numpy().tolist() == [5.0, 6.0]
+    assert types.encode_json(updated) == b'{"data":[5.0,6.0],"dtype":"float32","shape":[2]}'
+    assert tensor.to_numpy().tolist() == [1.0, 2.0]
+
+
+def test_tensors_stay_unhashable_as_lists_are() -> None:
+    with pytest.raises(TypeError):
+        hash(types.TensorData.from_numpy(np.zeros(2)))
+
+
+def test_a_decoded_result_holds_views_of_the_message() -> None:
+    output = types.ForwardBackwardOutput(
+        loss_fn_output_type="ArrayRecord", metrics={"loss:sum": 1.0},
+        loss_fn_outputs=[{"logprobs": types.TensorData.from_numpy(-np.arange(n, dtype=np.float32))} for n in (3, 2)])
+    body = CODEC.encode_forward_backward_output(output)
+    decoded = CODEC.decode_forward_backward_output(body.content, body.content_type)
+    tensors = [out["logprobs"] for out in decoded.loss_fn_outputs]
+    assert all("data" not in tensor.__dict__ for tensor in tensors)
+    assert all(tensor.held_array() is not None and not tensor.to_numpy().flags.writeable for tensor in tensors)
+    assert [tensor.data for tensor in tensors] == [[-0.0, -1.0, -2.0], [-0.0, -1.0]]
+    assert decoded == output
+
+
+def test_training_calls_find_non_finite_values_in_held_arrays_without_lists() -> None:
+    good = types.Datum(model_input=types.ModelInput.from_ints([1, 2]),
+                       loss_fn_inputs={"weights": np.ones(2, dtype=np.float32), "target_tokens": np.array([2, 3])})
+    assert datum_list([good], "forward_backward") == [good]
+    assert all("data" not in tensor.__dict__ for tensor in good.loss_fn_inputs.values())
+    bad = types.Datum(model_input=types.ModelInput.from_ints([1, 2]),
+                      loss_fn_inputs={"weights": np.array([1.0, np.inf])})
+    with pytest.raises(InvalidInputError, match=r"holds inf at position 1"):
+        datum_list([bad], "forward_backward")
+
+
+def test_plain_float_lists_validate_as_before() -> None:
+    assert types.TensorData.from_list([1.0, 2.5], "float32").data == [1.0, 2.5]
+    mixed = types.TensorData.from_list([1.0, 2], "float32")
+    assert mixed.data == [1.0, 2.0] and all(type(v) is float for v in mixed.data)
+    assert types.TensorData.from_list([1, 2], "float32").data == [1, 2]  # ints stay ints (the JSON writes 1, 2)
+    assert types.TensorData.from_list([1.0, True], "float32").data == [1, 1]  # the union's lax list[int]
+    with pytest.raises(ValueError):
+        types.TensorData.from_list([1.0, "x"], "float32")  # type: ignore[arg-type]
