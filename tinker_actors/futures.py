@@ -314,6 +314,7 @@ _NO_RETRY = RetryPolicy(max_retries=0, deadline=None)
 _RETRIEVE_PATH = "/api/v1/retrieve_future"
 _SHORTEST_POLL = 0.05  # a poll cut short by a bound still gets this long to answer
 _JSON_CODEC = client_codec("0.6.3")
+_NO_ANSWER_YET = "no answer yet"  # a StallWatch's last answer before it heard anything (tinker_actors.waits)
 
 
 async def poll_future(http: HttpLayer, request_id: str, request_type: str,
@@ -345,7 +346,11 @@ async def poll_future(http: HttpLayer, request_id: str, request_type: str,
     own_watch = watch is None
     if watch is None:
         watch = StallWatch(request_type, settings.warnings, request_id=request_id, gives_up_at=gives_up_at)
-    watch.answer("pending", request_id=request_id)  # accepted; a long poll may take a while to say more
+    # Accepted: pending (a long poll may take a while to say more). A shared watch (a sampling client's) that
+    # already heard the server keeps that answer until this poll says something: a sample resubmitted after
+    # a 410 is still "HTTP 410" to it, not a new condition to announce on its own.
+    if own_watch or watch.last_answer == _NO_ANSWER_YET:
+        watch.answer("pending", request_id=request_id)
     wire = codec or _JSON_CODEC
     reader = parse if isinstance(parse, ResultReader) else None
     delay = settings.initial_delay

@@ -50,7 +50,10 @@ class UnexpectedArgumentError(InvalidInputError, TypeError):
 def build_config(config: Config | None, *, api_key: str | None, base_url: str | None,
                  keywords: Mapping[str, Any]) -> Config:
     """The Config of a new ServiceClient: ``config`` (or the environment) with the keywords applied."""
-    base = config if config is not None else Config.from_env()
+    try:
+        base = config if config is not None else Config.from_env()
+    except ValidationError as invalid:  # a bad value in the environment (TINKER_ACTORS_PROTOCOL=0.25, ...)
+        raise InvalidInputError(f"invalid settings in the environment: {_describe(invalid)}") from None
     overrides = _overrides(base, keywords)
     overrides.update({name: value for name, value in (("api_key", api_key), ("base_url", base_url))
                       if value is not None})
