@@ -81,7 +81,7 @@ def estimate_size(datum: Datum) -> int:
             size += len(chunk.data)
         elif isinstance(chunk, ImageAssetPointerChunk):
             size += len(chunk.location)
-    return size + sum(len(tensor.data) for tensor in datum.loss_fn_inputs.values())
+    return size + sum(tensor.size for tensor in datum.loss_fn_inputs.values())
 
 
 _BYTES_PER_TOKEN = 4  # 0.38 packs token ids as int32
@@ -98,7 +98,7 @@ def estimate_bytes(datum: Datum) -> int:
             size += len(chunk.data)
         elif isinstance(chunk, ImageAssetPointerChunk):
             size += len(chunk.location)
-    return size + sum(_BYTES_PER_VALUE.get(tensor.dtype, 8) * len(tensor.data)
+    return size + sum(_BYTES_PER_VALUE.get(tensor.dtype, 8) * tensor.size
                       for tensor in datum.loss_fn_inputs.values())
 
 
