@@ -339,13 +339,24 @@ async def poll_future(http: HttpLayer, request_id: str, request_type: str,
     started = loop.time()
     useful_at = started  # the last answer that showed the server handling the request (pending or done)
 
+    pending_answers = True  # the last answer said "pending" (or nothing was heard yet)
+
     def gives_up_at() -> float:
+        """The earliest this wait can end: polls and sleeps never run past it."""
         bound = min(useful_at + settings.no_progress_timeout, started + settings.pending_timeout)
+        return min(bound, deadline.at()) if deadline is not None else bound
+
+    def announced_end() -> float:
+        """When the wait ends if the server goes on answering as it last did: a server that keeps saying
+        "pending" renews the no-progress bound, so then only pending_timeout (or a deadline) ends it."""
+        if not pending_answers:
+            return gives_up_at()
+        bound = started + settings.pending_timeout
         return min(bound, deadline.at()) if deadline is not None else bound
 
     own_watch = watch is None
     if watch is None:
-        watch = StallWatch(request_type, settings.warnings, request_id=request_id, gives_up_at=gives_up_at)
+        watch = StallWatch(request_type, settings.warnings, request_id=request_id, gives_up_at=announced_end)
     # Accepted: pending (a long poll may take a while to say more). A shared watch (a sampling client's) that
     # already heard the server keeps that answer until this poll says something: a sample resubmitted after
     # a 410 is still "HTTP 410" to it, not a new condition to announce on its own.
@@ -378,6 +389,7 @@ async def poll_future(http: HttpLayer, request_id: str, request_type: str,
                                               accept_status=_POLL_STATUSES, endpoint="retrieve_future")
             except APIConnectionError as error:
                 last_error = error
+                pending_answers = False
                 watch.answer("timeout" if isinstance(error, APITimeoutError) else "connection error",
                              request_id=request_id, error=error.message)
             else:
@@ -414,16 +426,17 @@ async def poll_future(http: HttpLayer, request_id: str, request_type: str,
                             raise APIResponseValidationError(
                                 f"request {request_id}: the result does not match the expected type: "
                                 f"{invalid.errors(include_url=False)[:3]}", status_code=200) from None
-                    useful_at = loop.time()
+                    useful_at, pending_answers = loop.time(), True
                     _pending(watch, observer, request_id, 200, payload)
                 elif status == 408:
-                    useful_at = loop.time()
+                    useful_at, pending_answers = loop.time(), True
                     _pending(watch, observer, request_id, 408, _json_or_none(response.content))
                 elif status == 410:
                     raise error_for_status(410, f"request {request_id} is unknown to the server or expired (410)",
                                            body=_json_or_none(response.content))
                 else:  # 429 / 5xx: the server is alive but struggling; not progress, so the bound keeps running
                     last_error = error_for_status(status, f"Error code: {status} while polling {request_id}")
+                    pending_answers = False
                     watch.answer(f"HTTP {status}", request_id=request_id, status=status)
             now = loop.time()
             if deadline is not None and now >= deadline.at():

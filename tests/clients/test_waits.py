@@ -232,6 +232,8 @@ def test_pending_forever_ends_at_pending_timeout(make_client: Callable[..., tink
     assert "still pending" in str(error)
     line = assert_one_warning(logs, "ForwardBackward", "pending (paused_capacity)")
     assert line["queue_state"] == "paused_capacity" and line["status"] == (408 if answer == "408" else 200)
+    # A server that keeps answering "pending" renews the no-progress bound: the line names pending_timeout's end.
+    assert abs(line["waited"] + line["gives_up_in"] - 2.0) < 0.25, line
     if answer == "try_again":
         assert line["queue_state_reason"] == "waiting for a GPU"
 
