@@ -91,7 +91,6 @@ def _assert_loss_falls(losses: list[float]) -> None:
 def test_every_step_of_the_loop_passes(outcome: _Outcome) -> None:
     _assert_steps_pass(outcome)
     assert outcome.run.values["tinker_version"] == "0.38.0"
-    assert outcome.run.seconds < 60, f"the official loop took {outcome.run.seconds:.1f} s"
 
 
 def test_training_loss_goes_down(outcome: _Outcome) -> None:
