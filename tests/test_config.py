@@ -193,3 +193,18 @@ def test_validation_errors_of_a_config_do_not_quote_their_input() -> None:
 def test_default_query_accepts_a_mapping_like_the_official_sdk() -> None:
     config = Config(default_query={"a": 1, "flag": True, "many": ["x", "y"], "gone": None})
     assert config.default_query == (("a", "1"), ("flag", "true"), ("many", "x"), ("many", "y"))
+
+
+def test_a_pickled_config_holds_no_secret() -> None:
+    import copy
+    import pickle
+
+    config = Config(api_key="tml-pickle-secret", cf_access_client_secret="cf-pickle-secret",
+                    base_url="http://127.0.0.1:9")
+    pickled = pickle.dumps(config)
+    assert b"pickle-secret" not in pickled
+    restored = pickle.loads(pickled)
+    assert restored.api_key is None and restored.cf_access_client_secret is None
+    assert restored.base_url == config.base_url
+    assert restored.replace(api_key="tml-other").require_api_key() == "tml-other"
+    assert copy.deepcopy(config).require_api_key() == "tml-pickle-secret"  # an in-process copy keeps it

@@ -374,6 +374,17 @@ class Config(_Frozen):
             raise MissingApiKeyError()
         return self.api_key.get_secret_value()
 
+    def __getstate__(self) -> dict[Any, Any]:
+        # A pickle is bytes anyone may log, store or ship to a cluster: it never holds the secrets. The
+        # process that unpickles gets a Config without them and supplies its own (``TINKER_API_KEY``, or
+        # ``config.replace(api_key=...)``), as an unpickled SamplingClient does.
+        state = dict(super().__getstate__())
+        fields = dict(state["__dict__"])
+        fields["api_key"] = None
+        fields["cf_access_client_secret"] = None
+        state["__dict__"] = fields
+        return state
+
     def secret_values(self) -> tuple[str, ...]:
         """Every secret this config holds, for redaction of free text (error bodies, log lines)."""
         secrets = (self.api_key, self.cf_access_client_secret)
