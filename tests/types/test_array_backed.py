@@ -133,3 +133,46 @@ def test_plain_float_lists_validate_as_before() -> None:
     assert types.TensorData.from_list([1.0, True], "float32").data == [1, 1]  # the union's lax list[int]
     with pytest.raises(ValueError):
         types.TensorData.from_list([1.0, "x"], "float32")  # type: ignore[arg-type]
+
+
+def _sample_body(length: int, *, prompt: int = 0) -> bytes:
+    rng = np.random.default_rng(length)
+    sequence = types.SampledSequence(stop_reason="length", tokens=rng.integers(0, 1000, length).tolist(),
+                                     logprobs=(-rng.random(length, dtype=np.float32)).tolist())
+    prompt_logprobs = [None, *(-rng.random(prompt - 1, dtype=np.float32)).tolist()] if prompt else None
+    response = types.SampleResponse(sequences=[sequence], prompt_logprobs=prompt_logprobs)
+    return CODEC.encode_sample_response(response).content
+
+
+def test_a_long_0_38_sample_holds_arrays_until_its_lists_are_read() -> None:
+    body = _sample_body(2048, prompt=1000)
+    response = CODEC.decode_sample_response(body, "application/x-protobuf")
+    sequence = response.sequences[0]
+    assert "tokens" not in sequence.__dict__ and "logprobs" not in sequence.__dict__
+    assert "prompt_logprobs" not in response.__dict__
+    assert sequence.tokens_np.dtype == np.int32 and not sequence.tokens_np.flags.writeable
+    assert sequence.logprobs_np is not None and sequence.logprobs_np.size == 2048
+    named = sequence.model_copy(update={"sequence_id": "s-1"})  # what the client does with 0.38's ids
+    assert "tokens" not in named.__dict__ and named.sequence_id == "s-1"
+    prompt_np = response.prompt_logprobs_np
+    assert prompt_np is not None and np.isnan(prompt_np[0])
+    assert response.prompt_logprobs is not None and response.prompt_logprobs[0] is None
+    assert named.tokens == sequence.tokens_np.tolist()
+    assert named == sequence.model_copy(update={"sequence_id": "s-1"})
+    listed = types.SampleResponse.model_validate_json(types.encode_json(response))
+    assert listed == response and types.encode_json(listed) == types.encode_json(response)
+    assert pickle.loads(pickle.dumps(response)) == listed
+
+
+@pytest.mark.parametrize("length", [0, 3])
+def test_a_short_0_38_sample_holds_lists_and_gives_arrays_too(length: int) -> None:
+    response = CODEC.decode_sample_response(_sample_body(length, prompt=2), "application/x-protobuf")
+    sequence = response.sequences[0]
+    assert isinstance(sequence.__dict__["tokens"], list) and len(sequence.tokens) == length
+    assert sequence.tokens_np.tolist() == sequence.tokens and sequence.tokens_np.dtype == np.int32
+    assert sequence.logprobs_np is not None and sequence.logprobs_np.tolist() == sequence.logprobs
+    assert response.prompt_logprobs is not None and response.prompt_logprobs[0] is None
+    prompt_np = response.prompt_logprobs_np
+    assert prompt_np is not None and np.isnan(prompt_np[0]) and prompt_np[1] == response.prompt_logprobs[1]
+    assert types.SampledSequence(stop_reason="stop", tokens=[1]).logprobs_np is None
+    assert types.SampleResponse(sequences=[]).prompt_logprobs_np is None

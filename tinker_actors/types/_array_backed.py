@@ -5,13 +5,13 @@ arrays of those lists) costs more than everything else about encoding or decodin
 wire carries them as packed bytes that numpy reads and writes without lists. So a model built from
 numpy (or from the wire) keeps the array; code written for lists still reads lists.
 
-How: a field named in ``_array_views`` may be held as an array, in ``_arrays``. It is then absent
+How: a field named in ``_array_views`` may be held as an array. It is then absent
 from the instance ``__dict__``, so reading it falls through to ``__getattr__``, which makes the list
 (``_array_views[name](array)``), caches it in ``__dict__`` (in field order, as pydantic keeps it) and
-remembers it in ``_views``. The array stays the truth for as long as ``__dict__`` holds that very list
-(``model_copy(update=...)`` putting another list there makes the list the truth). Everything that reads
-``__dict__`` directly (serialization, equality, iteration, repr, copies, hashing) makes the lists first,
-so JSON, pickles and comparisons are what they were with lists.
+remembers it. The array stays the truth for as long as ``__dict__`` holds that very list
+(``model_copy(update=...)`` putting another list there makes the list the truth). What reads
+``__dict__`` as a whole (serialization, equality, iteration, repr, hashing) makes the lists first, so
+JSON, comparisons and reprs are what they were with lists; copies and pickles keep the arrays.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy.typing as npt
 import pydantic
-from pydantic import PrivateAttr, SerializerFunctionWrapHandler, model_serializer
+from pydantic import SerializerFunctionWrapHandler, model_serializer
 
 __all__ = ["ArrayBacked"]
 
@@ -49,9 +49,10 @@ def _plain_defaults(cls: type[pydantic.BaseModel]) -> dict[str, Any]:
 class ArrayBacked(pydantic.BaseModel):
     """Mixin (listed after the model's base): fields of ``_array_views`` may be held as numpy arrays."""
 
+    # The arrays and the lists made from them live in ``__pydantic_private__`` (pydantic copies, pickles and
+    # deep-copies it) under the keys "arrays" and "views", but are not declared as private attributes:
+    # a model validated from JSON (lists) then has no private state to set up, which costs nothing.
     _array_views: ClassVar[Mapping[str, Callable[[npt.NDArray[Any]], list[Any]]]] = {}
-    _arrays: dict[str, npt.NDArray[Any]] | None = PrivateAttr(default=None)
-    _views: dict[str, list[Any]] | None = PrivateAttr(default=None)
 
     @classmethod
     def _with_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]], **values: Any) -> Self:
@@ -70,17 +71,17 @@ class ArrayBacked(pydantic.BaseModel):
         object.__setattr__(model, "__dict__", fields)
         object.__setattr__(model, "__pydantic_fields_set__", {*arrays, *values})
         object.__setattr__(model, "__pydantic_extra__", None)
-        object.__setattr__(model, "__pydantic_private__", {"_arrays": dict(arrays), "_views": None})
+        object.__setattr__(model, "__pydantic_private__", {"arrays": dict(arrays), "views": None} if arrays else None)
         return model
 
     def _held_array(self, name: str) -> npt.NDArray[Any] | None:
         """The array behind field ``name`` while it is the truth, else None (the field holds a list)."""
         private = self.__pydantic_private__
-        arrays: dict[str, npt.NDArray[Any]] | None = private.get("_arrays") if private else None
+        arrays: dict[str, npt.NDArray[Any]] | None = private.get("arrays") if private else None
         if not arrays or name not in arrays:
             return None
         if name in self.__dict__:
-            views = private.get("_views") if private else None
+            views = private.get("views") if private else None
             if views is None or self.__dict__[name] is not views.get(name):
                 return None
         return arrays[name]
@@ -92,10 +93,10 @@ class ArrayBacked(pydantic.BaseModel):
             if name in current:
                 return current[name]
             private = self.__pydantic_private__
-            assert private is not None and private["_arrays"] is not None
-            values = self._array_views[name](private["_arrays"][name])
+            assert private is not None
+            values = self._array_views[name](private["arrays"][name])
             # Replaced, not mutated: copies made with copy() share the old dicts.
-            private["_views"] = {**(private["_views"] or {}), name: values}
+            private["views"] = {**(private["views"] or {}), name: values}
             ordered = {field: current.get(field, values)
                        for field in type(self).model_fields if field in current or field == name}
             ordered.update((key, value) for key, value in current.items() if key not in ordered)
@@ -104,7 +105,7 @@ class ArrayBacked(pydantic.BaseModel):
 
     def _materialize_all(self) -> None:
         private = self.__pydantic_private__
-        arrays = private.get("_arrays") if private else None
+        arrays = private.get("arrays") if private else None
         if arrays:
             for name in arrays:
                 if name not in self.__dict__:
@@ -114,7 +115,7 @@ class ArrayBacked(pydantic.BaseModel):
         def __getattr__(self, name: str) -> Any:
             if name in self._array_views:
                 private = object.__getattribute__(self, "__pydantic_private__")
-                arrays = private.get("_arrays") if private else None
+                arrays = private.get("arrays") if private else None
                 if arrays and name in arrays:
                     return self._materialize(name)
             return super().__getattr__(name)
@@ -158,5 +159,6 @@ class ArrayBacked(pydantic.BaseModel):
         yield from super().__repr_args__()
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        self._materialize_all()  # so that an update of a held field replaces its list in place, in order
+        if update and not update.keys().isdisjoint(self._array_views):
+            self._materialize_all()  # so that the update replaces the list in place, in field order
         return super().model_copy(update=update, deep=deep)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import ConfigDict, field_validator, model_validator
 
+from tinker_actors.types._array_backed import ArrayBacked
 from tinker_actors.types._base import RequestModel, ResponseModel
 from tinker_actors.types.model_input import ModelInput
 
@@ -128,16 +132,105 @@ class SampleRequest(RequestModel):
         return self
 
 
-class SampledSequence(ResponseModel):
+# Arrays shorter than this become lists at once: holding them and making the list on first read costs
+# more than tolist() itself for a typical short sample (measured: bench/bench_wire_038.py --samples).
+_HELD_FROM = 256
+
+
+def _list_of(array: npt.NDArray[Any]) -> list[Any]:
+    values: list[Any] = array.tolist()
+    return values
+
+
+def _list_with_nones(array: npt.NDArray[Any]) -> list[float | None]:
+    """Prompt logprobs: NaN marks a position without one (the first), which the list shows as None."""
+    values: list[float | None] = array.tolist()
+    for position in np.flatnonzero(np.isnan(array)).tolist():
+        values[position] = None
+    return values
+
+
+class SampledSequence(ResponseModel, ArrayBacked):
+    """One sampled sequence. Read from protocol 0.38 it holds numpy arrays (``tokens_np``, ``logprobs_np``)
+    and makes the lists ``tokens`` and ``logprobs`` when they are first read."""
+
+    _array_views: ClassVar[dict[str, Any]] = {"tokens": _list_of, "logprobs": _list_of}
+
     stop_reason: StopReason
     tokens: list[int]
     logprobs: list[float] | None = None
     sequence_id: str | None = None
     """The server's id of this sequence (protocol 0.38; None from older servers)."""
 
+    @classmethod
+    def from_arrays(cls, stop_reason: StopReason, tokens: npt.NDArray[Any], logprobs: npt.NDArray[Any] | None = None,
+                    sequence_id: str | None = None) -> SampledSequence:
+        """A sequence of ``tokens`` (integers) and ``logprobs`` (floats, as many), not checked (for a codec
+        reading the wire). Long ones hold the arrays as they are (no copy: they should be read-only); short
+        ones hold lists at once, which costs less than making them later."""
+        fields: dict[str, Any] = {"stop_reason": stop_reason}
+        arrays: dict[str, npt.NDArray[Any]] = {}
+        if tokens.size < _HELD_FROM:
+            fields["tokens"] = tokens.tolist()
+            fields["logprobs"] = None if logprobs is None else logprobs.tolist()
+        else:
+            arrays["tokens"] = tokens
+            if logprobs is None:
+                fields["logprobs"] = None  # "set", as the wire said: not asked for
+            else:
+                arrays["logprobs"] = logprobs
+        if sequence_id is not None:
+            fields["sequence_id"] = sequence_id
+        return cls._with_arrays(arrays, **fields)
 
-class SampleResponse(ResponseModel):
+    @property
+    def tokens_np(self) -> npt.NDArray[np.int32]:
+        """The tokens as a 1-D int32 array (read-only; no copy when read from protocol 0.38)."""
+        held = self._held_array("tokens")
+        return held if held is not None else np.asarray(self.tokens, dtype=np.int32)
+
+    @property
+    def logprobs_np(self) -> npt.NDArray[np.float32] | None:
+        """The logprobs as a 1-D float32 array, or None when they were not asked for."""
+        held = self._held_array("logprobs")
+        if held is not None:
+            return held
+        return None if self.logprobs is None else np.asarray(self.logprobs, dtype=np.float32)
+
+
+class SampleResponse(ResponseModel, ArrayBacked):
+    """A sample's sequences. Read from protocol 0.38, ``prompt_logprobs`` is held as an array
+    (``prompt_logprobs_np``, NaN where the list has None) until it is read."""
+
+    _array_views: ClassVar[dict[str, Any]] = {"prompt_logprobs": _list_with_nones}
+
     sequences: Sequence[SampledSequence]
     type: Literal["sample"] = "sample"
     prompt_logprobs: list[float | None] | None = None
     topk_prompt_logprobs: list[list[tuple[int, float]] | None] | None = None
+
+    @classmethod
+    def from_arrays(cls, sequences: Sequence[SampledSequence], prompt_logprobs: npt.NDArray[Any] | None = None,
+                    topk_prompt_logprobs: list[list[tuple[int, float]] | None] | None = None) -> SampleResponse:
+        """A response with ``prompt_logprobs`` (floats, NaN where there is none), not checked (for a codec
+        reading the wire): long ones held as they are (no copy), short ones as lists at once, as in
+        :meth:`SampledSequence.from_arrays`. Fields left at None are not "set"."""
+        fields: dict[str, Any] = {"sequences": sequences}
+        if topk_prompt_logprobs is not None:
+            fields["topk_prompt_logprobs"] = topk_prompt_logprobs
+        if prompt_logprobs is None:
+            return cls._with_arrays({}, **fields)
+        if prompt_logprobs.size < _HELD_FROM:
+            return cls._with_arrays({}, prompt_logprobs=_list_with_nones(prompt_logprobs), **fields)
+        return cls._with_arrays({"prompt_logprobs": prompt_logprobs}, **fields)
+
+    @property
+    def prompt_logprobs_np(self) -> npt.NDArray[np.float32] | None:
+        """The prompt logprobs as a 1-D float32 array, NaN where there is none (the first position);
+        None when they were not asked for."""
+        held = self._held_array("prompt_logprobs")
+        if held is not None:
+            return held
+        if self.prompt_logprobs is None:
+            return None
+        return np.array([math.nan if value is None else value for value in self.prompt_logprobs], dtype=np.float32)

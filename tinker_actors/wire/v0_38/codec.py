@@ -504,27 +504,21 @@ def _sample_response_from_message(message: pb.SampleResponse) -> SampleResponse:
         stop_reason = _STOP_REASONS.get(sequence.stop_reason)
         if stop_reason is None:
             raise WireFormatError(f"sequence {index} has an unknown stop reason {sequence.stop_reason}")
+        # Read-only views of the message's bytes; the lists are made if the caller reads them.
         tokens = unpack(sequence.tokens, INT32, f"the tokens of sequence {index}")
         logprobs = None
         if sequence.HasField("logprobs"):
-            logprobs = unpack(sequence.logprobs, FLOAT32, f"the logprobs of sequence {index}").tolist()
-            if len(logprobs) != tokens.size:
-                raise WireFormatError(f"sequence {index} has {tokens.size} tokens but {len(logprobs)} logprobs")
-        # Built from values this function produced with the right types: no second validation pass.
-        sequences.append(SampledSequence.model_construct(stop_reason=stop_reason, tokens=tokens.tolist(),
-                                                         logprobs=logprobs))
-    fields: dict[str, Any] = {"sequences": sequences}
-    if message.HasField("prompt_logprobs"):
+            logprobs = unpack(sequence.logprobs, FLOAT32, f"the logprobs of sequence {index}")
+            if logprobs.size != tokens.size:
+                raise WireFormatError(f"sequence {index} has {tokens.size} tokens but {logprobs.size} logprobs")
+        sequences.append(SampledSequence.from_arrays(stop_reason, tokens, logprobs))
+    prompt = None
+    if message.HasField("prompt_logprobs"):  # NaN where a position has none; the list shows None there
         prompt = unpack(message.prompt_logprobs, FLOAT32, "prompt_logprobs")
-        values: list[float | None] = prompt.tolist()
-        for position in np.flatnonzero(np.isnan(prompt)).tolist():
-            values[position] = None
-        fields["prompt_logprobs"] = values
+    topk = None
     if message.HasField("topk_prompt_logprobs"):
-        rows = _topk_rows(message.topk_prompt_logprobs, "topk_prompt_logprobs")
-        if rows is not None:
-            fields["topk_prompt_logprobs"] = rows
-    return SampleResponse.model_construct(**fields)
+        topk = _topk_rows(message.topk_prompt_logprobs, "topk_prompt_logprobs")
+    return SampleResponse.from_arrays(sequences, prompt, topk)
 
 
 def _topk_rows(message: pb.TopkLogprobs, what: str) -> list[list[tuple[int, float]] | None] | None:
