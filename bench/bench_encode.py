@@ -1,24 +1,43 @@
-"""Build + encode a forward_backward request of 256 datums x 2048 tokens: ours against the official SDK.
+"""A forward_backward of 256 datums x 2048 tokens: ours against the official SDKs, in two parts.
 
-Both sides get the same inputs (Python lists, and numpy arrays) and produce the bytes that go on the wire:
-the official SDK as it does (pydantic ``model_dump(exclude_unset=True, mode="json")`` then httpx's compact
-``json.dumps``), ours with ``tinker_actors.types.encode_json``. Prints medians and the ratio (goal <= 0.5).
+**Encode** (in this process): the same inputs (Python lists, numpy arrays) turned into the bytes of the
+0.6.3 JSON body, the official SDK 0.6.3 as it does (pydantic ``model_dump(exclude_unset=True,
+mode="json")`` then httpx's compact ``json.dumps``), ours with ``tinker_actors.types.encode_json``.
 
-    .venv/bin/python bench/bench_encode.py [--datums 256] [--tokens 2048] [--repeat 7]
+**End to end** (``--end-to-end``, on by default): what a user waits for. The datums are built from numpy
+inputs and ``training_client.forward_backward(data, "cross_entropy").result()`` is called against the
+local service in zero-work mode (its own process; a wide zero-work model takes 2048-token datums): the
+request built, chunked, encoded, sent, and its result (logprobs and elementwise loss of every token)
+polled and decoded. Each client runs in its own process, so its CPU time is its own:
+
+* ``ours-0.38`` / ``ours-0.6.3``: tinker-actors pinned to each protocol
+* ``official-0.38``: the official tinker==0.38.0 SDK, run by the interpreter of its own virtualenv
+  (``.venv-tinker038``, made by ``make test``); protobuf, its default pyqwest transport
+* ``official-0.6.3``: the official tinker==0.6.3 SDK of this virtualenv (the ``compat`` extra)
+
+Medians of ``--repeat`` calls after one warm-up call; the goal is ours-0.38 <= 0.5x official-0.38.
+
+    .venv/bin/python bench/bench_encode.py [--datums 256] [--tokens 2048] [--repeat 7] [--no-end-to-end]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import tinker_actors.types as ours
+OFFICIAL_038_PYTHON = Path(__file__).resolve().parents[1] / ".venv-tinker038" / "bin" / "python"
+WIDE_MODEL = "bench-wide"  # a zero-work model with room for 2048-token datums and 50,000 token ids
+END_TO_END = ("ours-0.38", "ours-0.6.3", "official-0.38", "official-0.6.3")
 
 
 def official_encode(types: Any, inputs: list[tuple[Any, Any, Any]]) -> bytes:
@@ -33,6 +52,8 @@ def official_encode(types: Any, inputs: list[tuple[Any, Any, Any]]) -> bytes:
 
 
 def our_encode(inputs: list[tuple[Any, Any, Any]]) -> bytes:
+    import tinker_actors.types as ours  # here: the official 0.38 interpreter runs this file too, without it
+
     data = [ours.Datum(model_input=ours.ModelInput.from_ints(toks),
                        loss_fn_inputs={"target_tokens": target, "weights": weights})
             for toks, target, weights in inputs]
@@ -52,12 +73,171 @@ def median_seconds(fn: Callable[[], bytes], repeat: int) -> tuple[float, int]:
     return statistics.median(times), size
 
 
+# ---- end to end: a zero-work service in its own process, each client in its own process ---------------
+
+def serve() -> None:
+    """Run a zero-work local service with a wide model until stdin closes; print its address first."""
+    from tinker_actors.local import LocalService
+    from tinker_actors.local.engine.backend import BaseModelDescription, ZeroWorkBackend
+
+    class WideZeroWork(ZeroWorkBackend):
+        model = BaseModelDescription(WIDE_MODEL, "zero-work (no model)", "tinker-actors/tiny-byte", 65_536, 4096)
+
+        def base_models(self) -> list[BaseModelDescription]:
+            return [self.model]
+
+        def describe(self, base_model: str) -> BaseModelDescription:
+            return self.model
+
+    with LocalService(backend=WideZeroWork(), long_poll_s=5.0, session_timeout_s=3600.0,
+                      max_body_bytes=256 * 1024 * 1024) as service:
+        print(json.dumps({"url": service.base_url, "api_key": service.api_key}), flush=True)
+        sys.stdin.read()
+
+
+def numpy_inputs(datums: int, tokens: int) -> list[tuple[Any, Any, Any]]:
+    rng = np.random.default_rng(0)
+    inputs = []
+    for _ in range(datums):
+        toks = rng.integers(0, 50_000, tokens + 1)
+        inputs.append((toks[:-1].tolist(), toks[1:].astype(np.int64), np.ones(tokens, dtype=np.float32)))
+    return inputs
+
+
+def end_to_end_child(kind: str, url: str, api_key: str, datums: int, tokens: int, repeat: int) -> dict[str, float]:
+    """``repeat`` timed forward_backward calls (after one warm-up) of one client; medians of wall and CPU."""
+    inputs = numpy_inputs(datums, tokens)
+    if kind.startswith("ours"):
+        import tinker_actors as sdk
+
+        service: Any = sdk.ServiceClient(base_url=url, api_key=api_key, protocol=kind.removeprefix("ours-"),
+                                         telemetry_enabled=False)
+        types: Any = sdk
+        training = service.create_lora_training_client(WIDE_MODEL, rank=8)
+    else:
+        import tinker as sdk
+
+        service = sdk.ServiceClient(base_url=url, api_key=api_key)
+        types = sdk.types
+        training = service.create_lora_training_client(base_model=WIDE_MODEL, rank=8)
+        if hasattr(training, "result"):  # 0.38: creation returns a future
+            training = training.result()
+
+    def call() -> int:
+        data = [types.Datum(model_input=types.ModelInput.from_ints(toks),
+                            loss_fn_inputs={"target_tokens": target, "weights": weights})
+                for toks, target, weights in inputs]
+        return len(training.forward_backward(data, "cross_entropy").result().loss_fn_outputs)
+
+    assert call() == datums  # warm-up: connections, caches
+    walls, cpus = [], []
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        call()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return {"wall": statistics.median(walls), "cpu": statistics.median(cpus)}
+
+
+def end_to_end(args: argparse.Namespace) -> None:
+    env = {**os.environ, "TINKER_TELEMETRY": "0"}
+    env.pop("TINKER_API_KEY", None)
+    env.pop("TINKER_BASE_URL", None)
+    server = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env=env)
+    assert server.stdin is not None and server.stdout is not None
+    info = json.loads(server.stdout.readline())
+    results: dict[str, dict[str, float]] = {}
+    try:
+        for kind in END_TO_END:
+            python = OFFICIAL_038_PYTHON if kind == "official-0.38" else Path(sys.executable)
+            if not python.exists():
+                print(f"{kind}: {python} not found (make test creates it): left out")
+                continue
+            done = subprocess.run([str(python), __file__, "--child", kind, "--url", info["url"], "--api-key",
+                                   info["api_key"], "--datums", str(args.datums), "--tokens", str(args.tokens),
+                                   "--repeat", str(args.repeat)], capture_output=True, text=True, env=env,
+                                  timeout=1800)
+            if done.returncode != 0:
+                print(f"{kind} failed:\n{done.stderr[-2000:]}")
+                continue
+            results[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+        sends = chunk_sends(info["url"], info["api_key"], args)
+    finally:
+        server.stdin.close()
+        server.wait(timeout=30)
+    base = results.get("official-0.38")
+    print(f"\nend to end: forward_backward(...).result() of {args.datums} x {args.tokens} tokens (numpy inputs) "
+          f"against the zero-work service; median of {args.repeat}")
+    print(f"{'client':<16} {'wall s':>8} {'CPU s':>8} {'wall x off-0.38':>16} {'CPU x off-0.38':>15}")
+    for kind, row in results.items():
+        ratios = [f"{row[unit] / base[unit]:.2f}" if base else "-" for unit in ("wall", "cpu")]
+        print(f"{kind:<16} {row['wall']:>8.3f} {row['cpu']:>8.3f} {ratios[0]:>16} {ratios[1]:>15}")
+    print(f"\nthe batch's two protobuf chunks ({sends['mb']:.1f} MB each) POSTed one after the other: "
+          f"{sends['serial']:.3f} s; both at once: {sends['together']:.3f} s (median of {args.repeat})")
+
+
+def chunk_sends(url: str, api_key: str, args: argparse.Namespace) -> dict[str, float]:
+    """What sending a batch's chunks together instead of one after the other would gain (docs/protocols.md):
+    the two halves of the batch as 0.38 requests, POSTed in order, then concurrently, each to a new model."""
+    import asyncio
+
+    import httpx
+
+    import tinker_actors as sdk
+    from tinker_actors.wire import v0_38
+
+    inputs = numpy_inputs(args.datums, args.tokens)
+    data = [sdk.Datum(model_input=sdk.ModelInput.from_ints(toks), loss_fn_inputs={"target_tokens": y, "weights": w})
+            for toks, y, w in inputs]
+    halves = [data[: len(data) // 2], data[len(data) // 2:]]
+
+    with sdk.ServiceClient(base_url=url, api_key=api_key, protocol="0.38", telemetry_enabled=False) as service:
+        def bodies() -> list[bytes]:  # a fresh model each time: its seq ids start at 1
+            model_id = service.create_lora_training_client(WIDE_MODEL, rank=8).model_id
+            return [v0_38.CODEC.prepare_forward_backward(
+                model_id, sdk.types.ForwardBackwardInput(data=half, loss_fn="cross_entropy")).body(seq).content
+                for seq, half in enumerate(halves, start=1)]
+
+        async def measure() -> dict[str, float]:
+            headers = {"x-api-key": api_key, "content-type": "application/x-protobuf"}
+            serial, together = [], []
+            async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as client:
+                for _ in range(args.repeat):
+                    first, second = bodies()
+                    started = time.perf_counter()
+                    (await client.post("/api/v1/forward_backward", content=first)).raise_for_status()
+                    (await client.post("/api/v1/forward_backward", content=second)).raise_for_status()
+                    serial.append(time.perf_counter() - started)
+                    first, second = bodies()
+                    started = time.perf_counter()
+                    for answer in await asyncio.gather(client.post("/api/v1/forward_backward", content=first),
+                                                       client.post("/api/v1/forward_backward", content=second)):
+                        answer.raise_for_status()
+                    together.append(time.perf_counter() - started)
+            return {"serial": statistics.median(serial), "together": statistics.median(together),
+                    "mb": len(first) / 1e6}
+
+        return asyncio.run(measure())
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datums", type=int, default=256)
     parser.add_argument("--tokens", type=int, default=2048)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--no-end-to-end", dest="end_to_end", action="store_false")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=END_TO_END, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--api-key", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        serve()
+        return
+    if args.child:
+        print(json.dumps(end_to_end_child(args.child, args.url, args.api_key, args.datums, args.tokens, args.repeat)))
+        os._exit(0)  # the official SDKs' background threads can delay a normal exit
     rng = np.random.default_rng(0)
     array_inputs = []
     for _ in range(args.datums):
@@ -80,6 +260,8 @@ def main() -> None:
             print(f"{label:<8} {theirs:>11.3f} {mine:>9.3f} {mine / theirs:>7.2f} {size / 1e6:>6.1f}")
         else:
             print(f"{label:<8} {'-':>11} {mine:>9.3f} {'-':>7} {size / 1e6:>6.1f}")
+    if args.end_to_end:
+        end_to_end(args)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,15 @@ separately. One sample = one ``asample`` + the ``retrieve_future`` poll(s) that 
 
 Clients (interleaved: one run of each, ``--repeat`` times; medians reported):
 
-* ``ours``     -- ``tinker_actors.ServiceClient(...).create_sampling_client(...).sample_async``
-* ``official`` -- ``tinker.ServiceClient(...).create_sampling_client(...).sample_async`` (tinker 0.6.3,
+* ``ours``       -- ``tinker_actors.ServiceClient(...).create_sampling_client(...).sample_async``, speaking
+  0.38 (the local service answers ``client/config``)
+* ``ours063``    -- the same, pinned to protocol 0.6.3 (``protocol="0.6.3"``)
+* ``official38`` -- the official tinker==0.38.0 SDK (``await sampler.sample(...)``, its default pyqwest
+  transport), run by the interpreter of its own virtualenv (``.venv-tinker038``, made by ``make test``)
+* ``official``   -- ``tinker.ServiceClient(...).create_sampling_client(...).sample_async`` (tinker 0.6.3,
   ``TINKER_TELEMETRY=0``)
-* ``bare1``    -- a bare asyncio loop with one ``httpx.AsyncClient`` (asample, then poll)
-* ``bareN``    -- the same loop over ``--bare-clients`` ``httpx.AsyncClient``s used round-robin
+* ``bare1``      -- a bare asyncio loop with one ``httpx.AsyncClient`` (asample, then poll)
+* ``bareN``      -- the same loop over ``--bare-clients`` ``httpx.AsyncClient``s used round-robin
 
 Each run keeps ``concurrency`` samples in flight for ``--seconds`` after a warm-up.
 
@@ -34,7 +38,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-CLIENTS = ("ours", "official", "bare1", "bareN")
+CLIENTS = ("ours", "ours063", "official38", "official", "bare1", "bareN")
+OFFICIAL_038_PYTHON = Path(__file__).resolve().parents[1] / ".venv-tinker038" / "bin" / "python"
 BASE_MODEL = "tiny-byte"
 PROMPT = [72, 101, 108, 108, 111]
 MAX_TOKENS = 4
@@ -122,10 +127,11 @@ async def drive(call: Callable[[], Awaitable[object]], concurrency: int, seconds
             "server_cpu": process_cpu_seconds(SERVER_PID) - server_cpu}
 
 
-async def run_ours(url: str, api_key: str, concurrency: int, seconds: float) -> dict[str, float]:
+async def run_ours(url: str, api_key: str, concurrency: int, seconds: float, protocol: str = "auto"
+                   ) -> dict[str, float]:
     import tinker_actors as tinker
 
-    service = tinker.ServiceClient(base_url=url, api_key=api_key)
+    service = tinker.ServiceClient(base_url=url, api_key=api_key, protocol=protocol)
     try:
         sampler = service.create_sampling_client(base_model=BASE_MODEL)
         prompt = tinker.ModelInput.from_ints(PROMPT)
@@ -144,6 +150,22 @@ async def run_official(url: str, api_key: str, concurrency: int, seconds: float)
     params = tinker.types.SamplingParams(max_tokens=MAX_TOKENS)
     return await drive(lambda: sampler.sample_async(prompt=prompt, num_samples=1, sampling_params=params),
                        concurrency, seconds)
+
+
+async def run_official38(url: str, api_key: str, concurrency: int, seconds: float) -> dict[str, float]:
+    """The official 0.38 SDK as its documentation shows it (``*_async`` is deprecated there: the
+    ``sample`` future is awaited)."""
+    import tinker
+
+    service = tinker.ServiceClient(base_url=url, api_key=api_key)
+    sampler = service.create_sampling_client(base_model=BASE_MODEL).result()  # 0.38: creation returns a future
+    prompt = tinker.types.ModelInput.from_ints(PROMPT)
+    params = tinker.types.SamplingParams(max_tokens=MAX_TOKENS)
+
+    async def call() -> object:
+        return await sampler.sample(prompt=prompt, num_samples=1, sampling_params=params)
+
+    return await drive(call, concurrency, seconds)
 
 
 async def run_bare(url: str, api_key: str, concurrency: int, seconds: float, clients: int) -> dict[str, float]:
@@ -191,6 +213,10 @@ def run_child(args: argparse.Namespace) -> None:
     kind, url, key = args.child, args.url, args.api_key
     if kind == "ours":
         result = asyncio.run(run_ours(url, key, args.concurrency[0], args.seconds))
+    elif kind == "ours063":
+        result = asyncio.run(run_ours(url, key, args.concurrency[0], args.seconds, protocol="0.6.3"))
+    elif kind == "official38":
+        result = asyncio.run(run_official38(url, key, args.concurrency[0], args.seconds))
     elif kind == "official":
         result = asyncio.run(run_official(url, key, args.concurrency[0], args.seconds))
     else:
@@ -203,7 +229,8 @@ def run_child(args: argparse.Namespace) -> None:
 # ---- the parent: interleave, take medians, print --------------------------------------------------
 
 def one_run(server: Server, kind: str, concurrency: int, args: argparse.Namespace) -> dict[str, float]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--url", server.url,
+    python = str(OFFICIAL_038_PYTHON) if kind == "official38" else sys.executable
+    command = [python, str(Path(__file__).resolve()), "--child", kind, "--url", server.url,
                "--api-key", server.api_key, "--concurrency", str(concurrency), "--seconds", str(args.seconds),
                "--bare-clients", str(args.bare_clients), "--server-pid", str(server.pid)]
     done = subprocess.run(command, capture_output=True, text=True, env=_child_env(), timeout=args.seconds * 10 + 60)
@@ -214,7 +241,8 @@ def one_run(server: Server, kind: str, concurrency: int, args: argparse.Namespac
 
 
 def label(kind: str, bare_clients: int) -> str:
-    return {"ours": "tinker-actors sample_async", "official": "official SDK sample_async",
+    return {"ours": "tinker-actors (0.38)", "ours063": "tinker-actors (0.6.3)",
+            "official38": "official SDK 0.38", "official": "official SDK 0.6.3",
             "bare1": "bare httpx, 1 client", "bareN": f"bare httpx, {bare_clients} clients"}[kind]
 
 
@@ -223,7 +251,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per run (default 2)")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved runs per client (default 3)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
-    parser.add_argument("--clients", nargs="+", choices=CLIENTS, default=list(CLIENTS))
+    parser.add_argument("--clients", nargs="+", choices=CLIENTS, default=list(CLIENTS),
+                        help="official38 is left out when .venv-tinker038 does not exist")
     parser.add_argument("--bare-clients", type=int, default=16, help="httpx clients of the bareN loop")
     parser.add_argument("--json", type=Path, default=None, help="also write all runs to this file")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -240,13 +269,16 @@ def main() -> None:
         run_child(args)
         return
 
+    if "official38" in args.clients and not OFFICIAL_038_PYTHON.exists():
+        print(f"official 0.38 SDK not found at {OFFICIAL_038_PYTHON} (make test creates it): left out")
+        args.clients.remove("official38")
     server = Server()
     all_runs: dict[str, Any] = {}
     try:
         print(f"zero-work local service at {server.url} (own process); {args.seconds:g} s per run, "
               f"medians of {args.repeat} interleaved runs; client CPU = the client process's CPU time")
         header = (f"{'client':<30} {'conc':>5} {'samples/s':>10} {'CPU ms/sample':>14} {'srv CPU %':>10} "
-                  f"{'x official':>11} {'CPU x off':>10} {'x bare1':>8} {'x bareN':>8}")
+                  f"{'x off38':>8} {'CPU x off38':>12} {'x off063':>9} {'CPU x off063':>13} {'x bareN':>8}")
         for concurrency in args.concurrency:
             runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in args.clients}
             for _ in range(args.repeat):
@@ -260,14 +292,16 @@ def main() -> None:
                               statistics.median(100 * r["server_cpu"] / r["wall"] for r in results))
                        for kind, results in runs.items()}
             for kind, (rate, cpu_ms, server_pct) in medians.items():
-                ratios = []
-                for base in ("official", "bare1", "bareN"):
-                    ratios.append(f"{rate / medians[base][0]:.2f}" if base in medians else "-")
-                cpu_ratio = f"{cpu_ms / medians['official'][1]:.2f}" if "official" in medians else "-"
+                cells = []
+                for base in ("official38", "official"):
+                    cells.append(f"{rate / medians[base][0]:.2f}" if base in medians else "-")
+                    cells.append(f"{cpu_ms / medians[base][1]:.2f}" if base in medians else "-")
+                bare = f"{rate / medians['bareN'][0]:.2f}" if "bareN" in medians else "-"
                 print(f"{label(kind, args.bare_clients):<30} {concurrency:>5} {rate:>10.0f} {cpu_ms:>14.2f} "
-                      f"{server_pct:>10.0f} {ratios[0]:>11} {cpu_ratio:>10} {ratios[1]:>8} {ratios[2]:>8}")
-        print("\nx official / x bare*: throughput ratio; CPU x off: client CPU per sample / the official SDK's. "
-              "srv CPU %: the server process's CPU over the measured window (100 = one core).")
+                      f"{server_pct:>10.0f} {cells[0]:>8} {cells[1]:>12} {cells[2]:>9} {cells[3]:>13} {bare:>8}")
+        print("\nx off38 / x off063 / x bareN: throughput ratio to the official SDK 0.38 / 0.6.3 / the bare loop; "
+              "CPU x ...: client CPU per sample over theirs. srv CPU %: the server process's CPU over the "
+              "measured window (100 = one core).")
         if args.json is not None:
             args.json.write_text(json.dumps(all_runs, indent=2))
     finally:
