@@ -472,3 +472,12 @@ def test_the_codec_is_found_by_its_version() -> None:
     assert CODEC.result_accept == PROTOBUF
     with pytest.raises(InvalidInputError, match=r"0\.6\.3"):
         client_codec("0.99")
+
+
+def test_a_ttl_of_none_goes_out_as_null() -> None:
+    # None is dropped from 0.38 JSON bodies, except where it means something: removing a checkpoint's expiry.
+    from tinker_actors.types.checkpoints import SetCheckpointTtlRequest
+    from tinker_actors.wire.v0_38 import json_bodies
+
+    assert json_bodies.encode_json(SetCheckpointTtlRequest(ttl_seconds=None)) == b'{"ttl_seconds":null}'
+    assert json_bodies.encode_json(SetCheckpointTtlRequest(ttl_seconds=3600)) == b'{"ttl_seconds":3600}'

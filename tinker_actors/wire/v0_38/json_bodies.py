@@ -21,6 +21,7 @@ from tinker_actors.types import (
     SampleRequest,
     SaveWeightsForSamplerRequest,
     SaveWeightsRequest,
+    SetCheckpointTtlRequest,
 )
 
 __all__ = ["ADDED_FIELDS", "encode_json", "encode_retrieve"]
@@ -48,9 +49,15 @@ _ADDED_TEXT: dict[type[pydantic.BaseModel], bytes] = {
 }
 
 
+NONE_IS_A_VALUE: frozenset[type[pydantic.BaseModel]] = frozenset({SetCheckpointTtlRequest})
+"""Requests whose ``None`` means something and is sent as ``null`` (the official SDK builds these bodies by
+hand: ``{"ttl_seconds": null}`` removes a checkpoint's expiry)."""
+
+
 def encode_json(request: pydantic.BaseModel) -> bytes:
     """The 0.38 JSON body of ``request``: compact, declaration order, the added fields last."""
-    content: bytes = request.__pydantic_serializer__.to_json(request, exclude_none=True)
+    content: bytes = request.__pydantic_serializer__.to_json(
+        request, exclude_none=type(request) not in NONE_IS_A_VALUE)
     added = _ADDED_TEXT.get(type(request))
     if added is None:
         return content
