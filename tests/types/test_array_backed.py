@@ -176,3 +176,54 @@ def test_a_short_0_38_sample_holds_lists_and_gives_arrays_too(length: int) -> No
     assert prompt_np is not None and np.isnan(prompt_np[0]) and prompt_np[1] == response.prompt_logprobs[1]
     assert types.SampledSequence(stop_reason="stop", tokens=[1]).logprobs_np is None
     assert types.SampleResponse(sequences=[]).prompt_logprobs_np is None
+
+
+LONG = list(range(300))
+
+
+def test_a_long_token_list_is_checked_and_packed_once() -> None:
+    chunk = types.ModelInput.from_ints(LONG).chunks[0]
+    assert isinstance(chunk, types.EncodedTextChunk)
+    held = chunk.held_array()
+    assert held is not None and held.dtype == np.dtype("<i4") and not held.flags.writeable
+    assert chunk.length == 300 and "tokens" not in chunk.__dict__
+    listed = types.EncodedTextChunk(tokens=LONG)
+    assert types.encode_json(chunk) == types.encode_json(listed) and chunk == listed
+    assert types.ModelInput.from_ints(LONG).to_ints() == LONG
+    from_numpy = types.ModelInput.from_ints(np.arange(300, dtype=np.uint16)).chunks[0]
+    assert isinstance(from_numpy, types.EncodedTextChunk) and from_numpy.held_array() is not None
+    assert from_numpy == listed
+
+
+@pytest.mark.parametrize("odd", [True, np.int64(7), "8", 9.0, 2**40, -(2**31) - 1])
+def test_token_lists_struct_will_not_take_as_int32_follow_the_field_rules(odd: object) -> None:
+    tokens: list[int] = [*LONG[:-1], odd]  # type: ignore[list-item]
+    made = types.ModelInput.from_ints(tokens).chunks[0]
+    validated = types.EncodedTextChunk(tokens=tokens)
+    assert isinstance(made, types.EncodedTextChunk)
+    assert made == validated and made.tokens == validated.tokens
+    assert all(type(token) is int for token in made.tokens)
+
+
+def test_long_int_lists_of_loss_inputs_are_held_as_int64() -> None:
+    tensor = types.TensorData.from_list(LONG, "int64")
+    assert tensor.held_array() is not None and "data" not in tensor.__dict__
+    assert types.encode_json(tensor) == types.encode_json(types.TensorData(data=LONG, dtype="int64", shape=[300]))
+    as_floats = types.TensorData.from_list(LONG, "float32")  # ints in a float tensor stay ints in its JSON
+    assert types.encode_json(as_floats) == types.encode_json(types.TensorData(data=LONG, dtype="float32",
+                                                                              shape=[300]))
+    for odd in (True, 2**70, 1.5):
+        mixed = [*LONG[:-1], odd]
+        assert types.TensorData.from_list(mixed, "int64") == types.TensorData(data=mixed, dtype="int64", shape=[300])
+
+
+def test_the_service_reads_token_runs_as_views_of_the_request() -> None:
+    from tinker_actors.wire import ForwardBackwardCall
+
+    datum = types.Datum(model_input=types.ModelInput.from_ints(LONG), loss_fn_inputs={"target_tokens": LONG})
+    call = ForwardBackwardCall("m", 1, types.ForwardBackwardInput(data=[datum], loss_fn="cross_entropy"))
+    received = CODEC.decode_forward_backward(CODEC.encode_forward_backward(call).body.content,
+                                             content_type="application/x-protobuf")
+    chunk = received.input.data[0].model_input.chunks[0]
+    assert isinstance(chunk, types.EncodedTextChunk) and chunk.held_array() is not None
+    assert received == call

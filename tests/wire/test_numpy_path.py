@@ -43,3 +43,24 @@ def test_numpy_inputs_and_results_never_become_lists(service: LocalService) -> N
     assert outputs and all("data" not in tensor.__dict__ and tensor.held_array() is not None for tensor in outputs)
     assert np.all(output.loss_fn_outputs[0]["logprobs"].to_numpy() <= 0)
     assert output.loss_fn_outputs[1]["logprobs"].data == output.loss_fn_outputs[1]["logprobs"].to_numpy().tolist()
+
+
+def test_a_prepared_body_holds_views_of_the_arrays_and_joins_them_once() -> None:
+    from tinker_actors.wire import v0_38
+    from tinker_actors.wire.v0_38 import tinker_pb2 as pb
+
+    datum = _numpy_datum(np.random.default_rng(1), 300)
+    prepared = v0_38.CODEC.prepare_forward_backward(
+        "model-1", tinker.types.ForwardBackwardInput(data=[datum], loss_fn="cross_entropy"))
+    held = [tensor.held_array() for tensor in datum.loss_fn_inputs.values()]
+    chunk = datum.model_input.chunks[0]
+    assert isinstance(chunk, tinker.EncodedTextChunk)
+    held.append(chunk.held_array())
+    views = [part for part in prepared.after if isinstance(part, memoryview)]
+    assert len(views) == 3 and all(any(np.shares_memory(np.asarray(view), array) for array in held if array is not None)
+                                   for view in views)
+    body = prepared.body(7).content
+    assert len(body) == prepared.size + 2  # the seq id field: 2 bytes
+    message = pb.ForwardBackwardRequest.FromString(body)
+    assert message.seq_id == 7 and message.model_id == "model-1"
+    assert np.frombuffer(message.data[0].model_input[0].encoded_text.tokens, "<i4").tolist() == chunk.tokens

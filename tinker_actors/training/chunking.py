@@ -76,7 +76,7 @@ def estimate_size(datum: Datum) -> int:
     size = 0
     for chunk in datum.model_input.chunks:
         if isinstance(chunk, EncodedTextChunk):
-            size += len(chunk.tokens)
+            size += chunk.length
         elif isinstance(chunk, ImageChunk):
             size += len(chunk.data)
         elif isinstance(chunk, ImageAssetPointerChunk):
@@ -93,7 +93,7 @@ def estimate_bytes(datum: Datum) -> int:
     size = 0
     for chunk in datum.model_input.chunks:
         if isinstance(chunk, EncodedTextChunk):
-            size += _BYTES_PER_TOKEN * len(chunk.tokens)
+            size += _BYTES_PER_TOKEN * chunk.length
         elif isinstance(chunk, ImageChunk):
             size += len(chunk.data)
         elif isinstance(chunk, ImageAssetPointerChunk):

@@ -24,6 +24,7 @@ list (see ``types/_array_backed.py``).
 from __future__ import annotations
 
 import math
+import struct
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -48,6 +49,9 @@ _FlatNumbers = Annotated[list[int] | list[float], PlainSerializer(lambda values:
 
 _NUMPY_DTYPES: dict[str, type[np.generic]] = {"int64": np.int64, "float32": np.float32}
 _STRICT_FLOATS: TypeAdapter[list[float]] = TypeAdapter(list[float], config=ConfigDict(strict=True))
+_INT64_LE = np.dtype("<i8")
+# Shorter int lists are validated as lists: cheaper than an array whose list is likely made anyway.
+_HELD_FROM = 256
 
 
 def _wire_dtype_for_numpy(dtype: np.dtype[Any]) -> TensorDtype:
@@ -140,6 +144,16 @@ class TensorData(RequestModel, ArrayBacked):
     @classmethod
     def from_list(cls, values: list[int] | list[float], dtype: TensorDtype) -> TensorData:
         """A 1-D tensor from a plain list (``shape`` set to ``[len(values)]``, as the official SDK does)."""
+        if len(values) >= _HELD_FROM and type(values[0]) is int:
+            # Ints: read once by struct, which checks them as it packs them into an int64 array (what the
+            # 0.38 wire sends); the list, when read, is the same ints. Anything struct will not take as an
+            # int64 (a big int, a float, text) is left to the field's rules below.
+            try:
+                packed = struct.pack(f"<{len(values)}q", *values)
+            except (struct.error, OverflowError):
+                pass
+            else:
+                return cls.from_flat_array(np.frombuffer(packed, dtype=_INT64_LE), dtype, [len(values)])
         if values and type(values[0]) is float:
             # Floats: the field's union would try list[int] first and fail on every value (most of the
             # cost). When strict list[float] takes the list, the union picks that member anyway.

@@ -80,12 +80,15 @@ class EncodedRequest:
 class PreparedRequest:
     """A submission encoded before its seq id is known (clients take seq ids at send time, and a request
     that cannot be encoded must fail before it takes one): the body is ``before + seq_field(seq_id) +
-    after``, compressed by ``compress`` when set (with ``content_encoding``)."""
+    after``, compressed by ``compress`` when set (with ``content_encoding``).
+
+    ``after`` is the rest of the body in pieces (bytes, or read-only views of arrays the request holds),
+    joined once when the body is made, so that a big body is not copied twice."""
 
     path: str
     content_type: str
     before: bytes
-    after: bytes
+    after: tuple[bytes | memoryview, ...]
     seq_field: Callable[[int], bytes]
     compress: Callable[[bytes], bytes] | None = None
     content_encoding: str | None = None
@@ -93,11 +96,11 @@ class PreparedRequest:
     @property
     def size(self) -> int:
         """The body's length before compression (give or take the seq id's few bytes)."""
-        return len(self.before) + len(self.after)
+        return len(self.before) + sum(len(part) for part in self.after)
 
     def body(self, seq_id: int) -> EncodedBody:
         """The body for ``seq_id`` (compressing takes a while for a big batch: call it off the event loop)."""
-        content = b"".join((self.before, self.seq_field(seq_id), self.after))
+        content = b"".join((self.before, self.seq_field(seq_id), *self.after))
         if self.compress is not None:
             return EncodedBody(self.compress(content), self.content_type, self.content_encoding)
         return EncodedBody(content, self.content_type)

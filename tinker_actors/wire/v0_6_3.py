@@ -66,7 +66,7 @@ class JsonCodec:
         else:
             path, head = "/api/v1/forward_backward", encode_json(ForwardBackwardRequest(
                 forward_backward_input=fb_input, model_id=model_id))
-        return PreparedRequest(path, CONTENT_TYPE_JSON, head[:-1] + b',"seq_id":', b"}", _seq_text)
+        return PreparedRequest(path, CONTENT_TYPE_JSON, head[:-1] + b',"seq_id":', (b"}",), _seq_text)
 
     def encode_forward_backward(self, call: ForwardBackwardCall, *, compress: bool = False) -> EncodedRequest:
         if call.forward_only:

@@ -13,8 +13,9 @@ Malformed bytes raise :class:`WireFormatError`; the codec turns it into the type
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +30,7 @@ __all__ = [
     "INT32_MAX",
     "INT32_MIN",
     "INT64",
+    "Packed",
     "WireFormatError",
     "check_int32",
     "domain_dtype_of",
@@ -90,8 +92,29 @@ def domain_dtype_of(proto_dtype: int, what: str) -> TensorDtype:
         raise WireFormatError(f"{what} has an unknown dtype {proto_dtype}") from None
 
 
-def pack(values: Sequence[int] | Sequence[float] | npt.NDArray[Any], dtype: TensorDtype, what: str) -> bytes:
-    """The little-endian bytes of ``values`` as the domain ``dtype`` (float32 or int64)."""
+Packed = bytes | memoryview
+"""Bytes, or (``copy=False``) a read-only view of an array's bytes: either joins into a body."""
+
+_VIEWS_ARE_WIRE_ORDER = sys.byteorder == "little"
+
+
+def _bytes_of(array: npt.NDArray[Any], copy: bool) -> Packed:
+    if copy or not _VIEWS_ARE_WIRE_ORDER:
+        return array.tobytes()
+    return np.ascontiguousarray(array).data.cast("B")
+
+
+Numbers = Sequence[int] | Sequence[float] | npt.NDArray[Any]
+
+
+@overload
+def pack(values: Numbers, dtype: TensorDtype, what: str, *, copy: Literal[True] = True) -> bytes: ...
+@overload
+def pack(values: Numbers, dtype: TensorDtype, what: str, *, copy: bool) -> Packed: ...
+def pack(values: Numbers, dtype: TensorDtype, what: str, *, copy: bool = True) -> Packed:
+    """The little-endian bytes of ``values`` as the domain ``dtype`` (float32 or int64). With ``copy=False``
+    an array already in that layout is returned as a view of its bytes (for a body joined once; the array
+    must not change until then)."""
     if isinstance(values, list):
         try:
             return struct.pack(f"<{len(values)}{_DOMAIN_TO_STRUCT[dtype]}", *values)
@@ -101,18 +124,23 @@ def pack(values: Sequence[int] | Sequence[float] | npt.NDArray[Any], dtype: Tens
         array = np.asarray(values, dtype=_DOMAIN_TO_NUMPY[dtype])
     except OverflowError:
         raise InvalidInputError(f"{what} holds a value outside the {dtype} range") from None
-    return array.tobytes()
+    return _bytes_of(array, copy)
 
 
-def pack_int32(values: Sequence[int] | npt.NDArray[Any], what: str) -> bytes:
-    """The little-endian int32 bytes of ``values`` (token ids), refusing what int32 cannot hold."""
+@overload
+def pack_int32(values: Sequence[int] | npt.NDArray[Any], what: str, *, copy: Literal[True] = True) -> bytes: ...
+@overload
+def pack_int32(values: Sequence[int] | npt.NDArray[Any], what: str, *, copy: bool) -> Packed: ...
+def pack_int32(values: Sequence[int] | npt.NDArray[Any], what: str, *, copy: bool = True) -> Packed:
+    """The little-endian int32 bytes of ``values`` (token ids), refusing what int32 cannot hold;
+    ``copy`` as for :func:`pack`."""
     if isinstance(values, list):
         try:
             return struct.pack(f"<{len(values)}i", *values)
         except (struct.error, OverflowError):
             pass  # out of range (refused below) or not ints (numpy's rules below)
     elif isinstance(values, np.ndarray) and values.dtype == INT32:
-        return values.tobytes()
+        return _bytes_of(values, copy)
     try:
         wide = np.asarray(values, dtype=INT64)
     except OverflowError:

@@ -189,8 +189,8 @@ def _seq_field(seq_id: int) -> bytes:
     return field.to_bytes()
 
 
-def _request_tail(fb_input: ForwardBackwardInput, forward_only: bool) -> bytes:
-    """Every field after the seq id."""
+def _request_tail(fb_input: ForwardBackwardInput, forward_only: bool) -> tuple[bytes | memoryview, ...]:
+    """Every field after the seq id, in pieces (the arrays' bytes are views: copied once, into the body)."""
     config = fb_input.loss_fn_config or {}
     request = MessageWriter()
     for index, datum in enumerate(fb_input.data):
@@ -206,7 +206,7 @@ def _request_tail(fb_input: ForwardBackwardInput, forward_only: bool) -> bytes:
         setting = MessageWriter()
         setting.double(pb.LossConfigValue.NUMBER_FIELD_NUMBER, value, always=True)  # a oneof member
         request.message(_REQUEST.LOSS_FN_CONFIG_V2_FIELD_NUMBER, _map_entry(name, setting))
-    return request.to_bytes()
+    return request.parts()
 
 
 def _map_entry(key: str, value: MessageWriter, *, inline: bool = False) -> MessageWriter:
@@ -234,7 +234,8 @@ def _chunk_writer(chunk: Any, datum_index: int) -> MessageWriter:
     kind = MessageWriter()
     writer = MessageWriter()
     if isinstance(chunk, EncodedTextChunk):
-        tokens = pack_int32(chunk.tokens, f"the tokens of datum {datum_index}")
+        held = chunk.held_array()
+        tokens = pack_int32(chunk.tokens if held is None else held, f"the tokens of datum {datum_index}", copy=False)
         kind.data(pb.EncodedTextChunk.TOKENS_FIELD_NUMBER, tokens)
         writer.message(pb.Chunk.ENCODED_TEXT_FIELD_NUMBER, kind)
     elif isinstance(chunk, ImageChunk):
@@ -255,7 +256,7 @@ def _chunk_writer(chunk: Any, datum_index: int) -> MessageWriter:
 def _tensor_writer(tensor: TensorData, what: str) -> MessageWriter:
     writer = MessageWriter()
     held = tensor.held_array()
-    dense = pack(tensor.data if held is None else held, tensor.dtype, what)
+    dense = pack(tensor.data if held is None else held, tensor.dtype, what, copy=False)  # held: a view
     writer.data(pb.Tensor.DENSE_FIELD_NUMBER, dense, always=True)  # a oneof member
     writer.varint(pb.Tensor.DTYPE_FIELD_NUMBER, proto_dtype_of(tensor.dtype))
     if tensor.shape is not None:
@@ -321,7 +322,7 @@ def _chunk_from_message(message: pb.Chunk, datum_index: int) -> EncodedTextChunk
     kind = message.WhichOneof("chunk")
     if kind == "encoded_text":
         tokens = unpack(message.encoded_text.tokens, INT32, f"the tokens of datum {datum_index}")
-        return EncodedTextChunk.model_construct(tokens=tokens.tolist())
+        return EncodedTextChunk.from_array(tokens)  # a view of the message's bytes; the list if read
     if kind == "image":
         image = message.image
         if image.HasField("override_dimensions"):

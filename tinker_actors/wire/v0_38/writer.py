@@ -3,7 +3,8 @@
 Why not the generated classes: building a ForwardBackwardRequest of 256 x 2048 tokens through them
 copies every packed array into the message and again when serializing, and costs about three times
 what writing the same bytes directly does. Here each nested message is a list of parts whose sizes
-are known, so the payloads (token and tensor bytes) are copied once, by the final ``b"".join``.
+are known, so the payloads (token and tensor bytes, often views of the arrays that hold them) are copied
+once, by the final ``b"".join`` of the whole body.
 
 Only the encoding rules the 0.38 request uses are implemented: varints (int32, int64, enums, bools),
 little-endian doubles, length-delimited strings, bytes, messages and packed repeated int64. Field
@@ -61,10 +62,10 @@ class MessageWriter:
     __slots__ = ("_parts", "size")
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = []
+        self._parts: list[bytes | memoryview] = []
         self.size = 0
 
-    def _append(self, header: bytes, payload: bytes | None = None) -> None:
+    def _append(self, header: bytes, payload: bytes | memoryview | None = None) -> None:
         self._parts.append(header)
         self.size += len(header)
         if payload is not None:
@@ -80,8 +81,8 @@ class MessageWriter:
         if always or encoded != _ZERO_DOUBLE:  # by bits, as protobuf does: -0.0 is not the default
             self._append(_key(number, _FIXED64) + encoded)
 
-    def data(self, number: int, value: bytes, *, always: bool = False) -> None:
-        """A ``bytes`` field."""
+    def data(self, number: int, value: bytes | memoryview, *, always: bool = False) -> None:
+        """A ``bytes`` field (a memoryview must be of bytes, ``cast("B")``, and stay unchanged until joined)."""
         if value or always:
             self._append(_key(number, _LENGTH_DELIMITED) + _varint(len(value)), value)
 
@@ -109,3 +110,7 @@ class MessageWriter:
 
     def to_bytes(self) -> bytes:
         return b"".join(self._parts)
+
+    def parts(self) -> tuple[bytes | memoryview, ...]:
+        """The message's bytes in pieces, to be joined once with what comes around it (payloads not copied)."""
+        return tuple(self._parts)
