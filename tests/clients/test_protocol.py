@@ -131,6 +131,28 @@ def test_the_protocol_comes_from_the_environment_too(monkeypatch: pytest.MonkeyP
         tinker.ServiceClient(base_url=service.base_url, api_key=service.api_key)
 
 
+def test_038_fetches_the_models_info_at_creation_and_answers_get_info_from_it(
+        service: LocalService, wire: WireCapture) -> None:
+    """As the official 0.38 SDK: one get_info right after create_model, none when get_info() is called."""
+    with make(service, protocol="0.38") as svc:
+        assert svc.protocol.info_on_create
+        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        (fetched,) = posts(wire, "/api/v1/get_info")
+        assert fetched.decoded() == {"model_id": training.model_id, "type": "get_info"}
+        assert fetched.headers["x-sdk-method"] == "ServiceClient.create_lora_training_client"
+        assert training.get_info().model_id == training.model_id
+        assert len(posts(wire, "/api/v1/get_info")) == 1
+
+
+def test_063_asks_for_the_models_info_on_the_first_get_info(service: LocalService, wire: WireCapture) -> None:
+    with make(service, protocol="0.6.3") as svc:
+        assert not svc.protocol.info_on_create
+        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        assert not posts(wire, "/api/v1/get_info")
+        assert training.get_info().model_id == training.model_id
+        assert len(posts(wire, "/api/v1/get_info")) == 1
+
+
 # ---- flags ---------------------------------------------------------------------------------------
 
 def test_chunk_limit_and_compression_flags_shape_the_wire(service: LocalService, wire: WireCapture) -> None:

@@ -93,17 +93,6 @@ def wire_requests(records: list[WireRecord]) -> list[dict[str, Any]]:
     return requests
 
 
-# Requests the official SDK makes on its own where ours makes them only when the user asks, each as
-# (method, path, x-sdk-method): create_lora_training_client fetches get_info right after the model is
-# created; tinker-actors fetches it when TrainingClient.get_info() is called. Only these may be missing.
-OFFICIAL_ONLY = {("POST", "/api/v1/get_info", "ServiceClient.create_lora_training_client")}
-
-
-def _comparable_official(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in requests
-            if (r["method"], r["path"], r["headers"].get("x-sdk-method")) not in OFFICIAL_ONLY]
-
-
 def _without(requests: list[dict[str, Any]], headers: tuple[str, ...]) -> list[dict[str, Any]]:
     return [{**r, "headers": {k: v for k, v in r["headers"].items() if k not in headers}} for r in requests]
 
@@ -226,7 +215,7 @@ def test_the_pin_shows_the_038_wire(official: dict[str, list[dict[str, Any]]]) -
 def test_our_038_requests_are_the_official_ones(official: dict[str, list[dict[str, Any]]], variant: str) -> None:
     """Same paths, same encodings, same decoded bodies (protobuf messages and JSON), in the same order."""
     ours = _without(_our_capture(variant), SDK_HEADERS)
-    theirs = _without(_comparable_official(official[variant]), SDK_HEADERS)
+    theirs = _without(official[variant], SDK_HEADERS)
     assert ours == theirs, _differences(ours, theirs)
 
 
@@ -236,5 +225,5 @@ def test_our_headers_are_the_official_ones(official: dict[str, list[dict[str, An
         return [(r["method"], r["path"], {k: v for k, v in r["headers"].items() if k in SDK_HEADERS})
                 for r in requests]
 
-    ours, theirs = headers(_our_capture("plain")), headers(_comparable_official(official["plain"]))
+    ours, theirs = headers(_our_capture("plain")), headers(official["plain"])
     assert ours == theirs, _differences([{"h": h} for h in ours], [{"h": h} for h in theirs])

@@ -104,6 +104,9 @@ class ProtocolProfile:
     sample_bytes_in_flight: int | None = None
     response_bytes_in_flight: int | None = None
     sample_retries: bool = True
+    info_on_create: bool = False
+    """Fetch ``get_info`` right after a training model is created and answer ``TrainingClient.get_info()``
+    from it, as the official 0.38 SDK does; otherwise ``get_info`` is asked for on the first call."""
     flags: ServerFlags | None = None
     dynamic: DynamicFlags | None = None
     """``None`` when the server has no dynamic config to refresh (0.6.3)."""
@@ -148,7 +151,7 @@ def _profile_038(config: Config, flags: ServerFlags, dynamic: DynamicFlags) -> P
         max_concurrent_samples=flags.sample_max_concurrent_requests,
         sample_bytes_in_flight=flags.sample_dispatch_bytes_semaphore_size,
         response_bytes_in_flight=flags.inflight_response_bytes_semaphore_size,
-        sample_retries=not flags.sample_no_retries, flags=flags, dynamic=dynamic)
+        sample_retries=not flags.sample_no_retries, info_on_create=True, flags=flags, dynamic=dynamic)
 
 
 def _config_body(sdk_version: str) -> bytes:

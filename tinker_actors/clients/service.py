@@ -39,7 +39,7 @@ from tinker_actors.clients.sampling import RetryConfig, SamplingClient
 from tinker_actors.clients.sdk_method import names_sdk_methods
 from tinker_actors.clients.service_options import build_config
 from tinker_actors.clients.session import EndSession, TrackSession
-from tinker_actors.clients.training import TrainingClient
+from tinker_actors.clients.training import TrainingClient, fetch_model_info
 from tinker_actors.config import Config, RetryPolicy
 from tinker_actors.errors import InvalidInputError, TinkerTimeoutError
 from tinker_actors.futures import APIFuture, PollSettings, poll_future
@@ -61,6 +61,7 @@ from tinker_actors.types import (
     CreateSamplingSessionResponse,
     CreateSessionRequest,
     CreateSessionResponse,
+    GetInfoResponse,
     GetSamplerResponse,
     GetServerCapabilitiesResponse,
     LoraConfig,
@@ -364,11 +365,12 @@ class ServiceClient:
         request = CreateModelRequest(session_id=self.session_id, model_seq_id=model_seq, base_model=base_model,
                                      user_metadata=user_metadata, lora_config=lora)
         raw = self._context.submit(self._create_model(request))
-        future: APIFuture[str] = APIFuture(raw, on_cancel=raw.cancel)
-        return future.map(lambda model_id: TrainingClient(self, model_id, base_model,
-                                                          chunk_limits=self._chunk_limits))
+        future: APIFuture[tuple[str, GetInfoResponse | None]] = APIFuture(raw, on_cancel=raw.cancel)
+        return future.map(lambda created: TrainingClient(self, created[0], base_model, info=created[1],
+                                                         chunk_limits=self._chunk_limits))
 
-    async def _create_model(self, request: CreateModelRequest) -> str:
+    async def _create_model(self, request: CreateModelRequest) -> tuple[str, GetInfoResponse | None]:
+        """The new model's id, and its info when the protocol fetches it at creation (``info_on_create``)."""
         http = self._context.http
         codec = self._context.profile.codec
         submitted = await http.request(Purpose.TRAINING, "POST", "/api/v1/create_model",
@@ -377,7 +379,9 @@ class ServiceClient:
         created = await poll_future(http, submitted.data.request_id, "CreateModel", CreateModelResponse.model_validate,
                                     settings=self._context.poll, codec=codec,
                                     response_budget=self._context.response_budget)
-        return created.model_id
+        if not self._context.profile.info_on_create:
+            return created.model_id, None
+        return created.model_id, await fetch_model_info(self._context, created.model_id)
 
     def create_training_client_from_state(self, path: str, user_metadata: dict[str, str] | None = None
                                           ) -> TrainingClient:

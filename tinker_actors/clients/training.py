@@ -80,7 +80,7 @@ if TYPE_CHECKING:
     from tinker_actors.clients.service import ServiceClient
     from tinker_actors.telemetry import SessionTelemetry
 
-__all__ = ["OpFinished", "SubmitOp", "TrainingClient", "TrainingClientActor", "TrainingOp"]
+__all__ = ["OpFinished", "SubmitOp", "TrainingClient", "TrainingClientActor", "TrainingOp", "fetch_model_info"]
 
 
 # ---- messages -------------------------------------------------------------------------------------
@@ -291,6 +291,15 @@ def _set_error(future: concurrent.futures.Future[None], error: BaseException) ->
         future.set_exception(error)
 
 
+async def fetch_model_info(context: ClientContext, model_id: str) -> GetInfoResponse:
+    """``POST get_info`` for one model (run in the IoLoop)."""
+    response = await context.http.request(
+        Purpose.TRAINING, "POST", "/api/v1/get_info",
+        content=context.profile.codec.encode_json(GetInfoRequest(model_id=model_id)),
+        response_model=GetInfoResponse, endpoint="get_info")
+    return response.data
+
+
 # ---- the handle -----------------------------------------------------------------------------------
 
 _client_ids = itertools.count()
@@ -303,13 +312,13 @@ class TrainingClient(QueueStateObserver):
     future from a coroutine (so async code awaits twice, as with the official SDK)."""
 
     def __init__(self, service: ServiceClient, model_id: str, base_model: str, *,
-                 chunk_limits: ChunkLimits | None = None) -> None:
+                 chunk_limits: ChunkLimits | None = None, info: GetInfoResponse | None = None) -> None:
         self._service = service
         self._context = service._context
         self.model_id = model_id
         self._ledger = TrainingLedger(model_id=model_id, base_model=base_model)
         self._chunk_limits = chunk_limits
-        self._info: GetInfoResponse | None = None
+        self._info = info  # fetched at creation (ProtocolProfile.info_on_create) or on the first get_info()
         child_id = f"training-{next(_client_ids)}"
         context, ledger, queue_log = self._context, self._ledger, ClientQueueLog(f"training of {model_id}", self)
         spec = ChildSpec(child_id, lambda: TrainingClientActor.start(context, ledger, queue_log),
@@ -494,11 +503,7 @@ class TrainingClient(QueueStateObserver):
         return self._info
 
     async def _get_info(self) -> GetInfoResponse:
-        response = await self._context.http.request(
-            Purpose.TRAINING, "POST", "/api/v1/get_info",
-            content=self._context.profile.codec.encode_json(GetInfoRequest(model_id=self.model_id)),
-            response_model=GetInfoResponse, endpoint="get_info")
-        return response.data
+        return await fetch_model_info(self._context, self.model_id)
 
     def get_tokenizer(self, *, add_special_tokens: bool = True) -> Any:
         from tinker_actors.tokenizer import get_tokenizer
