@@ -107,6 +107,8 @@ class ProtocolProfile:
     info_on_create: bool = False
     """Fetch ``get_info`` right after a training model is created and answer ``TrainingClient.get_info()``
     from it, as the official 0.38 SDK does; otherwise ``get_info`` is asked for on the first call."""
+    sends_process_uuid: bool = False
+    """Telemetry batches carry the process's ``process_uuid`` (the official 0.38 SDK's do)."""
     flags: ServerFlags | None = None
     dynamic: DynamicFlags | None = None
     """``None`` when the server has no dynamic config to refresh (0.6.3)."""
@@ -151,7 +153,8 @@ def _profile_038(config: Config, flags: ServerFlags, dynamic: DynamicFlags) -> P
         max_concurrent_samples=flags.sample_max_concurrent_requests,
         sample_bytes_in_flight=flags.sample_dispatch_bytes_semaphore_size,
         response_bytes_in_flight=flags.inflight_response_bytes_semaphore_size,
-        sample_retries=not flags.sample_no_retries, info_on_create=True, flags=flags, dynamic=dynamic)
+        sample_retries=not flags.sample_no_retries, info_on_create=True, sends_process_uuid=True,
+        flags=flags, dynamic=dynamic)
 
 
 def _config_body(sdk_version: str) -> bytes:

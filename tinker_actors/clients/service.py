@@ -49,6 +49,7 @@ from tinker_actors.runtime import Runtime
 from tinker_actors.runtime.ioloop import Outcome
 from tinker_actors.telemetry import (
     SessionTelemetry,
+    TelemetryWire,
     capture_exceptions,
     start_session_telemetry,
     stop_session_telemetry,
@@ -250,7 +251,11 @@ class ServiceClient:
             session.session_id, http, weakref.ref(self), self._config.heartbeat_interval,
             self._config.heartbeat_warning_after,
             self._context.profile.codec.encode_json(SessionHeartbeatRequest(session_id=session.session_id))))
-        self._telemetry = start_session_telemetry(self._runtime, self._config, http, session.session_id)
+        profile = self._context.profile
+        self._telemetry = start_session_telemetry(
+            self._runtime, self._config, http, session.session_id,
+            wire=TelemetryWire(encode=profile.codec.encode_json, sdk_version=profile.sdk_version,
+                               sends_process_uuid=profile.sends_process_uuid))
         self._finalizer = weakref.finalize(self, _close_quietly, self._runtime, name, session.session_id, context)
 
     def _negotiate(self) -> None:

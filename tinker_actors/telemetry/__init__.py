@@ -9,6 +9,8 @@ from tinker_actors.telemetry.capture import capture_exceptions, report_exception
 from tinker_actors.telemetry.events import STATS_EVENT, USER_ERROR_EVENT
 from tinker_actors.telemetry.ledger import DeliveryCounters
 from tinker_actors.telemetry.otel import otel_available, trace_headers
+from tinker_actors.telemetry.process import process_uuid
+from tinker_actors.telemetry.reporter import TelemetryWire
 from tinker_actors.telemetry.session import (
     SessionTelemetry,
     start_session_telemetry,
@@ -24,12 +26,14 @@ __all__ = [
     "EventBus",
     "Handler",
     "SessionTelemetry",
+    "TelemetryWire",
     "attach",
     "capture_exceptions",
     "default_bus",
     "detach",
     "emit",
     "otel_available",
+    "process_uuid",
     "report_exception",
     "start_session_telemetry",
     "stop_session_telemetry",

@@ -17,6 +17,10 @@ An event counts as delivered only when the server answered ``{"status": "accepte
 (:mod:`tinker_actors.telemetry.ledger`). When the session ends the reporter queues SESSION_END and
 a last ``client_stats`` event, then spends at most ``drain_timeout`` seconds sending what is left;
 whatever is still unsent then is counted as failed and the program goes on.
+
+A batch is written as the session's protocol writes it (:class:`TelemetryWire`, from the
+ServiceClient's ProtocolProfile): through its codec, naming its ``sdk_version``, and with this
+process's ``process_uuid`` where the protocol sends one (0.38).
 """
 
 from __future__ import annotations
@@ -33,10 +37,10 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from pydantic import BaseModel
 from pykka import ActorDeadError
 
 from supervisors import ExitKind, ExitReason, SupervisedActor
-from tinker_actors._version import __version__
 from tinker_actors.config import RetryPolicy, TelemetrySettings
 from tinker_actors.http import HttpLayer, Purpose
 from tinker_actors.http.stats import EndpointStats
@@ -53,7 +57,7 @@ from tinker_actors.telemetry.events import (
     stats_payload,
 )
 from tinker_actors.telemetry.ledger import DeliveryLedger
-from tinker_actors.types import encode_json
+from tinker_actors.telemetry.process import process_uuid
 from tinker_actors.types.telemetry import TelemetryResponse, TelemetrySendRequest
 
 __all__ = [
@@ -65,6 +69,7 @@ __all__ = [
     "StatsReady",
     "StatsTick",
     "TelemetryReporter",
+    "TelemetryWire",
     "UploadDone",
 ]
 
@@ -118,6 +123,18 @@ class UploadDone:
 # ---- what outlives one reporter incarnation ------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
+class TelemetryWire:
+    """How the session's protocol writes a batch (the ServiceClient fills it from its ProtocolProfile)."""
+
+    encode: Callable[[BaseModel], bytes]
+    """The protocol's JSON body rules (``ProtocolProfile.codec.encode_json``)."""
+    sdk_version: str
+    """The ``sdk_version`` the session was created with."""
+    sends_process_uuid: bool
+    """Whether batches carry :func:`~tinker_actors.telemetry.process.process_uuid` (0.38 does)."""
+
+
+@dataclass(frozen=True, slots=True)
 class SessionTelemetryState:
     """Everything a reporter needs; shared by its restarts (the ledger carries the counters)."""
 
@@ -126,6 +143,7 @@ class SessionTelemetryState:
     ioloop: IoLoop
     settings: TelemetrySettings
     secrets: tuple[str, ...]
+    wire: TelemetryWire
     bus: EventBus
     ledger: DeliveryLedger
     started_at: float  # time.monotonic() at session start, for SESSION_END's duration
@@ -396,10 +414,12 @@ def _forwarder(session_id: str, ref: Any, ledger: DeliveryLedger) -> Callable[[E
 
 
 def _body(state: SessionTelemetryState, events: list[WireEvent]) -> bytes:
-    request = TelemetrySendRequest.model_validate({
-        "events": events, "platform": platform.system(), "sdk_version": __version__,
-        "session_id": state.session_id})
-    return encode_json(request)
+    wire = state.wire
+    fields: dict[str, Any] = {"events": events, "platform": platform.system(), "sdk_version": wire.sdk_version,
+                              "session_id": state.session_id}
+    if wire.sends_process_uuid:
+        fields["process_uuid"] = process_uuid()
+    return wire.encode(TelemetrySendRequest.model_validate(fields))
 
 
 async def _upload(state: SessionTelemetryState, events: list[WireEvent], timeout: float) -> None:

@@ -24,7 +24,7 @@ from tinker_actors.logs import level_enabled
 from tinker_actors.runtime.slots import register_slot
 from tinker_actors.telemetry.bus import Event, EventBus, default_bus
 from tinker_actors.telemetry.ledger import DeliveryCounters, DeliveryLedger
-from tinker_actors.telemetry.reporter import FlushNow, SessionTelemetryState, TelemetryReporter
+from tinker_actors.telemetry.reporter import FlushNow, SessionTelemetryState, TelemetryReporter, TelemetryWire
 from tinker_actors.types.telemetry import Severity
 
 if TYPE_CHECKING:
@@ -109,8 +109,10 @@ def telemetry_for(session_id: str) -> SessionTelemetry | None:
     return _registry.get(session_id)
 
 
-def start_session_telemetry(runtime: Runtime, config: Config, http: HttpLayer, session_id: str) -> SessionTelemetry:
-    """Start the session's reporter (which queues SESSION_START). Disabled handle if turned off."""
+def start_session_telemetry(runtime: Runtime, config: Config, http: HttpLayer, session_id: str, *,
+                            wire: TelemetryWire) -> SessionTelemetry:
+    """Start the session's reporter (which queues SESSION_START); ``wire``: how the session's protocol
+    writes a batch. Disabled handle if turned off."""
     disabled = SessionTelemetry(session_id)
     if not config.telemetry_enabled or not session_id:
         return disabled
@@ -122,7 +124,7 @@ def start_session_telemetry(runtime: Runtime, config: Config, http: HttpLayer, s
         return disabled
     settings = config.telemetry
     state = SessionTelemetryState(session_id=session_id, http=http, ioloop=runtime.ioloop, settings=settings,
-                                  secrets=config.secret_values(), bus=default_bus, ledger=DeliveryLedger(),
+                                  secrets=config.secret_values(), wire=wire, bus=default_bus, ledger=DeliveryLedger(),
                                   started_at=time.monotonic())
     spec = ChildSpec(_child_id(session_id), lambda: TelemetryReporter.start(state), restart=Restart.TRANSIENT,
                      shutdown=settings.drain_timeout + 2.0)

@@ -89,6 +89,8 @@ class TelemetrySendRequest(RequestModel):
     platform: str
     sdk_version: str
     session_id: str
+    process_uuid: str | None = None
+    """The sending process, shared by its sessions (protocol 0.38 sends it; 0.6.3 has no such field)."""
 
 
 TelemetryBatch = TelemetrySendRequest
