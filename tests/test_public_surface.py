@@ -59,7 +59,6 @@ OMITTED_NAMES: dict[str, str] = {
     "tinker.lib.retry_handler.RetryHandler": "internal; sampling retries are RetryConfig",
     "tinker.lib.retry_handler.is_retryable_status_code": "internal",
     "tinker.lib.public_interfaces.training_client.MODEL_ID_NOT_SET_ERROR": "internal message",
-    "tinker.lib.public_interfaces.api_future.AwaitableConcurrentFuture.future": "use APIFuture.raw",
 }
 
 # Names code written for 0.6.3 imports from a module that only imports them there.

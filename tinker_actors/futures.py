@@ -169,6 +169,23 @@ class APIFuture(Generic[T]):
         """The underlying thread-safe future."""
         return self._future
 
+    def future(self) -> concurrent.futures.Future[T]:
+        """The underlying ``concurrent.futures.Future`` (the official SDK's ``future()``), for
+        ``concurrent.futures.wait`` / ``as_completed`` and libraries that take one. Cancelling it cancels
+        the request as :meth:`cancel` does. It holds this APIFuture while it is pending, so a caller that
+        keeps only the returned future still gets the outcome (dropping every APIFuture abandons it)."""
+        self._future.add_done_callback(self._on_done)
+        return self._future
+
+    def _on_done(self, future: concurrent.futures.Future[T]) -> None:
+        if future.cancelled():
+            self._run_cancel_hooks()
+
+    def _run_cancel_hooks(self) -> None:
+        hooks, self._hooks[:] = list(self._hooks), []  # each runs once, however the cancel came
+        for hook in hooks:
+            hook()
+
     def set_cancel_hook(self, hook: Callable[[], object]) -> None:
         """What to stop when the caller cancels (the IoLoop task polling for this future)."""
         self._hooks[:] = [hook]
@@ -232,8 +249,7 @@ class APIFuture(Generic[T]):
         The server may still run a request it had accepted; cancelling only stops waiting for it."""
         cancelled = self._future.cancel()
         if cancelled:
-            for hook in list(self._hooks):
-                hook()
+            self._run_cancel_hooks()
         return cancelled
 
     def map(self, fn: Callable[[T], U]) -> APIFuture[U]:

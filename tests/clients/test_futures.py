@@ -128,6 +128,33 @@ def test_await_from_any_loop_without_blocking_it() -> None:
     assert ticks >= 10  # the loop kept running while the future was pending
 
 
+def test_future_returns_the_concurrent_future_and_holds_the_request_while_pending() -> None:
+    seen: list[str] = []
+    api: APIFuture[int] = APIFuture()
+    raw = api.raw
+    assert isinstance(raw, TrackedFuture)
+    raw.add_abandon_callback(lambda: seen.append("abandoned"))
+    future = api.future()
+    assert future is raw
+    del api, raw
+    gc.collect()
+    assert seen == [] and not future.done()  # only the concurrent future is held: the request goes on
+    threading.Timer(0.05, lambda: future.set_result(9)).start()
+    (done,), _ = concurrent.futures.wait([future], timeout=5.0)
+    assert done.result() == 9
+
+
+def test_cancelling_the_concurrent_future_cancels_the_request_once() -> None:
+    stopped: list[str] = []
+    api: APIFuture[int] = APIFuture(on_cancel=lambda: stopped.append("hook"))
+    assert api.future().cancel()
+    assert stopped == ["hook"]
+    api.cancel()  # already cancelled: the hook does not run again
+    assert stopped == ["hook"] and api.cancelled()
+    with pytest.raises(tinker.ClientStoppedError):
+        api.result()
+
+
 def test_map_and_callbacks() -> None:
     future: APIFuture[int] = APIFuture()
     doubled = future.map(lambda v: v * 2)
