@@ -36,14 +36,14 @@ _REQUIRED = object()
 
 
 @functools.cache
-def _plain_defaults(cls: type[pydantic.BaseModel]) -> dict[str, Any]:
-    """Each field of ``cls`` in order, with its default (``_REQUIRED`` when it has none)."""
+def _field_template(cls: type[pydantic.BaseModel]) -> tuple[dict[str, Any], frozenset[str]]:
+    """Each field of ``cls`` in order with its default (``_REQUIRED`` when it has none), and the required names."""
     defaults: dict[str, Any] = {}
     for name, field in cls.model_fields.items():
         if field.default_factory is not None:
             raise TypeError(f"{cls.__name__}.{name}: array-backed models take plain defaults only")
         defaults[name] = _REQUIRED if field.is_required() else field.default
-    return defaults
+    return defaults, frozenset(name for name, default in defaults.items() if default is _REQUIRED)
 
 
 class ArrayBacked(pydantic.BaseModel):
@@ -59,14 +59,14 @@ class ArrayBacked(pydantic.BaseModel):
         """An instance whose ``arrays`` fields are held as arrays and the others set to ``values`` or
         their defaults, not validated (the caller vouches for them, as with ``model_construct``, which
         this does more cheaply). Every field given is "set"."""
-        fields: dict[str, Any] = {}
-        for name, default in _plain_defaults(cls).items():
-            if name in values:
-                fields[name] = values[name]
-            elif name not in arrays:
-                if default is _REQUIRED:
-                    raise TypeError(f"{cls.__name__} needs {name}")
-                fields[name] = default
+        template, required = _field_template(cls)
+        missing = required.difference(values, arrays)
+        if missing:
+            raise TypeError(f"{cls.__name__} needs {', '.join(sorted(missing))}")
+        fields = template.copy()  # in field order, as pydantic keeps __dict__ (and serializes it)
+        fields.update(values)
+        for name in arrays:
+            del fields[name]
         model = cls.__new__(cls)
         object.__setattr__(model, "__dict__", fields)
         object.__setattr__(model, "__pydantic_fields_set__", {*arrays, *values})

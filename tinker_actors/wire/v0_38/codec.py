@@ -438,12 +438,13 @@ def _split_batched(batched: pb.BatchedTensor, what: str) -> list[TensorData]:
     dtype = domain_dtype_of(batched.dtype, what)
     itemsize = raw_dtype.itemsize
     offsets = unpack(batched.offsets, INT64, f"{what} offsets")
-    raw = unpack(batched.data, raw_dtype, what)
+    data = batched.data  # once: each read of a bytes field copies it out of the message
+    raw = unpack(data, raw_dtype, what)
     if offsets.size == 0:
         return []
-    if (offsets[0] < 0 or offsets[-1] > len(batched.data) or np.any(np.diff(offsets) < 0)
+    if (offsets[0] < 0 or offsets[-1] > len(data) or np.any(np.diff(offsets) < 0)
             or np.any(offsets % itemsize)):
-        raise WireFormatError(f"{what} has offsets that do not slice its {len(batched.data)} bytes")
+        raise WireFormatError(f"{what} has offsets that do not slice its {len(data)} bytes")
     values = widen(raw, batched.dtype)
     bounds = (offsets // itemsize).tolist()
     trailing = list(batched.trailing_shape)
