@@ -1,4 +1,5 @@
-"""REST endpoints: training runs, checkpoints (list, delete, publish, TTL, archive), sessions, samplers.
+"""REST endpoints: training runs, checkpoints (list, delete, publish, TTL, archive), sessions (and their
+search, :mod:`.session_search`), samplers.
 
 A checkpoint id is ``weights/<name>`` or ``sampler_weights/<name>``, so checkpoint routes capture
 two segments. Already-public (or not public) checkpoints answer 400, never 409: the official SDK
@@ -15,6 +16,7 @@ from datetime import UTC, timedelta
 from email.utils import format_datetime
 
 from tinker_actors.local.api.routes import Router
+from tinker_actors.local.api.session_search import SessionRow, SessionSearchRequest, search
 from tinker_actors.local.engine.state import ApiError, Call, ServiceState, ok
 from tinker_actors.local.engine.storage import ArchiveTooLargeError, CheckpointRecord, RunRecord
 from tinker_actors.local.server.http_server import HttpResponse
@@ -83,6 +85,7 @@ class RestApi:
         router.add("PUT", _CKPT + "/ttl", "set_checkpoint_ttl", self.set_ttl)
         router.add("POST", _CKPT + "/ttl", "set_checkpoint_ttl", self.set_ttl)
         router.add("GET", "/api/v1/sessions", "list_sessions", self.list_sessions)
+        router.add("POST", "/api/v1/sessions/search", "search_sessions", self.search_sessions)
         router.add("GET", "/api/v1/sessions/{session_id}", "get_session", self.get_session)
         router.add("GET", "/api/v1/samplers/{sampler_id}", "get_sampler", self.get_sampler)
 
@@ -212,6 +215,16 @@ class RestApi:
         limit, offset = _page(call, 20)
         sessions = self._state.storage.sessions()
         return ok(ListSessionsResponse(sessions=sessions[offset:offset + limit]))
+
+    async def search_sessions(self, call: Call) -> HttpResponse:
+        request = call.parse(SessionSearchRequest)
+        storage, sessions = self._state.storage, self._state.sessions
+        rows = []
+        for session_id, created_at in storage.session_times().items():
+            checkpoints = [c for run_id in storage.runs_of_session(session_id) for c in storage.checkpoints(run_id)]
+            rows.append(SessionRow(session_id, created_at, sessions.is_live(session_id), len(checkpoints),
+                                   sum(c.size_bytes for c in checkpoints)))
+        return ok(search(request, rows))
 
     async def get_session(self, call: Call) -> HttpResponse:
         session_id = call.params["session_id"]

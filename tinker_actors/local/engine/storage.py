@@ -382,6 +382,11 @@ class Storage:
         with self._lock:
             return session_id in self._sessions
 
+    def session_times(self) -> dict[str, datetime]:
+        """Each known session's creation time."""
+        with self._lock:
+            return dict(self._sessions)
+
     # ---- runs --------------------------------------------------------------------------------
     def _run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / _file_name(run_id)
