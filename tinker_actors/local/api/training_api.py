@@ -265,18 +265,28 @@ class TrainingApi:
             slot.sequencer.consume(seq_id, REFUSED, "")
 
     # ---- models ------------------------------------------------------------------------------
+    def _model_slot(self, call: Call, session_id: str,
+                    model_seq_id: int) -> tuple[tuple[str, int], str, HttpResponse | None]:
+        """The key and id of the model a creating request names, and the answer to give when it repeats an
+        earlier one (the same future); 404 for an unknown session."""
+        state = self._state
+        if not state.sessions.touch(session_id):
+            raise ApiError(404, f"unknown or expired session {session_id!r}: create a new session")
+        key = (session_id, model_seq_id)
+        model_id = f"{session_id}:train:{model_seq_id}"
+        existing = state.model_requests.get(key)
+        if existing is None:
+            return key, model_id, None
+        state.stats.duplicate(call.endpoint)
+        return key, model_id, _future(existing, model_id)
+
     async def create_model(self, call: Call) -> HttpResponse:
         state = self._state
         req, added = read_body(call, CreateModelRequest, CreateModelAdded)
         adamw_only(added.optimizer_config, call.endpoint)
-        if not state.sessions.touch(req.session_id):
-            raise ApiError(404, f"unknown or expired session {req.session_id!r}: create a new session")
-        key = (req.session_id, req.model_seq_id)
-        model_id = f"{req.session_id}:train:{req.model_seq_id}"
-        existing = state.model_requests.get(key)
-        if existing is not None:
-            state.stats.duplicate(call.endpoint)
-            return _future(existing, model_id)
+        key, model_id, repeat = self._model_slot(call, req.session_id, req.model_seq_id)
+        if repeat is not None:
+            return repeat
         lora_config = req.lora_config
         lora = LoraSpec(
             rank=lora_config.rank if lora_config else DEFAULT_LORA_RANK,
@@ -536,14 +546,9 @@ class TrainingApi:
         state = self._state
         req = call.parse(CreateViaLoadRequest)
         adamw_only(req.optimizer_config, call.endpoint)
-        if not state.sessions.touch(req.session_id):
-            raise ApiError(404, f"unknown or expired session {req.session_id!r}: create a new session")
-        key = (req.session_id, req.model_seq_id)
-        model_id = f"{req.session_id}:train:{req.model_seq_id}"
-        existing = state.model_requests.get(key)
-        if existing is not None:
-            state.stats.duplicate(call.endpoint)
-            return _future(existing, model_id)
+        key, model_id, repeat = self._model_slot(call, req.session_id, req.model_seq_id)
+        if repeat is not None:
+            return repeat
         try:
             record = state.storage.checkpoint_by_path(req.path)
         except InvalidNameError as error:
