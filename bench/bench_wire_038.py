@@ -54,6 +54,7 @@ def make_inputs(datums: int, tokens: int) -> dict[str, Inputs]:
 
 def measure(fn: Callable[[], Any], repeat: int, batch: int = 1) -> Row:
     """Median seconds per call of ``fn`` over ``repeat`` timings of ``batch`` calls each."""
+    fn()  # warm-up: first-call costs (imports, caches) are not what is measured
     walls, cpus = [], []
     size = 0
     for _ in range(repeat):

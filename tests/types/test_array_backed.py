@@ -19,6 +19,12 @@ from tinker_actors.types.datum import datum_list
 from tinker_actors.wire.v0_38 import CODEC
 
 
+def _unlisted(model: object, field: str) -> bool:
+    """Whether ``field`` of ``model`` still holds its array: no Python list has been made of it."""
+    return not isinstance(vars(model)[field], list)
+
+
+
 def _list_built(array: np.ndarray) -> types.TensorData:
     """What from_numpy built before it held arrays: the list of the flat array, and its shape."""
     flat = array.astype(np.int64) if array.dtype.kind in "iu" else array
@@ -37,9 +43,9 @@ ARRAYS = {
 
 def test_from_numpy_makes_no_list_until_data_is_read() -> None:
     tensor = types.TensorData.from_numpy(np.arange(4, dtype=np.float32))
-    assert "data" not in tensor.__dict__
+    assert _unlisted(tensor, "data")
     assert tensor.size == 4 and tensor.first_non_finite() is None
-    assert "data" not in tensor.__dict__
+    assert _unlisted(tensor, "data")
     assert tensor.data == [0.0, 1.0, 2.0, 3.0]
     assert tensor.data is tensor.data  # made once
     assert tensor.held_array() is not None  # and the array is still used
@@ -67,7 +73,7 @@ def test_a_numpy_built_tensor_is_what_the_list_built_one_was(name: str) -> None:
 
 def test_json_keeps_field_order_whenever_the_list_is_made() -> None:
     tensor = types.TensorData.from_numpy(np.array([1.5, 2.5]))
-    assert tensor.dtype == "float32" and "data" not in tensor.__dict__
+    assert tensor.dtype == "float32" and _unlisted(tensor, "data")
     assert types.encode_json(tensor) == b'{"data":[1.5,2.5],"dtype":"float32","shape":[2]}'
     flat = CODEC.decode_forward_backward_output(CODEC.encode_forward_backward_output(types.ForwardBackwardOutput(
         loss_fn_output_type="ArrayRecord", metrics={},
@@ -108,7 +114,7 @@ def test_a_decoded_result_holds_views_of_the_message() -> None:
     body = CODEC.encode_forward_backward_output(output)
     decoded = CODEC.decode_forward_backward_output(body.content, body.content_type)
     tensors = [out["logprobs"] for out in decoded.loss_fn_outputs]
-    assert all("data" not in tensor.__dict__ for tensor in tensors)
+    assert all(_unlisted(tensor, "data") for tensor in tensors)
     assert all(tensor.held_array() is not None and not tensor.to_numpy().flags.writeable for tensor in tensors)
     assert [tensor.data for tensor in tensors] == [[-0.0, -1.0, -2.0], [-0.0, -1.0]]
     assert decoded == output
@@ -118,7 +124,7 @@ def test_training_calls_find_non_finite_values_in_held_arrays_without_lists() ->
     good = types.Datum(model_input=types.ModelInput.from_ints([1, 2]),
                        loss_fn_inputs={"weights": np.ones(2, dtype=np.float32), "target_tokens": np.array([2, 3])})
     assert datum_list([good], "forward_backward") == [good]
-    assert all("data" not in tensor.__dict__ for tensor in good.loss_fn_inputs.values())
+    assert all(_unlisted(tensor, "data") for tensor in good.loss_fn_inputs.values())
     bad = types.Datum(model_input=types.ModelInput.from_ints([1, 2]),
                       loss_fn_inputs={"weights": np.array([1.0, np.inf])})
     with pytest.raises(InvalidInputError, match=r"holds inf at position 1"):
@@ -148,12 +154,12 @@ def test_a_long_0_38_sample_holds_arrays_until_its_lists_are_read() -> None:
     body = _sample_body(2048, prompt=1000)
     response = CODEC.decode_sample_response(body, "application/x-protobuf")
     sequence = response.sequences[0]
-    assert "tokens" not in sequence.__dict__ and "logprobs" not in sequence.__dict__
-    assert "prompt_logprobs" not in response.__dict__
+    assert _unlisted(sequence, "tokens") and _unlisted(sequence, "logprobs")
+    assert _unlisted(response, "prompt_logprobs")
     assert sequence.tokens_np.dtype == np.int32 and not sequence.tokens_np.flags.writeable
     assert sequence.logprobs_np is not None and sequence.logprobs_np.size == 2048
     named = sequence.model_copy(update={"sequence_id": "s-1"})  # what the client does with 0.38's ids
-    assert "tokens" not in named.__dict__ and named.sequence_id == "s-1"
+    assert _unlisted(named, "tokens") and named.sequence_id == "s-1"
     prompt_np = response.prompt_logprobs_np
     assert prompt_np is not None and np.isnan(prompt_np[0])
     assert response.prompt_logprobs is not None and response.prompt_logprobs[0] is None
@@ -186,7 +192,7 @@ def test_a_long_token_list_is_checked_and_packed_once() -> None:
     assert isinstance(chunk, types.EncodedTextChunk)
     held = chunk.held_array()
     assert held is not None and held.dtype == np.dtype("<i4") and not held.flags.writeable
-    assert chunk.length == 300 and "tokens" not in chunk.__dict__
+    assert chunk.length == 300 and _unlisted(chunk, "tokens")
     listed = types.EncodedTextChunk(tokens=LONG)
     assert types.encode_json(chunk) == types.encode_json(listed) and chunk == listed
     assert types.ModelInput.from_ints(LONG).to_ints() == LONG
@@ -207,7 +213,7 @@ def test_token_lists_struct_will_not_take_as_int32_follow_the_field_rules(odd: o
 
 def test_long_int_lists_of_loss_inputs_are_held_as_int64() -> None:
     tensor = types.TensorData.from_list(LONG, "int64")
-    assert tensor.held_array() is not None and "data" not in tensor.__dict__
+    assert tensor.held_array() is not None and _unlisted(tensor, "data")
     assert types.encode_json(tensor) == types.encode_json(types.TensorData(data=LONG, dtype="int64", shape=[300]))
     as_floats = types.TensorData.from_list(LONG, "float32")  # ints in a float tensor stay ints in its JSON
     assert types.encode_json(as_floats) == types.encode_json(types.TensorData(data=LONG, dtype="float32",
@@ -227,3 +233,23 @@ def test_the_service_reads_token_runs_as_views_of_the_request() -> None:
     chunk = received.input.data[0].model_input.chunks[0]
     assert isinstance(chunk, types.EncodedTextChunk) and chunk.held_array() is not None
     assert received == call
+
+
+def test_serializing_writes_held_arrays_as_lists_without_keeping_them() -> None:
+    tensor = types.TensorData.from_numpy(np.array([1.5, 2.5], dtype=np.float32))
+    chunk = types.ModelInput.from_ints(LONG).chunks[0]
+    assert types.encode_json(tensor) == b'{"data":[1.5,2.5],"dtype":"float32","shape":[2]}'
+    assert tensor.model_dump() == {"data": [1.5, 2.5], "dtype": "float32", "shape": [2]}
+    assert types.encode_json(chunk) == types.encode_json(types.EncodedTextChunk(tokens=LONG))
+    assert _unlisted(tensor, "data") and _unlisted(chunk, "tokens")  # the JSON path made no list to keep
+
+
+def test_subclasses_and_class_attributes_behave_as_for_other_models() -> None:
+    class Scaled(types.TensorData):
+        scale: float = 1.0
+
+    scaled = Scaled.from_numpy(np.arange(3.0))
+    assert isinstance(scaled, Scaled) and scaled.data == [0.0, 1.0, 2.0] and scaled.scale == 1.0
+    assert Scaled(data=[1.0], dtype="float32").data == [1.0]
+    with pytest.raises(AttributeError):
+        types.TensorData.data  # noqa: B018 - no class attribute, as for any pydantic field

@@ -21,7 +21,7 @@ import numpy.typing as npt
 from pydantic import Discriminator, Tag, field_serializer, field_validator
 
 from tinker_actors.errors import InvalidInputError
-from tinker_actors.types._array_backed import ArrayBacked
+from tinker_actors.types._array_backed import ArrayBacked, listed
 from tinker_actors.types._base import RequestModel
 
 __all__ = [
@@ -51,7 +51,7 @@ class EncodedTextChunk(RequestModel, ArrayBacked):
 
     _array_views: ClassVar[dict[str, Any]] = {"tokens": _list_of}
 
-    tokens: list[int]
+    tokens: Annotated[list[int], listed(_list_of, list[int])]
     type: Literal["encoded_text"] = "encoded_text"
 
     @classmethod

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import ConfigDict, field_validator, model_validator
 
-from tinker_actors.types._array_backed import ArrayBacked
+from tinker_actors.types._array_backed import ArrayBacked, listed
 from tinker_actors.types._base import RequestModel, ResponseModel
 from tinker_actors.types.model_input import ModelInput
 
@@ -157,8 +157,8 @@ class SampledSequence(ResponseModel, ArrayBacked):
     _array_views: ClassVar[dict[str, Any]] = {"tokens": _list_of, "logprobs": _list_of}
 
     stop_reason: StopReason
-    tokens: list[int]
-    logprobs: list[float] | None = None
+    tokens: Annotated[list[int], listed(_list_of, list[int])]
+    logprobs: Annotated[list[float] | None, listed(_list_of, list[float] | None)] = None
     sequence_id: str | None = None
     """The server's id of this sequence (protocol 0.38; None from older servers)."""
 
@@ -206,7 +206,7 @@ class SampleResponse(ResponseModel, ArrayBacked):
 
     sequences: Sequence[SampledSequence]
     type: Literal["sample"] = "sample"
-    prompt_logprobs: list[float | None] | None = None
+    prompt_logprobs: Annotated[list[float | None] | None, listed(_list_with_nones, list[float | None] | None)] = None
     topk_prompt_logprobs: list[list[tuple[int, float]] | None] | None = None
 
     @classmethod

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 import pydantic
-from pydantic import ConfigDict, PlainSerializer, TypeAdapter, model_validator
+from pydantic import ConfigDict, TypeAdapter, model_validator
 
 from tinker_actors.errors import InvalidInputError
-from tinker_actors.types._array_backed import ArrayBacked
+from tinker_actors.types._array_backed import ArrayBacked, listed
 from tinker_actors.types._base import RequestModel
 
 if TYPE_CHECKING:
@@ -43,9 +43,15 @@ __all__ = ["TensorData", "TensorDtype", "first_non_finite"]
 
 TensorDtype = Literal["int64", "float32"]
 
+def _list_of(array: npt.NDArray[Any]) -> list[Any]:
+    values: list[Any] = array.tolist()
+    return values
+
+
 # The numbers were validated on the way in; serializing them as a plain list skips pydantic's per-element
-# union check (list[int] | list[float]), which is most of the cost of encoding a big batch.
-_FlatNumbers = Annotated[list[int] | list[float], PlainSerializer(lambda values: values, return_type=Any)]
+# union check (list[int] | list[float]), which is most of the cost of encoding a big batch. A held array
+# is written as its list.
+_FlatNumbers = Annotated[list[int] | list[float], listed(_list_of)]
 
 _NUMPY_DTYPES: dict[str, type[np.generic]] = {"int64": np.int64, "float32": np.float32}
 _STRICT_FLOATS: TypeAdapter[list[float]] = TypeAdapter(list[float], config=ConfigDict(strict=True))
@@ -62,11 +68,6 @@ def _wire_dtype_for_numpy(dtype: np.dtype[Any]) -> TensorDtype:
     raise InvalidInputError(
         f"unsupported numpy dtype {dtype}: loss inputs must be floating point (sent as float32) "
         "or integer (sent as int64)")
-
-
-def _list_of(array: npt.NDArray[Any]) -> list[Any]:
-    values: list[Any] = array.tolist()
-    return values
 
 
 def _owned_read_only(flat: npt.NDArray[Any], source: npt.NDArray[Any]) -> npt.NDArray[Any]:
