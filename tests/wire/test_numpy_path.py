@@ -70,3 +70,19 @@ def test_a_prepared_body_holds_views_of_the_arrays_and_joins_them_once() -> None
     message = pb.ForwardBackwardRequest.FromString(body)
     assert message.seq_id == 7 and message.model_id == "model-1"
     assert np.frombuffer(message.data[0].model_input[0].encoded_text.tokens, "<i4").tolist() == chunk.tokens
+
+
+def test_the_service_checks_and_runs_a_protobuf_batch_without_token_lists() -> None:
+    from tinker_actors.local import WorkLimits
+    from tinker_actors.local.api.training_api import check_batch, datum_input
+    from tinker_actors.wire import ForwardBackwardCall, v0_38
+
+    datum = _numpy_datum(np.random.default_rng(2), 300)
+    call = ForwardBackwardCall("m", 1, tinker.types.ForwardBackwardInput(data=[datum], loss_fn="cross_entropy"))
+    received = v0_38.CODEC.decode_forward_backward(v0_38.CODEC.encode_forward_backward(call).body.content,
+                                                   content_type="application/x-protobuf")
+    check_batch(received.input, 50_000, WorkLimits())
+    arrays = datum_input(received.input.data[0], "cross_entropy")
+    chunk = received.input.data[0].model_input.chunks[0]
+    assert isinstance(chunk, tinker.EncodedTextChunk) and _unlisted(chunk, "tokens")
+    assert arrays.tokens.dtype == np.int64 and arrays.tokens.tolist() == chunk.tokens

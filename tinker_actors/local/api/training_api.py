@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local.api.request_bodies import (
@@ -134,15 +135,22 @@ class _Loaded:
 
 def datum_input(datum: Datum, loss_fn: str) -> DatumInput:
     """A wire Datum as arrays. Cross-entropy without ``weights`` weighs every target token 1."""
-    tokens: list[int] = []
+    runs: list[npt.NDArray[Any]] = []
     for chunk in datum.model_input.chunks:
         if not isinstance(chunk, EncodedTextChunk):
             raise ValueError("the local service's text model cannot read image chunks")
-        tokens.extend(chunk.tokens)
+        runs.append(_token_array(chunk))
     inputs = {key: tensor.to_numpy() for key, tensor in datum.loss_fn_inputs.items()}
     if loss_fn == "cross_entropy" and "weights" not in inputs and "target_tokens" in inputs:
         inputs["weights"] = np.ones(inputs["target_tokens"].shape, dtype=np.float32)
-    return DatumInput(tokens=np.asarray(tokens, dtype=np.int64), loss_fn_inputs=inputs)
+    tokens = np.concatenate(runs).astype(np.int64, copy=False) if runs else np.zeros(0, dtype=np.int64)
+    return DatumInput(tokens=tokens, loss_fn_inputs=inputs)
+
+
+def _token_array(chunk: EncodedTextChunk) -> npt.NDArray[Any]:
+    """A text chunk's ids as an array: the one a protobuf request's chunk holds (no list made), or its list's."""
+    held = chunk.held_array()
+    return held if held is not None else np.asarray(chunk.tokens, dtype=np.int64)
 
 
 def check_batch(data: ForwardBackwardInput, vocab_size: int | None, limits: WorkLimits) -> None:
@@ -154,13 +162,14 @@ def check_batch(data: ForwardBackwardInput, vocab_size: int | None, limits: Work
     for datum in data.data:
         for chunk in datum.model_input.chunks:
             if isinstance(chunk, EncodedTextChunk):
-                total += len(chunk.tokens)
+                total += chunk.length
     check_at_most("the number of tokens in the batch", total, limits.max_batch_tokens)
     bound = vocab_size if vocab_size is not None else MAX_TOKEN_ID + 1
     for index, datum in enumerate(data.data):
         for chunk in datum.model_input.chunks:
             if isinstance(chunk, EncodedTextChunk):
-                check_token_ids(chunk.tokens, bound, f"datum {index}: model_input")
+                held = chunk.held_array()  # a protobuf request's run: checked on its array, no list made
+                check_token_ids(chunk.tokens if held is None else held, bound, f"datum {index}: model_input")
         targets = datum.loss_fn_inputs.get("target_tokens")
         if targets is not None and targets.dtype == "int64":  # an array, not a list: read from protobuf, it is one
             check_token_ids(targets.to_numpy(), bound, f"datum {index}: target_tokens")
@@ -190,7 +199,7 @@ def estimated_proto_bytes(datum: Datum) -> int:
     total = 0
     for chunk in datum.model_input.chunks:
         if isinstance(chunk, EncodedTextChunk):
-            total += len(chunk.tokens) * _TOKEN_BYTES
+            total += chunk.length * _TOKEN_BYTES
         elif isinstance(chunk, ImageChunk):
             total += len(chunk.data)
     for tensor in datum.loss_fn_inputs.values():
