@@ -158,3 +158,15 @@ def test_dpo_learns_the_preferences() -> None:
     assert accuracy is not None and float(accuracy.group(2)) == 1.0
     losses = [float(x) for x in re.findall(r"^\s+\d+\s+(\d\.\d+)", output, re.MULTILINE)]  # the loss column
     assert losses[-1] < 0.1 < losses[0]
+
+
+def test_quickstart_the_main_job_learns_saves_and_resumes() -> None:
+    """`make demo` runs this: held-out loss falls, a checkpoint is saved and listed, training resumes from it."""
+    output = run_example("quickstart")
+    rows = [line.split() for line in output.splitlines() if re.fullmatch(r"\s*\d+\s+\d+\.\d+\s+\d+\.\d+\s*", line)]
+    held_out = [float(row[2]) for row in rows]
+    assert len(held_out) >= 2 and held_out[-1] < held_out[0] - 1.0, output
+    saved = re.search(r"saved:\s+(tinker://\S+)", output)
+    assert saved is not None and saved.group(1) in output.split("checkpoints:")[1]
+    assert re.search(r"resumed training from it as \S+:train:1", output)
+    assert "TrainingClientActor running" in output and "done in" in output
