@@ -437,15 +437,21 @@ class ServiceClient:
 
     def create_sampling_client(self, model_path: str | None = None, base_model: str | None = None,
                                retry_config: RetryConfig | None = None) -> SamplingClient:
-        return self.create_sampling_client_future(model_path, base_model, retry_config).result(self._wait_limit())
+        # The private form: the public future's telemetry watcher would race this call's own report of the
+        # same error and could win with a traceback that does not name this call.
+        return self._sampling_client_future(model_path, base_model, retry_config).result(self._wait_limit())
 
     async def create_sampling_client_async(self, model_path: str | None = None, base_model: str | None = None,
                                            retry_config: RetryConfig | None = None) -> SamplingClient:
-        return await self.create_sampling_client_future(model_path, base_model, retry_config)
+        return await self._sampling_client_future(model_path, base_model, retry_config)
 
     def create_sampling_client_future(self, model_path: str | None = None, base_model: str | None = None,
                                       retry_config: RetryConfig | None = None) -> APIFuture[SamplingClient]:
         """A future of a SamplingClient on a new sampling session (bad arguments raise at once)."""
+        return self._sampling_client_future(model_path, base_model, retry_config)
+
+    def _sampling_client_future(self, model_path: str | None, base_model: str | None,
+                                retry_config: RetryConfig | None) -> APIFuture[SamplingClient]:
         request = self._sampling_session_request(model_path, base_model)
         raw = self._context.submit(self._open_sampling_session(request))
         opened: APIFuture[tuple[str, str | None]] = APIFuture(raw, on_cancel=raw.cancel)
