@@ -445,10 +445,14 @@ class TrainingClient(QueueStateObserver):
     def save_weights_and_get_sampling_client(self, name: str | None = None, retry_config: Any = None
                                              ) -> SamplingClient:
         """Save ephemeral sampler weights and return a SamplingClient on them (``name`` is ignored)."""
-        return self.save_weights_and_get_sampling_client_future(retry_config=retry_config).result(
-            self._context.config.no_progress_timeout + 60)
+        # The private form, as in ServiceClient.create_sampling_client: a public future's telemetry watcher
+        # would race this call's own report of the same error.
+        return self._sampling_client_after_save(retry_config).result(self._context.config.no_progress_timeout + 60)
 
     def save_weights_and_get_sampling_client_future(self, retry_config: Any = None) -> APIFuture[SamplingClient]:
+        return self._sampling_client_after_save(retry_config)
+
+    def _sampling_client_after_save(self, retry_config: Any) -> APIFuture[SamplingClient]:
         from tinker_actors.clients.sampling import SamplingClient
 
         model_id = self.model_id
@@ -468,7 +472,7 @@ class TrainingClient(QueueStateObserver):
 
     async def save_weights_and_get_sampling_client_async(self, name: str | None = None,
                                                          retry_config: Any = None) -> SamplingClient:
-        return await self.save_weights_and_get_sampling_client_future(retry_config=retry_config)
+        return await self._sampling_client_after_save(retry_config)
 
     def create_sampling_client(self, model_path: str, retry_config: Any = None) -> SamplingClient:
         return self._service.create_sampling_client(model_path=model_path, retry_config=retry_config)
@@ -478,7 +482,7 @@ class TrainingClient(QueueStateObserver):
 
     def save_weights_and_get_sampling_client_submit(self, retry_config: Any = None) -> APIFuture[SamplingClient]:
         """The official SDK's name for :meth:`save_weights_and_get_sampling_client_future`."""
-        return self.save_weights_and_get_sampling_client_future(retry_config=retry_config)
+        return self.save_weights_and_get_sampling_client_future(retry_config)
 
     # -- telemetry and queue state (as in the official SDK) --
 
