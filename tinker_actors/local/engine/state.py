@@ -102,6 +102,9 @@ class Call:
     request: HttpRequest
     endpoint: str
     params: dict[str, str]
+    user: str = "default"
+    """Who made the request: the user its credential belongs to (one user, "default", unless the service is
+    configured with several keys). Every record a request creates carries it; every lookup filters by it."""
     never_complete: bool = False  # set by a fault: the submission's future must never finish
     # The top-level fields of a body that is not JSON (a protobuf forward_backward), once decoded: what
     # raw_field reads for it.
