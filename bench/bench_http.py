@@ -111,7 +111,7 @@ async def bare_httpx(url: str, clients: int, concurrency: int, seconds: float) -
 
 
 async def http_layer(url: str, concurrency: int, seconds: float, clients: int | None = None) -> tuple[float, float]:
-    config = Config(api_key="bench", base_url=url)
+    config = Config(api_key="tml-bench", base_url=url)
     if clients is not None:  # same connection budget, spread over more (or fewer) clients
         sampling = config.pools.sampling
         per_client = max(1, sampling.capacity // clients)

@@ -143,7 +143,7 @@ def test_whitespace_around_a_key_is_stripped_wherever_the_key_comes_from() -> No
     assert Config(api_key=KEY + "\n").require_api_key() == KEY  # open(path).read()
     assert Config(api_key=SecretStr(f" {KEY}\r\n")).require_api_key() == KEY
     assert Config.from_env({"TINKER_API_KEY": f"\t{KEY}\n"}).require_api_key() == KEY
-    assert Config(api_key="other").replace(api_key=KEY + "\n").require_api_key() == KEY
+    assert Config(api_key="tml-other").replace(api_key=KEY + "\n").require_api_key() == KEY
     assert Config.model_validate({"api_key": KEY + "\n"}).require_api_key() == KEY
     assert Config(cf_access_client_secret="cf-secret\n").secret_values() == ("cf-secret",)
     with pytest.raises(MissingApiKeyError):
@@ -160,7 +160,7 @@ def test_a_key_with_a_control_or_non_ascii_character_inside_is_a_typed_error_tha
     from tinker_actors.errors import InvalidInputError
 
     builders = (lambda: Config(api_key=bad), lambda: Config.from_env({"TINKER_API_KEY": bad}),
-                lambda: Config(api_key="ok").replace(api_key=bad), lambda: Config(api_key=SecretStr(bad)))
+                lambda: Config(api_key="tml-ok").replace(api_key=bad), lambda: Config(api_key=SecretStr(bad)))
     for build in builders:
         with pytest.raises(InvalidSecretError) as caught:
             build()
@@ -208,3 +208,18 @@ def test_a_pickled_config_holds_no_secret() -> None:
     assert restored.base_url == config.base_url
     assert restored.replace(api_key="tml-other").require_api_key() == "tml-other"
     assert copy.deepcopy(config).require_api_key() == "tml-pickle-secret"  # an in-process copy keeps it
+
+
+def test_a_key_that_is_neither_tml_nor_a_jwt_is_refused_without_being_quoted() -> None:
+    from tinker_actors.config import InvalidApiKeyError
+    from tinker_actors.errors import InvalidInputError
+
+    for bad in ("sk-0123456789SECRET", "tml_wrong_sep_SECRET", "SECRETeyJ"):
+        with pytest.raises(InvalidApiKeyError) as caught:
+            Config(api_key=bad).require_api_key()
+        assert "SECRET" not in str(caught.value)
+        assert "tml-" in str(caught.value)
+        assert isinstance(caught.value, InvalidInputError)
+    assert Config(api_key="tml-abc").require_api_key() == "tml-abc"
+    jwt_like = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
+    assert Config(api_key=jwt_like).require_api_key() == jwt_like

@@ -38,7 +38,10 @@ from tinker_actors.errors import ErrorCategory, InvalidInputError, TinkerError
 __all__ = [
     "DEFAULT_BASE_URL",
     "Config",
+    "API_KEY_PREFIXES",
+    "InvalidApiKeyError",
     "InvalidSecretError",
+    "check_api_key_format",
     "LogLevel",
     "MissingApiKeyError",
     "PollBackoff",
@@ -81,6 +84,26 @@ class MissingApiKeyError(TinkerError, ValueError):
             "No Tinker API key: pass api_key=... (e.g. ServiceClient(api_key=...)) or set the "
             "TINKER_API_KEY environment variable.")) -> None:
         super().__init__(message)
+
+
+class InvalidApiKeyError(InvalidInputError):
+    """The API key is neither a Tinker key (``tml-...``) nor a JWT (``eyJ...``), the two kinds the service issues.
+
+    The message names where the key came from, never its value.
+    """
+
+
+API_KEY_PREFIXES: tuple[str, ...] = ("tml-", "eyJ")
+"""What a credential starts with: a Tinker API key, or a JWT (a base64url-encoded JSON header)."""
+
+
+def check_api_key_format(key: str, source: str = "the API key (api_key= / TINKER_API_KEY)") -> str:
+    """``key`` if it looks like a Tinker credential, else :class:`InvalidApiKeyError` (never quoting it)."""
+    if not key.startswith(API_KEY_PREFIXES):
+        raise InvalidApiKeyError(
+            f"{source} is not a Tinker API key: keys start with 'tml-' (or are a JWT, starting with 'eyJ'). "
+            "Check the value (it is not shown here); keys are issued in the Tinker console.")
+    return key
 
 
 class InvalidSecretError(InvalidInputError):
@@ -369,10 +392,11 @@ class Config(_Frozen):
         return type(self).model_validate(values)
 
     def require_api_key(self) -> str:
-        """The API key's value, or :class:`MissingApiKeyError` saying how to set it."""
+        """The API key's value, or :class:`MissingApiKeyError` saying how to set it, or
+        :class:`InvalidApiKeyError` when it is not a ``tml-`` key or a JWT."""
         if self.api_key is None or not self.api_key.get_secret_value():
             raise MissingApiKeyError()
-        return self.api_key.get_secret_value()
+        return check_api_key_format(self.api_key.get_secret_value())
 
     def __getstate__(self) -> dict[Any, Any]:
         # A pickle is bytes anyone may log, store or ship to a cluster: it never holds the secrets. The

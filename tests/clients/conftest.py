@@ -28,7 +28,7 @@ def protocol(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def fast_config(service: LocalService, protocol: str) -> Config:
     """Short limits so that fault tests end in seconds, not minutes."""
-    return Config(api_key="test-key", base_url=service.base_url, telemetry_enabled=False,
+    return Config(api_key="tml-test-key", base_url=service.base_url, telemetry_enabled=False,
                   retry=RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.05, deadline=5.0),
                   poll_backoff=PollBackoff(initial=0.01, max=0.05), no_progress_timeout=2.0, protocol=protocol)
 

@@ -98,7 +98,7 @@ def test_random_kills_during_a_training_loop(client: tinker.ServiceClient, servi
 def test_supervisor_gives_up_and_every_caller_gets_a_typed_error(service: LocalService, protocol: str) -> None:
     from tinker_actors.config import Config
 
-    svc = tinker.ServiceClient(config=Config(api_key="k", base_url=service.base_url, telemetry_enabled=False,
+    svc = tinker.ServiceClient(config=Config(api_key="tml-k", base_url=service.base_url, telemetry_enabled=False,
                                              protocol=protocol))
     try:
         training = svc.create_lora_training_client("tiny-byte", rank=2)
@@ -139,7 +139,7 @@ def test_a_training_crash_does_not_disturb_sibling_samplers(client: tinker.Servi
 def test_after_giving_up_the_service_client_can_make_new_clients(service: LocalService, protocol: str) -> None:
     from tinker_actors.config import Config
 
-    with tinker.ServiceClient(config=Config(api_key="k", base_url=service.base_url, telemetry_enabled=False,
+    with tinker.ServiceClient(config=Config(api_key="tml-k", base_url=service.base_url, telemetry_enabled=False,
                                             protocol=protocol)) as svc:
         training = svc.create_lora_training_client("tiny-byte", rank=2)
         for _ in range(6):

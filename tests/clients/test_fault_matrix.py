@@ -66,7 +66,7 @@ def test_dropped_connections_are_retried(client: tinker.ServiceClient, service: 
 
 
 def test_slow_answers_past_the_timeout_end_typed(service: LocalService) -> None:
-    config = Config(api_key="k", base_url=service.base_url, telemetry_enabled=False,
+    config = Config(api_key="tml-k", base_url=service.base_url, telemetry_enabled=False,
                     timeouts=Timeouts(default=0.3), retry=RetryPolicy(max_retries=2, base_delay=0.01, deadline=3.0),
                     poll_backoff=PollBackoff(initial=0.01, max=0.05))
     with tinker.ServiceClient(config=config) as svc:

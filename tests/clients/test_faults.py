@@ -67,7 +67,7 @@ def test_sample_429_backpressure_then_success(client: tinker.ServiceClient, serv
 def test_server_down_is_reported_in_seconds() -> None:
     from tinker_actors.config import Config, RetryPolicy
 
-    config = Config(api_key="k", base_url="http://127.0.0.1:9", retry=RetryPolicy(max_retries=1, base_delay=0.01,
+    config = Config(api_key="tml-k", base_url="http://127.0.0.1:9", retry=RetryPolicy(max_retries=1, base_delay=0.01,
                                                                                  deadline=2.0))
     started = time.monotonic()
     with pytest.raises(tinker.APIConnectionError):
@@ -109,7 +109,7 @@ def test_order_is_kept_under_concurrency_and_optim_never_duplicated(client: tink
 def test_close_fails_pending_futures(service: LocalService, protocol: str) -> None:
     from tinker_actors.config import Config
 
-    svc = tinker.ServiceClient(config=Config(api_key="k", base_url=service.base_url, protocol=protocol))
+    svc = tinker.ServiceClient(config=Config(api_key="tml-k", base_url=service.base_url, protocol=protocol))
     training = svc.create_lora_training_client("tiny-byte", rank=2)
     service.faults.add(FaultRule(endpoint="forward_backward", action=FaultAction.NEVER_COMPLETE, times=1))
     future = training.forward_backward([datum(TEXT[:20])], "cross_entropy")
@@ -143,7 +143,7 @@ def test_polls_back_off_even_when_the_server_does_not_long_poll() -> None:
 
     with LocalService(long_poll_s=0.0) as quick:
         quick.faults.add(FaultRule(endpoint="forward_backward", action=FaultAction.NEVER_COMPLETE))
-        with tinker.ServiceClient(config=Config(api_key="k", base_url=quick.base_url, telemetry_enabled=False)) as svc:
+        with tinker.ServiceClient(config=Config(api_key="tml-k", base_url=quick.base_url, telemetry_enabled=False)) as svc:
             training = svc.create_lora_training_client("tiny-byte", rank=2)
             future = training.forward_backward([datum(TEXT[:20])], "cross_entropy")
             time.sleep(0.3)  # let the backoff reach its cap

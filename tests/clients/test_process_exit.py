@@ -14,7 +14,7 @@ from tinker_actors.local import FaultAction, FaultRule, LocalService
 SCRIPT = textwrap.dedent("""
     import sys
     import tinker_actors as tinker
-    svc = tinker.ServiceClient(base_url=sys.argv[1], api_key="k")
+    svc = tinker.ServiceClient(base_url=sys.argv[1], api_key="tml-k")
     training = svc.create_lora_training_client("tiny-byte", rank=2)
     data = [tinker.Datum(model_input=tinker.ModelInput.from_ints([1, 2, 3]),
                          loss_fn_inputs={"target_tokens": [2, 3, 4]})]

@@ -81,7 +81,7 @@ def test_default_headers_and_query_go_with_every_request() -> None:
     with ScriptedServer() as server:
         server.script("POST", "/api/v1/create_session", Reply(200, {"session_id": "s-1"}))
         server.script("GET", "/api/v1/get_server_capabilities", Reply(200, {"supported_models": []}))
-        with tinker.ServiceClient(base_url=server.url, api_key="k", telemetry_enabled=False,
+        with tinker.ServiceClient(base_url=server.url, api_key="tml-k", telemetry_enabled=False,
                                   default_headers={"X-Team": "a"}, default_query={"region": "eu", "n": 2}) as svc:
             svc.get_server_capabilities()
         for path in ("/api/v1/create_session", "/api/v1/get_server_capabilities"):
@@ -105,7 +105,7 @@ def test_a_key_with_a_newline_inside_is_refused_before_the_wire() -> None:
 
 def test_http_client_is_refused_with_what_to_use_instead() -> None:
     with pytest.raises(tinker.InvalidInputError) as caught:
-        tinker.ServiceClient(base_url="http://127.0.0.1:9", api_key="k", http_client=httpx.AsyncClient())
+        tinker.ServiceClient(base_url="http://127.0.0.1:9", api_key="tml-k", http_client=httpx.AsyncClient())
     message = str(caught.value)
     assert "http_client" in message and "timeout=" in message and "Config(" in message
 
@@ -114,7 +114,7 @@ def test_http_client_is_refused_with_what_to_use_instead() -> None:
                                                       ("no_such_option", None)])
 def test_unknown_keywords_are_a_typed_error_naming_them(keyword: str, suggestion: str | None) -> None:
     with pytest.raises(UnexpectedArgumentError) as caught:
-        tinker.ServiceClient(base_url="http://127.0.0.1:9", api_key="k", **{keyword: 1})
+        tinker.ServiceClient(base_url="http://127.0.0.1:9", api_key="tml-k", **{keyword: 1})
     error = caught.value
     assert isinstance(error, tinker.InvalidInputError) and isinstance(error, TypeError)
     assert not isinstance(error, pydantic.ValidationError)

@@ -18,7 +18,7 @@ def heartbeats(service: LocalService) -> int:
 
 
 def test_heartbeats_for_every_live_session(service: LocalService, protocol: str) -> None:
-    config = Config(api_key="k", base_url=service.base_url, heartbeat_interval=0.2, telemetry_enabled=False,
+    config = Config(api_key="tml-k", base_url=service.base_url, heartbeat_interval=0.2, telemetry_enabled=False,
                     protocol=protocol)
     before = heartbeats(service)
     with tinker.ServiceClient(config=config) as one, tinker.ServiceClient(config=config) as two:
@@ -30,7 +30,7 @@ def test_heartbeats_for_every_live_session(service: LocalService, protocol: str)
 
 
 def test_closed_or_collected_client_stops_heartbeating(service: LocalService) -> None:
-    config = Config(api_key="k", base_url=service.base_url, heartbeat_interval=0.1, telemetry_enabled=False)
+    config = Config(api_key="tml-k", base_url=service.base_url, heartbeat_interval=0.1, telemetry_enabled=False)
     client = tinker.ServiceClient(config=config)
     session_id = client.session_id
     manager = client.runtime.session_manager
@@ -42,7 +42,7 @@ def test_closed_or_collected_client_stops_heartbeating(service: LocalService) ->
 
 
 def test_failing_heartbeats_warn_once_per_period(service: LocalService) -> None:
-    config = Config(api_key="k", base_url=service.base_url, heartbeat_interval=0.05, heartbeat_warning_after=0.3,
+    config = Config(api_key="tml-k", base_url=service.base_url, heartbeat_interval=0.05, heartbeat_warning_after=0.3,
                     telemetry_enabled=False)
     with tinker.ServiceClient(config=config) as client:
         service.faults.add(FaultRule(endpoint="session_heartbeat", status=503))

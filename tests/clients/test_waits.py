@@ -34,7 +34,7 @@ Line = MutableMapping[str, Any]  # one captured log event
 
 def config_for(service: LocalService, **overrides: Any) -> Config:
     settings: dict[str, Any] = dict(
-        api_key="test-key", base_url=service.base_url, telemetry_enabled=False,
+        api_key="tml-test-key", base_url=service.base_url, telemetry_enabled=False,
         retry=RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05, deadline=5.0),
         poll_backoff=PollBackoff(initial=0.01, max=0.05), no_progress_timeout=1.5, pending_timeout=60.0,
         wait_warnings=WaitWarnings(first_after=FIRST_WARNING, repeat_after=60.0))

@@ -61,7 +61,7 @@ def hanging_up_server() -> Iterator[OneAnswerPerConnection]:
 
 
 def test_the_pools_clients_run_on_the_lean_backend() -> None:
-    pools = ClientPools(Config(api_key="k", base_url="http://127.0.0.1:9"), {})
+    pools = ClientPools(Config(api_key="tml-k", base_url="http://127.0.0.1:9"), {})
     client = pools.pick(Purpose.SAMPLING)
     assert isinstance(client._transport._pool._network_backend, LeanBackend)  # type: ignore[attr-defined]
 
@@ -109,7 +109,7 @@ def test_refused_connections_and_read_timeouts_keep_httpcores_error_types() -> N
 
 def test_the_http_layer_talks_through_it(hanging_up_server: OneAnswerPerConnection) -> None:
     async def main() -> int:
-        async with HttpLayer(Config(api_key="k", base_url=f"http://127.0.0.1:{hanging_up_server.port}")) as layer:
+        async with HttpLayer(Config(api_key="tml-k", base_url=f"http://127.0.0.1:{hanging_up_server.port}")) as layer:
             response = await layer.request(Purpose.SAMPLING, "POST", "/api/v1/asample", content=b"{}")
             return response.status_code
 

@@ -46,7 +46,7 @@ def datum(tokens: list[int]) -> tinker.Datum:
 def test_soak() -> None:
     seconds = float(os.environ.get("TINKER_ACTORS_SOAK_SECONDS", "120"))
     rng = random.Random(int(os.environ.get("TINKER_ACTORS_SOAK_SEED", "0")))
-    config = Config(api_key="k", base_url="http://127.0.0.1:1", heartbeat_interval=1.0,
+    config = Config(api_key="tml-k", base_url="http://127.0.0.1:1", heartbeat_interval=1.0,
                     retry=RetryPolicy(max_retries=4, base_delay=0.05, max_delay=0.5, deadline=20.0),
                     poll_backoff=PollBackoff(initial=0.02, max=0.2), no_progress_timeout=20.0)
     outcomes: dict[str, int] = {}

@@ -318,7 +318,7 @@ def test_the_callers_span_reaches_the_wire_through_actor_and_ioloop(
         server.script("POST", "/api/v1/create_model", Reply(200, {"request_id": "r1"}))
         server.script("POST", "/api/v1/retrieve_future", Reply(200, {"model_id": "m"}), Reply(200, {"metrics": {}}))
         server.script("POST", "/api/v1/optim_step", Reply(200, {"request_id": "r2"}))
-        with tinker.ServiceClient(config=Config(api_key="k", base_url=server.url, telemetry_enabled=False)) as svc:
+        with tinker.ServiceClient(config=Config(api_key="tml-k", base_url=server.url, telemetry_enabled=False)) as svc:
             training = svc.create_lora_training_client("tiny-byte", rank=2)
             token = context_otel.set(parent)
             try:

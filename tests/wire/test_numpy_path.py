@@ -38,7 +38,7 @@ def _numpy_datum(rng: np.random.Generator, length: int) -> tinker.Datum:
 def test_numpy_inputs_and_results_never_become_lists(service: LocalService) -> None:
     rng = np.random.default_rng(0)
     batch = [_numpy_datum(rng, length) for length in (16, 9, 12)]
-    config = Config(api_key="test-key", base_url=service.base_url, telemetry_enabled=False, protocol="0.38")
+    config = Config(api_key="tml-test-key", base_url=service.base_url, telemetry_enabled=False, protocol="0.38")
     with tinker.ServiceClient(config=config) as client:
         training = client.create_lora_training_client("tiny-byte", rank=4, seed=0)
         output = training.forward_backward(batch, "cross_entropy").result(30)
