@@ -24,7 +24,7 @@ import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -40,6 +40,7 @@ from tinker_actors.local.config import (
     bind_refusal,
     remote_bind_warning,
 )
+from tinker_actors.local.engine.accounts import Accounts, InvalidKeysError
 from tinker_actors.local.engine.backend import Backend, ZeroWorkBackend
 from tinker_actors.local.engine.protocol_flags import DEFAULT_INLINE_RESULT_BYTES, ProtocolSettings
 from tinker_actors.local.engine.state import ServiceState
@@ -83,8 +84,14 @@ class LocalService:
                  workers: int = 2, max_pending_samples: int | None = None, archive_lifetime_s: float = 900.0,
                  fault_seed: int = 0, work_limits: WorkLimits | None = None, public_url: str | None = None,
                  backend: Backend | None = None, protocol_flags: Mapping[str, Any] | None = None,
-                 inline_result_bytes: int = DEFAULT_INLINE_RESULT_BYTES) -> None:
-        refusal = bind_refusal(host, has_api_key=api_key is not None, allow_remote=allow_remote)
+                 inline_result_bytes: int = DEFAULT_INLINE_RESULT_BYTES,
+                 api_keys: Sequence[str] | Mapping[str, str] | None = None) -> None:
+        if api_key is not None and api_keys is not None:
+            raise InvalidKeysError("give either api_key (one user) or api_keys (several users), not both")
+        # Who may call, and as which user (outlives restarts, as do revocations).
+        self._accounts = Accounts.from_keys(api_keys if api_keys is not None else api_key)
+        api_key = next(iter(self._accounts.keys().values()), None)
+        refusal = bind_refusal(host, has_api_key=not self._accounts.open, allow_remote=allow_remote)
         if refusal is not None:  # before anything is created or bound
             raise UnsafeBindError(refusal)
         # The flags newer SDKs read from client/config and client/dynamic_config ({}: their defaults), and
@@ -148,9 +155,15 @@ class LocalService:
 
     @property
     def api_key(self) -> str:
-        """The key clients should send (the configured one, or a placeholder any-key service accepts)."""
-        key = self.config.api_key
-        return key.get_secret_value() if key is not None else DEFAULT_API_KEY
+        """The key clients should send (user ``"default"``'s, or the first configured, or a placeholder an
+        any-key service accepts)."""
+        keys = self._accounts.keys()
+        return keys.get("default", next(iter(keys.values()), DEFAULT_API_KEY))
+
+    @property
+    def api_keys(self) -> dict[str, str]:
+        """User name -> key (``{"default": <placeholder>}`` when any key is accepted)."""
+        return self._accounts.keys() or {"default": DEFAULT_API_KEY}
 
     @property
     def running(self) -> bool:
@@ -178,7 +191,7 @@ class LocalService:
             self._started.clear()
             self._start_error = None
             port = self._port if self._port is not None else self.config.port
-            warning = remote_bind_warning(self.config.host, has_api_key=self.config.api_key is not None)
+            warning = remote_bind_warning(self.config.host, has_api_key=not self._accounts.open)
             if warning is not None:
                 _log.warning("%s", warning)
             self._thread = threading.Thread(target=self._thread_main, args=(port,),
@@ -248,7 +261,7 @@ class LocalService:
         storage.load()
         state = ServiceState(self.config, storage, self._backend, self.faults, self.stats, self.telemetry,
                              self.protocol)
-        app = LocalApp(state, request_restart=self._restart_in_background)
+        app = LocalApp(state, request_restart=self._restart_in_background, accounts=self._accounts)
         server = HttpServer(self.wire_log.wrap(app.handle), host=self.config.host, port=port,
                             limits=self._http_limits, admit=self.wire_log.wrap_admission(app.admit))
         try:

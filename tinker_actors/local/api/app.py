@@ -1,6 +1,7 @@
 """Request dispatch: routing, the API key check, fault rules, and turning errors into answers.
 
-Order for each request: route (404/405) -> ``X-API-Key`` (401) -> count -> fault rules (not for
+Order for each request: route (404/405) -> ``X-API-Key`` (401; else the key's user becomes the
+call's ``user``) -> count -> fault rules (not for
 admin endpoints) -> handler. The first two also run as the HTTP server's admission check, once the
 headers are in: a request refused there is answered before its body is read. A handler's
 :class:`ApiError` becomes ``{"error", "category"}`` with its status (the service's own absolute paths
@@ -11,7 +12,6 @@ never takes the service down, and no answer tells a client where the service kee
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import os
@@ -26,6 +26,7 @@ from tinker_actors.local.api.routes import Route, Router
 from tinker_actors.local.api.sampling_api import SamplingApi
 from tinker_actors.local.api.session_api import SessionApi
 from tinker_actors.local.api.training_api import TrainingApi
+from tinker_actors.local.engine.accounts import Accounts, Identity
 from tinker_actors.local.engine.state import ApiError, Call, ServiceState, error_body
 from tinker_actors.local.server.faults import FaultAction, FaultMatch
 from tinker_actors.local.server.http_server import DROP_CONNECTION, DropConnection, HttpRequest, HttpResponse
@@ -45,8 +46,12 @@ _MALFORMED_JSON = b'{"request_id": "req-trunc'
 class LocalApp:
     """Answers one HTTP request at a time (many concurrently) against a :class:`ServiceState`."""
 
-    def __init__(self, state: ServiceState, *, request_restart: Callable[[], None]) -> None:
+    def __init__(self, state: ServiceState, *, request_restart: Callable[[], None],
+                 accounts: Accounts | None = None) -> None:
         self._state = state
+        api_key = state.config.api_key
+        self._accounts = accounts if accounts is not None else Accounts.from_keys(
+            api_key.get_secret_value() if api_key is not None else None)
         self._request_restart = request_restart
         self._router = Router()
         rest = RestApi(state)
@@ -71,8 +76,10 @@ class LocalApp:
         checked = self._check(request)
         if isinstance(checked, HttpResponse):
             return checked
-        route, params = checked
+        route, params, identity = checked
         call = Call(request=request, endpoint=route.endpoint, params=params)
+        if identity is not None:
+            call.user = identity.user
         self._state.stats.received(route.endpoint)
         if not route.admin:
             fault = self._state.faults.check(route.endpoint, request.path, request.method,
@@ -82,23 +89,19 @@ class LocalApp:
                 return await self._apply_fault(fault, route, call)
         return await self._invoke(route, call)
 
-    def _check(self, request: HttpRequest) -> tuple[Route, dict[str, str]] | HttpResponse:
+    def _check(self, request: HttpRequest) -> tuple[Route, dict[str, str], Identity | None] | HttpResponse:
         match = self._router.match(request.method, request.path)
         if match is None:
             return _error(404, f"no endpoint {request.method} {request.path}")
         route = match.route
         if route is None:
             return _error(405, f"method {request.method} is not allowed on {request.path}")
-        if route.auth and not self._authorized(request):
-            return _error(401, "missing or invalid X-API-Key header")
-        return route, match.params
-
-    def _authorized(self, request: HttpRequest) -> bool:
-        given = request.headers.get("x-api-key", "")
-        expected = self._state.config.api_key
-        if expected is None:
-            return bool(given)
-        return hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
+        identity: Identity | None = None
+        if route.auth:
+            identity = self._accounts.identify(request.headers.get("x-api-key", ""))
+            if identity is None:
+                return _error(401, "missing or invalid X-API-Key header")
+        return route, match.params, identity
 
     def _request_type(self, route: Route, request: HttpRequest) -> str | None:
         """For polls: the type of the polled future (so a rule can target, e.g., Sample futures only)."""

@@ -1,0 +1,141 @@
+"""Who a request comes from: the local service's API keys and the user each belongs to.
+
+Three modes, from the simplest:
+
+* no key configured: any non-empty key is accepted and every request is user ``"default"``;
+* one key: only that key is accepted, and it is user ``"default"``;
+* several keys (a list, a mapping user -> key, or a key file): each key is its own user.
+
+Keys are compared in constant time (``hmac.compare_digest``) and never appear in a repr, a log line or
+an error message. A key can be revoked while the service runs (``DELETE /api/v1/auth/apikey/me``); a
+revoked key, and every token issued for it, is refused from then on. Keys are known here by a *key id*, a
+number made from an HMAC of the key under a random per-service salt, so that tokens, revocations and
+``auth/apikey/me`` can name a key without holding it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from tinker_actors.errors import InvalidInputError
+
+__all__ = ["DEFAULT_USER", "Accounts", "Identity", "InvalidKeysError"]
+
+DEFAULT_USER = "default"
+
+
+class InvalidKeysError(InvalidInputError):
+    """The keys given to the service are unusable (empty, repeated, a user named twice...)."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The user a credential belongs to, and the id of the key it came from (never the key itself)."""
+
+    user: str
+    key_id: int
+
+
+@dataclass(frozen=True)
+class _Entry:
+    user: str
+    key: SecretStr
+    key_id: int
+
+
+class Accounts:
+    """The accepted keys and their users. Thread-safe: revocations may come from any thread."""
+
+    def __init__(self, keys: Mapping[str, SecretStr] | None = None) -> None:
+        """``keys``: user name -> key; None (or empty) accepts any non-empty key as user ``"default"``."""
+        self._salt = secrets.token_bytes(32)
+        self._lock = threading.Lock()
+        self._revoked: set[int] = set()
+        self._entries: tuple[_Entry, ...] = tuple(
+            _Entry(user, key, self._key_id(key.get_secret_value())) for user, key in (keys or {}).items())
+
+    def __repr__(self) -> str:  # never the keys
+        mode = "any key" if self.open else f"{len(self._entries)} key(s)"
+        return f"Accounts({mode}, users={self.users()!r})"
+
+    @classmethod
+    def from_keys(cls, keys: Sequence[str] | Mapping[str, str] | None) -> Accounts:
+        """From a list of keys (the first is user ``"default"``, then ``"user-2"``, ``"user-3"``, ...) or a
+        mapping user name -> key. Empty, repeated or blank keys and users are an :class:`InvalidKeysError`."""
+        if keys is None:
+            return cls()
+        if isinstance(keys, Mapping):
+            pairs = list(keys.items())
+        elif isinstance(keys, str):
+            pairs = [(DEFAULT_USER, keys)]
+        else:
+            pairs = [(DEFAULT_USER if i == 0 else f"user-{i + 1}", key) for i, key in enumerate(keys)]
+        return cls(checked_keys(pairs))
+
+    @property
+    def open(self) -> bool:
+        """True when any non-empty key is accepted (no key configured)."""
+        return not self._entries
+
+    def users(self) -> list[str]:
+        """The configured users in order (``["default"]`` when any key is accepted)."""
+        return [entry.user for entry in self._entries] or [DEFAULT_USER]
+
+    def keys(self) -> dict[str, str]:
+        """User name -> key, for tests and for the service's owner (empty when any key is accepted)."""
+        return {entry.user: entry.key.get_secret_value() for entry in self._entries}
+
+    def identify(self, key: str) -> Identity | None:
+        """The identity ``key`` stands for, or None when it is not accepted (unknown, empty or revoked)."""
+        if not key:
+            return None
+        given = key.encode()
+        found: _Entry | None = None
+        for entry in self._entries:  # every key is compared, so the time does not tell which matched
+            if hmac.compare_digest(given, entry.key.get_secret_value().encode()) and found is None:
+                found = entry
+        if found is not None:
+            identity = Identity(found.user, found.key_id)
+        elif self.open:
+            identity = Identity(DEFAULT_USER, self._key_id(key))
+        else:
+            return None
+        return None if self.is_revoked(identity.key_id) else identity
+
+    def revoke(self, key_id: int) -> None:
+        """Refuse the key with this id (and the tokens issued for it) from now on."""
+        with self._lock:
+            self._revoked.add(key_id)
+
+    def is_revoked(self, key_id: int) -> bool:
+        with self._lock:
+            return key_id in self._revoked
+
+    def _key_id(self, key: str) -> int:
+        """A 52-bit number naming ``key`` in this service (exact in a JSON double, as the official CLI's int)."""
+        return int.from_bytes(hmac.new(self._salt, key.encode(), hashlib.sha256).digest()[:8], "big") >> 12
+
+
+def checked_keys(pairs: Sequence[tuple[str, str]]) -> dict[str, SecretStr]:
+    """``pairs`` (user, key) as a mapping, refusing blank, repeated or whitespace-holding names and keys."""
+    out: dict[str, SecretStr] = {}
+    seen: set[str] = set()
+    for position, (user, key) in enumerate(pairs, start=1):
+        if not isinstance(user, str) or not user or user != user.strip() or any(c.isspace() for c in user):
+            raise InvalidKeysError(f"API key #{position}: the user name {user!r} is empty or holds whitespace")
+        if not isinstance(key, str) or not key or any(c.isspace() for c in key):
+            raise InvalidKeysError(f"API key #{position} (user {user!r}) is empty or holds whitespace")
+        if user in out:
+            raise InvalidKeysError(f"API key #{position}: user {user!r} is named twice")
+        if key in seen:
+            raise InvalidKeysError(f"API key #{position} (user {user!r}) is the same key as an earlier one")
+        seen.add(key)
+        out[user] = SecretStr(key)
+    return out
