@@ -42,10 +42,12 @@ from tinker_actors.local.config import (
 )
 from tinker_actors.local.engine.accounts import Accounts, InvalidKeysError
 from tinker_actors.local.engine.backend import Backend, ZeroWorkBackend
+from tinker_actors.local.engine.billing import BillingLedger
 from tinker_actors.local.engine.protocol_flags import DEFAULT_INLINE_RESULT_BYTES, ProtocolSettings
 from tinker_actors.local.engine.state import ServiceState
 from tinker_actors.local.engine.stats import RequestStats, TelemetryLog
 from tinker_actors.local.engine.storage import Storage
+from tinker_actors.local.engine.tokens import DEFAULT_TOKEN_LIFETIME_S, Authenticator, TokenIssuer
 from tinker_actors.local.engine.work_limits import WorkLimits
 from tinker_actors.local.server.faults import FaultRegistry
 from tinker_actors.local.server.http_server import DEFAULT_LIMITS, HttpServer
@@ -85,11 +87,14 @@ class LocalService:
                  fault_seed: int = 0, work_limits: WorkLimits | None = None, public_url: str | None = None,
                  backend: Backend | None = None, protocol_flags: Mapping[str, Any] | None = None,
                  inline_result_bytes: int = DEFAULT_INLINE_RESULT_BYTES,
-                 api_keys: Sequence[str] | Mapping[str, str] | None = None) -> None:
+                 api_keys: Sequence[str] | Mapping[str, str] | None = None,
+                 token_lifetime: float = DEFAULT_TOKEN_LIFETIME_S,
+                 billing: Mapping[str, int | None] | None = None) -> None:
         if api_key is not None and api_keys is not None:
             raise InvalidKeysError("give either api_key (one user) or api_keys (several users), not both")
         # Who may call, and as which user (outlives restarts, as do revocations).
         self._accounts = Accounts.from_keys(api_keys if api_keys is not None else api_key)
+        self._auth = Authenticator(self._accounts, TokenIssuer(token_lifetime))
         api_key = next(iter(self._accounts.keys().values()), None)
         refusal = bind_refusal(host, has_api_key=not self._accounts.open, allow_remote=allow_remote)
         if refusal is not None:  # before anything is created or bound
@@ -98,6 +103,9 @@ class LocalService:
         # the size from which a finished result is announced by its size first. Checked before anything
         # is created; changeable while running (svc.protocol, the admin endpoints, the CLI).
         protocol = ProtocolSettings(protocol_flags, inline_result_bytes=inline_result_bytes)
+        # Token budgets per user ({"alice": 10_000, "*": 1_000}; None: everyone unlimited) and the usage they pay
+        # for (svc.billing, the admin endpoints, the CLI); kept in <data_dir>/billing.json.
+        ledger = BillingLedger(billing)
         self._owns_data_dir = data_dir is None
         root = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="tinker-local-"))
         self.config = LocalServiceConfig(
@@ -121,6 +129,7 @@ class LocalService:
         self.stats = RequestStats()
         self.telemetry = TelemetryLog()
         self.protocol = protocol
+        self.billing = ledger
         self.wire_log = WireLog()  # records what clients send, only while a test captures
         self._control = threading.RLock()
         self._thread: threading.Thread | None = None
@@ -164,6 +173,31 @@ class LocalService:
     def api_keys(self) -> dict[str, str]:
         """User name -> key (``{"default": <placeholder>}`` when any key is accepted)."""
         return self._accounts.keys() or {"default": DEFAULT_API_KEY}
+
+    @property
+    def token_lifetime(self) -> float:
+        """Seconds a token from ``POST /api/v1/auth/token`` lives (settable while running; tokens already
+        issued keep theirs)."""
+        return self._auth.tokens.lifetime_s
+
+    @token_lifetime.setter
+    def token_lifetime(self, seconds: float) -> None:
+        self._auth.tokens.lifetime_s = seconds
+
+    def issue_token(self, user: str = "default") -> str:
+        """A token for ``user``'s key, as ``POST /api/v1/auth/token`` would answer it (for tests)."""
+        keys = self.api_keys
+        if user not in keys:
+            raise InvalidInputError(f"no user {user!r} in this service (users: {sorted(keys)})")
+        credential = self._auth.check(keys[user], count=False)
+        if credential is None:
+            raise InvalidInputError(f"the key of user {user!r} has been revoked")
+        return self._auth.issue(credential)
+
+    def auth_counts(self) -> dict[str, int]:
+        """What the credential check has seen (as ``GET /local/v1/auth``, ``counts``): ``keys_accepted``,
+        ``tokens_accepted``, ``refused``, ``tokens_refused``, ``tokens_issued``."""
+        return self._auth.counts()
 
     @property
     def running(self) -> bool:
@@ -259,9 +293,10 @@ class LocalService:
         self._stop_event = asyncio.Event()
         storage = Storage(self.data_dir)
         storage.load()
+        self.billing.open(self.data_dir / "billing.json")
         state = ServiceState(self.config, storage, self._backend, self.faults, self.stats, self.telemetry,
-                             self.protocol)
-        app = LocalApp(state, request_restart=self._restart_in_background, accounts=self._accounts)
+                             self.protocol, billing=self.billing)
+        app = LocalApp(state, request_restart=self._restart_in_background, authenticator=self._auth)
         server = HttpServer(self.wire_log.wrap(app.handle), host=self.config.host, port=port,
                             limits=self._http_limits, admit=self.wire_log.wrap_admission(app.admit))
         try:
@@ -281,6 +316,7 @@ class LocalService:
             if state.tasks:
                 await asyncio.gather(*state.tasks, return_exceptions=True)
             storage.flush_runs()
+            self.billing.flush(force=True)
             state.shutdown()
             self._loop = None
 
@@ -292,5 +328,6 @@ class LocalService:
                 state.expire_sessions()
                 state.futures.expire()
                 state.storage.expire()
+                state.billing.flush()
             except Exception:
                 _log.exception("local service: housekeeping failed")

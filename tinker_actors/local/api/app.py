@@ -1,9 +1,9 @@
 """Request dispatch: routing, the API key check, fault rules, and turning errors into answers.
 
-Order for each request: route (404/405) -> ``X-API-Key`` (401; else the key's user becomes the
-call's ``user``) -> count -> fault rules (not for
-admin endpoints) -> handler. The first two also run as the HTTP server's admission check, once the
-headers are in: a request refused there is answered before its body is read. A handler's
+Order for each request: route (404/405) -> ``X-API-Key``, a key or a token the service issued (401,
+with the ``invalid_token`` signal for a refused token; else its user becomes the call's ``user``) ->
+count -> fault rules (not for admin endpoints) -> handler. The first two also run as the HTTP server's
+admission check, once the headers are in: a request refused there is answered before its body is read. A handler's
 :class:`ApiError` becomes ``{"error", "category"}`` with its status (the service's own absolute paths
 replaced by placeholders); any other exception becomes a generic 500 and is logged: malformed input
 never takes the service down, and no answer tells a client where the service keeps its files.
@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tinker_actors.local.api.admin_api import AdminApi
+from tinker_actors.local.api.auth_api import AuthApi
+from tinker_actors.local.api.billing_api import BillingApi
 from tinker_actors.local.api.rest_api import RestApi
 from tinker_actors.local.api.routes import Route, Router
 from tinker_actors.local.api.sampling_api import SamplingApi
@@ -28,6 +30,7 @@ from tinker_actors.local.api.session_api import SessionApi
 from tinker_actors.local.api.training_api import TrainingApi
 from tinker_actors.local.engine.accounts import Accounts, Identity
 from tinker_actors.local.engine.state import ApiError, Call, ServiceState, error_body
+from tinker_actors.local.engine.tokens import Authenticator, InvalidTokenError, TokenIssuer
 from tinker_actors.local.server.faults import FaultAction, FaultMatch
 from tinker_actors.local.server.http_server import DROP_CONNECTION, DropConnection, HttpRequest, HttpResponse
 
@@ -47,11 +50,13 @@ class LocalApp:
     """Answers one HTTP request at a time (many concurrently) against a :class:`ServiceState`."""
 
     def __init__(self, state: ServiceState, *, request_restart: Callable[[], None],
-                 accounts: Accounts | None = None) -> None:
+                 authenticator: Authenticator | None = None) -> None:
         self._state = state
-        api_key = state.config.api_key
-        self._accounts = accounts if accounts is not None else Accounts.from_keys(
-            api_key.get_secret_value() if api_key is not None else None)
+        if authenticator is None:  # the configured key (or any key), and tokens signed for this app only
+            api_key = state.config.api_key
+            authenticator = Authenticator(
+                Accounts.from_keys(api_key.get_secret_value() if api_key is not None else None), TokenIssuer())
+        self._auth = authenticator
         self._request_restart = request_restart
         self._router = Router()
         rest = RestApi(state)
@@ -59,7 +64,9 @@ class LocalApp:
         TrainingApi(state).register(self._router)
         SamplingApi(state).register(self._router)
         rest.register(self._router)
+        AuthApi(authenticator).register(self._router)
         AdminApi(state, rest).register(self._router)
+        BillingApi(state).register(self._router)
         self._forever = asyncio.Event()  # never set: what held requests wait on
         self._redactor = PathRedactor(state.config.data_dir)
 
@@ -69,7 +76,7 @@ class LocalApp:
 
     def admit(self, request: HttpRequest) -> HttpResponse | None:
         """The answer for a request refused on its headers alone (404, 405, 401), else None."""
-        checked = self._check(request)
+        checked = self._check(request, count=False)  # counted when the whole request is handled
         return checked if isinstance(checked, HttpResponse) else None
 
     async def handle(self, request: HttpRequest) -> HttpResponse | DropConnection:
@@ -89,19 +96,23 @@ class LocalApp:
                 return await self._apply_fault(fault, route, call)
         return await self._invoke(route, call)
 
-    def _check(self, request: HttpRequest) -> tuple[Route, dict[str, str], Identity | None] | HttpResponse:
+    def _check(self, request: HttpRequest, *,
+               count: bool = True) -> tuple[Route, dict[str, str], Identity | None] | HttpResponse:
         match = self._router.match(request.method, request.path)
         if match is None:
             return _error(404, f"no endpoint {request.method} {request.path}")
         route = match.route
         if route is None:
             return _error(405, f"method {request.method} is not allowed on {request.path}")
-        identity: Identity | None = None
-        if route.auth:
-            identity = self._accounts.identify(request.headers.get("x-api-key", ""))
-            if identity is None:
-                return _error(401, "missing or invalid X-API-Key header")
-        return route, match.params, identity
+        if not route.auth:
+            return route, match.params, None
+        try:
+            credential = self._auth.check(request.headers.get("x-api-key", ""), count=count)
+        except InvalidTokenError as error:  # the signal (RFC 6750) on which SDKs get a fresh token and replay
+            return _unauthorized(f"invalid token in X-API-Key: {error}", token=True)
+        if credential is None:
+            return _unauthorized("missing or invalid X-API-Key header", token=False)
+        return route, match.params, credential.identity
 
     def _request_type(self, route: Route, request: HttpRequest) -> str | None:
         """For polls: the type of the polled future (so a rule can target, e.g., Sample futures only)."""
@@ -174,6 +185,14 @@ class PathRedactor:
 def _error(status: int, message: str, category: str = "user",
            headers: list[tuple[str, str]] | None = None) -> HttpResponse:
     return HttpResponse(status, error_body(message, category), headers=list(headers or []))
+
+
+def _unauthorized(message: str, *, token: bool) -> HttpResponse:
+    """401, with ``detail`` too (what the official CLI's auth commands print) and, for a refused token,
+    ``WWW-Authenticate: Bearer error="invalid_token"`` (what tells an SDK to get a fresh token)."""
+    body = json.dumps({"error": message, "category": "user", "detail": message}).encode()
+    headers = [("WWW-Authenticate", 'Bearer error="invalid_token"')] if token else []
+    return HttpResponse(401, body, headers=headers)
 
 
 def _fault_status(status: int, body: dict[str, object] | str | None, headers: dict[str, str],

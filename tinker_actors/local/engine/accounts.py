@@ -21,6 +21,7 @@ import secrets
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from pydantic import SecretStr
 
@@ -64,6 +65,9 @@ class Accounts:
     def __repr__(self) -> str:  # never the keys
         mode = "any key" if self.open else f"{len(self._entries)} key(s)"
         return f"Accounts({mode}, users={self.users()!r})"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("Accounts hold API keys and cannot be pickled")
 
     @classmethod
     def from_keys(cls, keys: Sequence[str] | Mapping[str, str] | None) -> Accounts:
@@ -132,6 +136,9 @@ def checked_keys(pairs: Sequence[tuple[str, str]]) -> dict[str, SecretStr]:
             raise InvalidKeysError(f"API key #{position}: the user name {user!r} is empty or holds whitespace")
         if not isinstance(key, str) or not key or any(c.isspace() for c in key):
             raise InvalidKeysError(f"API key #{position} (user {user!r}) is empty or holds whitespace")
+        if key.startswith("eyJ"):
+            raise InvalidKeysError(f"API key #{position} (user {user!r}) starts with 'eyJ', as tokens (JWTs) do: "
+                                   "a key must not look like a token")
         if user in out:
             raise InvalidKeysError(f"API key #{position}: user {user!r} is named twice")
         if key in seen:

@@ -53,7 +53,7 @@ class FlagSpec:
 
 # client/config, read once when a client starts (official SDK 0.38, types/client_config_response.py).
 CONFIG_FLAGS: dict[str, FlagSpec] = {
-    "pjwt_auth_enabled": FlagSpec(bool, False, unserved_endpoint="/api/v1/auth/token"),
+    "pjwt_auth_enabled": FlagSpec(bool, False),
     "credential_default_source": FlagSpec(str, "api_key"),
     "sample_dispatch_bytes_semaphore_size": FlagSpec(int, 10 * 1024 * 1024),
     "inflight_response_bytes_semaphore_size": FlagSpec(int, 50 * 1024 * 1024),
