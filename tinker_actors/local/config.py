@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.local.engine.tokens import DEFAULT_TOKEN_LIFETIME_S
 from tinker_actors.local.engine.work_limits import WorkLimits
 from tinker_actors.local.server.http_server import DEFAULT_LIMITS, HttpLimits
 
@@ -22,7 +24,9 @@ DEFAULT_MAX_BODY_BYTES = DEFAULT_LIMITS.max_body_bytes
 class LocalServiceConfig:
     """How a :class:`~tinker_actors.local.service.LocalService` behaves.
 
-    ``api_key`` None accepts any non-empty ``X-API-Key``; a value requires exactly that key.
+    ``api_keys`` (user name -> key) empty accepts any non-empty ``X-API-Key`` as user ``"default"``;
+    otherwise each key is its user's (``api_key`` is the first of them, or None). A token the service
+    issued at ``POST /api/v1/auth/token`` lives ``token_lifetime_s`` (the default; changeable while it runs).
     ``long_poll_s`` is how long ``retrieve_future`` holds a pending poll (keep it below the client's
     read timeout, 45 s for the official SDK). ``gap_timeout_s`` is how long a model waits for a
     missing ``seq_id`` before it moves on.
@@ -32,6 +36,8 @@ class LocalServiceConfig:
     host: str = "127.0.0.1"
     port: int = 0
     api_key: SecretStr | None = field(default=None, repr=False)
+    api_keys: Mapping[str, SecretStr] = field(default_factory=dict, repr=False)
+    token_lifetime_s: float = DEFAULT_TOKEN_LIFETIME_S
     zero_work: bool = False
     long_poll_s: float = 30.0
     session_timeout_s: float = 300.0
@@ -82,12 +88,13 @@ def bind_refusal(host: str, *, has_api_key: bool, allow_remote: bool) -> str | N
     """Why serving on ``host`` is refused, or None when it is allowed.
 
     A service that accepts any API key lets anyone who can reach it train, sample and delete
-    checkpoints, so it stays on loopback unless a fixed key is configured or ``allow_remote`` says so.
+    checkpoints, so it stays on loopback unless keys are configured or ``allow_remote`` says so.
     """
     if is_loopback_host(host) or has_api_key or allow_remote:
         return None
     return (f"refusing to serve on {host!r}, a non-loopback address, while any API key is accepted: "
-            "set a fixed API key (api_key= / --api-key / $TINKER_LOCAL_API_KEY), or pass "
+            "configure API keys (api_key= / api_keys= / api_key_file=, --api-key / --api-key-file / "
+            "$TINKER_LOCAL_API_KEY), or pass "
             "allow_remote=True / --allow-remote to serve everyone on the network anyway")
 
 

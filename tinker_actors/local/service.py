@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -28,8 +29,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-
-from pydantic import SecretStr
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local.api.app import LocalApp
@@ -40,7 +39,7 @@ from tinker_actors.local.config import (
     bind_refusal,
     remote_bind_warning,
 )
-from tinker_actors.local.engine.accounts import Accounts, InvalidKeysError
+from tinker_actors.local.engine.accounts import Accounts, configured_keys
 from tinker_actors.local.engine.backend import Backend, ZeroWorkBackend
 from tinker_actors.local.engine.billing import BillingLedger
 from tinker_actors.local.engine.protocol_flags import DEFAULT_INLINE_RESULT_BYTES, ProtocolSettings
@@ -88,15 +87,15 @@ class LocalService:
                  backend: Backend | None = None, protocol_flags: Mapping[str, Any] | None = None,
                  inline_result_bytes: int = DEFAULT_INLINE_RESULT_BYTES,
                  api_keys: Sequence[str] | Mapping[str, str] | None = None,
+                 api_key_file: str | os.PathLike[str] | None = None,
                  token_lifetime: float = DEFAULT_TOKEN_LIFETIME_S,
                  billing: Mapping[str, int | None] | None = None) -> None:
-        if api_key is not None and api_keys is not None:
-            raise InvalidKeysError("give either api_key (one user) or api_keys (several users), not both")
-        # Who may call, and as which user (outlives restarts, as do revocations).
-        self._accounts = Accounts.from_keys(api_keys if api_keys is not None else api_key)
+        # Who may call, and as which user; the signing secret of tokens. Both outlive restarts (as do
+        # revocations), so a restart does not log anyone out.
+        keys = configured_keys(api_key, api_keys, api_key_file)
+        self._accounts = Accounts(keys)
         self._auth = Authenticator(self._accounts, TokenIssuer(token_lifetime))
-        api_key = next(iter(self._accounts.keys().values()), None)
-        refusal = bind_refusal(host, has_api_key=not self._accounts.open, allow_remote=allow_remote)
+        refusal = bind_refusal(host, has_api_key=bool(keys), allow_remote=allow_remote)
         if refusal is not None:  # before anything is created or bound
             raise UnsafeBindError(refusal)
         # The flags newer SDKs read from client/config and client/dynamic_config ({}: their defaults), and
@@ -109,7 +108,8 @@ class LocalService:
         self._owns_data_dir = data_dir is None
         root = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="tinker-local-"))
         self.config = LocalServiceConfig(
-            data_dir=root, host=host, port=port, api_key=SecretStr(api_key) if api_key is not None else None,
+            data_dir=root, host=host, port=port, api_key=next(iter(keys.values()), None), api_keys=keys,
+            token_lifetime_s=token_lifetime,
             zero_work=zero_work, long_poll_s=long_poll_s, session_timeout_s=session_timeout_s,
             result_ttl_s=result_ttl_s, gap_timeout_s=gap_timeout_s, max_body_bytes=max_body_bytes,
             max_header_bytes=max_header_bytes, header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,

@@ -52,10 +52,9 @@ class LocalApp:
     def __init__(self, state: ServiceState, *, request_restart: Callable[[], None],
                  authenticator: Authenticator | None = None) -> None:
         self._state = state
-        if authenticator is None:  # the configured key (or any key), and tokens signed for this app only
-            api_key = state.config.api_key
-            authenticator = Authenticator(
-                Accounts.from_keys(api_key.get_secret_value() if api_key is not None else None), TokenIssuer())
+        if authenticator is None:  # the configured keys (or any key), and tokens signed for this app only
+            authenticator = Authenticator(Accounts(state.config.api_keys),
+                                          TokenIssuer(state.config.token_lifetime_s))
         self._auth = authenticator
         self._request_restart = request_restart
         self._router = Router()

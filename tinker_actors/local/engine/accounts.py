@@ -6,6 +6,10 @@ Three modes, from the simplest:
 * one key: only that key is accepted, and it is user ``"default"``;
 * several keys (a list, a mapping user -> key, or a key file): each key is its own user.
 
+A key file holds one ``user key`` pair per line (blank lines and lines starting with ``#`` are
+skipped); since it holds secrets, it must not be readable by the group or others (``chmod 600``), as
+ssh asks of private keys.
+
 Keys are compared in constant time (``hmac.compare_digest``) and never appear in a repr, a log line or
 an error message. A key can be revoked while the service runs (``DELETE /api/v1/auth/apikey/me``); a
 revoked key, and every token issued for it, is refused from then on. Keys are known here by a *key id*, a
@@ -17,23 +21,32 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
+import stat
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 from pydantic import SecretStr
 
 from tinker_actors.errors import InvalidInputError
 
-__all__ = ["DEFAULT_USER", "Accounts", "Identity", "InvalidKeysError"]
+__all__ = ["DEFAULT_USER", "Accounts", "Identity", "InvalidKeysError", "KeyFileError", "configured_keys",
+           "load_key_file", "named_keys"]
 
 DEFAULT_USER = "default"
 
 
 class InvalidKeysError(InvalidInputError):
     """The keys given to the service are unusable (empty, repeated, a user named twice...)."""
+
+
+class KeyFileError(InvalidKeysError):
+    """A key file that cannot be used: missing, unreadable, readable by others, or a line that is not
+    ``user key`` (the message names the file and line, never a key)."""
 
 
 @dataclass(frozen=True)
@@ -70,18 +83,9 @@ class Accounts:
         raise TypeError("Accounts hold API keys and cannot be pickled")
 
     @classmethod
-    def from_keys(cls, keys: Sequence[str] | Mapping[str, str] | None) -> Accounts:
-        """From a list of keys (the first is user ``"default"``, then ``"user-2"``, ``"user-3"``, ...) or a
-        mapping user name -> key. Empty, repeated or blank keys and users are an :class:`InvalidKeysError`."""
-        if keys is None:
-            return cls()
-        if isinstance(keys, Mapping):
-            pairs = list(keys.items())
-        elif isinstance(keys, str):
-            pairs = [(DEFAULT_USER, keys)]
-        else:
-            pairs = [(DEFAULT_USER if i == 0 else f"user-{i + 1}", key) for i, key in enumerate(keys)]
-        return cls(checked_keys(pairs))
+    def from_keys(cls, keys: str | Sequence[str] | Mapping[str, str] | None) -> Accounts:
+        """From one key, a list of keys or a mapping user name -> key (see :func:`named_keys`)."""
+        return cls(named_keys(keys))
 
     @property
     def open(self) -> bool:
@@ -127,6 +131,35 @@ class Accounts:
         return int.from_bytes(hmac.new(self._salt, key.encode(), hashlib.sha256).digest()[:8], "big") >> 12
 
 
+def named_keys(keys: str | Sequence[str] | Mapping[str, str] | None) -> dict[str, SecretStr]:
+    """User name -> key: one key is user ``"default"``; in a list, the first is ``"default"``, then
+    ``"user-2"``, ``"user-3"``, ... (so adding keys after the first keeps its user's runs); a mapping
+    names its users. Empty, repeated or blank keys and users are an :class:`InvalidKeysError`."""
+    if keys is None:
+        return {}
+    if isinstance(keys, Mapping):
+        pairs = list(keys.items())
+    elif isinstance(keys, str):
+        pairs = [(DEFAULT_USER, keys)]
+    else:
+        pairs = [(DEFAULT_USER if i == 0 else f"user-{i + 1}", key) for i, key in enumerate(keys)]
+    if not pairs and not isinstance(keys, str):
+        raise InvalidKeysError("no API key given: pass None (any key accepted) or at least one key")
+    return checked_keys(pairs)
+
+
+def configured_keys(api_key: str | None = None, api_keys: Sequence[str] | Mapping[str, str] | None = None,
+                    api_key_file: str | os.PathLike[str] | None = None) -> dict[str, SecretStr]:
+    """The keys a service is configured with, from at most one of its three sources ({}: any key)."""
+    given = [name for name, value in (("api_key", api_key), ("api_keys", api_keys),
+                                      ("api_key_file", api_key_file)) if value is not None]
+    if len(given) > 1:
+        raise InvalidKeysError(f"give one of api_key, api_keys and api_key_file, not {' and '.join(given)}")
+    if api_key_file is not None:
+        return load_key_file(api_key_file)
+    return named_keys(api_keys if api_keys is not None else api_key)
+
+
 def checked_keys(pairs: Sequence[tuple[str, str]]) -> dict[str, SecretStr]:
     """``pairs`` (user, key) as a mapping, refusing blank, repeated or whitespace-holding names and keys."""
     out: dict[str, SecretStr] = {}
@@ -146,3 +179,38 @@ def checked_keys(pairs: Sequence[tuple[str, str]]) -> dict[str, SecretStr]:
         seen.add(key)
         out[user] = SecretStr(key)
     return out
+
+
+def load_key_file(path: str | os.PathLike[str]) -> dict[str, SecretStr]:
+    """The users and keys of a key file (one ``user key`` per line; ``#`` comments and blank lines skipped).
+
+    :class:`KeyFileError` when the file is missing or unreadable, readable by its group or others, holds
+    no key, or has a line that is not two words; :class:`InvalidKeysError` for a repeated user or key.
+    """
+    file = Path(path)
+    try:
+        mode = file.stat().st_mode
+        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyFileError(f"key file {str(file)!r} is accessible to its group or others "
+                               f"(mode {stat.S_IMODE(mode):o}): it holds secrets; run `chmod 600` on it")
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KeyFileError(f"key file {str(file)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+        raise KeyFileError(f"key file {str(file)!r} cannot be read: {reason}") from None
+    pairs: list[tuple[str, str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if len(words) != 2:
+            raise KeyFileError(f"key file {str(file)!r}, line {number}: expected 'user key' (two words), "
+                               f"found {len(words)} word(s)")
+        pairs.append((words[0], words[1]))
+    if not pairs:
+        raise KeyFileError(f"key file {str(file)!r} holds no key (one 'user key' pair per line)")
+    try:
+        return checked_keys(pairs)
+    except InvalidKeysError as error:
+        raise KeyFileError(f"key file {str(file)!r}: {error}") from None
