@@ -27,7 +27,7 @@ def test_pages_newest_first_with_a_cursor(api: Api) -> None:
 def test_filters(api: Api) -> None:
     wanted, other = api.create_session(), api.create_session()
     (found,) = api.post(_SEARCH, {"session_id": wanted}).json()["sessions"]
-    assert found["session_id"] == wanted and found["owner"] == "local" and found["status"] == {"type": "active"}
+    assert found["session_id"] == wanted and found["owner"] == "default" and found["status"] == {"type": "active"}
     assert found["checkpoints_count"] == 0
     active = api.post(_SEARCH, {"statuses": [{"type": "active"}]}).json()["sessions"]
     assert {s["session_id"] for s in active} == {wanted, other}

@@ -1,6 +1,15 @@
 """REST endpoints: training runs, checkpoints (list, delete, publish, TTL, archive), sessions (and their
 search, :mod:`.session_search`), samplers.
 
+Every answer is about the caller's own records: another user's run, checkpoint, session or sampler
+answers 404 with the body an unknown id gets. Published checkpoints are the exception: anyone may
+read them (list them, their run with ``access_scope=accessible``, their archive) but only their owner
+may change them (delete, publish, unpublish, TTL: 404 to anyone else, as the official service answers
+"not found or user doesn't own the training run"). Listings take ``access_scope`` (``owned``, the
+default: only the caller's; ``accessible``: for runs and checkpoints, also others' published ones;
+sessions are never shared) and ``project_id`` (the project of the record's session; a session
+created without one is in project ``local``).
+
 A checkpoint id is ``weights/<name>`` or ``sampler_weights/<name>``, so checkpoint routes capture
 two segments. Already-public (or not public) checkpoints answer 400, never 409: the official SDK
 retries 409 for minutes. The archive endpoint answers 302 to a tarball this service serves itself
@@ -10,22 +19,23 @@ at an unguessable, expiring URL (the official CLI downloads it with a plain GET,
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, timedelta
 from email.utils import format_datetime
+from typing import Literal
 
 from tinker_actors.local.api.routes import Router
 from tinker_actors.local.api.session_search import SessionRow, SessionSearchRequest, search
 from tinker_actors.local.engine.state import ApiError, Call, ServiceState, ok
-from tinker_actors.local.engine.storage import ArchiveTooLargeError, CheckpointRecord, RunRecord
+from tinker_actors.local.engine.storage import ArchiveTooLargeError, CheckpointRecord, RunRecord, SessionRecord
 from tinker_actors.local.server.http_server import HttpResponse
 from tinker_actors.types import (
     Checkpoint,
     CheckpointsListResponse,
     Cursor,
     GetSamplerResponse,
-    GetSessionResponse,
     ListSessionsResponse,
     SetCheckpointTtlRequest,
     TrainingRun,
@@ -36,6 +46,8 @@ __all__ = ["RestApi", "checkpoint_model", "run_model"]
 
 _CKPT = "/api/v1/training_runs/{run_id}/checkpoints/{kind}/{name}"
 _MAX_PAGE = 10_000
+AccessScope = Literal["owned", "accessible"]
+_SCOPES: tuple[AccessScope, ...] = ("owned", "accessible")
 
 
 def checkpoint_model(record: CheckpointRecord) -> Checkpoint:
@@ -69,6 +81,23 @@ def _page(call: Call, default_limit: int) -> tuple[int, int]:
     return min(limit, _MAX_PAGE), offset
 
 
+def _scope(call: Call) -> AccessScope:
+    """The listing's ``access_scope`` (0.38 sends ``owned`` or ``accessible``; older SDKs none: ``owned``)."""
+    value = call.request.query.get("access_scope", "owned")
+    for scope in _SCOPES:
+        if value == scope:
+            return scope
+    raise ApiError(400, f"access_scope must be 'owned' or 'accessible', got {value!r}")
+
+
+def _project(call: Call) -> str | None:
+    """The listing's ``project_id`` filter, if any."""
+    value = call.request.query.get("project_id")
+    if value is not None and not value:
+        raise ApiError(400, "project_id must not be empty")
+    return value
+
+
 class RestApi:
     def __init__(self, state: ServiceState) -> None:
         self._state = state
@@ -90,57 +119,83 @@ class RestApi:
         router.add("GET", "/api/v1/samplers/{sampler_id}", "get_sampler", self.get_sampler)
 
     # ---- runs --------------------------------------------------------------------------------
-    def _run(self, run_id: str) -> TrainingRun:
-        storage = self._state.storage
-        run = storage.run(run_id)
-        if run is None:
+    def _visible_checkpoints(self, run: RunRecord, user: str) -> list[CheckpointRecord]:
+        """The run's checkpoints ``user`` may see, newest first: all of their own run's, else the published ones."""
+        records = self._state.storage.checkpoints(run.run_id)
+        return records if run.owner == user else [r for r in records if r.public]
+
+    def _readable_run(self, run_id: str, user: str, scope: AccessScope) -> RunRecord:
+        """``user``'s run, or with ``accessible`` another's that has published checkpoints; else 404 as unknown."""
+        run = self._state.storage.run(run_id)
+        if run is None or (run.owner != user and (scope != "accessible" or not self._visible_checkpoints(run, user))):
             raise ApiError(404, f"training run {run_id!r} not found")
-        return run_model(run, storage.last_checkpoint(run_id, "weights"),
-                         storage.last_checkpoint(run_id, "sampler_weights"))
+        return run
+
+    def _run_model(self, run: RunRecord, user: str) -> TrainingRun:
+        visible = self._visible_checkpoints(run, user)
+        last = next((r for r in visible if r.kind == "weights"), None)
+        last_sampler = next((r for r in visible if r.kind == "sampler_weights"), None)
+        return run_model(run, last, last_sampler)
+
+    def _listed_runs(self, call: Call) -> list[RunRecord]:
+        """The runs a listing shows: the caller's (plus others' published ones with ``accessible``), in the
+        ``project_id`` asked for."""
+        storage, user = self._state.storage, call.user
+        scope, project = _scope(call), _project(call)
+        published = storage.published_run_ids() if scope == "accessible" else set()
+        runs = [r for r in storage.runs() if r.owner == user or r.run_id in published]
+        if project is not None:
+            runs = [r for r in runs if storage.session_project(r.session_id) == project]
+        return runs
 
     async def list_runs(self, call: Call) -> HttpResponse:
         limit, offset = _page(call, 20)
-        runs = self._state.storage.runs()
+        runs = self._listed_runs(call)
         window = runs[offset:offset + limit]
         return ok(TrainingRunsResponse(
-            training_runs=[self._run(r.run_id) for r in window],
+            training_runs=[self._run_model(r, call.user) for r in window],
             cursor=Cursor(offset=offset, limit=limit, total_count=len(runs))))
 
     async def get_run(self, call: Call) -> HttpResponse:
-        return ok(self._run(call.params["run_id"]))
+        run = self._readable_run(call.params["run_id"], call.user, _scope(call))
+        return ok(self._run_model(run, call.user))
 
     # ---- checkpoints -------------------------------------------------------------------------
     async def run_checkpoints(self, call: Call) -> HttpResponse:
-        run_id = call.params["run_id"]
-        if self._state.storage.run(run_id) is None:
-            raise ApiError(404, f"training run {run_id!r} not found")
-        records = self._state.storage.checkpoints(run_id)
+        """The run's checkpoints: all of the caller's own run; of another's run, its published ones (404 if none)."""
+        run = self._readable_run(call.params["run_id"], call.user, "accessible")
+        records = self._visible_checkpoints(run, call.user)
         return ok(CheckpointsListResponse(checkpoints=[checkpoint_model(r) for r in records]))
 
     async def user_checkpoints(self, call: Call) -> HttpResponse:
         limit, offset = _page(call, 100)
-        records = self._state.storage.checkpoints()  # newest first
+        user, runs = call.user, self._listed_runs(call)
+        shown = {r.run_id: r.owner == user for r in runs}  # run id -> whether all its checkpoints show
+        records = [r for r in self._state.storage.checkpoints()  # newest first
+                   if r.run_id in shown and (shown[r.run_id] or r.public)]
         window = records[offset:offset + limit]
         return ok(CheckpointsListResponse(
             checkpoints=[checkpoint_model(r) for r in window],
             cursor=Cursor(offset=offset, limit=limit, total_count=len(records))))
 
-    def _checkpoint(self, call: Call) -> CheckpointRecord:
+    def _checkpoint(self, call: Call, *, change: bool) -> CheckpointRecord:
+        """The checkpoint the path names, if the caller may read it (``change``: change it, owner only);
+        else 404 with the body of an unknown checkpoint."""
         run_id, kind, name = call.params["run_id"], call.params["kind"], call.params["name"]
         if kind not in ("weights", "sampler_weights"):
             raise ApiError(400, f"checkpoint kind {kind!r} is not weights or sampler_weights")
-        record = self._state.storage.checkpoint(run_id, f"{kind}/{name}")
+        record = self._state.storage.checkpoint_for(call.user, run_id, f"{kind}/{name}", change=change)
         if record is None:
             raise ApiError(404, f"checkpoint tinker://{run_id}/{kind}/{name} not found")
         return record
 
     async def delete_checkpoint(self, call: Call) -> HttpResponse:
-        self._state.storage.delete_checkpoint(self._checkpoint(call))
+        self._state.storage.delete_checkpoint(self._checkpoint(call, change=True))
         return HttpResponse(204)
 
     def _modify(self, call: Call, change: Callable[[CheckpointRecord], CheckpointRecord]) -> CheckpointRecord:
         """Apply ``change`` to the checkpoint's current version, atomically (see Storage.modify_checkpoint)."""
-        record = self._checkpoint(call)
+        record = self._checkpoint(call, change=True)
         updated = self._state.storage.modify_checkpoint(record.run_id, record.checkpoint_id, change)
         if updated is None:
             raise ApiError(404, f"checkpoint {record.tinker_path} not found")
@@ -165,7 +220,7 @@ class RestApi:
         return HttpResponse(204)
 
     async def set_ttl(self, call: Call) -> HttpResponse:
-        record = self._checkpoint(call)
+        record = self._checkpoint(call, change=True)
         req = call.parse(SetCheckpointTtlRequest)
         ttl = req.ttl_seconds
         limit = self._state.config.work_limits.max_ttl_seconds
@@ -181,8 +236,8 @@ class RestApi:
         """302 to the checkpoint version's archive (built once, then reused; see ``archives.py``).
 
         The ``Location`` is built from the service's configured address, never from the request's
-        ``Host`` header (which the client controls)."""
-        record = self._checkpoint(call)
+        ``Host`` header (which the client controls). Another user's published checkpoint may be downloaded."""
+        record = self._checkpoint(call, change=False)
         state = self._state
         lifetime = timedelta(seconds=state.config.archive_lifetime_s)
         budget = state.config.work_limits.archive_budget_bytes
@@ -211,32 +266,54 @@ class RestApi:
         return HttpResponse(200, body, content_type="application/x-tar")
 
     # ---- sessions and samplers ---------------------------------------------------------------
+    def _listed_sessions(self, call: Call) -> list[SessionRecord]:
+        """The caller's sessions, newest first, in the ``project_id`` asked for. ``accessible`` shows the same
+        as ``owned``: sessions are never shared between users here (no shared projects)."""
+        _scope(call)
+        project = _project(call)
+        records = self._state.storage.sessions(call.user)
+        return records if project is None else [r for r in records if r.project == project]
+
     async def list_sessions(self, call: Call) -> HttpResponse:
         limit, offset = _page(call, 20)
-        sessions = self._state.storage.sessions()
-        return ok(ListSessionsResponse(sessions=sessions[offset:offset + limit]))
+        records = self._listed_sessions(call)
+        return ok(ListSessionsResponse(sessions=[r.session_id for r in records[offset:offset + limit]]))
 
     async def search_sessions(self, call: Call) -> HttpResponse:
         request = call.parse(SessionSearchRequest)
         storage, sessions = self._state.storage, self._state.sessions
         rows = []
-        for session_id, created_at in storage.session_times().items():
+        for record in storage.sessions(call.user):
+            session_id = record.session_id
             checkpoints = [c for run_id in storage.runs_of_session(session_id) for c in storage.checkpoints(run_id)]
-            rows.append(SessionRow(session_id, created_at, sessions.is_live(session_id), len(checkpoints),
-                                   sum(c.size_bytes for c in checkpoints)))
+            rows.append(SessionRow(
+                session_id, record.created, record.owner, record.project, sessions.is_live(session_id),
+                len(checkpoints), sum(c.size_bytes for c in checkpoints), display_name=record.display_name,
+                user_metadata=record.user_metadata, finish_reason=record.finish_reason,
+                finish_detail=record.finish_detail))
         return ok(search(request, rows))
 
     async def get_session(self, call: Call) -> HttpResponse:
+        """The caller's session: its runs and samplers (0.6.3's answer), and those of ``user_metadata``,
+        ``display_name`` (newer SDKs read them) and ``project_id`` that the session has (unset ones are left
+        out, so a plain session's answer is 0.6.3's)."""
         session_id = call.params["session_id"]
+        _scope(call)
         storage = self._state.storage
-        if not storage.has_session(session_id):
+        record = storage.session(session_id, call.user)
+        if record is None:
             raise ApiError(404, f"session {session_id!r} not found")
-        return ok(GetSessionResponse(training_run_ids=storage.runs_of_session(session_id),
-                                     sampler_ids=storage.samplers_of_session(session_id)))
+        answer: dict[str, object] = {"training_run_ids": storage.runs_of_session(session_id),
+                                     "sampler_ids": storage.samplers_of_session(session_id)}
+        for name, value in (("user_metadata", record.user_metadata), ("display_name", record.display_name),
+                            ("project_id", record.project_id)):
+            if value is not None:
+                answer[name] = value
+        return HttpResponse(200, json.dumps(answer).encode())
 
     async def get_sampler(self, call: Call) -> HttpResponse:
         sampler_id = call.params["sampler_id"]
-        record = self._state.storage.sampler(sampler_id)
+        record = self._state.storage.sampler_of(sampler_id, call.user)
         if record is None:
             raise ApiError(404, f"sampler {sampler_id!r} not found")
         fields: dict[str, object] = {"sampler_id": record.sampler_id, "base_model": record.base_model}

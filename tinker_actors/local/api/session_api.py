@@ -1,5 +1,10 @@
-"""Session-level endpoints: sessions, heartbeats, capabilities, health, telemetry, the protocol flags of
-newer SDKs (``client/config``, ``client/dynamic_config``), and retrieve_future.
+"""Session-level endpoints: sessions (create, heartbeat, finish, project), capabilities, health, telemetry,
+the protocol flags of newer SDKs (``client/config``, ``client/dynamic_config``), and retrieve_future.
+
+A session, and every future, belongs to the user who created it: to anyone else its id answers as an
+unknown one would (404 for a session, 410 for a future), with the same body. A session its client
+finished (``POST /sessions/{id}/finish``, first reason wins) answers 410 to heartbeats, which newer
+SDKs take as "stop heartbeating", and to requests creating models or samplers in it.
 
 retrieve_future answers a finished forward_backward or sample result as protobuf when the poll's
 ``Accept`` asks for ``application/x-protobuf`` (protocol 0.38), as JSON otherwise (0.6.3); errors and
@@ -13,12 +18,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from typing import Any
+
+import pydantic
+from pydantic import ConfigDict, Field
 
 from tinker_actors.local.api.request_bodies import CreateSessionAdded, RetrieveAdded, read_body
 from tinker_actors.local.api.routes import Router
 from tinker_actors.local.engine.future_store import FutureState, Result
-from tinker_actors.local.engine.state import PARSE_INLINE_BYTES, ApiError, Call, ServiceState, ok
+from tinker_actors.local.engine.state import (
+    PARSE_INLINE_BYTES,
+    ApiError,
+    Call,
+    ServiceState,
+    ok,
+    validation_message,
+)
+from tinker_actors.local.engine.storage import FinishReason, SessionRecord
 from tinker_actors.local.engine.work_limits import OverLimitError, WorkLimits, check_at_most
 from tinker_actors.local.server.http_server import HttpResponse
 from tinker_actors.types import (
@@ -32,12 +49,60 @@ from tinker_actors.types import (
     encode_json,
 )
 
-__all__ = ["SessionApi", "accepts_protobuf"]
+__all__ = ["MAX_LABEL_CHARS", "SessionApi", "accepts_protobuf", "live_session", "unknown_session"]
 
 _log = logging.getLogger(__name__)
 
 _TELEMETRY_ACCEPTED = b'{"status":"accepted"}'
 _PROTOBUF = "application/x-protobuf"
+
+
+MAX_LABEL_CHARS = 256  # a project id or display name longer than this is refused
+
+
+class _FinishReason(pydantic.BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: FinishReason
+
+
+class _FinishBody(pydantic.BaseModel):
+    """``ServiceClient.close(status, detail)`` of newer SDKs: ``{"reason": {"type": status}, "detail": ...}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    reason: _FinishReason = _FinishReason(type="success")
+    detail: str | None = Field(None, max_length=4096)
+
+
+class _ProjectBody(pydantic.BaseModel):
+    """``RestClient.assign_session_project``: ``{"project_id": ...}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    project_id: str = Field(min_length=1, max_length=MAX_LABEL_CHARS)
+
+
+def unknown_session(session_id: str) -> ApiError:
+    """The answer for a session id the caller has no session of (unknown, expired, or another user's)."""
+    return ApiError(404, f"unknown or expired session {session_id!r}: create a new session")
+
+
+def live_session(state: ServiceState, call: Call, session_id: str) -> SessionRecord:
+    """The caller's live session ``session_id`` (noted as a sign of life), for a request that creates a
+    model or a sampler in it: 404 as unknown for another user's session, 410 once its client finished it."""
+    record = state.storage.session(session_id, call.user)
+    if record is None:
+        raise unknown_session(session_id)
+    if not state.sessions.touch(session_id):
+        if record.finish_reason is not None:
+            raise ApiError(410, f"session {session_id!r} was finished by its client ({record.finish_reason}); "
+                                "it takes no new models or samplers: create a new session")
+        raise unknown_session(session_id)
+    return record
+
+
+def _label(value: str | None, name: str, endpoint: str) -> str | None:
+    if value is not None and not 1 <= len(value) <= MAX_LABEL_CHARS:
+        raise ApiError(400, f"{endpoint}: {name} must be 1 to {MAX_LABEL_CHARS} characters")
+    return value
 
 
 def accepts_protobuf(call: Call) -> bool:
@@ -78,32 +143,62 @@ class SessionApi:
         router.add("POST", "/api/v1/client/config", "client_config", self.client_config)
         router.add("POST", "/api/v1/client/dynamic_config", "client_dynamic_config", self.client_dynamic_config)
         router.add("POST", "/api/v1/sessions/{session_id}/finish", "finish_session", self.finish_session)
+        # The official 0.38 RestClient PUTs; POST is accepted too (the same change, idempotent).
+        router.add("PUT", "/api/v1/sessions/{session_id}/project", "assign_session_project", self.assign_project)
+        router.add("POST", "/api/v1/sessions/{session_id}/project", "assign_session_project", self.assign_project)
         router.add("POST", "/api/v1/retrieve_future", "retrieve_future", self.retrieve_future)
 
     async def create_session(self, call: Call) -> HttpResponse:
-        # project_id and display_name (newer SDKs) are accepted; the local service has no projects.
-        read_body(call, CreateSessionRequest, CreateSessionAdded, none_dropped=("user_metadata",))
-        session_id = self._state.sessions.create()
+        """A session of the caller; newer SDKs' ``project_id`` and ``display_name`` are kept with it."""
+        req, added = read_body(call, CreateSessionRequest, CreateSessionAdded, none_dropped=("user_metadata",))
+        metadata = req.user_metadata
+        session_id = self._state.sessions.create(
+            call.user, project_id=_label(added.project_id, "project_id", call.endpoint),
+            display_name=_label(added.display_name, "display_name", call.endpoint),
+            user_metadata={str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+            if metadata else None)
         return ok(CreateSessionResponse(session_id=session_id))
 
     async def heartbeat(self, call: Call) -> HttpResponse:
         req = call.parse(SessionHeartbeatRequest)
-        sessions = self._state.sessions
-        if not sessions.touch(req.session_id):
-            if sessions.finished(req.session_id):  # newer SDKs stop heartbeating on 410
+        state = self._state
+        record = state.storage.session(req.session_id, call.user)
+        if record is None:
+            raise ApiError(404, f"unknown or expired session {req.session_id!r}")
+        if not state.sessions.touch(req.session_id):
+            if record.finish_reason is not None:  # newer SDKs stop heartbeating on 410
                 raise ApiError(410, f"session {req.session_id!r} was finished")
             raise ApiError(404, f"unknown or expired session {req.session_id!r}")
         return ok(SessionHeartbeatResponse())
 
     async def finish_session(self, call: Call) -> HttpResponse:
-        """``ServiceClient.close(status)`` of newer SDKs: the session ends, its models and samplers are
-        unloaded. Finishing it again answers 200 too (a client's retry of the close)."""
+        """``ServiceClient.close(status, detail)`` of newer SDKs: the session ends with that reason (the
+        first finish wins), its models and samplers are unloaded. Finishing it again answers 200 too
+        (a client's retry of the close). An empty body counts as ``success``."""
         session_id = call.params["session_id"]
-        if call.request.body and not isinstance(call.json(), dict):
-            raise ApiError(400, "finish_session: the body is a JSON object ({\"reason\": {\"type\": ...}})")
+        body = _FinishBody()
+        if call.request.body:
+            try:
+                body = _FinishBody.model_validate(call.json())
+            except pydantic.ValidationError as error:
+                raise ApiError(400, validation_message(call.endpoint, error)) from error
         state = self._state
-        if not state.finish_session(session_id) and not state.sessions.finished(session_id):
+        if state.storage.session(session_id, call.user) is None:
             raise ApiError(404, f"unknown or expired session {session_id!r}")
+        if not state.finish_session(session_id, body.reason.type, body.detail) \
+                and not state.sessions.finished(session_id):
+            raise ApiError(404, f"unknown or expired session {session_id!r}")
+        return HttpResponse(200, b"{}")
+
+    async def assign_project(self, call: Call) -> HttpResponse:
+        """``RestClient.assign_session_project``: move the caller's session (and so its runs and samplers)
+        into a project. A project is a label within the caller's own records; it is never cleared."""
+        session_id = call.params["session_id"]
+        body = call.parse(_ProjectBody)
+        state = self._state
+        if state.storage.session(session_id, call.user) is None:
+            raise ApiError(404, f"session {session_id!r} not found")
+        state.storage.update_session(session_id, lambda record: replace(record, project_id=body.project_id))
         return HttpResponse(200, b"{}")
 
     async def telemetry(self, call: Call) -> HttpResponse:
@@ -153,7 +248,7 @@ class SessionApi:
         """The long poll: the result, an error payload, 408 try_again while pending, 410 if unknown."""
         req, added = read_body(call, FutureRetrieveRequest, RetrieveAdded)
         state = self._state
-        outcome = await state.futures.wait(req.request_id, state.config.long_poll_s)
+        outcome = await state.futures.wait(req.request_id, state.config.long_poll_s, call.user)
         if outcome.state is FutureState.DONE and outcome.result is not None:
             return await self._answer(outcome.result, protobuf=accepts_protobuf(call),
                                       allow_metadata_only=added.allow_metadata_only)

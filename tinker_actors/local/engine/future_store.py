@@ -3,7 +3,8 @@
 Every submission endpoint answers at once with a ``request_id`` (random, unguessable); the work finishes later and its
 result (or its error) is stored here so that it can be read again and again (a client may poll the
 same id after a dropped connection). Only ids that were never issued, or whose result expired, are
-unknown (the server then answers 410). Lives on the service's event loop: no locks.
+unknown (the server then answers 410). A future belongs to the user whose request created it: to any
+other user its id is unknown, exactly as one never issued. Lives on the service's event loop: no locks.
 
 A result is a :class:`Result`: JSON for every client, and for forward_backward and sample results
 also protobuf, which protocol 0.38 asks for (``Accept: application/x-protobuf``). Each form is
@@ -20,6 +21,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from tinker_actors.local.engine.storage import DEFAULT_OWNER
 
 __all__ = ["FutureOutcome", "FutureState", "FutureStore", "Result"]
 
@@ -87,6 +90,7 @@ class _Entry:
     request_type: str
     model_id: str | None
     created: float
+    owner: str
     done: asyncio.Event = field(default_factory=asyncio.Event)
     result: Result | None = None
     finished: float | None = None
@@ -100,13 +104,13 @@ class FutureStore:
         self._entries: dict[str, _Entry] = {}
         self._finished: deque[tuple[float, str]] = deque()  # in finishing order, so expiry is cheap
 
-    def create(self, request_type: str, model_id: str | None) -> str:
-        """A new pending future. Its id is 128 random bits: whoever holds a request id may read its
-        result, so ids must not be guessable from one's own (no counter, no clock)."""
+    def create(self, request_type: str, model_id: str | None, owner: str = DEFAULT_OWNER) -> str:
+        """A new pending future of ``owner``. Its id is 128 random bits: whoever holds a request id (and
+        is its owner) may read its result, so ids must not be guessable from one's own (no counter, no clock)."""
         request_id = f"req-{secrets.token_urlsafe(16)}"
         while request_id in self._entries:  # never in practice; cheap to rule out
             request_id = f"req-{secrets.token_urlsafe(16)}"
-        self._entries[request_id] = _Entry(request_type, model_id, time.monotonic())
+        self._entries[request_id] = _Entry(request_type, model_id, time.monotonic(), owner)
         return request_id
 
     def request_type(self, request_id: str) -> str | None:
@@ -130,11 +134,12 @@ class FutureStore:
         entry.done.set()
         self._finished.append((entry.finished, request_id))
 
-    async def wait(self, request_id: str, timeout_s: float) -> FutureOutcome:
-        """Hold the poll until the result is ready or ``timeout_s`` passed (the long poll)."""
+    async def wait(self, request_id: str, timeout_s: float, owner: str = DEFAULT_OWNER) -> FutureOutcome:
+        """Hold the poll until the result is ready or ``timeout_s`` passed (the long poll). Another
+        user's future is unknown to ``owner``, at once (no wait tells it apart from an unknown id)."""
         self.expire()
         entry = self._entries.get(request_id)
-        if entry is None:
+        if entry is None or entry.owner != owner:
             return FutureOutcome(FutureState.UNKNOWN)
         if not entry.done.is_set() and timeout_s > 0:
             try:

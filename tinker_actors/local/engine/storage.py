@@ -3,7 +3,8 @@
 Layout (every file is written atomically: a ``.tmp-*`` file in the same directory, then a rename;
 files are created with mode 0600)::
 
-    <data_dir>/sessions.json                           known session ids and their creation times
+    <data_dir>/sessions.json                           known sessions: owner, creation time, project,
+                                                       display name, metadata, how their client finished them
     <data_dir>/samplers/<sampler_id>.json              sampling sessions (+ .npz for ephemeral weights)
     <data_dir>/runs/<run_id>/run.json                  a training run's metadata
     <data_dir>/runs/<run_id>/<kind>/<name>/<version>/arrays.npz       one version of a checkpoint
@@ -28,9 +29,11 @@ are checked by :func:`check_name`, so no request can address a file outside the 
 Messages of the errors raised here name checkpoints by their tinker path, never by a file path.
 A restarted service reads everything back with :meth:`Storage.load`.
 
-Tenants: every record hangs off a training run, and runs carry ``model_owner``; separating tenants
-(one API key's runs invisible to another) needs only a filter on that field in the listing methods
-and the lookups, not a different layout.
+Tenants: runs, sessions and samplers carry their owner (the user whose key created them); a
+checkpoint belongs to its run's owner. Records written before owners were recorded belong to
+:data:`DEFAULT_OWNER`, the user of the single-user mode. The lookups that take a ``user`` answer
+None for another user's record exactly as for an unknown id; only published checkpoints (and the
+runs holding them) are readable by everyone, and changed only by their owner.
 """
 
 from __future__ import annotations
@@ -48,31 +51,42 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import quote
 
 import numpy as np
 import numpy.typing as npt
 
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.local.engine.accounts import DEFAULT_USER
 from tinker_actors.local.engine.archives import ArchiveCache, ArchiveTooLargeError
 from tinker_actors.types import ParsedCheckpointTinkerPath
 
 __all__ = [
+    "DEFAULT_OWNER",
+    "DEFAULT_PROJECT",
     "ArchiveTooLargeError",
     "CheckpointKind",
     "CheckpointMissingError",
     "CheckpointRecord",
     "CheckpointUnreadableError",
+    "FinishReason",
     "InvalidNameError",
     "RunRecord",
     "SamplerRecord",
+    "SessionRecord",
     "Storage",
     "check_name",
     "parse_tinker_path",
 ]
 
 CheckpointKind = Literal["weights", "sampler_weights"]
+# The user of the single-user mode, and the owner of records older versions wrote.
+DEFAULT_OWNER = DEFAULT_USER
+# How a client may say it finished its session (``POST /sessions/{id}/finish``, 0.38's ``close(status)``).
+FinishReason = Literal["success", "errored", "interrupted"]
+# The project a session is in until one is assigned (the official service always has one to show).
+DEFAULT_PROJECT = "local"
 Arrays = dict[str, npt.NDArray[Any]]
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-+=@]{0,127}$")
@@ -187,11 +201,12 @@ class RunRecord:
     train_mlp: bool
     train_attn: bool
     train_unembed: bool
-    model_owner: str
+    model_owner: str  # what TrainingRun.model_owner shows: the owner's name (older versions wrote "local")
     created: datetime
     last_request_time: datetime
     user_metadata: dict[str, str] | None = None
     corrupted: bool = False
+    owner: str = DEFAULT_OWNER  # the user the run belongs to (absent from older versions' files)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -264,6 +279,7 @@ class SamplerRecord:
     model_path: str | None = None
     ephemeral_of: str | None = None  # run id whose weights were saved ephemerally for this sampler
     created: datetime = field(default_factory=_now)
+    owner: str = DEFAULT_OWNER  # the user the sampling session belongs to (absent from older versions' files)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -275,6 +291,47 @@ class SamplerRecord:
         values = dict(data)
         values["created"] = _parse_iso(values["created"]) or _now()
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A session as remembered across restarts (its liveness is :class:`SessionRegistry`'s, in memory).
+
+    ``project_id`` None: the session is in no project (assigned later with ``PUT /sessions/{id}/project``;
+    never cleared). ``finish_reason`` is set once its client finished it (the first finish wins)."""
+
+    session_id: str
+    created: datetime
+    owner: str = DEFAULT_OWNER
+    project_id: str | None = None
+    display_name: str | None = None
+    user_metadata: dict[str, str] | None = None
+    finish_reason: FinishReason | None = None
+    finish_detail: str | None = None
+
+    @property
+    def project(self) -> str:
+        """The project shown and filtered on: the assigned one, else :data:`DEFAULT_PROJECT`."""
+        return self.project_id if self.project_id is not None else DEFAULT_PROJECT
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["session_id"]
+        data["created"] = _iso(self.created)
+        return data
+
+    @classmethod
+    def from_json(cls, session_id: str, data: object) -> SessionRecord:
+        """From ``sessions.json``; older versions stored only the creation time (the session is the default user's)."""
+        if isinstance(data, str):
+            return cls(session_id=session_id, created=_parse_iso(data) or _now())
+        if not isinstance(data, dict):
+            raise TypeError("a session entry is an object")
+        values = dict(data)
+        values["created"] = _parse_iso(values.get("created")) or _now()
+        if values.get("finish_reason") not in (None, *get_args(FinishReason)):
+            raise ValueError(f"unknown finish reason {values['finish_reason']!r}")
+        return cls(session_id=session_id, **values)
 
 
 class Storage:
@@ -290,7 +347,7 @@ class Storage:
         self._lock = threading.RLock()
         self._runs: dict[str, RunRecord] = {}
         self._checkpoints: dict[tuple[str, str], CheckpointRecord] = {}
-        self._sessions: dict[str, datetime] = {}
+        self._sessions: dict[str, SessionRecord] = {}
         self._samplers: dict[str, SamplerRecord] = {}
         self._archives = ArchiveCache(root / "archives")
 
@@ -303,9 +360,11 @@ class Storage:
             self._remove_temp_files()
             sessions_file = self.root / "sessions.json"
             if sessions_file.exists():
-                with contextlib.suppress(ValueError, OSError, TypeError):
+                with contextlib.suppress(ValueError, OSError, TypeError, AttributeError):
                     raw = json.loads(sessions_file.read_text())
-                    self._sessions = {sid: _parse_iso(t) or _now() for sid, t in raw.items()}
+                    for sid, entry in raw.items():
+                        with contextlib.suppress(ValueError, TypeError):
+                            self._sessions[sid] = SessionRecord.from_json(sid, entry)
             for run_file in sorted((self.root / "runs").glob("*/run.json")):
                 with contextlib.suppress(ValueError, OSError, TypeError, KeyError):
                     run = RunRecord.from_json(json.loads(run_file.read_text()))
@@ -368,24 +427,43 @@ class Storage:
         return replace(record, version=version)
 
     # ---- sessions ----------------------------------------------------------------------------
-    def add_session(self, session_id: str) -> None:
+    def add_session(self, record: SessionRecord) -> None:
         with self._lock:
-            self._sessions[session_id] = _now()
-            write_json_atomic(self.root / "sessions.json",
-                              {sid: _iso(t) for sid, t in self._sessions.items()})
+            self._sessions[record.session_id] = record
+            self._write_sessions()
 
-    def sessions(self) -> list[str]:
-        with self._lock:
-            return sorted(self._sessions, key=lambda sid: self._sessions[sid], reverse=True)
+    def _write_sessions(self) -> None:
+        write_json_atomic(self.root / "sessions.json",
+                          {sid: record.to_json() for sid, record in self._sessions.items()})
 
-    def has_session(self, session_id: str) -> bool:
+    def sessions(self, user: str | None = None) -> list[SessionRecord]:
+        """Newest first; only ``user``'s when given."""
         with self._lock:
-            return session_id in self._sessions
+            records = [r for r in self._sessions.values() if user is None or r.owner == user]
+        return sorted(records, key=lambda r: (r.created, r.session_id), reverse=True)
 
-    def session_times(self) -> dict[str, datetime]:
-        """Each known session's creation time."""
+    def session(self, session_id: str, user: str | None = None) -> SessionRecord | None:
+        """The session; None if unknown or (with ``user``) another user's."""
         with self._lock:
-            return dict(self._sessions)
+            record = self._sessions.get(session_id)
+        return record if record is not None and (user is None or record.owner == user) else None
+
+    def update_session(self, session_id: str,
+                       change: Callable[[SessionRecord], SessionRecord]) -> SessionRecord | None:
+        """Apply ``change`` to the session and store the result (None if the session is unknown)."""
+        with self._lock:
+            current = self._sessions.get(session_id)
+            if current is None:
+                return None
+            updated = replace(change(current), session_id=current.session_id, owner=current.owner)
+            self._sessions[session_id] = updated
+            self._write_sessions()
+            return updated
+
+    def session_project(self, session_id: str) -> str:
+        """The project of a run's session (:data:`DEFAULT_PROJECT` for a session not known here)."""
+        record = self.session(session_id)
+        return record.project if record is not None else DEFAULT_PROJECT
 
     # ---- runs --------------------------------------------------------------------------------
     def _run_dir(self, run_id: str) -> Path:
@@ -396,16 +474,24 @@ class Storage:
             self._runs[run.run_id] = run
             write_json_atomic(self._run_dir(run.run_id) / "run.json", run.to_json())
 
-    def run(self, run_id: str) -> RunRecord | None:
+    def run(self, run_id: str, user: str | None = None) -> RunRecord | None:
+        """The run; None if unknown or (with ``user``) another user's."""
         with self._lock:
-            return self._runs.get(run_id)
+            run = self._runs.get(run_id)
+        return run if run is not None and (user is None or run.owner == user) else None
 
-    def runs(self) -> list[RunRecord]:
+    def runs(self, user: str | None = None) -> list[RunRecord]:
+        """Oldest first; only ``user``'s when given."""
         with self._lock:
-            return sorted(self._runs.values(), key=lambda r: (r.created, r.run_id))
+            runs = [r for r in self._runs.values() if user is None or r.owner == user]
+        return sorted(runs, key=lambda r: (r.created, r.run_id))
 
     def runs_of_session(self, session_id: str) -> list[str]:
         return [r.run_id for r in self.runs() if r.session_id == session_id]
+
+    def published_run_ids(self) -> set[str]:
+        """The runs holding at least one published checkpoint (readable by every user)."""
+        return {c.run_id for c in self.checkpoints() if c.public}
 
     def touch_run(self, run_id: str) -> None:
         """Note activity (``last_request_time``); persisted with the next checkpoint or at shutdown."""
@@ -490,9 +576,23 @@ class Storage:
             self.expire()
             return self._checkpoints.get((run_id, checkpoint_id))
 
-    def checkpoint_by_path(self, tinker_path: str) -> CheckpointRecord | None:
+    def checkpoint_by_path(self, tinker_path: str, reader: str | None = None) -> CheckpointRecord | None:
+        """The checkpoint ``tinker_path`` names; with ``reader``, None unless that user may read it."""
         run_id, kind, name = parse_tinker_path(tinker_path)
-        return self.checkpoint(run_id, f"{kind}/{name}")
+        if reader is None:
+            return self.checkpoint(run_id, f"{kind}/{name}")
+        return self.checkpoint_for(reader, run_id, f"{kind}/{name}")
+
+    def checkpoint_for(self, user: str, run_id: str, checkpoint_id: str, *,
+                       change: bool = False) -> CheckpointRecord | None:
+        """The checkpoint if ``user`` may read it (owner, or published) or, with ``change``, change it
+        (owner only); None otherwise, as for an unknown checkpoint."""
+        record = self.checkpoint(run_id, checkpoint_id)
+        if record is None:
+            return None
+        if self.run(run_id, user) is not None or (record.public and not change):
+            return record
+        return None
 
     def checkpoints(self, run_id: str | None = None) -> list[CheckpointRecord]:
         """Newest first; only ``run_id``'s when given."""
@@ -627,6 +727,11 @@ class Storage:
             raise CheckpointUnreadableError(
                 f"the weights of sampling session {sampler_id} could not be read ({type(error).__name__})"
             ) from None
+
+    def sampler_of(self, sampler_id: str, user: str) -> SamplerRecord | None:
+        """The sampling session if it is ``user``'s; None otherwise, as for an unknown id."""
+        record = self.sampler(sampler_id)
+        return record if record is not None and record.owner == user else None
 
     def samplers_of_session(self, session_id: str) -> list[str]:
         with self._lock:
