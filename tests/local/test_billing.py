@@ -219,7 +219,8 @@ def test_admin_endpoints_set_and_check_budgets() -> None:
                                    ("PUT", "billing/users/carol", {"budget": 1.5}),
                                    ("PUT", "billing/users/carol", {"tokens": 1}),
                                    ("POST", "billing/users/carol/top-up", {"tokens": -3}),
-                                   ("POST", "billing/users/carol/top-up", {"tokens": True})):
+                                   ("POST", "billing/users/carol/top-up", {"tokens": True}),
+                                   ("PUT", "billing/users/*", {"budget": 5})):
             refused = alice.admin(method, path, body)
             assert refused.status_code == 400 and refused.json()["category"] == "user", (path, body, refused.text)
         assert svc.billing.account("carol").budget is None
@@ -315,6 +316,14 @@ def test_budgets_and_usage_survive_a_restart_and_a_new_service_on_the_same_data_
         assert (svc.billing.account("alice").budget, svc.billing.account("alice").used) == (4, 6)
         assert svc.billing.account("bob").budget == 1
         assert _usage(alice) == before and _tokens_by_kind(before) == {"training": 6}
+
+
+def test_a_stopped_service_writes_no_more_billing() -> None:
+    svc = LocalService(zero_work=True, billing={"alice": 1}).start()
+    data_dir = svc.data_dir
+    svc.stop()  # its temporary data directory is removed
+    assert svc.billing.top_up("alice", 5).budget == 6
+    assert not data_dir.exists()
 
 
 # ---- CLI -----------------------------------------------------------------------------------------------

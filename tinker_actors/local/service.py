@@ -316,7 +316,7 @@ class LocalService:
             if state.tasks:
                 await asyncio.gather(*state.tasks, return_exceptions=True)
             storage.flush_runs()
-            self.billing.flush(force=True)
+            self.billing.close()
             state.shutdown()
             self._loop = None
 

@@ -67,9 +67,12 @@ def _checked_tokens(value: object, what: str) -> int:
     return value
 
 
-def _checked_user(user: object) -> str:
+def _checked_user(user: object, *, default_allowed: bool = False) -> str:
     if not isinstance(user, str) or not user or any(c.isspace() for c in user):
         raise InvalidBudgetError(f"a user name is a non-empty name without whitespace, got {user!r}")
+    if user == ALL_USERS and not default_allowed:
+        raise InvalidBudgetError(f"{ALL_USERS!r} names no user: the opening balance of every user not named is "
+                                 "given when the service starts")
     return user
 
 
@@ -153,7 +156,7 @@ class BillingLedger:
         opening: dict[str, int | None] = {}
         for user, tokens in (budgets or {}).items():
             checked = None if tokens is None else _checked_tokens(tokens, f"the budget of {user!r}")
-            opening[_checked_user(user)] = checked
+            opening[_checked_user(user, default_allowed=True)] = checked
         self._default: int | None = opening.pop(ALL_USERS, None)
         self._lock = threading.RLock()
         self._accounts: dict[str, Account] = {user: Account(user, tokens, 0) for user, tokens in opening.items()}
@@ -273,6 +276,13 @@ class BillingLedger:
             buckets[bucket.key] = bucket
         self._accounts.update(accounts)
         self._buckets.update(buckets)
+
+    def close(self) -> None:
+        """Write what is unwritten and stop mirroring (the service stopped; :meth:`open` starts again)."""
+        with self._lock:
+            if self._dirty:
+                self._save_now()
+            self._path = None
 
     def flush(self, *, force: bool = False) -> None:
         """Write recorded usage if any is unwritten (at most once a second unless ``force``)."""
