@@ -189,7 +189,7 @@ class LocalService:
         keys = self.api_keys
         if user not in keys:
             raise InvalidInputError(f"no user {user!r} in this service (users: {sorted(keys)})")
-        credential = self._auth.check(keys[user], count=False)
+        credential = self._auth.check(keys[user], count_accepted=False)
         if credential is None:
             raise InvalidInputError(f"the key of user {user!r} has been revoked")
         return self._auth.issue(credential)

@@ -75,7 +75,7 @@ class LocalApp:
 
     def admit(self, request: HttpRequest) -> HttpResponse | None:
         """The answer for a request refused on its headers alone (404, 405, 401), else None."""
-        checked = self._check(request, count=False)  # counted when the whole request is handled
+        checked = self._check(request, count_accepted=False)  # an accepted one is counted once handled
         return checked if isinstance(checked, HttpResponse) else None
 
     async def handle(self, request: HttpRequest) -> HttpResponse | DropConnection:
@@ -96,7 +96,7 @@ class LocalApp:
         return await self._invoke(route, call)
 
     def _check(self, request: HttpRequest, *,
-               count: bool = True) -> tuple[Route, dict[str, str], Identity | None] | HttpResponse:
+               count_accepted: bool = True) -> tuple[Route, dict[str, str], Identity | None] | HttpResponse:
         match = self._router.match(request.method, request.path)
         if match is None:
             return _error(404, f"no endpoint {request.method} {request.path}")
@@ -106,7 +106,7 @@ class LocalApp:
         if not route.auth:
             return route, match.params, None
         try:
-            credential = self._auth.check(request.headers.get("x-api-key", ""), count=count)
+            credential = self._auth.check(request.headers.get("x-api-key", ""), count_accepted=count_accepted)
         except InvalidTokenError as error:  # the signal (RFC 6750) on which SDKs get a fresh token and replay
             return _unauthorized(f"invalid token in X-API-Key: {error}", token=True)
         if credential is None:

@@ -77,9 +77,9 @@ class AuthApi:
                 "users": accounts.users(), "counts": self._auth.counts()}
 
     def _credential(self, call: Call) -> Credential:
-        """The request's credential, already accepted by the dispatcher (checked again, not counted twice)."""
+        """The request's credential, already accepted (and counted) by the dispatcher."""
         try:
-            credential = self._auth.check(call.request.headers.get("x-api-key", ""), count=False)
+            credential = self._auth.check(call.request.headers.get("x-api-key", ""), count_accepted=False)
         except InvalidTokenError as error:  # revoked between admission and here
             raise ApiError(401, str(error)) from None
         if credential is None:

@@ -129,25 +129,31 @@ class Authenticator:
     def __repr__(self) -> str:
         return f"Authenticator({self.accounts!r}, {self.tokens!r})"
 
-    def check(self, credential: str, *, count: bool = True) -> Credential | None:
+    def check(self, credential: str, *, count_accepted: bool = True) -> Credential | None:
         """The accepted credential, or None when it is not a known, unrevoked key.
 
         :class:`InvalidTokenError` for a token that is not (or no longer) valid: the caller answers it
         with the ``invalid_token`` signal, which tells a client to get a fresh token and try again.
-        ``count`` False: a second look at a credential already counted."""
+        A refusal is always counted (it ends the request); ``count_accepted`` False: an acceptance is
+        not, as when a credential is checked before the request's body is in and again once it is."""
         if credential.startswith(JWT_PREFIX):
             try:
                 identity, expires = self.tokens.verify(credential)
                 if self.accounts.is_revoked(identity.key_id):
                     raise InvalidTokenError("the key this token was issued for has been revoked")
             except InvalidTokenError:
-                self._count("tokens_refused", count)
+                self._count("tokens_refused")
                 raise
-            self._count("tokens_accepted", count)
+            if count_accepted:
+                self._count("tokens_accepted")
             return Credential(identity, expires)
         identity_of_key = self.accounts.identify(credential)
-        self._count("refused" if identity_of_key is None else "keys_accepted", count)
-        return None if identity_of_key is None else Credential(identity_of_key)
+        if identity_of_key is None:
+            self._count("refused")
+            return None
+        if count_accepted:
+            self._count("keys_accepted")
+        return Credential(identity_of_key)
 
     def issue(self, credential: Credential) -> str:
         """A fresh token for an accepted credential (one exchanged for a token expires no later than it)."""
@@ -161,8 +167,6 @@ class Authenticator:
         with self._lock:
             return dict(self._counts)
 
-    def _count(self, what: str, count: bool = True) -> None:
-        if not count:
-            return
+    def _count(self, what: str) -> None:
         with self._lock:
             self._counts[what] += 1
