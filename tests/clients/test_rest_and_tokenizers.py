@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +79,7 @@ def test_tokenizer_from_the_training_client_matches_the_model(client: tinker.Ser
     assert get_tokenizer("tiny-bpe").tokenizer is get_tokenizer("tinker-actors/tiny-bpe").tokenizer  # cached
 
 
-def test_unknown_tokenizer_is_a_clear_offline_error() -> None:
-    with pytest.raises(tinker.InvalidInputError, match="nothing is downloaded"):
-        get_tokenizer("some-org/some-model-that-is-not-cached")
+def test_unknown_tokenizer_is_a_clear_offline_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a Hub model is downloaded when not cached, unless offline
+    with pytest.raises(tinker.InvalidInputError, match=r"not in the Hugging Face cache .* downloads are off"):
+        get_tokenizer("some-org/some-model-that-is-not-cached", cache_dir=tmp_path)

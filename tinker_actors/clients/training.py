@@ -512,9 +512,9 @@ class TrainingClient(QueueStateObserver):
     def get_tokenizer(self, *, add_special_tokens: bool = True) -> Any:
         from tinker_actors.tokenizer import get_tokenizer
 
-        info = self.get_info()
-        return get_tokenizer(info.model_data.tokenizer_id or info.model_data.model_name or self._ledger.base_model,
-                             add_special_tokens=add_special_tokens)
+        info = self.get_info()  # the server's tokenizer id wins; else the Hub repo follows from the model name
+        return get_tokenizer(info.model_data.model_name or self._ledger.base_model,
+                             tokenizer_id=info.model_data.tokenizer_id, add_special_tokens=add_special_tokens)
 
     def unload_model(self, timeout: float | None = None) -> UnloadModelResponse:
         """Unload the model on the server and stop this client (docs/concepts/failures.md, "Close").

@@ -40,7 +40,9 @@ from tinker_actors.tokenizers.errors import (
     TokenizerUnavailableError,
 )
 
-__all__ = ["TOKENIZER_FILES", "HubSettings", "fetch_tokenizer_files", "hub_settings", "redact_tokens"]
+__all__ = [
+    "TOKENIZER_FILES", "HubSettings", "fetch_tokenizer_files", "forget_snapshots", "hub_settings", "redact_tokens",
+]
 
 log = get_logger("tinker_actors.tokenizers")
 
@@ -85,6 +87,8 @@ def hub_settings(cache_dir: str | os.PathLike[str] | None = None, local_files_on
         reason = "HF_HUB_OFFLINE=1"
     elif os.environ.get("TRANSFORMERS_OFFLINE", "").upper() in _TRUTHY:
         reason = "TRANSFORMERS_OFFLINE=1"
+    elif hub_constants.HF_HUB_OFFLINE:  # read by huggingface_hub at its import: it refuses the network anyway
+        reason = "HF_HUB_OFFLINE=1 when huggingface_hub was imported"
     return HubSettings(cache_dir=directory.expanduser(), offline=bool(reason), offline_reason=reason,
                        endpoint=os.environ.get("HF_ENDPOINT") or None)
 
@@ -196,5 +200,9 @@ def _translate(error: Exception, repo_id: str, revision: str | None, settings: H
 
 
 def _quote(error: Exception, token: str | None) -> str:
-    first_line = (str(error).strip().splitlines() or [""])[0][:300]
-    return redact_tokens(f"{type(error).__name__}: {first_line}", token)
+    """The root cause's type and first line (huggingface_hub wraps a connection error in its own), token-free."""
+    root: BaseException = error
+    while root.__cause__ is not None:
+        root = root.__cause__
+    first_line = (str(root).strip().splitlines() or [""])[0][:300]
+    return redact_tokens(f"{type(root).__name__}: {first_line}", token)
