@@ -4,6 +4,8 @@
 
     tinker-actors local serve --port 8000 --data-dir ./tinker-data
     tinker-actors local serve --host 0.0.0.0 --api-key "$KEY"      # reachable from other machines
+    tinker-actors local serve --api-key "$KEY_A" --api-key "$KEY_B"  # two users ('default', 'user-2')
+    tinker-actors local serve --api-key-file ./keys.txt --token-lifetime 600   # 'user key' per line
     tinker-actors local fault add --url http://127.0.0.1:8000 --endpoint asample --status 503 --times 3
     tinker-actors local fault list --url http://127.0.0.1:8000
     tinker-actors local fault clear --url http://127.0.0.1:8000
@@ -12,10 +14,11 @@
     tinker-actors local protocol show --url http://127.0.0.1:8000
     tinker-actors local protocol clear --url http://127.0.0.1:8000
 
-The API key comes from ``--api-key``, else ``TINKER_LOCAL_API_KEY`` (serve) / ``TINKER_API_KEY``
-(fault and protocol commands); it is never printed. Serving a non-loopback address while any key is
-accepted is refused unless ``--allow-remote`` is given (then a loud warning is printed). A flag's
-value is read as JSON (``true``, ``16``; ``null`` puts a flag back to its default), else as text.
+The serve command's keys come from ``--api-key`` (repeatable: one user per key) or ``--api-key-file``,
+else ``TINKER_LOCAL_API_KEY``; none: any key is accepted. The other commands' key comes from
+``--api-key``, else ``TINKER_API_KEY``. Keys are never printed. Serving a non-loopback address while
+any key is accepted is refused unless ``--allow-remote`` is given (then a loud warning is printed). A
+flag's value is read as JSON (``true``, ``16``; ``null`` puts a flag back to its default), else as text.
 """
 
 from __future__ import annotations
@@ -43,8 +46,13 @@ def add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (0 picks a free one; default 8000)")
     serve.add_argument("--data-dir", default=None, help="where runs and checkpoints live (default: temporary)")
-    serve.add_argument("--api-key", default=None,
-                       help="require this X-API-Key (default: $TINKER_LOCAL_API_KEY, else any key)")
+    serve.add_argument("--api-key", action="append", default=None, metavar="KEY",
+                       help="accept this X-API-Key; repeat for several users (the first is user 'default', then "
+                            "user-2, user-3...; default: $TINKER_LOCAL_API_KEY, else any key)")
+    serve.add_argument("--api-key-file", default=None, metavar="PATH",
+                       help="accept the keys of this file, one 'user key' per line (mode 600)")
+    serve.add_argument("--token-lifetime", type=float, default=None, metavar="SECONDS",
+                       help="lifetime of the tokens POST /api/v1/auth/token issues (default 3600)")
     serve.add_argument("--zero-work", action="store_true", help="canned instant results (client benchmarks)")
     serve.add_argument("--long-poll", type=float, default=30.0, help="seconds a pending poll is held")
     serve.add_argument("--session-timeout", type=float, default=300.0,
@@ -169,7 +177,9 @@ def _serve(args: argparse.Namespace) -> int:
     from tinker_actors.local import LocalService
     from tinker_actors.local.config import remote_bind_warning
 
-    api_key = args.api_key if args.api_key is not None else os.environ.get("TINKER_LOCAL_API_KEY")
+    env_key = os.environ.get("TINKER_LOCAL_API_KEY") if args.api_key is None and args.api_key_file is None else None
+    keys: dict[str, Any] = {"api_keys": args.api_key, "api_key_file": args.api_key_file, "api_key": env_key,
+                            "token_lifetime": args.token_lifetime}
     given_limits = {"max_connections": args.max_connections, "max_body_bytes": args.max_body_bytes,
                     "max_header_bytes": args.max_header_bytes, "header_timeout_s": args.header_timeout,
                     "body_timeout_s": args.body_timeout, "idle_timeout_s": args.idle_timeout,
@@ -178,22 +188,24 @@ def _serve(args: argparse.Namespace) -> int:
     if args.inline_result_bytes is not None:
         protocol["inline_result_bytes"] = args.inline_result_bytes
     try:
-        service = LocalService(data_dir=args.data_dir, port=args.port, api_key=api_key, host=args.host,
+        service = LocalService(data_dir=args.data_dir, port=args.port, host=args.host,
+                               **{name: value for name, value in keys.items() if value is not None},
                                zero_work=args.zero_work, long_poll_s=args.long_poll,
                                session_timeout_s=args.session_timeout, workers=args.workers,
                                allow_remote=args.allow_remote, **protocol,
                                **{name: value for name, value in given_limits.items() if value is not None})
-    except InvalidInputError as error:  # an unsafe --host, a non-positive limit, a bad flag
+    except InvalidInputError as error:  # an unsafe --host, a non-positive limit, a bad flag, a bad key file
         print(f"error: {error}", file=sys.stderr)
         return 2
-    warning = remote_bind_warning(args.host, has_api_key=api_key is not None)
+    users = list(service.config.api_keys)
+    warning = remote_bind_warning(args.host, has_api_key=bool(users))
     if warning is not None:
         print(warning, file=sys.stderr, flush=True)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     service.start()
-    key_note = "the configured API key" if api_key is not None else "any API key"
+    key_note = f"the API keys of {len(users)} user(s): {', '.join(users)}" if users else "any API key"
     print(f"tinker-actors local service on {service.base_url} (data dir {service.data_dir}; accepts {key_note})",
           flush=True)
     try:
