@@ -55,6 +55,7 @@ ALL_USERS = "*"  # in a budget mapping: the opening balance of every user not na
 RECENT_EVENTS = 10_000
 _FLUSH_INTERVAL_S = 1.0
 _FORMAT_VERSION = 1
+_BucketKey = tuple[datetime, str, UsageKind, str, str | None]  # hour, user, kind, base model, session
 
 
 class InvalidBudgetError(InvalidInputError):
@@ -78,7 +79,9 @@ def _checked_user(user: object, *, default_allowed: bool = False) -> str:
 
 def hour_of(moment: datetime) -> datetime:
     """The start of the UTC hour ``moment`` falls in."""
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ class UsageBucket:
     tokens: int
 
     @property
-    def key(self) -> tuple[datetime, str, str, str, str | None]:
+    def key(self) -> _BucketKey:
         return self.hour, self.user, self.kind, self.base_model, self.session_id
 
     def to_json(self) -> dict[str, Any]:
@@ -160,7 +163,7 @@ class BillingLedger:
         self._default: int | None = opening.pop(ALL_USERS, None)
         self._lock = threading.RLock()
         self._accounts: dict[str, Account] = {user: Account(user, tokens, 0) for user, tokens in opening.items()}
-        self._buckets: dict[tuple[datetime, str, str, str, str | None], UsageBucket] = {}
+        self._buckets: dict[_BucketKey, int] = {}  # tokens
         self._recent: deque[UsageEvent] = deque(maxlen=recent_events)
         self._path: Path | None = None
         self._dirty = False
@@ -232,18 +235,17 @@ class BillingLedger:
             account = self._account(event.user)
             budget = account.budget - event.tokens if account.budget is not None else None
             self._accounts[event.user] = Account(event.user, budget, account.used + event.tokens)
-            bucket = UsageBucket(hour_of(event.time), event.user, event.kind, event.base_model, event.session_id,
-                                 event.tokens)
-            known = self._buckets.get(bucket.key)
-            self._buckets[bucket.key] = bucket if known is None else replace(known, tokens=known.tokens + event.tokens)
+            key = (hour_of(event.time), event.user, event.kind, event.base_model, event.session_id)
+            self._buckets[key] = self._buckets.get(key, 0) + event.tokens
             self._recent.append(event)
             self._dirty = True
 
     def usage(self, user: str, starting_on: datetime, ending_before: datetime) -> list[UsageBucket]:
         """``user``'s hourly usage with ``starting_on <= hour < ending_before``, by hour, then most tokens first."""
         with self._lock:
-            found = [b for b in self._buckets.values()
-                     if b.user == user and starting_on <= b.hour < ending_before]
+            found = [UsageBucket(hour, who, kind, model, session, tokens)
+                     for (hour, who, kind, model, session), tokens in self._buckets.items()
+                     if who == user and starting_on <= hour < ending_before]
         return sorted(found, key=lambda b: (b.hour, -b.tokens, b.kind, b.base_model, b.session_id or ""))
 
     def recent_events(self, user: str | None = None, limit: int | None = None) -> list[UsageEvent]:
@@ -273,7 +275,7 @@ class BillingLedger:
         buckets = {}
         for item in data.get("usage", []):
             bucket = UsageBucket.from_json(item)
-            buckets[bucket.key] = bucket
+            buckets[bucket.key] = bucket.tokens
         self._accounts.update(accounts)
         self._buckets.update(buckets)
 
@@ -298,7 +300,7 @@ class BillingLedger:
             return
         data = {"version": _FORMAT_VERSION,
                 "accounts": {user: {"budget": a.budget, "used": a.used} for user, a in self._accounts.items()},
-                "usage": [bucket.to_json() for bucket in self._buckets.values()]}
+                "usage": [UsageBucket(*key, tokens).to_json() for key, tokens in self._buckets.items()]}
         write_json_atomic(self._path, data)
         self._dirty = False
         self._last_flush = time.monotonic()
