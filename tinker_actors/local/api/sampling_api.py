@@ -18,8 +18,10 @@ import hashlib
 import json
 from typing import TypeVar
 
+from tinker_actors.local.api.billing_api import charge_sampling, refuse_if_spent
 from tinker_actors.local.api.request_bodies import SampleAdded, read_body_async
 from tinker_actors.local.api.routes import Router
+from tinker_actors.local.api.session_api import live_session
 from tinker_actors.local.engine.backend import Arrays, BaseModelDescription, SampleArgs, SampleOutput, SamplerEngine
 from tinker_actors.local.engine.future_store import Result
 from tinker_actors.local.engine.sequencer import MAX_REMEMBERED, show_value
@@ -171,37 +173,37 @@ class SamplingApi:
     async def create_sampling_session(self, call: Call) -> HttpResponse:
         state = self._state
         req = call.parse(CreateSamplingSessionRequest)
-        if not state.sessions.touch(req.session_id):
-            raise ApiError(404, f"unknown or expired session {req.session_id!r}: create a new session")
+        live_session(state, call, req.session_id)  # the caller's, not finished
         sampler_id = f"{req.session_id}:sample:{req.sampling_session_seq_id}"
         if state.sampler_slot(sampler_id) is not None:
             state.stats.duplicate(call.endpoint)
             return ok(CreateSamplingSessionResponse(sampling_session_id=sampler_id))
-        record = self._new_record(sampler_id, req.session_id, req.base_model, req.model_path)
+        record = self._new_record(call.user, sampler_id, req.session_id, req.base_model, req.model_path)
         state.storage.add_sampler(record)
         state.samplers[sampler_id] = SamplerSlot(record)
         return ok(CreateSamplingSessionResponse(sampling_session_id=sampler_id))
 
-    def _new_record(self, sampler_id: str, session_id: str, base_model: str | None,
+    def _new_record(self, user: str, sampler_id: str, session_id: str, base_model: str | None,
                     model_path: str | None) -> SamplerRecord:
+        """A sampler of ``user``: from ``model_path`` (``user``'s checkpoint or a published one) or a base model."""
         storage = self._state.storage
         if model_path is not None:
             try:
-                checkpoint = storage.checkpoint_by_path(model_path)
+                checkpoint = storage.checkpoint_by_path(model_path, user)
             except InvalidNameError as error:
                 raise ApiError(400, str(error)) from error
             run = storage.run(checkpoint.run_id) if checkpoint is not None else None
             if checkpoint is None or run is None:
                 raise ApiError(404, f"checkpoint {model_path} not found")
             return SamplerRecord(sampler_id=sampler_id, session_id=session_id, base_model=run.base_model,
-                                 model_path=model_path)
+                                 model_path=model_path, owner=user)
         if base_model is None:
             raise ApiError(400, "create_sampling_session needs a base_model or a model_path")
         try:
             name = self._state.backend.describe(base_model).name
         except ValueError as error:
             raise ApiError(400, str(error)) from error
-        return SamplerRecord(sampler_id=sampler_id, session_id=session_id, base_model=name)
+        return SamplerRecord(sampler_id=sampler_id, session_id=session_id, base_model=name, owner=user)
 
     async def asample(self, call: Call) -> HttpResponse:
         state = self._state
@@ -210,7 +212,7 @@ class SamplingApi:
             raw_seq_id = call.raw_field("seq_id")
             if isinstance(raw_seq_id, bool) or not isinstance(raw_seq_id, int):
                 raise ApiError(400, f"asample: seq_id must be an integer, got {show_value(raw_seq_id)}")
-        slot = self._resolve_slot(req)
+        slot = self._resolve_slot(req, call.user)
         try:
             model = state.backend.describe(slot.record.base_model)
             check_sample(req, model, state.config.work_limits)
@@ -226,49 +228,58 @@ class SamplingApi:
         if seen is not None and seen[0] == token:
             state.stats.duplicate(call.endpoint)
             return _sample_future(seen[1], req.num_samples)
+        refuse_if_spent(state, call)  # a new sample (a re-send of an accepted one got its future above)
         limit = state.config.max_pending_samples
         if limit is not None and state.pending_samples >= limit:
             raise ApiError(429, f"too many samples in flight ({limit}); retry shortly", "server",
                            headers=[("Retry-After", "1")])
-        request_id = state.futures.create("Sample", None)
+        request_id = state.futures.create("Sample", None, call.user)
         if req.seq_id is not None:
             slot.seen[req.seq_id] = (token, request_id)
             if len(slot.seen) > MAX_REMEMBERED:
                 del slot.seen[next(iter(slot.seen))]
         if not call.never_complete:
             state.pending_samples += 1
-            state.spawn(self._run_sample(slot, req, request_id, call.endpoint, added.prompt_logprobs_last_n))
+            state.spawn(self._run_sample(slot, req, request_id, call.endpoint, added.prompt_logprobs_last_n,
+                                         call.user))
         return _sample_future(request_id, req.num_samples)
 
-    def _resolve_slot(self, req: SampleRequest) -> SamplerSlot:
+    def _resolve_slot(self, req: SampleRequest, user: str) -> SamplerSlot:
+        """``user``'s sampler: another user's answers exactly as an unknown one."""
         state = self._state
         if req.sampling_session_id is not None:
             slot = state.sampler_slot(req.sampling_session_id)
-            if slot is None:
+            if slot is None or slot.record.owner != user:
                 raise ApiError(404, f"unknown or expired sampling session {req.sampling_session_id!r}")
             state.sessions.touch(slot.record.session_id)
             return slot
-        # A sample addressed by base_model / model_path directly (no sampling session).
-        key = f"direct:{req.model_path or req.base_model}"
+        # A sample addressed by base_model / model_path directly (no sampling session): one per user, so
+        # that access to a published checkpoint is checked for each user (the key never leaves the service).
+        key = f"direct:{user}:{req.model_path or req.base_model}"
         existing = state.samplers.get(key)
         if existing is not None:
             return existing
-        record = self._new_record(key, "", req.base_model, req.model_path)
+        record = self._new_record(user, key, "", req.base_model, req.model_path)
         slot = state.samplers[key] = SamplerSlot(record)
         return slot
 
     async def _run_sample(self, slot: SamplerSlot, req: SampleRequest, request_id: str, endpoint: str,
-                          last_n: int | None) -> None:
+                          last_n: int | None, user: str) -> None:
         state = self._state
         try:
             engine = await self._engine(slot)
             args = sample_args(req)
-            payload = await state.run_blocking(lambda: sample_result(engine.sample(args), req, last_n))
+            output = await state.run_blocking(lambda: engine.sample(args))
+            payload = sample_result(output, req, last_n)
         except Exception as error:
             message, category = state.classify(error)
             state.futures.fail(request_id, message, category)
             state.stats.executed(endpoint, slot.record.sampler_id, req.seq_id, ok=False)
         else:
+            charge_sampling(state, user, prompt_tokens=len(args.prompt),
+                            sampled_tokens=sum(len(sequence.tokens) for sequence in output.sequences),
+                            base_model=slot.record.base_model, session_id=slot.record.session_id,
+                            model_id=slot.record.sampler_id)
             state.futures.resolve(request_id, payload)
             state.stats.executed(endpoint, slot.record.sampler_id, req.seq_id)
         finally:
@@ -296,6 +307,8 @@ class SamplingApi:
             if arrays is None:
                 raise ValueError(f"the weights of sampling session {record.sampler_id} are gone")
         elif record.model_path is not None:
+            # access was checked when the sampler was created: one made from a published checkpoint keeps
+            # sampling it after an unpublish (until the checkpoint is deleted), whether its engine is cached or not
             checkpoint = storage.checkpoint_by_path(record.model_path)
             if checkpoint is None:
                 raise ValueError(f"checkpoint {record.model_path} no longer exists")

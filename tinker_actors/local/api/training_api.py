@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.local.api.billing_api import charge_training, refuse_if_spent, training_tokens
 from tinker_actors.local.api.request_bodies import (
     CreateModelAdded,
     CreateViaLoadRequest,
@@ -38,6 +39,7 @@ from tinker_actors.local.api.request_bodies import (
     read_body,
 )
 from tinker_actors.local.api.routes import Handler, Router
+from tinker_actors.local.api.session_api import live_session
 from tinker_actors.local.engine.backend import AdamSettings, DatumInput, LoraSpec, StepOutput, Trainer
 from tinker_actors.local.engine.future_store import Result
 from tinker_actors.local.engine.sequencer import ModelSequencer, show_value
@@ -267,7 +269,7 @@ class TrainingApi:
         except ApiError:
             return  # not JSON: names no seq_id
         slot = self._state.models.get(model_id) if isinstance(model_id, str) else None
-        if slot is None or slot.sequencer.refusal(seq_id) is not None:
+        if slot is None or slot.owner != call.user or slot.sequencer.refusal(seq_id) is not None:
             return  # a seq_id outside the model's window is refused without taking a place in it
         assert isinstance(seq_id, int)
         if slot.sequencer.seen(seq_id) is None:
@@ -277,10 +279,9 @@ class TrainingApi:
     def _model_slot(self, call: Call, session_id: str,
                     model_seq_id: int) -> tuple[tuple[str, int], str, HttpResponse | None]:
         """The key and id of the model a creating request names, and the answer to give when it repeats an
-        earlier one (the same future); 404 for an unknown session."""
+        earlier one (the same future); 404 for an unknown session (or another user's), 410 for a finished one."""
         state = self._state
-        if not state.sessions.touch(session_id):
-            raise ApiError(404, f"unknown or expired session {session_id!r}: create a new session")
+        live_session(state, call, session_id)
         key = (session_id, model_seq_id)
         model_id = f"{session_id}:train:{model_seq_id}"
         existing = state.model_requests.get(key)
@@ -304,11 +305,11 @@ class TrainingApi:
             train_attn=lora_config.train_attn if lora_config else True,
             train_unembed=lora_config.train_unembed if lora_config else True,
         )
-        request_id = state.futures.create("CreateModel", model_id)
+        request_id = state.futures.create("CreateModel", model_id, call.user)
         sequencer = ModelSequencer(gap_timeout_s=state.config.gap_timeout_s,
                                    max_ahead=state.config.work_limits.max_seq_id_ahead)
         slot = ModelSlot(model_id=model_id, session_id=req.session_id, base_model=req.base_model,
-                         lora=lora, sequencer=sequencer)
+                         lora=lora, sequencer=sequencer, owner=call.user)
         state.models[model_id] = slot
         state.model_requests[key] = request_id
         if not call.never_complete:
@@ -328,8 +329,8 @@ class TrainingApi:
             state.storage.add_run(RunRecord(
                 run_id=slot.model_id, session_id=slot.session_id, base_model=base, lora_rank=slot.lora.rank,
                 seed=slot.lora.seed, train_mlp=slot.lora.train_mlp, train_attn=slot.lora.train_attn,
-                train_unembed=slot.lora.train_unembed, model_owner="local", created=now,
-                last_request_time=now, user_metadata=_string_metadata(metadata)))
+                train_unembed=slot.lora.train_unembed, model_owner=slot.owner, created=now,
+                last_request_time=now, user_metadata=_string_metadata(metadata), owner=slot.owner))
         except Exception as error:
             message, category = state.classify(error)
             slot.release(f"model creation failed: {message}")
@@ -356,8 +357,10 @@ class TrainingApi:
     async def get_info(self, call: Call) -> HttpResponse:
         state = self._state
         req = call.parse(GetInfoRequest)
-        run = state.storage.run(req.model_id)
+        run = state.storage.run(req.model_id, call.user)
         slot = state.models.get(req.model_id)
+        if slot is not None and slot.owner != call.user:
+            slot = None
         if run is None and slot is None:
             raise ApiError(404, f"unknown model_id {req.model_id!r}")
         base = run.base_model if run is not None else slot.base_model if slot is not None else ""
@@ -373,7 +376,7 @@ class TrainingApi:
 
     async def unload_model(self, call: Call) -> HttpResponse:
         req = call.parse(UnloadModelRequest)
-        slot = self._slot(req.model_id)
+        slot = self._slot(req.model_id, call.user)
 
         def unload(trainer: Trainer) -> _Done:
             return _Done(encode_json(UnloadModelResponse(model_id=req.model_id)),
@@ -425,7 +428,7 @@ class TrainingApi:
 
     async def _submit_pass(self, call: Call, model_id: str, seq_id: int | None, data: ForwardBackwardInput,
                            *, backward: bool, request_type: str) -> HttpResponse:
-        slot = self._slot(model_id)
+        slot = self._slot(model_id, call.user)
         vocab_size = self._vocab_size(slot)
         limits = self._state.config.work_limits
         try:
@@ -435,15 +438,17 @@ class TrainingApi:
                 await asyncio.to_thread(check_batch, data, vocab_size, limits)
         except OverLimitError as error:
             raise ApiError(400, f"{call.endpoint}: {error}") from None
+        charge = charge_training(self._state, call, tokens=training_tokens(data), base_model=slot.base_model,
+                                 session_id=slot.session_id, model_id=slot.model_id)
 
         def run_pass(trainer: Trainer) -> _Done:
             batch = [datum_input(datum, data.loss_fn) for datum in data.data]
             step = trainer.run(batch, data.loss_fn, data.loss_fn_config, backward=backward)
             if len(step.outputs) != len(batch):
                 raise RuntimeError(f"the model returned {len(step.outputs)} outputs for {len(batch)} datums")
-            return _Done(step_result(step))
+            return _Done(step_result(step), then=charge)
 
-        return self._submit(call, slot, seq_id, request_type, run_pass)
+        return self._submit(call, slot, seq_id, request_type, run_pass, billed=True)
 
     async def optim_step(self, call: Call) -> HttpResponse:
         data = call.json()
@@ -451,7 +456,7 @@ class TrainingApi:
             raise ApiError(400, f"{call.endpoint}: the local service trains with AdamW only (adam_params), "
                                 f"not optimizer_params {show_value(data['optimizer_params'])}")
         req, _ = read_body(call, OptimStepRequest, OptimStepAdded)
-        slot = self._slot(req.model_id)
+        slot = self._slot(req.model_id, call.user)
         adam = req.adam_params
         settings = AdamSettings(learning_rate=adam.learning_rate, beta1=adam.beta1, beta2=adam.beta2,
                                 eps=adam.eps, weight_decay=adam.weight_decay, grad_clip_norm=adam.grad_clip_norm)
@@ -466,7 +471,7 @@ class TrainingApi:
         # overwrite: a checkpoint saved under a name already used replaces it, asked for or not.
         # user_metadata: accepted, not kept (checkpoints here have no metadata).
         req, added = read_body(call, SaveWeightsRequest, SaveWeightsAdded)
-        slot = self._slot(req.model_id)
+        slot = self._slot(req.model_id, call.user)
         name = self._checkpoint_name(req.path, req.seq_id)
         ttl_seconds = self._ttl(added.ttl_seconds, call.endpoint)
         storage = self._state.storage
@@ -484,7 +489,7 @@ class TrainingApi:
         if added.kind != "snapshot":
             raise ApiError(400, f"{call.endpoint}: the local service saves snapshot sampler weights only, "
                                 f"not kind {added.kind!r}")
-        slot = self._slot(req.model_id)
+        slot = self._slot(req.model_id, call.user)
         if req.path is None and req.sampling_session_seq_id is None:
             raise ApiError(400, "save_weights_for_sampler needs a path (a name) or a sampling_session_seq_id")
         ttl_seconds = self._ttl(added.ttl_seconds, call.endpoint)
@@ -506,7 +511,7 @@ class TrainingApi:
         def save_ephemeral(trainer: Trainer) -> _Done:
             engine = trainer.sampler()
             record = SamplerRecord(sampler_id=sampler_id, session_id=slot.session_id,
-                                   base_model=slot.base_model, ephemeral_of=slot.model_id)
+                                   base_model=slot.base_model, ephemeral_of=slot.model_id, owner=slot.owner)
             state.storage.add_sampler(record, trainer.state(with_optimizer=False))
 
             def register() -> None:
@@ -523,12 +528,12 @@ class TrainingApi:
         if isinstance(data, dict) and data.get("model_id") is None and data.get("session_id") is not None:
             return await self._create_via_load(call)
         req, added = read_body(call, LoadWeightsRequest, LoadWeightsAdded)
-        # weights_access_token is accepted and unused: the local service has one owner, no accounts.
+        # weights_access_token is accepted and unused: a published checkpoint is readable by every user here.
         if added.session_id is not None or added.model_seq_id is not None:
             raise ApiError(400, f"{call.endpoint}: give either model_id (load into a model) or session_id and "
                                 "model_seq_id (create a model from the checkpoint), not both")
         adamw_only(added.optimizer_config, call.endpoint)
-        slot = self._slot(req.model_id)
+        slot = self._slot(req.model_id, call.user)
         try:
             parse_tinker_path(req.path)
         except InvalidNameError as error:
@@ -537,7 +542,7 @@ class TrainingApi:
 
         def load(trainer: Trainer) -> _Done:
             # Looked up when the operation runs: a save queued just before it must be visible.
-            record = storage.checkpoint_by_path(req.path)
+            record = storage.checkpoint_by_path(req.path, slot.owner)  # the owner's, or a published one
             if record is None:
                 raise ValueError(f"checkpoint {req.path} not found")
             if req.optimizer and not record.with_optimizer:
@@ -559,7 +564,7 @@ class TrainingApi:
         if repeat is not None:
             return repeat
         try:
-            record = state.storage.checkpoint_by_path(req.path)
+            record = state.storage.checkpoint_by_path(req.path, call.user)
         except InvalidNameError as error:
             raise ApiError(400, str(error)) from error
         run = state.storage.run(record.run_id) if record is not None else None
@@ -570,10 +575,11 @@ class TrainingApi:
                                 f"not {req.base_model!r}")
         lora = LoraSpec(rank=run.lora_rank, seed=run.seed, train_mlp=run.train_mlp, train_attn=run.train_attn,
                         train_unembed=run.train_unembed)
-        request_id = state.futures.create("LoadWeights", model_id)
+        request_id = state.futures.create("LoadWeights", model_id, call.user)
         slot = ModelSlot(model_id=model_id, session_id=req.session_id, base_model=run.base_model, lora=lora,
                          sequencer=ModelSequencer(gap_timeout_s=state.config.gap_timeout_s,
-                                                  max_ahead=state.config.work_limits.max_seq_id_ahead))
+                                                  max_ahead=state.config.work_limits.max_seq_id_ahead),
+                         owner=call.user)
         state.models[model_id] = slot
         state.model_requests[key] = request_id
         if not call.never_complete:
@@ -585,7 +591,7 @@ class TrainingApi:
         req = call.parse(WeightsInfoRequest)
         storage = self._state.storage
         try:
-            record = storage.checkpoint_by_path(req.tinker_path)
+            record = storage.checkpoint_by_path(req.tinker_path, call.user)
         except InvalidNameError as error:
             raise ApiError(400, str(error)) from error
         run = storage.run(record.run_id) if record is not None else None
@@ -594,10 +600,13 @@ class TrainingApi:
         return ok(WeightsInfoResponse(base_model=run.base_model, is_lora=True, lora_rank=run.lora_rank))
 
     # ---- helpers -----------------------------------------------------------------------------
-    def _slot(self, model_id: str) -> ModelSlot:
+    def _slot(self, model_id: str, user: str) -> ModelSlot:
+        """``user``'s model: another user's answers exactly as an unknown one."""
         slot = self._state.models.get(model_id)
+        if slot is not None and slot.owner != user:
+            slot = None
         if slot is None:
-            known = self._state.storage.run(model_id) is not None
+            known = self._state.storage.run(model_id, user) is not None
             detail = (" (the service restarted since it was created; load a checkpoint into a new model)"
                       if known else "")
             raise ApiError(404, f"unknown model_id {model_id!r}{detail}")
@@ -632,7 +641,7 @@ class TrainingApi:
             raise ApiError(400, str(error)) from error
 
     def _submit(self, call: Call, slot: ModelSlot, seq_id: int | None, request_type: str,
-                work: Work) -> HttpResponse:
+                work: Work, *, billed: bool = False) -> HttpResponse:
         state = self._state
         endpoint = call.endpoint
         if seq_id is not None:
@@ -648,7 +657,9 @@ class TrainingApi:
                                         f"by a {seen.endpoint} request")
                 state.stats.duplicate(endpoint)
                 return _future(seen.request_id, slot.model_id)
-        request_id = state.futures.create(request_type, slot.model_id)
+        if billed:  # a new submission (a repeat of an accepted one got its future above): the budget gate
+            refuse_if_spent(state, call)
+        request_id = state.futures.create(request_type, slot.model_id, slot.owner)
         state.storage.touch_run(slot.model_id)
         if call.never_complete:
             if seq_id is not None:

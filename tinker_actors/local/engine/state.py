@@ -21,12 +21,13 @@ import pydantic
 
 from tinker_actors.local.config import LocalServiceConfig
 from tinker_actors.local.engine.backend import Backend, LoraSpec, SamplerEngine, Trainer
+from tinker_actors.local.engine.billing import BillingLedger
 from tinker_actors.local.engine.future_store import FutureStore
 from tinker_actors.local.engine.protocol_flags import ProtocolSettings
 from tinker_actors.local.engine.sequencer import ModelSequencer
 from tinker_actors.local.engine.sessions import SessionRegistry
 from tinker_actors.local.engine.stats import RequestStats, TelemetryLog
-from tinker_actors.local.engine.storage import InvalidNameError, SamplerRecord, Storage
+from tinker_actors.local.engine.storage import DEFAULT_OWNER, FinishReason, InvalidNameError, SamplerRecord, Storage
 from tinker_actors.local.server.faults import FaultRegistry
 from tinker_actors.local.server.http_server import HttpRequest, HttpResponse
 from tinker_actors.types import encode_json
@@ -158,6 +159,7 @@ class ModelSlot:
     base_model: str
     lora: LoraSpec
     sequencer: ModelSequencer
+    owner: str = DEFAULT_OWNER  # the user whose session created it: nobody else may use it
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     trainer: Trainer | None = None
     gone: str | None = None
@@ -183,7 +185,7 @@ class ServiceState:
 
     def __init__(self, config: LocalServiceConfig, storage: Storage, backend: Backend,
                  faults: FaultRegistry, stats: RequestStats, telemetry: TelemetryLog,
-                 protocol: ProtocolSettings | None = None) -> None:
+                 protocol: ProtocolSettings | None = None, billing: BillingLedger | None = None) -> None:
         self.config = config
         self.storage = storage
         self.backend = backend
@@ -191,6 +193,7 @@ class ServiceState:
         self.stats = stats
         self.telemetry = telemetry
         self.protocol = protocol if protocol is not None else ProtocolSettings()
+        self.billing = billing if billing is not None else BillingLedger()  # budgets and usage per user
         self.futures = FutureStore(result_ttl_s=config.result_ttl_s)
         self.sessions = SessionRegistry(storage, timeout_s=config.session_timeout_s)
         self.models: dict[str, ModelSlot] = {}
@@ -244,9 +247,9 @@ class ServiceState:
             self._end_session(session_id, f"session {session_id} expired (no heartbeat); the model was unloaded")
         return expired
 
-    def finish_session(self, session_id: str) -> bool:
+    def finish_session(self, session_id: str, reason: FinishReason = "success", detail: str | None = None) -> bool:
         """End a session its client closed (``POST /sessions/{id}/finish``); False if it is not live."""
-        if not self.sessions.finish(session_id):
+        if not self.sessions.finish(session_id, reason, detail):
             return False
         self._end_session(session_id, f"session {session_id} was finished by its client; the model was unloaded")
         return True
@@ -283,7 +286,8 @@ class ServiceState:
         slot = self.samplers.get(sampler_id)
         if slot is None:
             record = self.storage.sampler(sampler_id)
-            if record is None or record.session_id in self.expired_sessions:
+            if record is None or record.session_id in self.expired_sessions \
+                    or self.sessions.finished(record.session_id):
                 return None
             slot = self.samplers[sampler_id] = SamplerSlot(record)
         return slot
