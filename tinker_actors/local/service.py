@@ -42,6 +42,7 @@ from tinker_actors.local.config import (
 from tinker_actors.local.engine.accounts import Accounts, configured_keys
 from tinker_actors.local.engine.backend import Backend, ZeroWorkBackend
 from tinker_actors.local.engine.billing import BillingLedger
+from tinker_actors.local.engine.model_faults import ModelFaults
 from tinker_actors.local.engine.protocol_flags import DEFAULT_INLINE_RESULT_BYTES, ProtocolSettings
 from tinker_actors.local.engine.state import ServiceState
 from tinker_actors.local.engine.stats import RequestStats, TelemetryLog
@@ -125,7 +126,8 @@ class LocalService:
             raise
         self._backend = backend if backend is not None else _default_backend(zero_work)
         # These outlive restarts: rules stay armed, counts keep counting.
-        self.faults = FaultRegistry(seed=fault_seed)
+        self._model_faults = ModelFaults()  # drop/corrupt a model at once: svc.faults.drop_model(...)
+        self.faults = FaultRegistry(seed=fault_seed, models=self._model_faults)
         self.stats = RequestStats()
         self.telemetry = TelemetryLog()
         self.protocol = protocol
@@ -296,6 +298,7 @@ class LocalService:
         self.billing.open(self.data_dir / "billing.json")
         state = ServiceState(self.config, storage, self._backend, self.faults, self.stats, self.telemetry,
                              self.protocol, billing=self.billing)
+        self._model_faults.attach(state, self._loop)
         app = LocalApp(state, request_restart=self._restart_in_background, authenticator=self._auth)
         server = HttpServer(self.wire_log.wrap(app.handle), host=self.config.host, port=port,
                             limits=self._http_limits, admit=self.wire_log.wrap_admission(app.admit))
@@ -308,6 +311,7 @@ class LocalService:
             await self._stop_event.wait()
             housekeeping.cancel()
         finally:
+            self._model_faults.detach(state)  # the loaded models are lost: their runs say so (corrupted)
             await server.close()
             for slot in state.models.values():
                 await slot.sequencer.close()

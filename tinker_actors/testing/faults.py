@@ -57,6 +57,30 @@ class FaultHelper:
         """Restart the service when ``endpoint`` is called (in-memory state is lost)."""
         return self.add(endpoint, FaultAction.RESTART, times=times, **options)
 
+    # ---- losing models (tinker_actors.local.engine.model_faults; docs/guides/recovery.md) ----------------
+
+    def drop_model(self, model_id: str) -> bool:
+        """The service forgets the model now (404 for requests naming it, queued ones fail, its run reports
+        ``corrupted``). False if the service has no such ready model."""
+        return self._service.faults.drop_model(model_id)
+
+    def corrupt_model(self, model_id: str) -> bool:
+        """The model breaks now: its requests are accepted and fail with a server error."""
+        return self._service.faults.corrupt_model(model_id)
+
+    def drop_model_on(self, endpoint: str, *, times: int | None = 1, **options: Any) -> int:
+        """When a request to ``endpoint`` (a JSON one: ``optim_step``, ``save_weights``, ...) matches, drop the
+        model it names, then serve it (``every_nth=8``: at the 8th such request)."""
+        return self.add(endpoint, FaultAction.DROP_MODEL, times=times, **options)
+
+    def corrupt_model_on(self, endpoint: str, *, times: int | None = 1, **options: Any) -> int:
+        """As :meth:`drop_model_on`, but the model breaks instead."""
+        return self.add(endpoint, FaultAction.CORRUPT_MODEL, times=times, **options)
+
+    def restart_service(self) -> None:
+        """Restart the service now: every loaded model is lost; runs, checkpoints and sessions are kept."""
+        self._service.restart()
+
     def fired(self, rule_id: int) -> int:
         """How many times the rule fired."""
         return self._service.faults.fired(rule_id)

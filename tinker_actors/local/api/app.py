@@ -23,15 +23,17 @@ from pathlib import Path
 from tinker_actors.local.api.admin_api import AdminApi
 from tinker_actors.local.api.auth_api import AuthApi
 from tinker_actors.local.api.billing_api import BillingApi
+from tinker_actors.local.api.model_faults_api import ModelFaultsApi
 from tinker_actors.local.api.rest_api import RestApi
 from tinker_actors.local.api.routes import Route, Router
 from tinker_actors.local.api.sampling_api import SamplingApi
 from tinker_actors.local.api.session_api import SessionApi
 from tinker_actors.local.api.training_api import TrainingApi
 from tinker_actors.local.engine.accounts import Accounts, Identity
+from tinker_actors.local.engine.model_faults import lose_named_model
 from tinker_actors.local.engine.state import ApiError, Call, ServiceState, error_body
 from tinker_actors.local.engine.tokens import Authenticator, InvalidTokenError, TokenIssuer
-from tinker_actors.local.server.faults import FaultAction, FaultMatch
+from tinker_actors.local.server.faults import MODEL_ACTIONS, FaultAction, FaultMatch
 from tinker_actors.local.server.http_server import DROP_CONNECTION, DropConnection, HttpRequest, HttpResponse
 
 __all__ = ["FUTURE_ENDPOINTS", "LocalApp", "PathRedactor"]
@@ -65,6 +67,7 @@ class LocalApp:
         rest.register(self._router)
         AuthApi(authenticator).register(self._router)
         AdminApi(state, rest).register(self._router)
+        ModelFaultsApi(state, request_restart).register(self._router)
         BillingApi(state).register(self._router)
         self._forever = asyncio.Event()  # never set: what held requests wait on
         self._redactor = PathRedactor(state.config.data_dir)
@@ -150,6 +153,9 @@ class LocalApp:
         if action is FaultAction.RESTART:
             self._request_restart()
             return DROP_CONNECTION
+        if action in MODEL_ACTIONS:  # lose the model the request names, then serve the request
+            lose_named_model(self._state, call, corrupt=action is FaultAction.CORRUPT_MODEL)
+            return await self._invoke(route, call)
         if action is FaultAction.NEVER_COMPLETE:
             if route.endpoint in FUTURE_ENDPOINTS:
                 call.never_complete = True

@@ -5,6 +5,10 @@ glob such as ``/api/v1/*``, or ``*``), when it fires (a probability, every n-th 
 at most ``times`` times; deterministic under ``seed``) and what it does (:class:`FaultAction`).
 The :class:`FaultRegistry` is shared by the three control surfaces (Python, the admin endpoints and
 the CLI) and is thread-safe: tests add rules from their own thread while the service runs.
+
+Models can also be lost on purpose, at once (:meth:`FaultRegistry.drop_model`, :meth:`~FaultRegistry.corrupt_model`)
+or by a rule (``drop_model`` / ``corrupt_model`` actions: the model the matching request names is lost just
+before that request is handled); what that means for clients is in ``tinker_actors.local.engine.model_faults``.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ import random
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["FaultAction", "FaultMatch", "FaultRegistry", "FaultRule"]
+__all__ = ["MODEL_ACTIONS", "FaultAction", "FaultMatch", "FaultRegistry", "FaultRule", "ModelControl"]
 
 
 class FaultAction(StrEnum):
@@ -33,6 +37,21 @@ class FaultAction(StrEnum):
                                        # on other endpoints the request is held unanswered
     MALFORMED_JSON = "malformed_json"  # answer 200 with a body that is not valid JSON
     RESTART = "restart"                # restart the whole service (in-memory state lost, data dir kept)
+    DROP_MODEL = "drop_model"          # the model the request names is forgotten, then the request is served
+    CORRUPT_MODEL = "corrupt_model"    # the model the request names breaks, then the request is served
+
+
+MODEL_ACTIONS = frozenset({FaultAction.DROP_MODEL, FaultAction.CORRUPT_MODEL})
+
+
+class ModelControl(Protocol):
+    """What the running service offers to lose models at once (``tinker_actors.local.engine.model_faults``)."""
+
+    def drop_model(self, model_id: str) -> bool: ...
+
+    def corrupt_model(self, model_id: str) -> bool: ...
+
+    def model_states(self) -> list[Any]: ...
 
 
 class FaultRule(BaseModel):
@@ -116,11 +135,32 @@ class _Armed:
 class FaultRegistry:
     """The active rules, checked in the order they were added; the first that fires wins."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, models: ModelControl | None = None) -> None:
         self._seed = seed
         self._lock = threading.Lock()
         self._rules: list[_Armed] = []
         self._ids = itertools.count(1)
+        self._models = models
+
+    # ---- models lost at once (they need the running service) -------------------------------------
+    def drop_model(self, model_id: str) -> bool:
+        """The service forgets the model now: requests naming it answer 404, requests queued for it fail
+        (``server``), its run reports ``corrupted: true``. False if the service has no such ready model."""
+        return self._model_control().drop_model(model_id)
+
+    def corrupt_model(self, model_id: str) -> bool:
+        """The model breaks now: its requests are accepted and fail (``server``), its run reports
+        ``corrupted: true``. False if the service has no such ready model."""
+        return self._model_control().corrupt_model(model_id)
+
+    def model_states(self) -> list[Any]:
+        """The models in the service's memory (``ModelState``: status, optimizer step, ...)."""
+        return self._model_control().model_states()
+
+    def _model_control(self) -> ModelControl:
+        if self._models is None:
+            raise RuntimeError("this fault registry is not attached to a local service")
+        return self._models
 
     def add(self, rule: FaultRule) -> int:
         """Arm ``rule``; returns its id (for :meth:`remove`)."""
