@@ -147,3 +147,19 @@ def test_refusals_of_the_strict_template_match_transformers(cache: Path) -> None
                  [{"role": "assistant", "content": "first"}],
                  [{"role": "system", "content": "s"}, {"role": "tool", "content": "t"}]):
         assert assert_same(ours, theirs, chat) == ""
+
+
+def test_template_files_take_precedence_over_the_config_as_in_transformers(tmp_path: Path) -> None:
+    import shutil
+
+    from .helpers import FIXTURES
+
+    both_ways = tmp_path / "both-ways"
+    shutil.copytree(FIXTURES / "hermes-multi", both_ways)  # named templates in the config ...
+    (both_ways / "chat_template.jinja").write_text("{{ 'from the file' }}")  # ... and a template file
+    ours = get_tokenizer(str(both_ways))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = transformers.PreTrainedTokenizerFast.from_pretrained(str(both_ways))
+    assert ours.chat_template == theirs.chat_template == "{{ 'from the file' }}"
+    assert_same(ours, theirs, CONVERSATIONS["one user turn"])
