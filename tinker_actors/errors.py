@@ -36,6 +36,7 @@ __all__ = [
     "ActorCrashedError",
     "AuthenticationError",
     "BadRequestError",
+    "BillingError",
     "ClientStoppedError",
     "ConflictError",
     "CrashedBeforeSendError",
@@ -184,6 +185,14 @@ class NotFoundError(APIStatusError):
     """HTTP 404."""
 
     status_code: int = 404  # as in the official SDK; an instance carries the status it got
+
+
+class BillingError(APIStatusError):
+    """HTTP 402: the account cannot pay for the request (out of credit, no billing set up). Requests that get
+    it pause and retry for a while (:mod:`tinker_actors.http.billing`); this is raised when the pause ran out
+    (or the call does not pause). Category ``user``: the account's to fix, not the server's."""
+
+    status_code: int = 402  # as the other status errors; an instance carries the status it got
 
 
 class ConflictError(APIStatusError):
@@ -342,6 +351,7 @@ class CrashedBeforeSendError(NotSentError, ActorCrashedError):
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
+    402: BillingError,
     403: PermissionDeniedError,
     404: NotFoundError,
     409: ConflictError,
