@@ -21,6 +21,7 @@ import pytest
 from tests.local.support import Api, RecordingBackend
 from tests.wire.conftest import OFFICIAL_038_PYTHON, REPO
 from tinker_actors.cli import main
+from tinker_actors.cli.local import parse_budgets
 from tinker_actors.local import LocalService
 from tinker_actors.local.engine.billing import InvalidBudgetError
 from tinker_actors.local.engine.storage import DEFAULT_PROJECT
@@ -348,6 +349,14 @@ def test_cli_billing_commands(capsys: pytest.CaptureFixture[str]) -> None:
             ("alice", "training", 3, model_id)]
         assert main(["local", "billing", "top-up", *shell, "alice", "-1"]) == 1
         assert "top-up" in capsys.readouterr().err
+
+
+def test_cli_serve_budgets(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_budgets(["alice=100", "*=5", "bob=unlimited"]) == {"alice": 100, "*": 5, "bob": None}
+    with pytest.raises(SystemExit):
+        parse_budgets(["alice"])
+    assert main(["local", "serve", "--port", "0", "--zero-work", "--budget", "alice=-1"]) == 2
+    assert "budget" in capsys.readouterr().err
 
 
 # ---- the official 0.38 SDK ---------------------------------------------------------------------------

@@ -13,12 +13,17 @@
     tinker-actors local protocol set --url http://127.0.0.1:8000 sample_max_concurrent_requests=128
     tinker-actors local protocol show --url http://127.0.0.1:8000
     tinker-actors local protocol clear --url http://127.0.0.1:8000
+    tinker-actors local serve --budget alice=100000 --budget '*=10000'   # token budgets (402 once spent)
+    tinker-actors local billing show --url http://127.0.0.1:8000
+    tinker-actors local billing top-up --url http://127.0.0.1:8000 alice 50000
+    tinker-actors local billing set --url http://127.0.0.1:8000 alice unlimited
 
 The serve command's keys come from ``--api-key`` (repeatable: one user per key) or ``--api-key-file``,
 else ``TINKER_LOCAL_API_KEY``; none: any key is accepted. The other commands' key comes from
-``--api-key``, else ``TINKER_API_KEY``. Keys are never printed. Serving a non-loopback address while
-any key is accepted is refused unless ``--allow-remote`` is given (then a loud warning is printed). A
-flag's value is read as JSON (``true``, ``16``; ``null`` puts a flag back to its default), else as text.
+``--api-key``, else ``TINKER_API_KEY`` (fault, protocol and billing commands). Keys are never printed.
+Serving a non-loopback address while any key is accepted is refused unless ``--allow-remote`` is
+given (then a loud warning is printed). A flag's value is read as JSON (``true``, ``16``; ``null`` puts
+a flag back to its default), else as text.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import signal
 import sys
 import threading
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -60,6 +66,9 @@ def add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     serve.add_argument("--workers", type=int, default=2, help="model worker threads")
     serve.add_argument("--allow-remote", action="store_true",
                        help="serve a non-loopback --host even though no fixed API key is set (anyone may use it)")
+    serve.add_argument("--budget", action="append", default=[], metavar="USER=TOKENS",
+                       help="a user's token budget (402 once spent; *=TOKENS: every user not named; "
+                            "repeatable; none: unlimited)")
     protocol = serve.add_argument_group("protocol 0.38 (flags newer SDKs read from client/config)")
     protocol.add_argument("--flag", action="append", default=[], metavar="NAME=VALUE",
                           help="announce a flag, e.g. proto_compress_fwdbwd=true (repeatable; none: defaults)")
@@ -106,6 +115,48 @@ def add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
             parser.add_argument("--replace", action="store_true", help="drop the flags not given")
             parser.add_argument("--inline-result-bytes", type=int, default=None,
                                 help="results this large are announced by their size first")
+    _add_billing_commands(sub)
+
+
+def _add_billing_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    billing = sub.add_parser("billing", help="show, set or top up the token budgets of a running service")
+    billing_sub = billing.add_subparsers(dest="billing_command", required=True)
+    for name, text in (("show", "every user's budget and tokens used (or one user's)"),
+                       ("set", "set a user's budget in tokens (or 'unlimited')"),
+                       ("top-up", "add tokens to a user's budget"),
+                       ("events", "the most recent usage events, oldest first")):
+        parser = billing_sub.add_parser(name, help=text)
+        parser.add_argument("--url", default=os.environ.get("TINKER_BASE_URL", _DEFAULT_URL),
+                            help="base URL of the service (default $TINKER_BASE_URL or 127.0.0.1:8000)")
+        parser.add_argument("--api-key", default=None, help="X-API-Key (default $TINKER_API_KEY)")
+        if name == "show":
+            parser.add_argument("user", nargs="?", default=None, help="only this user")
+        elif name == "events":
+            parser.add_argument("--user", default=None, help="only this user's events")
+            parser.add_argument("--limit", type=int, default=None, help="at most this many (the newest)")
+        else:
+            parser.add_argument("user", help="the user (default in single-user mode)")
+            parser.add_argument("tokens", help="tokens" + (" or 'unlimited'" if name == "set" else ""))
+
+
+def parse_budgets(items: list[str]) -> dict[str, int | None]:
+    """``USER=TOKENS`` items (``*=TOKENS``: every user not named; ``TOKENS`` may be ``unlimited``)."""
+    budgets: dict[str, int | None] = {}
+    for item in items:
+        user, sep, text = item.partition("=")
+        if not sep or not user.strip():
+            raise SystemExit(f"a budget is USER=TOKENS, got {item!r}")
+        budgets[user.strip()] = _tokens(text)
+    return budgets
+
+
+def _tokens(text: str) -> int | None:
+    if text.strip() == "unlimited":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise SystemExit(f"a number of tokens (or 'unlimited') was expected, got {text!r}") from None
 
 
 def _add_rule_arguments(parser: argparse.ArgumentParser) -> None:
@@ -169,6 +220,8 @@ def run_local_command(args: argparse.Namespace) -> int:
         return _serve(args)
     if args.local_command == "protocol":
         return _protocol(args)
+    if args.local_command == "billing":
+        return _billing(args)
     return _fault(args)
 
 
@@ -192,7 +245,8 @@ def _serve(args: argparse.Namespace) -> int:
                                **{name: value for name, value in keys.items() if value is not None},
                                zero_work=args.zero_work, long_poll_s=args.long_poll,
                                session_timeout_s=args.session_timeout, workers=args.workers,
-                               allow_remote=args.allow_remote, **protocol,
+                               allow_remote=args.allow_remote, billing=parse_budgets(args.budget) or None,
+                               **protocol,
                                **{name: value for name, value in given_limits.items() if value is not None})
     except InvalidInputError as error:  # an unsafe --host, a non-positive limit, a bad flag, a bad key file
         print(f"error: {error}", file=sys.stderr)
@@ -236,6 +290,23 @@ def _protocol(args: argparse.Namespace) -> int:
     if args.inline_result_bytes is not None:
         body["inline_result_bytes"] = args.inline_result_bytes
     return _admin(args, "PUT" if args.replace else "PATCH", url, body)
+
+
+def _billing(args: argparse.Namespace) -> int:
+    base = args.url.rstrip("/") + "/local/v1/billing"
+    command = args.billing_command
+    if command == "show":
+        return _admin(args, "GET", f"{base}/users/{quote(args.user, safe='')}" if args.user else base)
+    if command == "events":
+        query = {name: value for name, value in (("user", args.user), ("limit", args.limit)) if value is not None}
+        return _admin(args, "GET", f"{base}/events" + (f"?{urlencode(query)}" if query else ""))
+    user_url = f"{base}/users/{quote(args.user, safe='')}"
+    if command == "set":
+        return _admin(args, "PUT", user_url, {"budget": _tokens(args.tokens)})
+    tokens = _tokens(args.tokens)
+    if tokens is None:
+        raise SystemExit("a top-up is a number of tokens")
+    return _admin(args, "POST", f"{user_url}/top-up", {"tokens": tokens})
 
 
 def _admin(args: argparse.Namespace, method: str, url: str, body: Any = None) -> int:
