@@ -7,6 +7,9 @@
         svc.faults.add(FaultRule(endpoint="asample", status=503, times=2))
         svc.protocol.update_flags({"proto_compress_fwdbwd": True})   # what client/config answers
 
+    LocalService(api_keys={"alice": "tml-a", "bob": "tml-b"})   # two users; or api_key_file="keys.txt"
+    LocalService(protocol_flags={"pjwt_auth_enabled": True}, token_lifetime=60)   # SDKs exchange keys for JWTs
+
 It serves both wire protocols at once, chosen per request as the client asks: 0.6.3's JSON and 0.38's
 protobuf forward_backward requests and results (see ``docs/local-service.md``, "Protocols").
 
