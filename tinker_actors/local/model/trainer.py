@@ -28,6 +28,7 @@ from tinker_actors.local.model.errors import ContextWindowExceeded, Incompatible
 from tinker_actors.local.model.losses import (
     OPTIONAL_INPUTS,
     REQUIRED_INPUTS,
+    TWO_D_INPUTS,
     resolve_loss_config,
     token_loss,
 )
@@ -49,7 +50,8 @@ _KNOWN_INPUTS = frozenset(key for keys in (*REQUIRED_INPUTS.values(), *OPTIONAL_
 
 @dataclass(frozen=True, eq=False)
 class DatumArrays:
-    """One training example: model input ``tokens [N]`` and its ``loss_inputs`` (each ``[N]``)."""
+    """One training example: model input ``tokens [N]`` and its ``loss_inputs`` (each ``[N]``; ``target_tokens``
+    and ``weights`` may be ``[N, K]`` for ``cross_entropy``, K targets per position)."""
 
     tokens: npt.NDArray[np.integer[Any]]
     loss_inputs: Mapping[str, Array]
@@ -68,7 +70,8 @@ class DatumArrays:
 
 @dataclass(frozen=True, eq=False)
 class StepResult:
-    """Per-datum outputs (``logprobs`` and ``elementwise_loss``, float32 ``[N]``) and batch metrics."""
+    """Per-datum outputs (``logprobs`` and ``elementwise_loss``, float32, the shape of the datum's
+    ``target_tokens``) and batch metrics."""
 
     outputs: list[dict[str, Array]]
     metrics: dict[str, float]
@@ -78,6 +81,12 @@ class StepResult:
 class _Datum:
     tokens: IntArray
     inputs: dict[str, Array]
+
+    @property
+    def width(self) -> int:
+        """Target tokens per position: 1 for ``[N]`` targets, K for ``[N, K]``."""
+        targets = self.inputs["target_tokens"]
+        return 1 if targets.ndim == 1 else int(targets.shape[1])
 
 
 @dataclass(eq=False)
@@ -95,13 +104,14 @@ MICRO_BATCH_TOKENS = 8192
 
 
 def _micro_batches(data: list[_Datum]) -> list[list[_Datum]]:
-    """Consecutive groups whose padded size (rows x longest) stays within MICRO_BATCH_TOKENS."""
+    """Consecutive groups whose padded size (rows x longest) stays within MICRO_BATCH_TOKENS and whose
+    data have as many targets per position (one targets array per group)."""
     groups: list[list[_Datum]] = []
     current: list[_Datum] = []
     longest = 0
     for datum in data:
         candidate = max(longest, len(datum.tokens))
-        if current and candidate * (len(current) + 1) > MICRO_BATCH_TOKENS:
+        if current and (candidate * (len(current) + 1) > MICRO_BATCH_TOKENS or datum.width != current[0].width):
             groups.append(current)
             current, candidate = [], len(datum.tokens)
         current.append(datum)
@@ -203,13 +213,13 @@ class LoraTrainer:
     # ----------------------------------------------------------------------------------- compute
 
     def forward(
-        self, batch: Sequence[DatumArrays], loss_fn: str, loss_fn_config: Mapping[str, float] | None = None
+        self, batch: Sequence[DatumArrays], loss_fn: str, loss_fn_config: Mapping[str, float | str] | None = None
     ) -> StepResult:
         """Loss outputs and metrics of `batch`; no gradient is kept."""
         return self._run(batch, loss_fn, loss_fn_config, with_grad=False)
 
     def forward_backward(
-        self, batch: Sequence[DatumArrays], loss_fn: str, loss_fn_config: Mapping[str, float] | None = None
+        self, batch: Sequence[DatumArrays], loss_fn: str, loss_fn_config: Mapping[str, float | str] | None = None
     ) -> StepResult:
         """Like forward, and adds the gradient of the summed loss to the pending gradients."""
         return self._run(batch, loss_fn, loss_fn_config, with_grad=True)
@@ -263,7 +273,7 @@ class LoraTrainer:
         self,
         batch: Sequence[DatumArrays],
         loss_fn: str,
-        loss_fn_config: Mapping[str, float] | None,
+        loss_fn_config: Mapping[str, float | str] | None,
         with_grad: bool,
     ) -> StepResult:
         config = resolve_loss_config(loss_fn, loss_fn_config)
@@ -299,8 +309,9 @@ class LoraTrainer:
         grads: Mapping[str, LoraPair] | None,
     ) -> _MicroBatchResult:
         longest = max(len(d.tokens) for d in data)
+        width = data[0].width  # the same for the whole micro-batch (_micro_batches)
         tokens = np.zeros((len(data), longest), dtype=np.int64)
-        targets = np.zeros((len(data), longest), dtype=np.int64)
+        targets = np.zeros((len(data), longest) if width == 1 else (len(data), longest, width), dtype=np.int64)
         for row, d in enumerate(data):
             tokens[row, : len(d.tokens)] = d.tokens
             targets[row, : len(d.tokens)] = d.inputs["target_tokens"]
@@ -352,13 +363,17 @@ class LoraTrainer:
             if key not in REQUIRED_INPUTS[loss_fn] and key not in OPTIONAL_INPUTS[loss_fn]:
                 continue  # valid for another loss (e.g. RL inputs under cross_entropy): unused here
             if key == "target_tokens":
-                inputs[key] = _as_token_array(raw, f"{where}: target_tokens", info.vocab_size)
+                inputs[key] = _as_token_array(raw, f"{where}: target_tokens", info.vocab_size, two_d=True)
             else:
                 inputs[key] = _as_float_array(raw, f"{where}: {key}")
-            if inputs[key].shape != (n,):
+        for key, value in inputs.items():
+            expected = _expected_shape(key, loss_fn, n, inputs["target_tokens"].shape)
+            if value.shape != expected:
+                like = "like target_tokens" if expected != (n,) else "like the model input"
+                hint = ("; 2-D [N, K] target_tokens and weights are taken by cross_entropy only"
+                        if value.ndim == 2 and loss_fn not in TWO_D_INPUTS else "")
                 raise InvalidModelInput(
-                    f"{where}: loss input {key!r} has shape {tuple(inputs[key].shape)}, expected ({n},) "
-                    "like the model input"
+                    f"{where}: loss input {key!r} has shape {tuple(value.shape)}, expected {expected} {like}{hint}"
                 )
         return _Datum(tokens=tokens, inputs=inputs)
 
@@ -380,10 +395,18 @@ class LoraTrainer:
         return flat
 
 
-def _as_token_array(raw: Any, what: str, vocab_size: int) -> IntArray:
+def _expected_shape(key: str, loss_fn: str, n: int, target_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``(n,)``, or the targets' ``(n, K)`` for an input that may be 2-D under `loss_fn` when they are."""
+    if len(target_shape) == 2 and key in TWO_D_INPUTS.get(loss_fn, ()):
+        return target_shape
+    return (n,)
+
+
+def _as_token_array(raw: Any, what: str, vocab_size: int, *, two_d: bool = False) -> IntArray:
     array = np.asarray(raw)
-    if array.ndim != 1:
-        raise InvalidModelInput(f"{what} must be one-dimensional, got shape {array.shape}")
+    if not (array.ndim == 1 or (two_d and array.ndim == 2)):
+        expected = "one- or two-dimensional" if two_d else "one-dimensional"
+        raise InvalidModelInput(f"{what} must be {expected}, got shape {array.shape}")
     if np.issubdtype(array.dtype, np.floating):
         # Token ids may arrive as integral floats (JSON); anything fractional is a mistake.
         if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):

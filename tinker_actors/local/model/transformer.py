@@ -173,6 +173,9 @@ def forward(
 ) -> tuple[Array, ForwardTrace | None]:
     """Log-probability of each target token, ``[B, T]``, for inputs ``tokens [B, T]``.
 
+    ``targets`` is ``[B, T]`` (one target per position) or ``[B, T, K]`` (K targets per position, e.g. a
+    teacher's top-K tokens); the log-probabilities have the shape of ``targets``.
+
     Causal attention means right-padding a shorter sequence cannot change its real positions, so a
     ragged batch is padded to ``T`` and the padded positions are simply ignored by the caller.
     """
@@ -207,11 +210,11 @@ def forward(
     final, final_inv = rms_norm(x)
     logits = linear(weights, UNEMBED, final)
     logits -= logits.max(axis=1, keepdims=True)
-    flat_targets = targets.reshape(rows)
-    target_logits = logits[np.arange(rows), flat_targets]
+    flat_targets = targets.reshape(rows, -1)  # [rows, K]: K target tokens per position (K = 1 for [B, T])
+    target_logits = np.take_along_axis(logits, flat_targets, axis=1)
     np.exp(logits, out=logits)
     total = logits.sum(axis=1)
-    logprobs = (target_logits - np.log(total)).reshape(batch, seq)
+    logprobs = (target_logits - np.log(total)[:, None]).reshape(targets.shape)
     if trace is not None:
         logits /= total[:, None]
         trace.final_normed, trace.final_inv = final, final_inv
@@ -222,18 +225,21 @@ def forward(
 def backward(
     weights: ModelWeights, trace: ForwardTrace, d_logprobs: Array, grads: Mapping[str, LoraPair]
 ) -> None:
-    """Adds d(loss)/d(adapter) to `grads`, given ``d_logprobs = d(loss)/d(target logprob) [B, T]``."""
+    """Adds d(loss)/d(adapter) to `grads`, given ``d_logprobs = d(loss)/d(target logprob)`` (the shape of the
+    forward's targets)."""
     info = weights.base.info
     assert trace.vocab_probs is not None and trace.targets is not None
     assert trace.final_normed is not None and trace.final_inv is not None
     batch, seq = trace.batch, trace.seq
     rows = batch * seq
     scale = 1.0 / math.sqrt(info.d_head)
-    g = d_logprobs.reshape(rows).astype(weights.base.dtype, copy=False)
+    g = d_logprobs.reshape(rows, -1).astype(weights.base.dtype, copy=False)  # [rows, K], like trace.targets
 
-    # d logp[t] / d logits = onehot(t) - softmax
-    d_logits = trace.vocab_probs * (-g)[:, None]
-    d_logits[np.arange(rows), trace.targets] += g
+    # d logp[t] / d logits = onehot(t) - softmax, summed over the K targets of a position
+    d_logits = trace.vocab_probs * (-g.sum(axis=1))[:, None]
+    row_index = np.arange(rows)
+    for k in range(g.shape[1]):  # one column at a time: a position may list the same token twice
+        d_logits[row_index, trace.targets[:, k]] += g[:, k]
     lowest = _lowest_adapted_layer(weights)
     d_final = linear_backward(weights, UNEMBED, trace.final_normed, d_logits, grads, need_dx=lowest is not None)
     if d_final is None or lowest is None:
