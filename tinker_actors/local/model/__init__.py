@@ -34,10 +34,12 @@ Gradients
     clipping, ``adam.py``; Tinker 0.6.3 defaults lr 1e-4, betas 0.9/0.95, eps 1e-12).
 
 Losses (``losses.py``)
-    ``cross_entropy``, ``importance_sampling``, ``ppo``, ``cispo``, ``dro`` as in WIRE-PROTOCOL §3.3;
-    ``weights`` (ones when missing) multiply every loss. Outputs per datum ``logprobs`` and
-    ``elementwise_loss`` (float32 ``[N]``); metrics ``loss:sum`` (plus ``clip_fraction:mean`` for
-    ppo/cispo).
+    ``cross_entropy``, ``importance_sampling``, ``ppo``, ``cispo``, ``dro`` as in WIRE-PROTOCOL §3.3,
+    and 0.38's ``gspo`` (GSPO-token, over ``sequence_ratio_mask``); ``weights`` (ones when missing)
+    multiply every loss. ``cross_entropy`` also takes ``[N, K]`` targets (top-K distillation).
+    ``stable_reinforce`` is refused (its inputs and objective are not published). Outputs per datum
+    ``logprobs`` and ``elementwise_loss`` (float32, the shape of ``target_tokens``); metrics ``loss:sum``
+    (plus ``clip_fraction:mean`` for ppo/cispo/gspo).
 
 Sampling (``sampler.py``)
     Adapters merged into the base matrices, KV-cache decoding; temperature, top_k, top_p, stop
