@@ -12,6 +12,10 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tinker_actors.recovery.watch import ModelWatch
 
 __all__ = ["TrainingLedger"]
 
@@ -30,6 +34,14 @@ class TrainingLedger:
     """The send turn of the newest op: a restarted actor chains after it, so sends stay in order."""
     _last_op_id: int = 0
     _poisoned_up_to: int = 0
+    watch: ModelWatch | None = field(default=None, repr=False)
+    """Step bookkeeping and the recovery gate, once periodic checkpoints or recovery are enabled."""
+
+    def move_to(self, model_id: str, next_seq_id: int) -> None:
+        """Recovery recreated the model: later requests go to ``model_id``, numbered from ``next_seq_id``."""
+        with self._lock:
+            self.model_id = model_id
+            self.next_seq_id = next_seq_id
 
     def assign_op_id(self) -> int:
         """Op ids follow the actor's mailbox order, which is the send order."""

@@ -73,12 +73,15 @@ from tinker_actors.types import (
 )
 from tinker_actors.types.datum import datum_list
 from tinker_actors.types.training import adam_params_of, check_loss
-from tinker_actors.wire import CONTENT_TYPE_JSON, EncodedBody, EncodedRequest, PreparedRequest
+from tinker_actors.wire import CONTENT_TYPE_JSON, ClientCodec, EncodedBody, EncodedRequest, PreparedRequest
 
 if TYPE_CHECKING:
     from tinker_actors.clients.sampling import SamplingClient
     from tinker_actors.clients.service import ServiceClient
+    from tinker_actors.recovery.policy import RecoveryPolicy, RecoveryStatus
+    from tinker_actors.recovery.port import ClientPort
     from tinker_actors.telemetry import SessionTelemetry
+    from tinker_actors.training.checkpoint_policy import CheckpointPolicy, CheckpointStatus
 
 __all__ = ["OpFinished", "SubmitOp", "TrainingClient", "TrainingClientActor", "TrainingOp", "fetch_model_info"]
 
@@ -113,6 +116,13 @@ class TrainingOp:
     """The body's size when it counts against the server's forward_backward dispatch byte budget."""
     offload: bool = False
     """``build`` is heavy (compression): it runs in a worker thread, not the event loop."""
+    model_id: str = ""
+    """The model its request names. If recovery recreated the model since, it is re-targeted before it is sent."""
+    retarget: Callable[[str], Callable[[int], EncodedRequest]] | None = None
+    """The same request for another model (recovery, docs/guides/recovery.md); None: it cannot be re-targeted."""
+    poisons: bool = True
+    """If its send fails for good, the ops queued behind it are not sent (order contract). A periodic checkpoint
+    does not: its failure is reported, and training goes on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +133,8 @@ class SubmitOp:
 @dataclass(frozen=True, slots=True)
 class OpFinished:
     op_id: int
+    step: int | None = None
+    """Set when the op was an optim_step that succeeded while steps are counted (its step number)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +167,9 @@ class TrainingClientActor(SupervisedActor):
             self._submit(message.op)
         elif isinstance(message, OpFinished):
             self._in_flight.pop(message.op_id, None)
+            watch = self._ledger.watch
+            if message.step is not None and watch is not None:
+                watch.step_completed(message.step)  # feeds the periodic checkpoint policy
         elif isinstance(message, InFlightCount):
             return len(self._in_flight)
         return None
@@ -163,6 +178,9 @@ class TrainingClientActor(SupervisedActor):
         if op.future.done():  # cancelled before it reached us
             return
         op_id = self._ledger.assign_op_id()
+        watch = self._ledger.watch
+        if watch is not None:
+            watch.submitted(op_id, op.kind)  # step numbers follow the mailbox order, as op ids do
         sent: concurrent.futures.Future[None] = concurrent.futures.Future()
         previous, self._ledger.last_sent = self._ledger.last_sent, sent
         task = self._context.submit(self._run(op_id, op, previous, sent), context=op.context)
@@ -190,6 +208,8 @@ class TrainingClientActor(SupervisedActor):
     async def _run(self, op_id: int, op: TrainingOp, previous: concurrent.futures.Future[None] | None,
                    sent: concurrent.futures.Future[None]) -> None:
         ledger, http = self._ledger, self._context.http
+        watch = ledger.watch  # recovery's gate and the step bookkeeping, when enabled (docs/guides/recovery.md)
+        succeeded = False
         try:
             if previous is not None:
                 try:
@@ -209,25 +229,46 @@ class TrainingClientActor(SupervisedActor):
                     ledger.send_failed()
                     raise
             assert build is not None, "a TrainingOp has build or prepare"
-            seq_id = ledger.begin_send(op_id)
-            if seq_id is None:
-                raise NotSentError(f"{op.kind} was not sent: its training client stopped first")
-            submitted_at = asyncio.get_running_loop().time()
-            try:
-                accepted = await self._send(op, build, seq_id)
-            except BaseException:
-                ledger.send_failed()
-                raise
-            _set(sent, None)
-            if op.future.done() or abandoned(op.future):  # nobody waits for its result anymore
-                return
-            ledger.record_accepted(op_id, accepted.request_id)
-            context = self._context
-            result = await poll_future(http, accepted.request_id, op.request_type, op.read,
-                                       settings=context.poll, observer=self._queue_log, outcome=op.future,
-                                       submitted_at=submitted_at, codec=context.profile.codec,
-                                       response_budget=context.response_budget)
+            while True:  # more than once only when recovery holds the op and sends it to a recreated model
+                if watch is not None:
+                    build = await watch.before_send(op_id, op, build)
+                seq_id = ledger.begin_send(op_id)
+                if seq_id is None:
+                    raise NotSentError(f"{op.kind} was not sent: its training client stopped first")
+                if watch is not None:
+                    watch.sending(op_id)
+                submitted_at = asyncio.get_running_loop().time()
+                try:
+                    accepted = await self._send(op, build, seq_id)
+                except BaseException as error:
+                    if watch is not None and await watch.lost(op_id, op, error, accepted=False):
+                        continue
+                    if op.poisons:
+                        ledger.send_failed()
+                    raise
+                if watch is not None:
+                    watch.accepted(op_id)
+                _set(sent, None)
+                if op.future.done() or abandoned(op.future):  # nobody waits for its result anymore
+                    if watch is not None:
+                        watch.succeeded(op_id)  # it will run: counted as run
+                    return
+                ledger.record_accepted(op_id, accepted.request_id)
+                context = self._context
+                try:
+                    result = await poll_future(http, accepted.request_id, op.request_type, op.read,
+                                               settings=context.poll, observer=self._queue_log, outcome=op.future,
+                                               submitted_at=submitted_at, codec=context.profile.codec,
+                                               response_budget=context.response_budget)
+                except BaseException as error:
+                    if watch is not None and await watch.lost(op_id, op, error, accepted=True):
+                        continue
+                    raise
+                break
             resolve(op.future, result)
+            if watch is not None:
+                watch.succeeded(op_id, result)
+            succeeded = True
         except asyncio.CancelledError:
             fail(op.future, ClientStoppedError(f"{op.kind} was cancelled"))
             raise
@@ -238,8 +279,9 @@ class TrainingClientActor(SupervisedActor):
             if not sent.done():
                 _set_error(sent, NotSentError(f"{op.kind} was not sent"))
             ledger.finished(op_id)
+            step = watch.op_ended(op_id, succeeded) if watch is not None else None
             with contextlib.suppress(Exception):
-                self.actor_ref.tell(OpFinished(op_id))
+                self.actor_ref.tell(OpFinished(op_id, step))
 
     async def _send(self, op: TrainingOp, build: Callable[[int], EncodedRequest], seq_id: int) -> UntypedAPIFuture:
         """POST the op's request (under the dispatch byte budget when it counts); the server's future."""
@@ -315,7 +357,6 @@ class TrainingClient(QueueStateObserver):
                  chunk_limits: ChunkLimits | None = None, info: GetInfoResponse | None = None) -> None:
         self._service = service
         self._context = service._context
-        self.model_id = model_id
         self._ledger = TrainingLedger(model_id=model_id, base_model=base_model)
         self._chunk_limits = chunk_limits
         self._info = info  # fetched at creation (ProtocolProfile.info_on_create) or on the first get_info()
@@ -331,28 +372,41 @@ class TrainingClient(QueueStateObserver):
     def _op(self, kind: str, request_type: str, build: Callable[[int], EncodedRequest] | None,
             read: Callable[[Any], Any] | ResultReader[Any], *, ready: concurrent.futures.Future[Any] | None = None,
             prepare: Callable[[], Callable[[int], EncodedRequest]] | None = None, size: int = 0,
-            offload: bool = False) -> APIFuture[Any]:
+            offload: bool = False, model_id: str = "",
+            retarget: Callable[[str], Callable[[int], EncodedRequest]] | None = None,
+            poisons: bool = True) -> APIFuture[Any]:
         future: APIFuture[Any] = APIFuture()
         try:
             self._actor.tell(SubmitOp(TrainingOp(kind, request_type, build, read, future.raw, ready=ready,
-                                                 prepare=prepare, size=size, offload=offload)))
+                                                 prepare=prepare, size=size, offload=offload, model_id=model_id,
+                                                 retarget=retarget, poisons=poisons)))
         except Exception as error:
             fail(future.raw, ClientStoppedError(f"{kind}: the training client is not running ({error})"))
         return future
 
     def _json_op(self, kind: str, path: str, request_type: str, request: Callable[[int], BaseModel],
-                 parse: Callable[[Any], Any]) -> APIFuture[Any]:
-        """An op whose request is JSON (``request(seq_id)``), encoded by the protocol's rules at send time."""
+                 parse: Callable[[Any], Any], *, model_id: str, poisons: bool = True) -> APIFuture[Any]:
+        """An op whose request is JSON (``request(seq_id)``, naming ``model_id`` in its ``model_id``), encoded by
+        the protocol's rules at send time."""
         codec = self._context.profile.codec
 
         def build(seq_id: int) -> EncodedRequest:
             return EncodedRequest(path, EncodedBody(codec.encode_json(request(seq_id)), CONTENT_TYPE_JSON))
 
-        return self._op(kind, request_type, build, parse)
+        def retarget(target: str) -> Callable[[int], EncodedRequest]:
+            return lambda seq_id: EncodedRequest(path, EncodedBody(
+                codec.encode_json(request(seq_id).model_copy(update={"model_id": target})), CONTENT_TYPE_JSON))
+
+        return self._op(kind, request_type, build, parse, model_id=model_id, retarget=retarget, poisons=poisons)
 
     def _fwd_reader(self) -> ResultReader[ForwardBackwardOutput]:
         codec = self._context.profile.codec
         return ResultReader(codec.decode_forward_backward_output, codec.result_accept)
+
+    @property
+    def model_id(self) -> str:
+        """The server-side model this client trains (a new one after a recovery: docs/guides/recovery.md)."""
+        return self._ledger.model_id
 
     @property
     def actor(self) -> NamedRef:
@@ -385,7 +439,9 @@ class TrainingClient(QueueStateObserver):
             resolve(empty.raw, empty_output())
             return empty
         profile = self._context.profile
+        model_id = self.model_id
         prepared: list[PreparedRequest] = []
+        inputs: list[ForwardBackwardInput] = []
         # Every chunk is validated and encoded before anything is queued: bad input is a typed error here and
         # nothing is sent (docs/concepts/failures.md). Only the seq id is added at send time.
         for chunk in split_batch(batch, profile.chunk_limits_for(self._chunk_limits)):
@@ -394,10 +450,17 @@ class TrainingClient(QueueStateObserver):
             except ValueError as invalid:
                 raise InvalidInputError(f"invalid forward_backward input: {invalid}") from None
             prepared.append(profile.codec.prepare_forward_backward(
-                self.model_id, fb_input, forward_only=not backward, compress=profile.compress_forward_backward))
+                model_id, fb_input, forward_only=not backward, compress=profile.compress_forward_backward))
+            inputs.append(fb_input)
         reader = self._fwd_reader()
+        watch = self._ledger.watch
+        # Only with recovery on, each chunk's input is kept until it ran, to be encoded again for a recreated model.
+        recovering = watch is not None and watch.recovery_enabled
         futures = [self._op(kind, "ForwardBackward" if backward else "Forward", request.request, reader,
-                            size=request.size, offload=request.compress is not None) for request in prepared]
+                            size=request.size, offload=request.compress is not None, model_id=model_id,
+                            retarget=_fwd_retarget(profile.codec, fb_input, backward, profile.compress_forward_backward)
+                            if recovering else None)
+                   for request, fb_input in zip(prepared, inputs, strict=True)]
         # Even one chunk is combined: its metrics are reduced as the official SDK reduces them.
         return _gather(futures, combine_outputs)
 
@@ -406,14 +469,14 @@ class TrainingClient(QueueStateObserver):
         model_id = self.model_id
         return self._json_op("optim_step", "/api/v1/optim_step", "OptimStep",
                              lambda seq: OptimStepRequest(adam_params=adam_params, model_id=model_id, seq_id=seq),
-                             OptimStepResponse.model_validate)
+                             OptimStepResponse.model_validate, model_id=model_id)
 
     def save_state(self, name: str) -> APIFuture[SaveWeightsResponse]:
         validate_checkpoint_name(name)
         model_id = self.model_id
         return self._json_op("save_weights", "/api/v1/save_weights", "SaveWeights",
                              lambda seq: SaveWeightsRequest(model_id=model_id, path=name, seq_id=seq),
-                             SaveWeightsResponse.model_validate)
+                             SaveWeightsResponse.model_validate, model_id=model_id)
 
     def _load(self, path: str, optimizer: bool) -> APIFuture[LoadWeightsResponse]:
         ParsedCheckpointTinkerPath.from_tinker_path(path)
@@ -421,7 +484,7 @@ class TrainingClient(QueueStateObserver):
         return self._json_op("load_weights", "/api/v1/load_weights", "LoadWeights",
                              lambda seq: LoadWeightsRequest(model_id=model_id, path=path, optimizer=optimizer,
                                                             seq_id=seq),
-                             LoadWeightsResponse.model_validate)
+                             LoadWeightsResponse.model_validate, model_id=model_id)
 
     def load_state(self, path: str) -> APIFuture[LoadWeightsResponse]:
         return self._load(path, False)
@@ -440,7 +503,8 @@ class TrainingClient(QueueStateObserver):
             return SaveWeightsResponse(path=internal.path)
 
         return self._json_op("save_weights_for_sampler", "/api/v1/save_weights_for_sampler", "SaveWeightsForSampler",
-                             lambda seq: SaveWeightsForSamplerRequest(model_id=model_id, path=name, seq_id=seq), parse)
+                             lambda seq: SaveWeightsForSamplerRequest(model_id=model_id, path=name, seq_id=seq), parse,
+                             model_id=model_id)
 
     def save_weights_and_get_sampling_client(self, name: str | None = None, retry_config: Any = None
                                              ) -> SamplingClient:
@@ -460,7 +524,7 @@ class TrainingClient(QueueStateObserver):
         raw = self._json_op("save_weights_for_sampler", "/api/v1/save_weights_for_sampler", "SaveWeightsForSampler",
                             lambda seq: SaveWeightsForSamplerRequest(model_id=model_id,
                                                                      sampling_session_seq_id=sampling_seq, seq_id=seq),
-                            SaveWeightsForSamplerResponseInternal.model_validate)
+                            SaveWeightsForSamplerResponseInternal.model_validate, model_id=model_id)
 
         def to_client(response: SaveWeightsForSamplerResponseInternal) -> SamplingClient:
             if response.sampling_session_id is None:
@@ -524,12 +588,21 @@ class TrainingClient(QueueStateObserver):
         its result awaited (at most ``timeout`` seconds; by default the no-progress bound).
         """
         self._service.clients_supervisor.terminate_child(self._child_id, timeout=10.0)
+        self._stop_helpers()
         return self._context.call(self._unload(), timeout=timeout)
 
     async def unload_model_async(self, timeout: float | None = None) -> UnloadModelResponse:
         # Stopping the actor waits for it (up to 10 s): in a worker thread, not on the caller's event loop.
         await asyncio.to_thread(self._service.clients_supervisor.terminate_child, self._child_id, timeout=10.0)
+        await asyncio.to_thread(self._stop_helpers)
         return await asyncio.wait_for(asyncio.wrap_future(self._context.submit(self._unload())), timeout)
+
+    def _stop_helpers(self) -> None:
+        """Stop the periodic checkpoint and recovery actors, if this client has them."""
+        if self._ledger.watch is not None:
+            from tinker_actors.recovery.port import stop_children
+
+            stop_children(self._client_port(), timeout=10.0)
 
     async def _unload(self) -> UnloadModelResponse:
         http, codec = self._context.http, self._context.profile.codec
@@ -589,13 +662,20 @@ class TrainingClient(QueueStateObserver):
                              inputs: list[Callable[[], ForwardBackwardInput]]) -> APIFuture[ForwardBackwardOutput]:
         profile, model_id, reader = self._context.profile, self.model_id, self._fwd_reader()
 
-        def preparer(make_input: Callable[[], ForwardBackwardInput]) -> Callable[[], Callable[[int], EncodedRequest]]:
-            # Encoded once the gradient exists, before the seq id is taken (then added, and compressed if asked).
-            return lambda: profile.codec.prepare_forward_backward(
-                model_id, make_input(), compress=profile.compress_forward_backward).request
+        def for_model(make_input: Callable[[], ForwardBackwardInput]
+                      ) -> Callable[[str], Callable[[int], EncodedRequest]]:
+            # Encoded once the gradient exists, before the seq id is taken (then added, and compressed if asked);
+            # for another model if recovery recreated it meanwhile.
+            return lambda target: profile.codec.prepare_forward_backward(
+                target, make_input(), compress=profile.compress_forward_backward).request
+
+        def preparer(encode: Callable[[str], Callable[[int], EncodedRequest]]
+                     ) -> Callable[[], Callable[[int], EncodedRequest]]:
+            return lambda: encode(model_id)
 
         parts = [self._op("forward_backward", "ForwardBackward", None, reader, ready=ready,
-                          prepare=preparer(make_input), offload=profile.compress_forward_backward)
+                          prepare=preparer(for_model(make_input)), offload=profile.compress_forward_backward,
+                          model_id=model_id, retarget=for_model(make_input))
                  for make_input in inputs]
         return _gather(parts, combine_outputs)
 
@@ -615,6 +695,69 @@ class TrainingClient(QueueStateObserver):
         from tinker_actors.training import grad_norms
 
         return grad_norms.summary(self._context.runtime, self.model_id)
+
+    # -- periodic checkpoints and recovery (logic in tinker_actors.training.checkpoint_policy and
+    #    tinker_actors.recovery; docs/guides/recovery.md) --
+
+    def enable_periodic_checkpoints(self, policy: CheckpointPolicy) -> None:
+        """Save a checkpoint every N steps and/or T seconds, keep the last K (docs/guides/recovery.md). Saves take
+        their place among this client's calls; a failed one is reported, never raised into training."""
+        from tinker_actors.training.checkpoint_policy import enable_periodic_checkpoints
+
+        enable_periodic_checkpoints(self._client_port(), policy)
+
+    def checkpoint_status(self) -> CheckpointStatus | None:
+        """What the periodic checkpoint policy did: kept checkpoints, failures (None if none is enabled)."""
+        from tinker_actors.training.checkpoint_policy import checkpoint_status
+
+        return checkpoint_status(self._client_port())
+
+    def enable_recovery(self, policy: RecoveryPolicy | None = None) -> None:
+        """If the service loses this client's model, recreate it from the last checkpoint and go on (opt-in;
+        docs/guides/recovery.md). Calling it again replaces the policy."""
+        from tinker_actors.recovery.policy import RecoveryPolicy as Policy
+        from tinker_actors.recovery.port import enable_recovery
+
+        if policy is not None and not isinstance(policy, Policy):
+            raise InvalidInputError(f"expected a RecoveryPolicy, got {type(policy).__name__}")
+        enable_recovery(self._client_port(), policy if policy is not None else Policy())
+
+    def recovery_status(self) -> RecoveryStatus:
+        """The recoveries so far (each a RecoveryReport), whether one runs now, the usable checkpoints."""
+        from tinker_actors.recovery.port import recovery_status
+
+        return recovery_status(self._client_port())
+
+    def _client_port(self) -> ClientPort:
+        from tinker_actors.clients.rest import RestClient
+        from tinker_actors.recovery.port import ClientPort
+
+        service = self._service
+        return ClientPort(context=self._context, ledger=self._ledger, supervisor=service.clients_supervisor,
+                          child_id=self._child_id, base_model=self._ledger.base_model,
+                          reserve_model_seq=lambda: _reserve_model_seq(service), save_state=self._periodic_save,
+                          rest=lambda: RestClient(service))
+
+    def _periodic_save(self, name: str) -> APIFuture[SaveWeightsResponse]:
+        """``save_state`` for the checkpoint policy: if it fails, the calls queued behind it are still sent."""
+        model_id = self.model_id
+        return self._json_op("save_weights", "/api/v1/save_weights", "SaveWeights",
+                             lambda seq: SaveWeightsRequest(model_id=model_id, path=name, seq_id=seq),
+                             SaveWeightsResponse.model_validate, model_id=model_id, poisons=False)
+
+
+def _reserve_model_seq(service: ServiceClient) -> int:
+    """The next ``model_seq_id`` of the session, as ``create_lora_training_client`` takes one (a recreated model
+    is a new model of the same session)."""
+    with service._seq_lock:
+        return next(service._model_seq)
+
+
+def _fwd_retarget(codec: ClientCodec, fb_input: ForwardBackwardInput, backward: bool,
+                  compress: bool) -> Callable[[str], Callable[[int], EncodedRequest]]:
+    """A forward(_backward) chunk encoded anew for another model (recovery re-targets it)."""
+    return lambda model_id: codec.prepare_forward_backward(model_id, fb_input, forward_only=not backward,
+                                                           compress=compress).request
 
 
 def _gather(futures: list[APIFuture[Any]], combine: Callable[[list[Any]], Any]) -> APIFuture[Any]:
