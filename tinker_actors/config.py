@@ -8,6 +8,12 @@ Environment variables (read only by :meth:`Config.from_env`, never at import):
 
 =================================== ===============================================================
 ``TINKER_API_KEY``                  the API key (a secret: never shown in reprs, logs or errors)
+``TINKER_CREDENTIAL_CMD``           a shell command that prints a credential (docs/accounts.md); used
+                                    when neither ``api_key=`` nor ``TINKER_API_KEY`` is given, and
+                                    when the server requires dynamic credentials
+``HOME``                            where the stored credentials are (``~/.tinker/credentials.json``,
+                                    written by ``tinker-actors auth login`` or ``tinker auth login``):
+                                    their default key is used when no other credential is given
 ``TINKER_BASE_URL``                 base URL; may carry a path prefix (default :data:`DEFAULT_BASE_URL`)
 ``TINKER_TAGS``                     comma-separated session tags (duplicates dropped, order kept)
 ``TINKER_TELEMETRY``                ``1/true/yes/on`` (the default) enables telemetry; anything else
@@ -21,7 +27,9 @@ Environment variables (read only by :meth:`Config.from_env`, never at import):
 =================================== ===============================================================
 
 Unlike the official SDK 0.6.3 (where an API key in the environment beats ``api_key=``), an explicit
-argument always wins.
+argument always wins. Credentials are looked for in this order: ``api_key=``, ``TINKER_API_KEY``,
+``TINKER_CREDENTIAL_CMD``, the stored default key (:attr:`Config.api_key_origin` says which one gave
+the key; the command is run later, by :mod:`tinker_actors.auth`, never here).
 """
 
 from __future__ import annotations
@@ -33,10 +41,13 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
+from tinker_actors.auth.store import CredentialsFile, default_credentials_path
 from tinker_actors.errors import ErrorCategory, InvalidInputError, TinkerError
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "ApiKeyOrigin",
+    "AuthSettings",
     "Config",
     "API_KEY_PREFIXES",
     "InvalidApiKeyError",
@@ -62,12 +73,17 @@ Protocol = Literal["auto", "0.38", "0.6.3"]
 """Which wire protocol a ServiceClient speaks (docs/protocols.md): ``"auto"`` asks the server
 (``client/config``) and falls back to 0.6.3 when it does not know that call."""
 
+ApiKeyOrigin = Literal["argument", "environment", "stored"]
+"""Where ``Config.api_key`` came from: ``api_key=`` (or ``Config(api_key=...)``), ``TINKER_API_KEY``, or the
+stored credentials file."""
+
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _LOG_LEVELS: frozenset[str] = frozenset({"debug", "info", "warning", "error"})
 
 # Field name -> environment variable, for the plain (string-valued) settings.
 _ENV_VARS: dict[str, str] = {
     "api_key": "TINKER_API_KEY",
+    "credential_cmd": "TINKER_CREDENTIAL_CMD",
     "base_url": "TINKER_BASE_URL",
     "cf_access_client_id": "CLOUDFLARE_ACCESS_CLIENT_ID",
     "cf_access_client_secret": "CLOUDFLARE_ACCESS_CLIENT_SECRET",
@@ -76,13 +92,15 @@ _ENV_VARS: dict[str, str] = {
 
 
 class MissingApiKeyError(TinkerError, ValueError):
-    """No API key was given, neither as ``api_key=`` nor in ``TINKER_API_KEY``."""
+    """No credential was given: no ``api_key=``, no ``TINKER_API_KEY``, no ``TINKER_CREDENTIAL_CMD`` and no
+    stored default key."""
 
     default_category = ErrorCategory.USER
 
     def __init__(self, message: str = (
-            "No Tinker API key: pass api_key=... (e.g. ServiceClient(api_key=...)) or set the "
-            "TINKER_API_KEY environment variable.")) -> None:
+            "No Tinker API key: pass api_key=... (e.g. ServiceClient(api_key=...)), set the TINKER_API_KEY "
+            "environment variable, set TINKER_CREDENTIAL_CMD to a command that prints a credential, or store "
+            "a key with `tinker-actors auth login`.")) -> None:
         super().__init__(message)
 
 
@@ -277,6 +295,25 @@ class TelemetrySettings(_Frozen):
         60.0, gt=0, description="seconds between client_stats events (per-endpoint counters); None: never")
 
 
+class AuthSettings(_Frozen):
+    """Credential commands and short-lived tokens (docs/accounts.md)."""
+
+    credential_cmd_timeout: float = Field(30.0, gt=0, description=(
+        "seconds TINKER_CREDENTIAL_CMD may run before it is stopped and the credential counts as failed"))
+    refresh_margin: float = Field(60.0, gt=0, description=(
+        "a request that finds the token this close to expiry (or within a quarter of its lifetime, if less) "
+        "waits for a fresh one; tokens are otherwise refreshed at about half their lifetime"))
+    retry_delay: float = Field(60.0, gt=0, description=(
+        "longest wait before a failed token refresh is tried again (shorter for short-lived tokens)"))
+
+
+_ORIGIN_LABELS: dict[str, str] = {
+    "argument": "the API key (api_key= / TINKER_API_KEY)",
+    "environment": "the API key in TINKER_API_KEY",
+    "stored": "the stored default key (~/.tinker/credentials.json)",
+}
+
+
 class Config(_Frozen):
     """Everything a client needs to talk to one Tinker service. Frozen; copy with :meth:`replace`.
 
@@ -287,6 +324,12 @@ class Config(_Frozen):
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     api_key: SecretStr | None = None
+    api_key_origin: ApiKeyOrigin = Field("argument", description=(
+        "where api_key came from (set by from_env; shown by `tinker-actors auth status`)"))
+    credential_cmd: SecretStr | None = Field(None, description=(
+        "TINKER_CREDENTIAL_CMD: a shell command printing a credential (kept out of reprs and pickles: it may "
+        "hold a secret of its own)"))
+    auth: AuthSettings = AuthSettings()
     base_url: str = DEFAULT_BASE_URL
     tags: tuple[str, ...] = ()
     telemetry_enabled: bool = True
@@ -368,13 +411,24 @@ class Config(_Frozen):
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Build a config: ``overrides`` (``None`` values count as not given) > ``env`` > defaults.
 
-        ``env`` defaults to ``os.environ``; tests pass a plain dict.
+        ``env`` defaults to ``os.environ``; tests pass a plain dict. When neither ``api_key`` nor
+        ``TINKER_API_KEY`` nor ``TINKER_CREDENTIAL_CMD`` gives a credential, the stored default key of
+        ``$HOME/.tinker/credentials.json`` is read (a given ``env`` without ``HOME`` has none); a file that
+        cannot be read raises :class:`~tinker_actors.auth.errors.StoredCredentialsError`.
         """
         source = os.environ if env is None else env
         values: dict[str, Any] = {}
         for field, var in _ENV_VARS.items():
             if source.get(var):
                 values[field] = source[var]
+        if "api_key" in values:
+            values["api_key_origin"] = "environment"
+        if overrides.get("api_key") is not None:
+            values["api_key_origin"] = "argument"
+        elif "api_key" not in values and "credential_cmd" not in values:
+            stored = _stored_default_key(source if env is not None else None)
+            if stored is not None:
+                values["api_key"], values["api_key_origin"] = stored, "stored"
         if "TINKER_TAGS" in source:
             values["tags"] = source["TINKER_TAGS"]
         if "TINKER_TELEMETRY" in source:
@@ -389,6 +443,8 @@ class Config(_Frozen):
         """A validated copy with some fields changed (``None`` is a real value here)."""
         values = {name: getattr(self, name) for name in type(self).model_fields}
         values.update(overrides)
+        if "api_key" in overrides and "api_key_origin" not in overrides:
+            values["api_key_origin"] = "argument"
         return type(self).model_validate(values)
 
     def require_api_key(self) -> str:
@@ -396,7 +452,7 @@ class Config(_Frozen):
         :class:`InvalidApiKeyError` when it is not a ``tml-`` key or a JWT."""
         if self.api_key is None or not self.api_key.get_secret_value():
             raise MissingApiKeyError()
-        return check_api_key_format(self.api_key.get_secret_value())
+        return check_api_key_format(self.api_key.get_secret_value(), _ORIGIN_LABELS[self.api_key_origin])
 
     def __getstate__(self) -> dict[Any, Any]:
         # A pickle is bytes anyone may log, store or ship to a cluster: it never holds the secrets. The
@@ -406,6 +462,7 @@ class Config(_Frozen):
         fields = dict(state["__dict__"])
         fields["api_key"] = None
         fields["cf_access_client_secret"] = None
+        fields["credential_cmd"] = None
         state["__dict__"] = fields
         return state
 
@@ -413,6 +470,18 @@ class Config(_Frozen):
         """Every secret this config holds, for redaction of free text (error bodies, log lines)."""
         secrets = (self.api_key, self.cf_access_client_secret)
         return tuple(s.get_secret_value() for s in secrets if s is not None and s.get_secret_value())
+
+
+def _stored_default_key(env: Mapping[str, str] | None) -> str | None:
+    """The stored default key (``$HOME/.tinker/credentials.json``), or None. ``env`` None: this process's home."""
+    if env is None:
+        path = default_credentials_path()
+    elif env.get("HOME"):
+        path = default_credentials_path(env["HOME"])
+    else:
+        return None
+    entry = CredentialsFile(path).default_entry()
+    return entry[1].key.get_secret_value() if entry is not None else None
 
 
 def _query_text(value: object) -> str:

@@ -16,9 +16,13 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from tests.http.scripted_server import Reply, ScriptedServer
+from tinker_actors.auth.api import AuthTokenResponse
+from tinker_actors.auth.sources import CredentialSource
+from tinker_actors.auth.store import StoredKey
+from tinker_actors.auth.tokens import TokenHolder, TokenTiming
 from tinker_actors.config import Config, RetryPolicy
 from tinker_actors.errors import (
     APIError,
@@ -279,3 +283,51 @@ def test_connection_errors_hold_no_secret(api: ScriptedServer) -> None:
         run(make_config(api, retry=RetryPolicy(max_retries=0)),
             lambda layer: layer.request(Purpose.TRAINING, "GET", PATH))
     assert_holds_no_secret(caught.value)
+
+
+# --- credentials other than the config's key: exchanged tokens, commands, stored keys (issue 11) ----------
+
+OLD_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDB9.old-token-keysafety"
+NEW_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDB9.new-token-keysafety"
+
+
+def test_exchanged_tokens_are_sent_per_attempt_and_redacted_like_the_key(api: ScriptedServer) -> None:
+    """The layer sends its holder's token (not the config's key); an answer that echoes the token it was sent,
+    arriving after the holder moved on to a newer token, is redacted as well."""
+    holder = TokenHolder("test")
+    holder.publish(OLD_TOKEN, TokenTiming.forever())
+    echo = {"detail": f"bad token {OLD_TOKEN}"}
+    api.script("POST", PATH, Reply(500, echo, headers={"x-echo": OLD_TOKEN}, delay=0.3))
+
+    async def main() -> None:
+        async with HttpLayer(make_config(api, retry=RetryPolicy(max_retries=0)), tokens=holder) as layer:
+            sent = asyncio.create_task(layer.request(Purpose.TRAINING, "POST", PATH, content=b"{}"))
+            await asyncio.sleep(0.1)
+            holder.publish(NEW_TOKEN, TokenTiming.forever())  # a refresh while the request is on the wire
+            await sent
+
+    with pytest.raises(InternalServerError) as caught:
+        asyncio.run(main())
+    assert [dict(headers)["x-api-key"] for headers in headers_of(api)] == [OLD_TOKEN]
+    assert_holds_no_secret(caught.value)
+    text = "\n".join(strings_reachable_from(caught.value))
+    assert OLD_TOKEN not in text and NEW_TOKEN not in text and "bad token **********" in text
+    assert OLD_TOKEN.encode() not in pickle.dumps(caught.value)
+
+
+def test_credential_holders_show_and_pickle_no_credential(tmp_path: Any) -> None:
+    holder = TokenHolder("TINKER_CREDENTIAL_CMD")
+    token = holder.publish(NEW_TOKEN, TokenTiming.forever())
+    source = CredentialSource("command", SecretStr("vault read -field=key secret/keysafety"))
+    config = Config(api_key=API_KEY, credential_cmd="vault read -field=key secret/keysafety")
+    stored = StoredKey(key=API_KEY, name="laptop")
+    answer = AuthTokenResponse.model_validate({"jwt": NEW_TOKEN})
+    for thing in (holder, token, source, config, stored, answer):
+        text = f"{thing!r} {thing}"
+        assert NEW_TOKEN not in text and API_KEY not in text and "secret/keysafety" not in text
+    for thing in (holder, token, source, stored, answer):
+        with pytest.raises(TypeError):
+            pickle.dumps(thing)
+    dumped = pickle.dumps(config)  # a pickled Config drops its secrets, the command among them
+    assert b"keysafety" not in dumped and API_KEY.encode() not in dumped
+    assert pickle.loads(dumped).credential_cmd is None

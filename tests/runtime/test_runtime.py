@@ -124,6 +124,7 @@ def test_shutdown_stops_services_then_slots_in_reverse_then_the_loop(log: EventL
         ("stop", "grad_norm_tracker"),
         ("stop", "telemetry_reporter"),
         ("stop", "session_manager"),
+        ("stop", "token_keepers"),  # last: heartbeats and telemetry still send its tokens while they stop
     ]
     assert rt.shutdown(1.0) is True  # idempotent
     with pytest.raises(RuntimeStoppedError):

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from tinker_actors._version import __version__
+from tinker_actors.cli.auth import add_auth_commands, run_auth_command
 from tinker_actors.cli.local import add_local_commands, run_local_command
 from tinker_actors.cli.manage import add_manage_commands, run_manage_command
 
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     version.add_argument("-f", "--format", choices=("table", "json"), default="table")
     add_local_commands(commands)
     add_manage_commands(commands)
+    add_auth_commands(commands)
     return parser
 
 
@@ -31,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_local_command(args)
     if args.command in ("checkpoint", "run"):
         return run_manage_command(args)
+    if args.command == "auth":
+        return run_auth_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands first
 
 

@@ -15,8 +15,10 @@ none of them looks at the version. The ``client/dynamic_config`` flags are refre
 ServiceClient's actor on a timer, at the interval the server gives (never more often than
 ``Config.min_config_refresh_interval``); a failed refresh keeps the last flags.
 
-Feature switches of ``client/config`` that turn on features this SDK does not implement
-(``pjwt_auth_enabled``, ``sample_use_retrieve_futures``, ``sample_join_sampling_session``,
+``pjwt_auth_enabled`` turns on token exchange (:mod:`tinker_actors.auth`, docs/accounts.md), with
+``credential_default_source: credential_cmd`` requiring ``TINKER_CREDENTIAL_CMD``. Feature switches of
+``client/config`` that turn on features this SDK does not implement
+(``sample_use_retrieve_futures``, ``sample_join_sampling_session``,
 ``custom_loss_server_side``, ``use_pyqwest_transport``) are permissions to use another path; the
 default path they leave in place is the one this SDK takes.
 """
@@ -73,6 +75,10 @@ class ServerFlags(BaseModel):
     sample_dispatch_bytes_semaphore_size: int = Field(10 * 1024 * 1024, ge=1)
     inflight_response_bytes_semaphore_size: int = Field(50 * 1024 * 1024, ge=1)
     sample_no_retries: bool = False
+    pjwt_auth_enabled: bool = False
+    """Exchange the credential for short-lived tokens (``POST auth/token``) and send those."""
+    credential_default_source: str = "api_key"
+    """``credential_cmd``: the organisation requires dynamic credentials (``TINKER_CREDENTIAL_CMD``)."""
 
 
 class DynamicFlags(BaseModel):
@@ -109,6 +115,10 @@ class ProtocolProfile:
     from it, as the official 0.38 SDK does; otherwise ``get_info`` is asked for on the first call."""
     sends_process_uuid: bool = False
     """Telemetry batches carry the process's ``process_uuid`` (the official 0.38 SDK's do)."""
+    token_exchange: bool = False
+    """Requests send short-lived tokens exchanged for the credential (``pjwt_auth_enabled``; docs/accounts.md)."""
+    credential_cmd_required: bool = False
+    """With token exchange: the credential must come from ``TINKER_CREDENTIAL_CMD`` (unless it is a JWT)."""
     flags: ServerFlags | None = None
     dynamic: DynamicFlags | None = None
     """``None`` when the server has no dynamic config to refresh (0.6.3)."""
@@ -154,6 +164,8 @@ def _profile_038(config: Config, flags: ServerFlags, dynamic: DynamicFlags) -> P
         sample_bytes_in_flight=flags.sample_dispatch_bytes_semaphore_size,
         response_bytes_in_flight=flags.inflight_response_bytes_semaphore_size,
         sample_retries=not flags.sample_no_retries, info_on_create=True, sends_process_uuid=True,
+        token_exchange=flags.pjwt_auth_enabled,
+        credential_cmd_required=flags.pjwt_auth_enabled and flags.credential_default_source == "credential_cmd",
         flags=flags, dynamic=dynamic)
 
 

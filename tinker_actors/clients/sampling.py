@@ -17,7 +17,6 @@ import collections
 import concurrent.futures
 import contextlib
 import contextvars
-import hashlib
 import itertools
 import random
 import threading
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from supervisors import ChildSpec, ExitReason, NamedRef, Restart, SupervisedActor
+from tinker_actors.auth.sources import credential_source
 from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.queue_state import ClientQueueLog, QueueState, QueueStateObserver
 from tinker_actors.clients.sdk_method import names_sdk_methods
@@ -113,7 +113,7 @@ _rate_limits: dict[tuple[str, str], _RateLimit] = {}
 
 
 def _rate_limit_for(context: ClientContext) -> _RateLimit:
-    digest = hashlib.sha256(context.config.require_api_key().encode()).hexdigest()[:16]
+    digest = credential_source(context.config).fingerprint[:16]  # a key, or TINKER_CREDENTIAL_CMD
     return _rate_limits.setdefault((context.config.base_url, digest), _RateLimit())
 
 
@@ -449,21 +449,24 @@ def _service_for(base_url: str, sampling_session_id: str) -> ServiceClient:
     """The ServiceClient an unpickled handle attaches through, with this process's own credentials.
 
     The live ServiceClient that created the session, if it is in this process; else the process's shared
-    client for ``base_url`` and the API key of its environment (``TINKER_API_KEY``).
+    client for ``base_url`` and the credential of its environment (``TINKER_API_KEY``, ``TINKER_CREDENTIAL_CMD``,
+    the stored key: docs/accounts.md).
     """
     from tinker_actors.clients.service import ServiceClient
 
     owner = _owners.get((base_url, sampling_session_id))
     if owner is not None and not owner._closed:
         return owner
+    config = Config.from_env(base_url=base_url)
     try:
-        api_key = Config.from_env(base_url=base_url).require_api_key()
+        credential_source(config)
     except MissingApiKeyError:
         raise MissingApiKeyError(
             f"No API key for the unpickled SamplingClient of sampling session {sampling_session_id}: a pickled "
             f"SamplingClient never carries the key. Set TINKER_API_KEY in the environment of this process "
             f"(for worker processes: in their environment before they start).") from None
-    return ServiceClient.shared(base_url=base_url, api_key=api_key)
+    return ServiceClient.shared(base_url=base_url,
+                                api_key=config.api_key.get_secret_value() if config.api_key is not None else None)
 
 
 def _rebuild_sampling_client(base_url: str, sampling_session_id: str, base_model: str | None,

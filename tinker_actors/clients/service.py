@@ -32,6 +32,8 @@ from urllib.parse import quote
 import structlog
 
 from supervisors import ChildSpec, ExitReason, Restart, Strategy, SupervisedActor, Supervisor, Timer
+from tinker_actors.auth.client_auth import ClientAuth
+from tinker_actors.auth.sources import credential_source
 from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.protocol import DynamicFlags, ProtocolProfile, fetch_dynamic_flags, negotiate
 from tinker_actors.clients.rest import RestClient
@@ -219,9 +221,11 @@ class ServiceClient:
                  base_url: str | None = None, config: Config | None = None,
                  chunk_limits: ChunkLimits | None = None, **overrides: Any) -> None:
         self._config = build_config(config, api_key=api_key, base_url=base_url, keywords=overrides)
-        self._config.require_api_key()
+        credential_source(self._config)  # no credential: a typed error before anything starts (docs/accounts.md)
         self._runtime = Runtime.get()
-        http = HttpLayer(self._config)
+        self._auth = ClientAuth(self._runtime, self._config)  # the credential, and the tokens requests send
+        self._auth_closer = weakref.finalize(self, self._auth.close)
+        http = HttpLayer(self._config, tokens=self._auth.tokens)
         self._context = ClientContext(self._config, http, self._runtime, PollSettings.from_config(self._config))
         self._chunk_limits = chunk_limits  # tightens the protocol's own limits (ProtocolProfile.chunk_limits_for)
         self._model_seq = itertools.count()
@@ -242,6 +246,9 @@ class ServiceClient:
         self._supervisor_name = name
         try:
             self._negotiate()
+            profile = self._context.profile  # token exchange when the server enables it (pjwt_auth_enabled)
+            self._auth.follow(exchange=profile.token_exchange, command_required=profile.credential_cmd_required,
+                              http=http)
             session = self._context.call(self._create_session(user_metadata))
         except BaseException:
             self._teardown()
@@ -303,13 +310,14 @@ class ServiceClient:
         return self._runtime
 
     @classmethod
-    def shared(cls, *, base_url: str, api_key: str) -> ServiceClient:
-        """One ServiceClient per (base URL, key) in this process: used by unpickled handles."""
+    def shared(cls, *, base_url: str, api_key: str | None) -> ServiceClient:
+        """One ServiceClient per (base URL, key) in this process: used by unpickled handles. ``api_key`` None:
+        the credential the environment gives (``TINKER_CREDENTIAL_CMD``, the stored key)."""
         with cls._shared_lock:
-            client = cls._shared.get((base_url, api_key))
+            client = cls._shared.get((base_url, api_key or ""))
             if client is None or client._closed:
                 client = cls(base_url=base_url, api_key=api_key)
-                cls._shared[(base_url, api_key)] = client
+                cls._shared[(base_url, api_key or "")] = client
             return client
 
     async def _create_session(self, user_metadata: dict[str, Any] | None) -> CreateSessionResponse:
@@ -519,6 +527,7 @@ class ServiceClient:
 
     def _teardown(self) -> None:
         _close_quietly(self._runtime, self._supervisor_name, self._context.session_id, self._context)
+        self._auth_closer()
 
     def __enter__(self) -> ServiceClient:
         return self

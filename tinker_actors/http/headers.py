@@ -1,8 +1,10 @@
 """The headers every request carries (WIRE-PROTOCOL.md §1.2), and the per-call ones.
 
-Static headers (user agent, accept, API key, Cloudflare Access, the config's extra headers) are set
-once on each httpx client; per call only the content type, the idempotency key and the retry count
-are added, which keeps the hot path to one small dict.
+Static headers (user agent, accept, Cloudflare Access, the config's extra headers) are set once on each
+httpx client; per call only the content type, the idempotency key and the retry count are added, which
+keeps the hot path to one small dict. The credential (``X-API-Key``) is set per attempt by the HTTP
+layer from its :class:`~tinker_actors.auth.tokens.TokenHolder`: an API key as it is, or the short-lived
+token it was exchanged for, which changes while a client lives (docs/accounts.md).
 
 Protocol 0.38 also names the SDK version and the public method that made a request
 (``x-sdk-version``, ``x-sdk-method``, e.g. ``TrainingClient.forward_backward``), as the official SDK
@@ -22,6 +24,7 @@ from tinker_actors._version import __version__
 from tinker_actors.config import Config
 
 __all__ = [
+    "API_KEY",
     "IDEMPOTENCY_KEY",
     "RETRY_COUNT",
     "SDK_METHOD",
@@ -37,6 +40,7 @@ __all__ = [
 USER_AGENT = f"tinker-actors/{__version__}"
 
 # Lower-case header names; HTTP header names are case-insensitive.
+API_KEY = "x-api-key"
 IDEMPOTENCY_KEY = "x-idempotency-key"
 # The official SDK's name, kept so that servers (and the local service's logs) see the same header.
 RETRY_COUNT = "x-stainless-retry-count"
@@ -68,11 +72,11 @@ def current_sdk_method() -> str | None:
 
 
 def default_headers(config: Config) -> dict[str, str]:
-    """The headers sent on every request of this config. Contains the API key: never log it raw."""
+    """The static headers sent on every request of this config (the credential is set per attempt). May
+    contain the Cloudflare Access secret: never log it raw."""
     headers = {
         "user-agent": USER_AGENT,
         "accept": _JSON,
-        "x-api-key": config.require_api_key(),
     }
     if config.cf_access_client_id:
         headers["cf-access-client-id"] = config.cf_access_client_id

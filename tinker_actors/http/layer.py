@@ -22,6 +22,11 @@ Redirects: httpx follows none; the layer follows a redirect itself only within t
 :class:`~tinker_actors.errors.CrossOriginRedirectError` before anything is sent there (see
 :mod:`tinker_actors.http.redirects`): the API key never leaves the API.
 
+Credentials: every attempt sends the token its :class:`~tinker_actors.auth.tokens.TokenHolder` holds
+(``X-API-Key``): the API key as it is, or the short-lived token a keeper exchanged it for. A token near
+expiry is refreshed before the attempt; an answer ``401`` with ``WWW-Authenticate: ... error="invalid_token"``
+is sent once more with a replacement token (not counted as a retry), when the holder can renew it.
+
 Every failure is an error of :mod:`tinker_actors.errors`; error texts and logs never contain the
 API key (header values are redacted by name, bodies by value), and the request and response an
 error keeps are redacted copies (:mod:`tinker_actors.http.redaction`).
@@ -33,13 +38,15 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar, overload
 
 import httpx
 import structlog
 from pydantic import BaseModel, ValidationError
 
+from tinker_actors.auth.errors import CredentialError
+from tinker_actors.auth.tokens import TokenHolder
 from tinker_actors.config import Config, RetryPolicy
 from tinker_actors.errors import (
     APIConnectionError,
@@ -51,7 +58,7 @@ from tinker_actors.errors import (
     error_for_status,
 )
 from tinker_actors.http.breaker import CircuitBreaker
-from tinker_actors.http.headers import IDEMPOTENCY_KEY, RETRY_COUNT, call_headers, default_headers
+from tinker_actors.http.headers import API_KEY, IDEMPOTENCY_KEY, RETRY_COUNT, call_headers, default_headers
 from tinker_actors.http.pools import ClientPools, Purpose
 from tinker_actors.http.redaction import redacted_request, redacted_response
 from tinker_actors.http.redirects import MAX_REDIRECTS, origin_of, same_origin
@@ -85,15 +92,16 @@ class _Failed:
 class HttpLayer:
     """Async HTTP for one :class:`Config`. Use it from a single event loop; close it with :meth:`aclose`.
 
-    Raises :class:`~tinker_actors.config.MissingApiKeyError` at construction when the config has no
-    API key.
+    ``tokens`` holds the credential every request sends; without it, the config's API key is sent as it is,
+    and :class:`~tinker_actors.config.MissingApiKeyError` is raised at construction when there is none.
     """
 
-    def __init__(self, config: Config, *, rng: random.Random | None = None) -> None:
+    def __init__(self, config: Config, *, rng: random.Random | None = None, tokens: TokenHolder | None = None
+                 ) -> None:
         self._config = config
+        self._tokens = tokens if tokens is not None else TokenHolder.static(config.require_api_key(), "api_key")
         self._pools = ClientPools(config, default_headers(config))
-        self._secrets = config.secret_values()
-        self._secret_bytes = tuple(secret.encode() for secret in self._secrets)
+        self._config_secrets = config.secret_values()
         self._base = config.base_url
         self._stats = HttpStats()
         self._breaker_settings = config.circuit_breaker
@@ -119,6 +127,24 @@ class HttpLayer:
 
     def __repr__(self) -> str:
         return f"HttpLayer(base_url={self._base!r}, closed={self._closed})"
+
+    @property
+    def tokens(self) -> TokenHolder:
+        """Where the credential each request sends comes from."""
+        return self._tokens
+
+    def use_tokens(self, tokens: TokenHolder) -> None:
+        """Send ``tokens``' token from the next attempt on (after the protocol settled on token exchange)."""
+        self._tokens = tokens
+
+    @property
+    def _secrets(self) -> tuple[str, ...]:
+        """Every value error texts must not show: the config's secrets and the credential(s) in use."""
+        return self._config_secrets + self._tokens.secrets()
+
+    @property
+    def _secret_bytes(self) -> tuple[bytes, ...]:
+        return tuple(secret.encode() for secret in self._secrets)
 
     @property
     def config(self) -> Config:
@@ -193,6 +219,7 @@ class HttpLayer:
         started = loop.time()
         deadline = started + policy.deadline if policy.deadline is not None else None
         retries = 0
+        replayed = False  # a 401 invalid_token is answered by one replay with a fresh token
         # A call that may retry may take long: a stall watch announces it (the poller and the sampler, which
         # retry themselves, watch their own waits). At the latest: the deadline, else every attempt left.
         watch = None if not policy.max_retries else StallWatch(
@@ -206,6 +233,9 @@ class HttpLayer:
                 client = self._pools.pick(purpose)
                 if breaker is not None:
                     breaker.check(endpoint_name, loop.time())
+                tokens = self._tokens
+                token = tokens.peek() or await _bounded(tokens.fresh(), deadline, "a fresh token")
+                sent_headers[API_KEY] = token
                 outcome = await self._attempt(client, method, url, content, params, sent_headers, per_attempt,
                                               deadline, loop, accept_status, retries)
                 if breaker is not None:
@@ -218,6 +248,10 @@ class HttpLayer:
                     HttpStats.finished(counters, elapsed, retries, error=False)
                     return HttpResponse(status, outcome.headers, outcome.content, retries + 1, elapsed, data)
                 HttpStats.attempt(counters, _outcome_label(outcome.error))
+                if not replayed and tokens.refreshable and _token_refused(outcome):
+                    replayed = True
+                    await _bounded(tokens.replacement(token), deadline, "a replacement for a refused token")
+                    continue
                 if watch is not None:
                     watch.answer(_condition(outcome.error), attempt=retries + 1, attempts=policy.max_retries + 1,
                                  error=outcome.error.message)
@@ -235,7 +269,7 @@ class HttpLayer:
                                    wait=round(wait, 3), reason=outcome.error.message)
                 await asyncio.sleep(wait)
                 retries += 1
-        except APIError:
+        except (APIError, CredentialError):
             HttpStats.finished(counters, loop.time() - started, retries, error=True)
             raise
         finally:
@@ -401,6 +435,24 @@ class HttpLayer:
             exc.request = error.request  # type: ignore[union-attr]
         error.__cause__ = exc
         return error
+
+
+async def _bounded(wait: Coroutine[Any, Any, str], deadline: float | None, what: str) -> str:
+    """``await wait`` within the call's deadline (an :class:`APITimeoutError` past it)."""
+    if deadline is None:
+        return await wait
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await wait
+    except TimeoutError:
+        raise APITimeoutError(f"Request timed out: the call's deadline passed while waiting for {what}") from None
+
+
+def _token_refused(outcome: _Failed) -> bool:
+    """Whether the server refused the token itself (RFC 6750 ``invalid_token``): a fresh one may pass."""
+    error = outcome.error
+    return getattr(error, "status_code", 0) == 401 and outcome.headers is not None \
+        and 'error="invalid_token"' in outcome.headers.get("www-authenticate", "")
 
 
 def _endpoint_name(method: str, path: str) -> str:

@@ -5,6 +5,7 @@
     Runtime
     ├── IoLoop                    daemon thread running asyncio
     └── root (one_for_one)
+        ├── token_keepers         permanent  (slot; a supervisor of one TokenKeeper per credential)
         ├── session_manager       permanent  (slot)
         ├── telemetry_reporter    permanent  (slot)
         ├── grad_norm_tracker     permanent  (slot)

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 __all__ = ["ROOT_SLOTS", "SlotFactory", "placeholder_spec", "register_slot", "registered_slots",
            "unregister_slot"]
 
-ROOT_SLOTS: tuple[str, ...] = ("session_manager", "telemetry_reporter", "grad_norm_tracker")
-"""Slot names in start order (the root stops them in reverse order, after the services)."""
+ROOT_SLOTS: tuple[str, ...] = ("token_keepers", "session_manager", "telemetry_reporter", "grad_norm_tracker")
+"""Slot names in start order (the root stops them in reverse order, after the services). The token keepers
+come first: heartbeats and the last telemetry flush still send their tokens while they stop."""
 
 SlotFactory = Callable[["Runtime"], ChildSpec]
 """Builds the child spec of a slot for a given runtime; the spec's id must be the slot name."""
