@@ -330,7 +330,7 @@ def test_a_stopped_service_writes_no_more_billing() -> None:
 # ---- CLI -----------------------------------------------------------------------------------------------
 def test_cli_billing_commands(capsys: pytest.CaptureFixture[str]) -> None:
     with _service({"alice": 1}) as svc, _clients(svc) as (alice, _):
-        shell = ["--url", svc.base_url, "--api-key", KEYS["bob"]]
+        shell = ["--url", svc.base_url, "--api-key", KEYS["alice"]]  # the admin's key (the first user)
         _, model_id = _model(alice)
         _train(alice, model_id, 1)
         assert main(["local", "billing", "show", *shell]) == 0

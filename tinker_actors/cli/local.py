@@ -20,7 +20,8 @@
 
 The serve command's keys come from ``--api-key`` (repeatable: one user per key) or ``--api-key-file``,
 else ``TINKER_LOCAL_API_KEY``; none: any key is accepted. The other commands' key comes from
-``--api-key``, else ``TINKER_API_KEY`` (fault, protocol and billing commands). Keys are never printed.
+``--api-key``, else ``TINKER_API_KEY`` (fault, protocol and billing commands); with several users it must
+be the admin's (user ``default``, else the first user), other users get HTTP 403. Keys are never printed.
 Serving a non-loopback address while any key is accepted is refused unless ``--allow-remote`` is
 given (then a loud warning is printed). A flag's value is read as JSON (``true``, ``16``; ``null`` puts
 a flag back to its default), else as text.
@@ -53,10 +54,11 @@ def add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     serve.add_argument("--port", type=int, default=8000, help="port (0 picks a free one; default 8000)")
     serve.add_argument("--data-dir", default=None, help="where runs and checkpoints live (default: temporary)")
     serve.add_argument("--api-key", action="append", default=None, metavar="KEY",
-                       help="accept this X-API-Key; repeat for several users (the first is user 'default', then "
-                            "user-2, user-3...; default: $TINKER_LOCAL_API_KEY, else any key)")
+                       help="accept this X-API-Key; repeat for several users (the first is user 'default', the "
+                            "admin, then user-2, user-3...; default: $TINKER_LOCAL_API_KEY, else any key)")
     serve.add_argument("--api-key-file", default=None, metavar="PATH",
-                       help="accept the keys of this file, one 'user key' per line (mode 600)")
+                       help="accept the keys of this file, one 'user key' per line (mode 600; the admin is "
+                            "user 'default', else the first line's user)")
     serve.add_argument("--token-lifetime", type=float, default=None, metavar="SECONDS",
                        help="lifetime of the tokens POST /api/v1/auth/token issues (default 3600)")
     serve.add_argument("--zero-work", action="store_true", help="canned instant results (client benchmarks)")
@@ -229,6 +231,7 @@ def _serve(args: argparse.Namespace) -> int:
     from tinker_actors.errors import InvalidInputError
     from tinker_actors.local import LocalService
     from tinker_actors.local.config import remote_bind_warning
+    from tinker_actors.local.engine.accounts import admin_of
 
     env_key = os.environ.get("TINKER_LOCAL_API_KEY") if args.api_key is None and args.api_key_file is None else None
     keys: dict[str, Any] = {"api_keys": args.api_key, "api_key_file": args.api_key_file, "api_key": env_key,
@@ -260,6 +263,8 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     service.start()
     key_note = f"the API keys of {len(users)} user(s): {', '.join(users)}" if users else "any API key"
+    if len(users) > 1:  # the only user the admin endpoints answer (the others get 403)
+        key_note += f"; admin: {admin_of(users)}"
     print(f"tinker-actors local service on {service.base_url} (data dir {service.data_dir}; accepts {key_note})",
           flush=True)
     try:

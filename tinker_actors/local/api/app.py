@@ -1,7 +1,8 @@
 """Request dispatch: routing, the API key check, fault rules, and turning errors into answers.
 
 Order for each request: route (404/405) -> ``X-API-Key``, a key or a token the service issued (401,
-with the ``invalid_token`` signal for a refused token; else its user becomes the call's ``user``) ->
+with the ``invalid_token`` signal for a refused token; else its user becomes the call's ``user``; 403 when an
+admin endpoint is called by a user other than the admin) ->
 count -> fault rules (not for admin endpoints) -> handler. The first two also run as the HTTP server's
 admission check, once the headers are in: a request refused there is answered before its body is read. A handler's
 :class:`ApiError` becomes ``{"error", "category"}`` with its status (the service's own absolute paths
@@ -46,6 +47,10 @@ FUTURE_ENDPOINTS = frozenset({
     "save_weights_for_sampler", "load_weights", "unload_model", "asample",
 })
 _MALFORMED_JSON = b'{"request_id": "req-trunc'
+# Admin endpoints every user may call: health (a liveness probe: "ok" and counts, nobody's data). The other
+# admin endpoints act on or show every user's traffic, budgets and usage: only the admin calls them (403,
+# not 404: their paths are documented, so hiding them protects nothing and would read as a version mismatch).
+_EVERY_USERS_ADMIN_ENDPOINTS = frozenset({"admin_health"})
 
 
 class LocalApp:
@@ -114,6 +119,11 @@ class LocalApp:
             return _unauthorized(f"invalid token in X-API-Key: {error}", token=True)
         if credential is None:
             return _unauthorized("missing or invalid X-API-Key header", token=False)
+        if route.admin and route.endpoint not in _EVERY_USERS_ADMIN_ENDPOINTS \
+                and not self._auth.accounts.is_admin(credential.identity):
+            return _error(403, f"{request.method} {request.path} is an admin endpoint: only the service's admin "
+                               f"(user {self._auth.accounts.admin!r}) may call it; send the admin's API key "
+                               "or a token issued for it")
         return route, match.params, credential.identity
 
     def _request_type(self, route: Route, request: HttpRequest) -> str | None:

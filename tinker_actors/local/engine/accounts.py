@@ -6,6 +6,11 @@ Three modes, from the simplest:
 * one key: only that key is accepted, and it is user ``"default"``;
 * several keys (a list, a mapping user -> key, or a key file): each key is its own user.
 
+One user is the *admin*, the only one the admin endpoints (``/local/v1/...``) answer in full: user
+``"default"`` when there is one (every caller with no key or one key configured, the first key of a
+list), else the first user of the mapping or key file. It is the user whose key ``LocalService.api_key``
+gives out, so a service's owner is its admin without configuring anything.
+
 A key file holds one ``user key`` pair per line (blank lines and lines starting with ``#`` are
 skipped); since it holds secrets, it must not be readable by the group or others (``chmod 600``), as
 ssh asks of private keys.
@@ -34,8 +39,8 @@ from pydantic import SecretStr
 
 from tinker_actors.errors import InvalidInputError
 
-__all__ = ["DEFAULT_USER", "Accounts", "Identity", "InvalidKeysError", "KeyFileError", "configured_keys",
-           "load_key_file", "named_keys"]
+__all__ = ["DEFAULT_USER", "Accounts", "Identity", "InvalidKeysError", "KeyFileError", "admin_of",
+           "configured_keys", "load_key_file", "named_keys"]
 
 DEFAULT_USER = "default"
 
@@ -92,6 +97,15 @@ class Accounts:
         """True when any non-empty key is accepted (no key configured)."""
         return not self._entries
 
+    @property
+    def admin(self) -> str:
+        """The admin user (see :func:`admin_of`)."""
+        return admin_of(self.users())
+
+    def is_admin(self, identity: Identity) -> bool:
+        """Whether ``identity`` (from a key or a token issued for one) is the admin's."""
+        return identity.user == self.admin
+
     def users(self) -> list[str]:
         """The configured users in order (``["default"]`` when any key is accepted)."""
         return [entry.user for entry in self._entries] or [DEFAULT_USER]
@@ -129,6 +143,12 @@ class Accounts:
     def _key_id(self, key: str) -> int:
         """A 52-bit number naming ``key`` in this service (exact in a JSON double, as the official CLI's int)."""
         return int.from_bytes(hmac.new(self._salt, key.encode(), hashlib.sha256).digest()[:8], "big") >> 12
+
+
+def admin_of(users: Sequence[str]) -> str:
+    """The admin among ``users`` (in configured order): ``"default"`` if there, else the first (``"default"``
+    when there is none: any key is accepted)."""
+    return DEFAULT_USER if DEFAULT_USER in users or not users else users[0]
 
 
 def named_keys(keys: str | Sequence[str] | Mapping[str, str] | None) -> dict[str, SecretStr]:
