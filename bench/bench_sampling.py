@@ -9,6 +9,8 @@ Clients (interleaved: one run of each, ``--repeat`` times; medians reported):
 
 * ``ours``       -- ``tinker_actors.ServiceClient(...).create_sampling_client(...).sample_async``, speaking
   0.38 (the local service answers ``client/config``)
+* ``ours-httpx`` -- ``ours`` on httpx's own transport (httpcore and h11 on the lean network backend), as
+  before the lean transport: the A/B of ``tinker_actors/http/transport.py`` (not in the default set)
 * ``ours063``    -- the same, pinned to protocol 0.6.3 (``protocol="0.6.3"``)
 * ``official38`` -- the official tinker==0.38.0 SDK (``await sampler.sample(...)``, its default pyqwest
   transport), run by the interpreter of its own virtualenv (``.venv-tinker038``, made by ``make test``)
@@ -38,7 +40,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-CLIENTS = ("ours", "ours063", "official38", "official", "bare1", "bareN")
+CLIENTS = ("ours", "ours-httpx", "ours063", "official38", "official", "bare1", "bareN")
 OFFICIAL_038_PYTHON = Path(__file__).resolve().parents[1] / ".venv-tinker038" / "bin" / "python"
 BASE_MODEL = "tiny-byte"
 PROMPT = [72, 101, 108, 108, 111]
@@ -141,6 +143,27 @@ async def run_ours(url: str, api_key: str, concurrency: int, seconds: float, pro
         service.close()
 
 
+def use_httpx_transport() -> None:
+    """Make this process's HTTP layers build plain httpx clients (httpx's transport on the lean network
+    backend), as before the lean transport, for the A/B: the same settings as the pools' proxy case."""
+    import httpx
+
+    from tinker_actors.http import pools
+    from tinker_actors.http.network import install
+
+    def httpx_client(self: Any, limits: Any) -> httpx.AsyncClient:
+        timeouts = self._config.timeouts
+        client = httpx.AsyncClient(
+            headers=self._headers, params=list(self._config.default_query),
+            timeout=httpx.Timeout(timeouts.default, connect=timeouts.connect),
+            limits=httpx.Limits(max_connections=limits.max_connections, max_keepalive_connections=limits.max_keepalive),
+            follow_redirects=False, verify=self._ssl_context(), trust_env=self._trust_env)
+        install(client, self._backend)
+        return client
+
+    pools.ClientPools._new_client = httpx_client  # type: ignore[method-assign]
+
+
 async def run_official(url: str, api_key: str, concurrency: int, seconds: float) -> dict[str, float]:
     import tinker
 
@@ -157,7 +180,7 @@ async def run_official38(url: str, api_key: str, concurrency: int, seconds: floa
     ``sample`` future is awaited)."""
     import tinker
 
-    service = tinker.ServiceClient(base_url=url, api_key=api_key)
+    service: Any = tinker.ServiceClient(base_url=url, api_key=api_key)  # 0.38's, not the 0.6.3 this venv types
     sampler = service.create_sampling_client(base_model=BASE_MODEL).result()  # 0.38: creation returns a future
     prompt = tinker.types.ModelInput.from_ints(PROMPT)
     params = tinker.types.SamplingParams(max_tokens=MAX_TOKENS)
@@ -211,7 +234,9 @@ def run_child(args: argparse.Namespace) -> None:
     global SERVER_PID
     SERVER_PID = args.server_pid
     kind, url, key = args.child, args.url, args.api_key
-    if kind == "ours":
+    if kind in ("ours", "ours-httpx"):
+        if kind == "ours-httpx":
+            use_httpx_transport()
         result = asyncio.run(run_ours(url, key, args.concurrency[0], args.seconds))
     elif kind == "ours063":
         result = asyncio.run(run_ours(url, key, args.concurrency[0], args.seconds, protocol="0.6.3"))
@@ -241,7 +266,8 @@ def one_run(server: Server, kind: str, concurrency: int, args: argparse.Namespac
 
 
 def label(kind: str, bare_clients: int) -> str:
-    return {"ours": "tinker-actors (0.38)", "ours063": "tinker-actors (0.6.3)",
+    return {"ours": "tinker-actors (0.38)", "ours-httpx": "tinker-actors, httpx transport",
+            "ours063": "tinker-actors (0.6.3)",
             "official38": "official SDK 0.38", "official": "official SDK 0.6.3",
             "bare1": "bare httpx, 1 client", "bareN": f"bare httpx, {bare_clients} clients"}[kind]
 
@@ -251,7 +277,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per run (default 2)")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved runs per client (default 3)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
-    parser.add_argument("--clients", nargs="+", choices=CLIENTS, default=list(CLIENTS),
+    parser.add_argument("--clients", nargs="+", choices=CLIENTS, default=[c for c in CLIENTS if c != "ours-httpx"],
                         help="official38 is left out when .venv-tinker038 does not exist")
     parser.add_argument("--bare-clients", type=int, default=16, help="httpx clients of the bareN loop")
     parser.add_argument("--json", type=Path, default=None, help="also write all runs to this file")

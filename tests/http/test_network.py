@@ -60,10 +60,16 @@ def hanging_up_server() -> Iterator[OneAnswerPerConnection]:
     server.close()
 
 
-def test_the_pools_clients_run_on_the_lean_backend() -> None:
-    pools = ClientPools(Config(api_key="tml-k", base_url="http://127.0.0.1:9"), {})
+def test_the_pools_proxy_clients_run_on_the_lean_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without a proxy the pools' clients run on the lean transport (tests/http/test_transport.py); with one,
+    # on httpx's transports, whose connection pools get the lean backend.
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    pools = ClientPools(Config(api_key="tml-k", base_url="https://tinker.invalid"), {})
     client = pools.pick(Purpose.SAMPLING)
-    assert isinstance(client._transport._pool._network_backend, LeanBackend)  # type: ignore[attr-defined]
+    mounted = [transport for transport in client._mounts.values() if transport is not None]
+    assert mounted
+    assert all(isinstance(transport._pool._network_backend, LeanBackend)  # type: ignore[attr-defined]
+               for transport in mounted)
 
 
 def test_a_keepalive_connection_the_server_closed_is_not_reused(hanging_up_server: OneAnswerPerConnection) -> None:

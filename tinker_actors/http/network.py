@@ -151,15 +151,18 @@ class LeanBackend(httpcore.AsyncNetworkBackend):
 
 
 def install(client: httpx.AsyncClient, backend: httpcore.AsyncNetworkBackend) -> bool:
-    """Put ``backend`` under every connection pool of ``client``; ``False`` if httpx's layout is unknown.
+    """Put ``backend`` under every httpcore connection pool of ``client`` (its httpx transports: the default
+    one, proxies'; other transports, such as the lean one, are left alone); ``False`` if httpx's layout is
+    unknown.
 
     httpx does not take a network backend as an argument, so this reaches into its transports; on an
     httpx whose internals differ it changes nothing and the client keeps httpcore's default backend.
     """
     transports = [client._transport, *client._mounts.values()]  # private: see the docstring
-    pools = [getattr(transport, "_pool", None) for transport in transports if transport is not None]
-    if not pools or not all(isinstance(pool, httpcore.AsyncConnectionPool)
-                            and hasattr(pool, "_network_backend") for pool in pools):
+    pools = [getattr(transport, "_pool", None) for transport in transports
+             if isinstance(transport, httpx.AsyncHTTPTransport)]
+    if not all(isinstance(pool, httpcore.AsyncConnectionPool) and hasattr(pool, "_network_backend")
+               for pool in pools):
         return False
     for pool in pools:
         pool._network_backend = backend  # type: ignore[union-attr]

@@ -6,6 +6,12 @@ one big one: httpx re-scans every connection and queued request of a pool whenev
 or ends, so a single pool with hundreds of requests in flight spends much of a core on that scan
 (PERFORMANCE.md measured ~3x more samples per second with 16 clients instead of 1).
 
+Each client is a :class:`~tinker_actors.http.lean_client.LeanClient` on a
+:class:`~tinker_actors.http.transport.LeanTransport` (HTTP/1.1 over asyncio protocols, measured in
+docs/performance.md). When the environment names a proxy (``HTTPS_PROXY``, ``ALL_PROXY``, ...; never
+for a loopback base URL), the clients are plain httpx clients instead, whose transports speak to
+proxies, on the lean network backend of :mod:`tinker_actors.http.network`.
+
 Clients are created on first use. All of them must be used from one event loop (the IoLoop).
 """
 
@@ -13,13 +19,17 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
+import urllib.request
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 import httpx
 
 from tinker_actors.config import Config, PoolLimits
+from tinker_actors.http.lean_client import LeanClient
 from tinker_actors.http.network import LeanBackend, install
+from tinker_actors.http.transport import LeanTransport
 
 __all__ = ["ClientPools", "Purpose"]
 
@@ -97,16 +107,22 @@ class ClientPools:
 
     def _new_client(self, limits: PoolLimits) -> httpx.AsyncClient:
         timeouts = self._config.timeouts
-        client = httpx.AsyncClient(
+        settings: dict[str, Any] = dict(
             headers=self._headers,
             params=list(self._config.default_query),  # the official SDK's default_query, on every request
             timeout=httpx.Timeout(timeouts.default, connect=timeouts.connect),
-            limits=httpx.Limits(max_connections=limits.max_connections,
-                                max_keepalive_connections=limits.max_keepalive),
             follow_redirects=False,  # the layer follows same-origin redirects itself (http/redirects.py)
-            verify=self._ssl_context(),
             trust_env=self._trust_env,
         )
+        if not (self._trust_env and urllib.request.getproxies()):
+            transport = LeanTransport(max_connections=limits.max_connections, max_keepalive=limits.max_keepalive,
+                                      ssl_context=self._ssl_context)
+            return LeanClient(transport, **settings)
+        # A proxy from the environment (HTTPS_PROXY, ALL_PROXY...): httpx's transports, which speak to proxies.
+        client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=limits.max_connections,
+                                max_keepalive_connections=limits.max_keepalive),
+            verify=self._ssl_context(), **settings)
         install(client, self._backend)
         return client
 
