@@ -16,6 +16,7 @@ Environment variables (read only by :meth:`Config.from_env`, never at import):
                                     their default key is used when no other credential is given
 ``TINKER_BASE_URL``                 base URL; may carry a path prefix (default :data:`DEFAULT_BASE_URL`)
 ``TINKER_TAGS``                     comma-separated session tags (duplicates dropped, order kept)
+``TINKER_PROJECT_ID``               the project new sessions go into (``Config.project_id``)
 ``TINKER_TELEMETRY``                ``1/true/yes/on`` (the default) enables telemetry; anything else
                                     disables it
 ``TINKER_LOG``                      ``debug`` / ``info`` / ``warning`` / ``error``: how chatty this
@@ -50,6 +51,7 @@ __all__ = [
     "AuthSettings",
     "Config",
     "API_KEY_PREFIXES",
+    "BillingPauseSettings",
     "InvalidApiKeyError",
     "InvalidSecretError",
     "check_api_key_format",
@@ -88,6 +90,7 @@ _ENV_VARS: dict[str, str] = {
     "cf_access_client_id": "CLOUDFLARE_ACCESS_CLIENT_ID",
     "cf_access_client_secret": "CLOUDFLARE_ACCESS_CLIENT_SECRET",
     "protocol": "TINKER_ACTORS_PROTOCOL",
+    "project_id": "TINKER_PROJECT_ID",
 }
 
 
@@ -177,6 +180,8 @@ class Timeouts(_Frozen):
     retrieve_future: float = Field(45.0, gt=0, description="one poll; the server long-polls below this")
     heartbeat: float = Field(10.0, gt=0)
     telemetry: float = Field(5.0, gt=0)
+    finish_session: float = Field(10.0, gt=0, description="how long close() waits for the server to finish the "
+                                                           "session (then it logs the failure and closes anyway)")
 
 
 class RetryPolicy(_Frozen):
@@ -240,6 +245,18 @@ class WaitWarnings(_Frozen):
 
     first_after: float = Field(30.0, gt=0, description="seconds without progress before the first warning")
     repeat_after: float = Field(300.0, gt=0, description="seconds before the same condition is logged again")
+
+
+class BillingPauseSettings(_Frozen):
+    """How requests answered 402 (billing) wait: they pause and retry with backoff (``initial_delay`` doubling to
+    ``max_delay``) until the account can pay again, for at most ``max_pause`` seconds from the first 402 of the
+    incident; then they fail with :class:`~tinker_actors.errors.BillingError`. Other requests keep going."""
+
+    max_pause: float | None = Field(None, gt=0, description=(
+        "seconds a billing incident may pause requests; None: the server's billing_exception_max_pause_duration_sec "
+        "(client/config), 3600 s when it names none"))
+    initial_delay: float = Field(1.0, gt=0, description="first wait before a paused request is retried")
+    max_delay: float = Field(30.0, gt=0, description="longest wait between two retries of a paused request")
 
 
 class PoolLimits(_Frozen):
@@ -348,6 +365,10 @@ class Config(_Frozen):
     wait_warnings: WaitWarnings = WaitWarnings()
     heartbeat_interval: float = Field(10.0, gt=0)
     heartbeat_warning_after: float = Field(120.0, gt=0)
+    project_id: str | None = Field(None, min_length=1, description=(
+        "the project the session goes into (TINKER_PROJECT_ID); None: the account's default"))
+    display_name: str | None = Field(None, description="a human-readable name of the session, for display and search")
+    billing_pause: BillingPauseSettings = BillingPauseSettings()
     pools: Pools = Pools()
     circuit_breaker: CircuitBreakerSettings | None = None
     telemetry: TelemetrySettings = TelemetrySettings()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
+import gc
 import multiprocessing
 import os
 import pickle
@@ -78,8 +79,12 @@ def test_without_a_key_in_the_environment_the_first_use_raises_a_typed_error(
 
 def test_the_key_of_the_unpickling_process_environment_is_the_one_used(
         keyed_service: LocalService, monkeypatch: pytest.MonkeyPatch) -> None:
-    with tinker.ServiceClient(config=config_for(keyed_service)) as service:
-        dumped = pickle.dumps(service.create_sampling_client(base_model="tiny-byte"))
+    # The owner goes away without finishing its session (as an owner in another process would look from here):
+    # closing it would finish the session, and the server drops a finished session's samplers.
+    service = tinker.ServiceClient(config=config_for(keyed_service))
+    dumped = pickle.dumps(service.create_sampling_client(base_model="tiny-byte"))
+    del service
+    gc.collect()
     monkeypatch.setenv("TINKER_API_KEY", "tml-not-the-right-key")
     clone = pickle.loads(dumped)
     with pytest.raises(tinker.AuthenticationError):

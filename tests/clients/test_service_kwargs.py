@@ -83,6 +83,7 @@ def test_default_headers_and_query_go_with_every_request() -> None:
         server.script("GET", "/api/v1/get_server_capabilities", Reply(200, {"supported_models": []}))
         with tinker.ServiceClient(base_url=server.url, api_key="tml-k", telemetry_enabled=False,
                                   default_headers={"X-Team": "a"}, default_query={"region": "eu", "n": 2}) as svc:
+            assert svc.session_id == "s-1"  # created on first use
             svc.get_server_capabilities()
         for path in ("/api/v1/create_session", "/api/v1/get_server_capabilities"):
             sent = server.requests(path)[0]

@@ -22,6 +22,7 @@ def test_heartbeats_for_every_live_session(service: LocalService, protocol: str)
                     protocol=protocol)
     before = heartbeats(service)
     with tinker.ServiceClient(config=config) as one, tinker.ServiceClient(config=config) as two:
+        assert one.session_id and two.session_id  # sessions are created on first use (here)
         time.sleep(1.5)
         status = one.runtime.session_manager.ask(SessionStatus(), timeout=2)
         assert one.session_id in status and two.session_id in status
@@ -45,6 +46,7 @@ def test_failing_heartbeats_warn_once_per_period(service: LocalService) -> None:
     config = Config(api_key="tml-k", base_url=service.base_url, heartbeat_interval=0.05, heartbeat_warning_after=0.3,
                     telemetry_enabled=False)
     with tinker.ServiceClient(config=config) as client:
+        assert client.session_id  # created on first use: heartbeats start
         service.faults.add(FaultRule(endpoint="session_heartbeat", status=503))
         with structlog.testing.capture_logs() as logs:
             time.sleep(1.2)

@@ -120,6 +120,7 @@ def test_server_error_becomes_unhandled_exception_without_secrets(service: Local
 def test_one_report_per_error_and_future_errors_are_captured(service: LocalService,
                                                              make_config: MakeConfig) -> None:
     with tinker.ServiceClient(config=make_config()) as client:
+        assert client.session_id  # created on first use; errors before there is a session have none to go to
         # create_lora_training_client -> create_lora_training_client_future: both wrapped, one report.
         with pytest.raises(tinker.InvalidInputError):
             client.create_lora_training_client("tiny-byte", train_mlp=False, train_attn=False, train_unembed=False)
@@ -138,6 +139,7 @@ def test_one_report_per_error_and_future_errors_are_captured(service: LocalServi
 def test_users_own_exception_over_our_404_reaches_the_service_as_a_user_error(
         service: LocalService, make_config: MakeConfig) -> None:
     with tinker.ServiceClient(config=make_config()) as client:
+        assert client.session_id  # created on first use; errors before there is a session have none to go to
         rest = client.create_rest_client()
         try:
             try:
@@ -188,6 +190,7 @@ def test_disabled_sends_nothing(service: LocalService) -> None:
                      Runtime.get().root.supervisor("telemetry_reporter").which_children()]
         assert f"session-{client.session_id}" not in reporters
         with tinker.ServiceClient(api_key=service.api_key, base_url=service.base_url) as enabled:
+            assert enabled.session_id  # created on first use, and its reporter with it
             # The same lookup does find a reporter for a session with telemetry on.
             reporters = [child.child_id for child in
                          Runtime.get().root.supervisor("telemetry_reporter").which_children()]

@@ -60,8 +60,9 @@ def test_038_batches_carry_the_process_uuid_and_the_protocol_sdk_version(service
 
 
 def test_063_batches_have_only_the_063_fields(service: LocalService, make_config: MakeConfig) -> None:
-    with service.wire_log.capture() as capture, tinker.ServiceClient(config=make_config().replace(protocol="0.6.3")):
-        pass
+    with service.wire_log.capture() as capture, \
+            tinker.ServiceClient(config=make_config().replace(protocol="0.6.3")) as client:
+        assert client.session_id  # created on first use
     sent = _batches(capture.records)
     assert sent and all(set(batch) == {"events", "platform", "sdk_version", "session_id"} for batch in sent)
     assert {batch["sdk_version"] for batch in sent} == {"0.6.3"}
@@ -75,8 +76,9 @@ def test_038_batches_have_the_fields_of_the_official_038_sdk(service: LocalServi
                               env={**official_env(service, tmp_path), "TINKER_TELEMETRY": "1"},
                               capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    with service.wire_log.capture() as ours, tinker.ServiceClient(config=make_config().replace(protocol="0.38")):
-        pass
+    with service.wire_log.capture() as ours, \
+            tinker.ServiceClient(config=make_config().replace(protocol="0.38")) as client:
+        client.create_lora_training_client("tiny-byte", rank=2)  # as the official session above
     official_fields, official_events = _shape(_batches(official.records))
     our_fields, our_events = _shape(_batches(ours.records))
     assert official_fields == {"platform", "sdk_version", "session_id", "process_uuid"}

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from tinker_actors._version import __version__
 from tinker_actors.cli.auth import add_auth_commands, run_auth_command
+from tinker_actors.cli.billing import add_billing_commands, run_billing_command
 from tinker_actors.cli.local import add_local_commands, run_local_command
 from tinker_actors.cli.manage import add_manage_commands, run_manage_command
 
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     version.add_argument("-f", "--format", choices=("table", "json"), default="table")
     add_local_commands(commands)
     add_manage_commands(commands)
+    add_billing_commands(commands)
     add_auth_commands(commands)
     return parser
 
@@ -33,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_local_command(args)
     if args.command in ("checkpoint", "run"):
         return run_manage_command(args)
+    if args.command == "billing":
+        return run_billing_command(args)
     if args.command == "auth":
         return run_auth_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands first

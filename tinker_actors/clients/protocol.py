@@ -79,6 +79,8 @@ class ServerFlags(BaseModel):
     """Exchange the credential for short-lived tokens (``POST auth/token``) and send those."""
     credential_default_source: str = "api_key"
     """``credential_cmd``: the organisation requires dynamic credentials (``TINKER_CREDENTIAL_CMD``)."""
+    billing_exception_max_pause_duration_sec: float = Field(3600.0, gt=0)
+    """How long requests answered 402 (billing) pause before they fail (``Config.billing_pause`` may override)."""
 
 
 class DynamicFlags(BaseModel):
@@ -119,6 +121,8 @@ class ProtocolProfile:
     """Requests send short-lived tokens exchanged for the credential (``pjwt_auth_enabled``; docs/accounts.md)."""
     credential_cmd_required: bool = False
     """With token exchange: the credential must come from ``TINKER_CREDENTIAL_CMD`` (unless it is a JWT)."""
+    finishes_sessions: bool = False
+    """``ServiceClient.close(status)`` tells the server (``POST sessions/{id}/finish``), as the official 0.38 SDK."""
     flags: ServerFlags | None = None
     dynamic: DynamicFlags | None = None
     """``None`` when the server has no dynamic config to refresh (0.6.3)."""
@@ -166,7 +170,7 @@ def _profile_038(config: Config, flags: ServerFlags, dynamic: DynamicFlags) -> P
         sample_retries=not flags.sample_no_retries, info_on_create=True, sends_process_uuid=True,
         token_exchange=flags.pjwt_auth_enabled,
         credential_cmd_required=flags.pjwt_auth_enabled and flags.credential_default_source == "credential_cmd",
-        flags=flags, dynamic=dynamic)
+        finishes_sessions=True, flags=flags, dynamic=dynamic)
 
 
 def _config_body(sdk_version: str) -> bytes:

@@ -1,8 +1,13 @@
-"""RestClient: training runs, checkpoints, sessions and samplers (FEATURES R1).
+"""RestClient: training runs, checkpoints, sessions, samplers and billing reads (FEATURES R1).
 
 It holds no state of its own (every call is independent), so it is a handle that runs its calls in the
 IoLoop through the shared HTTP layer rather than an actor; it dies with its ServiceClient. Sync methods
 return an :class:`APIFuture` (``.result()``), ``*_async`` methods return the value.
+
+It needs no session and creates none: ``ServiceClient(...).create_rest_client()`` uses that client's
+connections, and ``RestClient(base_url=..., api_key=...)`` (as the official SDK 0.38's ``RestClient()``) the
+process's shared client for that URL and key (``ServiceClient.shared``), which stays open for the life of the
+process and needs no closing.
 """
 
 from __future__ import annotations
@@ -12,13 +17,13 @@ import contextlib
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from tinker_actors.clients.sdk_method import names_sdk_methods
-from tinker_actors.errors import APIResponseValidationError
+from tinker_actors.errors import APIResponseValidationError, InvalidInputError
 from tinker_actors.futures import APIFuture
 from tinker_actors.http import Purpose
 from tinker_actors.telemetry.capture import capture_exceptions
@@ -35,6 +40,13 @@ from tinker_actors.types import (
     WeightsInfoRequest,
     WeightsInfoResponse,
 )
+from tinker_actors.types.billing import (
+    BillingUsageResponse,
+    CurrentCheckpointStorageUsageResponse,
+    GetBillingUsageRequest,
+    GetCurrentCheckpointStorageUsageRequest,
+)
+from tinker_actors.types.sessions import AssignSessionProjectRequest, SessionSearchRequest, SessionSearchResponse
 
 if TYPE_CHECKING:
     from tinker_actors.clients.service import ServiceClient
@@ -45,6 +57,9 @@ __all__ = ["RestClient"]
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
+AccessScope = Literal["owned", "accessible"]
+"""Whose objects a listing shows: the caller's own (the server's default) or all it may see."""
+
 
 def _seg(value: str) -> str:
     return quote(value, safe=":")
@@ -53,13 +68,25 @@ def _seg(value: str) -> str:
 @names_sdk_methods  # x-sdk-method on the wire (protocol 0.38)
 @capture_exceptions  # errors reach the session's telemetry once, and the caller unchanged
 class RestClient:
-    def __init__(self, service: ServiceClient) -> None:
+    """``RestClient(service)`` over a ServiceClient's connections, or ``RestClient(base_url=..., api_key=...)``
+    on its own (either falls back to ``TINKER_BASE_URL`` / ``TINKER_API_KEY``); never both. No session."""
+
+    def __init__(self, service: ServiceClient | None = None, *, base_url: str | None = None,
+                 api_key: str | None = None) -> None:
+        if service is None:
+            from tinker_actors.clients.service import ServiceClient
+
+            service = ServiceClient.shared_for(base_url=base_url, api_key=api_key)
+        elif base_url is not None or api_key is not None:
+            raise InvalidInputError("RestClient takes either a ServiceClient or base_url/api_key, not both: a "
+                                    "ServiceClient already carries its own base URL and key")
         self._service = service
         self._context = service._context
 
     def get_telemetry(self) -> SessionTelemetry | None:
-        """The session's telemetry (``ServiceClient.telemetry``), or None when telemetry is disabled."""
-        return self._service.get_telemetry()
+        """The session's telemetry (``ServiceClient.telemetry``) once the ServiceClient has a session; None
+        before (a REST client creates none) or when telemetry is disabled."""
+        return self._service.get_telemetry() if self._service.has_session else None
 
     # -- plumbing --
 
@@ -77,13 +104,22 @@ class RestClient:
     async def _send(self, method: str, path: str, body: bytes | None = None) -> None:
         await self._context.http.request(Purpose.TRAINING, method, path, content=body)
 
+    async def _post(self, path: str, request: BaseModel, model: type[M]) -> M:
+        body = self._context.profile.codec.encode_json(request)
+        response = await self._context.http.request(Purpose.TRAINING, "POST", path, content=body, response_model=model)
+        return response.data
+
     # -- training runs --
 
-    def list_training_runs(self, limit: int = 20, offset: int = 0) -> APIFuture[TrainingRunsResponse]:
-        return self._future(self._list_training_runs(limit, offset))
+    def list_training_runs(self, limit: int = 20, offset: int = 0, access_scope: AccessScope | None = None,
+                           project_id: str | None = None) -> APIFuture[TrainingRunsResponse]:
+        """A page of training runs; ``access_scope`` and ``project_id`` (0.38) are sent only when given."""
+        return self._future(self._list_training_runs(limit, offset, access_scope, project_id))
 
-    async def _list_training_runs(self, limit: int = 20, offset: int = 0) -> TrainingRunsResponse:
-        return await self._get("/api/v1/training_runs", TrainingRunsResponse, {"limit": limit, "offset": offset})
+    async def _list_training_runs(self, limit: int = 20, offset: int = 0, access_scope: AccessScope | None = None,
+                                  project_id: str | None = None) -> TrainingRunsResponse:
+        params = _given({"limit": limit, "offset": offset, "access_scope": access_scope, "project_id": project_id})
+        return await self._get("/api/v1/training_runs", TrainingRunsResponse, params)
 
     def get_training_run(self, training_run_id: str) -> APIFuture[TrainingRun]:
         return self._future(self._get_training_run(training_run_id))
@@ -199,17 +235,42 @@ class RestClient:
 
     # -- sessions and samplers --
 
-    def list_sessions(self, limit: int = 20, offset: int = 0) -> APIFuture[ListSessionsResponse]:
-        return self._future(self._list_sessions(limit, offset))
+    def list_sessions(self, limit: int = 20, offset: int = 0, access_scope: AccessScope | None = None
+                      ) -> APIFuture[ListSessionsResponse]:
+        return self._future(self._list_sessions(limit, offset, access_scope))
 
-    async def _list_sessions(self, limit: int = 20, offset: int = 0) -> ListSessionsResponse:
-        return await self._get("/api/v1/sessions", ListSessionsResponse, {"limit": limit, "offset": offset})
+    async def _list_sessions(self, limit: int = 20, offset: int = 0, access_scope: AccessScope | None = None
+                             ) -> ListSessionsResponse:
+        params = _given({"limit": limit, "offset": offset, "access_scope": access_scope})
+        return await self._get("/api/v1/sessions", ListSessionsResponse, params)
 
-    def get_session(self, session_id: str) -> APIFuture[GetSessionResponse]:
-        return self._future(self._get_session(session_id))
+    def get_session(self, session_id: str, access_scope: AccessScope | None = None) -> APIFuture[GetSessionResponse]:
+        return self._future(self._get_session(session_id, access_scope))
 
-    async def _get_session(self, session_id: str) -> GetSessionResponse:
-        return await self._get(f"/api/v1/sessions/{_seg(session_id)}", GetSessionResponse)
+    async def _get_session(self, session_id: str, access_scope: AccessScope | None = None) -> GetSessionResponse:
+        return await self._get(f"/api/v1/sessions/{_seg(session_id)}", GetSessionResponse,
+                               _given({"access_scope": access_scope}) or None)
+
+    def assign_session_project(self, session_id: str, project_id: str) -> APIFuture[None]:
+        """Move a session (its training runs and samplers) into a project, as the official SDK 0.38
+        (``PUT sessions/{id}/project``). A session cannot be taken out of a project."""
+        request = _project_request(session_id, project_id)  # bad input fails here, nothing is sent
+        return self._future(self._assign_session_project(session_id, request))
+
+    async def _assign_session_project(self, session_id: str, request: AssignSessionProjectRequest) -> None:
+        await self._send("PUT", f"/api/v1/sessions/{_seg(session_id)}/project",
+                         self._context.profile.codec.encode_json(request))
+
+    def search_sessions(self, request: SessionSearchRequest | None = None, **filters: Any
+                        ) -> APIFuture[SessionSearchResponse]:
+        """One page of the caller's sessions, newest first (``POST sessions/search``; the official SDK 0.38's
+        experimental ``search_sessions``). Give a :class:`SessionSearchRequest` or its fields as keywords
+        (``display_name="nightly"``, ``project_ids=[...]``, ``limit=...``); pass a response's ``next_cursor`` as
+        ``cursor`` for the next page."""
+        return self._future(self._search_sessions(_search_request(request, filters)))
+
+    async def _search_sessions(self, request: SessionSearchRequest) -> SessionSearchResponse:
+        return await self._post("/api/v1/sessions/search", request, SessionSearchResponse)
 
     def get_sampler(self, sampler_id: str) -> APIFuture[GetSamplerResponse]:
         return self._future(self._get_sampler(sampler_id))
@@ -217,10 +278,37 @@ class RestClient:
     async def _get_sampler(self, sampler_id: str) -> GetSamplerResponse:
         return await self._get(f"/api/v1/samplers/{_seg(sampler_id)}", GetSamplerResponse)
 
+    # -- billing (the official SDK 0.38 has them on RestClient, deprecated there for AdminClient) --
+
+    def get_billing_usage(self, starting_on: datetime | str, ending_before: datetime | str
+                          ) -> APIFuture[BillingUsageResponse]:
+        """Hourly usage buckets from ``starting_on`` (inclusive) to ``ending_before`` (exclusive): datetimes or
+        RFC 3339 strings on whole UTC hours, at most 14 days apart (``GET billing/usage/events``)."""
+        request = _usage_request(starting_on, ending_before)  # bad input fails here, nothing is sent
+        return self._future(self._get_billing_usage(request))
+
+    async def _get_billing_usage(self, request: GetBillingUsageRequest) -> BillingUsageResponse:
+        params = request.model_dump(mode="json", exclude_none=True)
+        return await self._get("/api/v1/billing/usage/events", BillingUsageResponse, params)
+
+    def get_current_checkpoint_storage_usage(self, project_id: str | None = None
+                                             ) -> APIFuture[CurrentCheckpointStorageUsageResponse]:
+        """Active checkpoints (count, bytes, projected monthly cost) per project and owner; ``project_id``: only
+        that project (``GET billing/usage/checkpoints/current``)."""
+        request = GetCurrentCheckpointStorageUsageRequest(project_id=project_id)
+        return self._future(self._get_current_checkpoint_storage_usage(request))
+
+    async def _get_current_checkpoint_storage_usage(self, request: GetCurrentCheckpointStorageUsageRequest
+                                                    ) -> CurrentCheckpointStorageUsageResponse:
+        return await self._get("/api/v1/billing/usage/checkpoints/current", CurrentCheckpointStorageUsageResponse,
+                               request.model_dump(mode="json", exclude_none=True) or None)
+
     # -- async API: awaitable from any event loop; the HTTP work runs in the IoLoop --
 
-    async def list_training_runs_async(self, limit: int = 20, offset: int = 0) -> TrainingRunsResponse:
-        return await self._in_loop(self._list_training_runs(limit, offset))
+    async def list_training_runs_async(self, limit: int = 20, offset: int = 0,
+                                       access_scope: AccessScope | None = None,
+                                       project_id: str | None = None) -> TrainingRunsResponse:
+        return await self._in_loop(self._list_training_runs(limit, offset, access_scope, project_id))
 
     async def get_training_run_async(self, training_run_id: str) -> TrainingRun:
         return await self._in_loop(self._get_training_run(training_run_id))
@@ -260,11 +348,76 @@ class RestClient:
     async def get_weights_info_by_tinker_path_async(self, tinker_path: str) -> WeightsInfoResponse:
         return await self._in_loop(self._get_weights_info_by_tinker_path(tinker_path))
 
-    async def list_sessions_async(self, limit: int = 20, offset: int = 0) -> ListSessionsResponse:
-        return await self._in_loop(self._list_sessions(limit, offset))
+    async def list_sessions_async(self, limit: int = 20, offset: int = 0, access_scope: AccessScope | None = None
+                                  ) -> ListSessionsResponse:
+        return await self._in_loop(self._list_sessions(limit, offset, access_scope))
 
-    async def get_session_async(self, session_id: str) -> GetSessionResponse:
-        return await self._in_loop(self._get_session(session_id))
+    async def get_session_async(self, session_id: str, access_scope: AccessScope | None = None
+                                ) -> GetSessionResponse:
+        return await self._in_loop(self._get_session(session_id, access_scope))
+
+    async def assign_session_project_async(self, session_id: str, project_id: str) -> None:
+        request = _project_request(session_id, project_id)
+        return await self._in_loop(self._assign_session_project(session_id, request))
+
+    async def search_sessions_async(self, request: SessionSearchRequest | None = None, **filters: Any
+                                    ) -> SessionSearchResponse:
+        return await self._in_loop(self._search_sessions(_search_request(request, filters)))
 
     async def get_sampler_async(self, sampler_id: str) -> GetSamplerResponse:
         return await self._in_loop(self._get_sampler(sampler_id))
+
+    async def get_billing_usage_async(self, starting_on: datetime | str, ending_before: datetime | str
+                                      ) -> BillingUsageResponse:
+        return await self._in_loop(self._get_billing_usage(_usage_request(starting_on, ending_before)))
+
+    async def get_current_checkpoint_storage_usage_async(self, project_id: str | None = None
+                                                         ) -> CurrentCheckpointStorageUsageResponse:
+        request = GetCurrentCheckpointStorageUsageRequest(project_id=project_id)
+        return await self._in_loop(self._get_current_checkpoint_storage_usage(request))
+
+
+def _given(params: dict[str, Any]) -> dict[str, Any]:
+    """Query parameters without the ones left at None (not sent)."""
+    return {name: value for name, value in params.items() if value is not None}
+
+
+def _project_request(session_id: str, project_id: str) -> AssignSessionProjectRequest:
+    if not isinstance(session_id, str) or not session_id:
+        raise InvalidInputError("assign_session_project needs a session_id (a non-empty str)")
+    if not isinstance(project_id, str) or not project_id:
+        raise InvalidInputError("assign_session_project needs a project_id (a non-empty str); a session cannot be "
+                                "taken out of a project")
+    return AssignSessionProjectRequest(project_id=project_id)
+
+
+def _search_request(request: SessionSearchRequest | None, filters: dict[str, Any]) -> SessionSearchRequest:
+    if request is not None and filters:
+        raise InvalidInputError("search_sessions takes a SessionSearchRequest or its fields as keywords, not both")
+    if request is not None:
+        if not isinstance(request, SessionSearchRequest):
+            raise InvalidInputError(f"search_sessions takes a SessionSearchRequest, got {type(request).__name__}")
+        return request
+    try:
+        return SessionSearchRequest(**filters)
+    except ValidationError as invalid:
+        raise InvalidInputError(f"invalid search_sessions filters: {_problems(invalid)}") from None
+
+
+def _usage_request(starting_on: datetime | str, ending_before: datetime | str) -> GetBillingUsageRequest:
+    try:
+        request = GetBillingUsageRequest(starting_on=starting_on, ending_before=ending_before)
+    except ValidationError as invalid:
+        raise InvalidInputError(f"get_billing_usage takes datetimes or RFC 3339 strings: {_problems(invalid)}") \
+            from None
+    if request.starting_on.tzinfo is None or request.ending_before.tzinfo is None:
+        raise InvalidInputError("get_billing_usage needs times with a time zone (UTC hours, e.g. "
+                                "'2026-07-13T00:00:00Z')")
+    if request.ending_before <= request.starting_on:
+        raise InvalidInputError("get_billing_usage: ending_before must be after starting_on")
+    return request
+
+
+def _problems(invalid: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(part) for part in error['loc']) or 'value'}: {error['msg']}"
+                     for error in invalid.errors(include_input=False, include_url=False))

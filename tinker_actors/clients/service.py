@@ -9,12 +9,18 @@
             ├── training-K*  TrainingClientActor per model
             └── sampling-K*  SamplingClientActor per sampling session
 
-Before its session is created, a ServiceClient settles which wire protocol it speaks
-(:mod:`tinker_actors.clients.protocol`, ``Config.protocol``); every client then goes through that
-protocol's codec.
+``ServiceClient(...)`` settles which wire protocol it speaks (:mod:`tinker_actors.clients.protocol`,
+``Config.protocol``: one round trip, so a wrong URL or key fails at once); every client then goes through
+that protocol's codec. It creates **no session**: the session is created on the server by the first call that
+needs one (a training or sampling client, ``session_id``, ``telemetry``), once, with the client's
+``user_metadata``, ``Config.project_id`` (``TINKER_PROJECT_ID``) and ``Config.display_name``, and heartbeated
+from then on until the server answers 410. A REST client needs none.
 
-``with ServiceClient(...) as svc:`` (or ``svc.close()``) ends the session: heartbeats stop, the clients
-stop and every pending future fails with :class:`ClientStoppedError`. Garbage collection does the same.
+``with ServiceClient(...) as svc:`` (or ``svc.close(status)``) ends the session: heartbeats stop, the
+clients stop, every pending future fails with :class:`ClientStoppedError`, and (protocol 0.38) the server is
+told how it ended (``POST sessions/{id}/finish``: ``success``, ``errored`` or ``interrupted``, bounded by
+``Config.timeouts.finish_session``; a failure is logged once and the close completes). Garbage collection
+stops everything too, without telling the server (the session then expires there).
 """
 
 from __future__ import annotations
@@ -24,14 +30,15 @@ import concurrent.futures
 import contextlib
 import itertools
 import threading
+import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 import structlog
 
-from supervisors import ChildSpec, ExitReason, Restart, Strategy, SupervisedActor, Supervisor, Timer
+from supervisors import ChildSpec, ExitKind, ExitReason, Restart, Strategy, SupervisedActor, Supervisor, Timer
 from tinker_actors.auth.client_auth import ClientAuth
 from tinker_actors.auth.sources import credential_source
 from tinker_actors.clients.context import ClientContext
@@ -43,7 +50,7 @@ from tinker_actors.clients.service_options import build_config
 from tinker_actors.clients.session import EndSession, TrackSession
 from tinker_actors.clients.training import TrainingClient, fetch_model_info
 from tinker_actors.config import Config, RetryPolicy
-from tinker_actors.errors import InvalidInputError, TinkerTimeoutError
+from tinker_actors.errors import ActorCrashedError, ClientStoppedError, InvalidInputError, TinkerTimeoutError
 from tinker_actors.futures import APIFuture, PollSettings, poll_future
 from tinker_actors.http import HttpLayer, Purpose
 from tinker_actors.logs import level_enabled
@@ -55,6 +62,7 @@ from tinker_actors.telemetry import (
     capture_exceptions,
     start_session_telemetry,
     stop_session_telemetry,
+    telemetry_for,
 )
 from tinker_actors.training.chunking import ChunkLimits
 from tinker_actors.types import (
@@ -62,7 +70,6 @@ from tinker_actors.types import (
     CreateModelResponse,
     CreateSamplingSessionRequest,
     CreateSamplingSessionResponse,
-    CreateSessionRequest,
     CreateSessionResponse,
     GetInfoResponse,
     GetSamplerResponse,
@@ -74,17 +81,50 @@ from tinker_actors.types import (
     WeightsInfoRequest,
     WeightsInfoResponse,
 )
+from tinker_actors.types.sessions import (
+    SESSION_FINISH_STATUSES,
+    CreateSessionInProjectRequest,
+    FinishSessionReason,
+    FinishSessionRequest,
+    SessionFinishStatus,
+)
 
-__all__ = ["FlagsRefreshed", "Negotiate", "RefreshFlags", "ServiceClient", "ServiceClientActor", "SessionInfo"]
+__all__ = ["FlagsRefreshed", "Negotiate", "OpenSession", "RefreshFlags", "ServiceClient", "ServiceClientActor",
+           "SessionInfo", "SessionOpened", "SessionOpening"]
 
 log = structlog.get_logger("tinker_actors.protocol")
+session_log = structlog.get_logger("tinker_actors.session")
+
+T = TypeVar("T")
 
 
 # ---- messages -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
-    """Ask: the session id this actor serves."""
+    """Ask: the session id this actor serves ("" while none was created)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """Ask: the future of the session id. The first ask creates the session on the server; later asks get the
+    same future (a new attempt after a failed one). Answers at once: the network part runs in the IoLoop."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOpened:
+    """``create_session`` ended (either way)."""
+
+    outcome: Outcome[CreateSessionResponse]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOpening:
+    """What the session is created with, besides the config (tags, project, display name)."""
+
+    user_metadata: dict[str, Any] | None
+    owner: weakref.ref[Any]
+    """The ServiceClient: its heartbeats stop when it is garbage-collected."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,16 +156,19 @@ _REFRESH_RETRY = RetryPolicy(max_retries=0, deadline=None)  # the next tick is t
 class ServiceClientActor(SupervisedActor):
     """The session of one ServiceClient and the protocol it speaks; first child of its ServiceSupervisor.
 
-    It negotiates the protocol once (in the IoLoop) and keeps the server's dynamic flags fresh on a
-    timer, at the interval the server gives. A restart resumes the timer; the profile lives in the
-    shared context, so it survives.
+    It negotiates the protocol once (in the IoLoop), keeps the server's dynamic flags fresh on a timer, at
+    the interval the server gives, and creates the session when it is first asked for (:class:`OpenSession`):
+    once created, the session is heartbeated (the runtime's SessionManager) and its telemetry starts. A
+    restart resumes the timer; the profile and the session id live in the shared context, so they survive.
     """
 
-    def __init__(self, context: ClientContext) -> None:
+    def __init__(self, context: ClientContext, opening: SessionOpening) -> None:
         super().__init__()
         self._context = context
+        self._opening = opening
         self._timer: Timer | None = None
         self._refreshing = False
+        self._session: concurrent.futures.Future[str] | None = None
 
     def on_init(self) -> None:
         self._schedule_refresh()
@@ -135,6 +178,10 @@ class ServiceClientActor(SupervisedActor):
             return self._context.session_id
         if isinstance(message, Negotiate):
             return self._negotiate()
+        if isinstance(message, OpenSession):
+            return self._open_session()
+        if isinstance(message, SessionOpened):
+            self._session_opened(message.outcome)
         if isinstance(message, Negotiated):
             self._schedule_refresh()
         elif isinstance(message, RefreshFlags):
@@ -149,12 +196,54 @@ class ServiceClientActor(SupervisedActor):
         async def negotiated() -> ProtocolProfile:
             profile = await negotiate(context.http, context.config)
             context.use_profile(profile)  # before the caller hears of it: every request after uses it
+            flags = profile.flags
+            context.http.billing.use_server_limit(
+                flags.billing_exception_max_pause_duration_sec if flags is not None else None)
             return profile
 
         future = context.submit(negotiated())
         actor = self.actor_ref
         future.add_done_callback(lambda _: _tell_quietly(actor, Negotiated()))
         return future
+
+    def _open_session(self) -> concurrent.futures.Future[str]:
+        context = self._context
+        if context.session_id:
+            return _done_future(context.session_id)
+        pending = self._session
+        if pending is not None and not (pending.done() and (pending.cancelled() or pending.exception() is not None)):
+            return pending
+        if context.closed:
+            raise ClientStoppedError("the ServiceClient is closed")
+        future: concurrent.futures.Future[str] = concurrent.futures.Future()
+        self._session = future
+        context.runtime.ioloop.submit_and_tell(_create_session(context, self._opening.user_metadata),
+                                               self.actor_ref, SessionOpened)
+        return future
+
+    def _session_opened(self, outcome: Outcome[CreateSessionResponse]) -> None:
+        future = self._session
+        if future is None or future.done():
+            return
+        if not outcome.ok or outcome.value is None:
+            future.set_exception(outcome.error or ClientStoppedError("create_session ended without an answer"))
+            return
+        context, config = self._context, self._context.config
+        created = outcome.value
+        session_id = created.session_id
+        _log_server_messages(created, config)
+        context.session_id = session_id
+        profile = context.profile
+        context.runtime.session_manager.tell(TrackSession(
+            session_id, context.http, self._opening.owner, config.heartbeat_interval, config.heartbeat_warning_after,
+            profile.codec.encode_json(SessionHeartbeatRequest(session_id=session_id))))
+        start_session_telemetry(context.runtime, config, context.http, session_id,
+                                wire=TelemetryWire(encode=profile.codec.encode_json, sdk_version=profile.sdk_version,
+                                                   sends_process_uuid=profile.sends_process_uuid))
+        if level_enabled(config.log_level, "info"):
+            session_log.info("session.created", session_id=session_id, project_id=config.project_id,
+                             display_name=config.display_name)
+        future.set_result(session_id)
 
     def _schedule_refresh(self) -> None:
         if self._timer is not None:
@@ -187,6 +276,43 @@ class ServiceClientActor(SupervisedActor):
     def on_terminate(self, reason: ExitReason) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._session is not None and not self._session.done():
+            # Its answer would reach no one: the waiters learn now (a restarted actor creates it anew).
+            error: Exception = ClientStoppedError("the ServiceClient is closed") \
+                if reason.kind is ExitKind.NORMAL else ActorCrashedError(
+                    f"the service actor {reason.kind.value} while the session was being created", cause=reason.error)
+            self._session.set_exception(error)
+
+
+async def _create_session(context: ClientContext, user_metadata: dict[str, Any] | None) -> CreateSessionResponse:
+    """``create_session`` with the tags, the project and the display name of the config (those set only)."""
+    config, profile = context.config, context.profile
+    named = {name: value for name, value in (("project_id", config.project_id),
+                                             ("display_name", config.display_name)) if value is not None}
+    body = profile.codec.encode_json(CreateSessionInProjectRequest(
+        tags=list(config.tags), user_metadata=user_metadata or {}, sdk_version=profile.sdk_version, **named))
+    response = await context.http.request(Purpose.SESSION, "POST", "/api/v1/create_session", content=body,
+                                          response_model=CreateSessionResponse, endpoint="create_session")
+    return response.data
+
+
+def _log_server_messages(created: CreateSessionResponse, config: Config) -> None:
+    """What the server said about the session (an SDK too old, a project's limits, ...), at its level."""
+    for level, text in (("info", created.info_message), ("warning", created.warning_message),
+                        ("error", created.error_message)):
+        if text and level_enabled(config.log_level, level):
+            getattr(session_log, level)("session.server_message", session_id=created.session_id, message=text)
+
+
+async def _shared_result(future: concurrent.futures.Future[T]) -> T:
+    """Await a future other callers share (the session's): a cancelled caller must not cancel it for all."""
+    return await asyncio.shield(asyncio.wrap_future(future))
+
+
+def _done_future(value: T) -> concurrent.futures.Future[T]:
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+    future.set_result(value)
+    return future
 
 
 def _refreshed_message(outcome: Outcome[DynamicFlags]) -> FlagsRefreshed:
@@ -208,20 +334,26 @@ _service_ids = itertools.count()
 class ServiceClient:
     """The entry point, as in the official SDK: ``ServiceClient(base_url=..., api_key=...)``.
 
-    Also takes the official SDK's ``timeout``, ``max_retries``, ``default_headers`` and ``default_query``,
-    and any :class:`Config` field as a keyword override (applied on top of ``config=`` when both are given);
-    see :mod:`tinker_actors.clients.service_options`. An unknown keyword raises
+    ``ServiceClient(user_metadata, project_id, *, display_name=...)`` as the official SDK 0.38: the session is
+    created with them on first use (``project_id`` falls back to ``TINKER_PROJECT_ID``; both are also
+    :class:`Config` fields). Also takes the official SDK's ``timeout``, ``max_retries``, ``default_headers`` and
+    ``default_query``, and any :class:`Config` field as a keyword override (applied on top of ``config=`` when
+    both are given); see :mod:`tinker_actors.clients.service_options`. An unknown keyword raises
     :class:`~tinker_actors.clients.service_options.UnexpectedArgumentError` naming it.
     """
 
     _shared: ClassVar[dict[tuple[str, str], ServiceClient]] = {}
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, user_metadata: dict[str, Any] | None = None, *, api_key: str | None = None,
-                 base_url: str | None = None, config: Config | None = None,
-                 chunk_limits: ChunkLimits | None = None, **overrides: Any) -> None:
-        self._config = build_config(config, api_key=api_key, base_url=base_url, keywords=overrides)
+    def __init__(self, user_metadata: dict[str, Any] | None = None, project_id: str | None = None, *,
+                 display_name: str | None = None, api_key: str | None = None, base_url: str | None = None,
+                 config: Config | None = None, chunk_limits: ChunkLimits | None = None, **overrides: Any) -> None:
+        named = {name: value for name, value in (("project_id", project_id), ("display_name", display_name))
+                 if value is not None}
+        self._config = build_config(config, api_key=api_key, base_url=base_url, keywords={**overrides, **named})
         credential_source(self._config)  # no credential: a typed error before anything starts (docs/accounts.md)
+        if user_metadata is not None and not isinstance(user_metadata, dict):
+            raise InvalidInputError(f"user_metadata must be a dict, got {type(user_metadata).__name__}")
         self._runtime = Runtime.get()
         self._auth = ClientAuth(self._runtime, self._config)  # the credential, and the tokens requests send
         self._auth_closer = weakref.finalize(self, self._auth.close)
@@ -232,50 +364,34 @@ class ServiceClient:
         self._sampling_seq = itertools.count()
         self._seq_lock = threading.Lock()
         self._closed = False
-        self._telemetry = SessionTelemetry("")
+        self._telemetry: SessionTelemetry | None = None
         name = f"service-{next(_service_ids)}"
         context = self._context
+        opening = SessionOpening(dict(user_metadata) if user_metadata else None, weakref.ref(self))
         # The clients live under their own one_for_one supervisor: a crashed TrainingClientActor is restarted
         # alone (rest_for_one over the clients would also restart every client created after it, failing
         # their in-flight samples for nothing). If the clients crash too often it gives up; the service
         # supervisor then starts a fresh, empty one: old handles get typed errors, new clients work.
         self.supervisor: Supervisor = self._runtime.start_service_supervisor(
-            [ChildSpec("service", lambda: ServiceClientActor.start(context), restart=Restart.PERMANENT),
+            [ChildSpec("service", lambda: ServiceClientActor.start(context, opening), restart=Restart.PERMANENT),
              Supervisor.child_spec("clients", (), strategy=Strategy.ONE_FOR_ONE, max_restarts=3, max_seconds=5.0,
                                    restart=Restart.PERMANENT, shutdown=20.0)], name=name)
         self._supervisor_name = name
         try:
-            self._negotiate()
+            self._negotiate()  # no session yet: it is created by the first call that needs one
             profile = self._context.profile  # token exchange when the server enables it (pjwt_auth_enabled)
             self._auth.follow(exchange=profile.token_exchange, command_required=profile.credential_cmd_required,
                               http=http)
-            session = self._context.call(self._create_session(user_metadata))
         except BaseException:
             self._teardown()
             raise
-        self._context.session_id = session.session_id
-        self._runtime.session_manager.tell(TrackSession(
-            session.session_id, http, weakref.ref(self), self._config.heartbeat_interval,
-            self._config.heartbeat_warning_after,
-            self._context.profile.codec.encode_json(SessionHeartbeatRequest(session_id=session.session_id))))
-        profile = self._context.profile
-        self._telemetry = start_session_telemetry(
-            self._runtime, self._config, http, session.session_id,
-            wire=TelemetryWire(encode=profile.codec.encode_json, sdk_version=profile.sdk_version,
-                               sends_process_uuid=profile.sends_process_uuid))
-        self._finalizer = weakref.finalize(self, _close_quietly, self._runtime, name, session.session_id, context)
+        self._finalizer = weakref.finalize(self, _close_quietly, self._runtime, name, context)
 
     def _negotiate(self) -> None:
         """Settle the protocol through the service actor (the network part runs in the IoLoop)."""
-        limit = self._wait_limit()
         answer: concurrent.futures.Future[ProtocolProfile] = self.supervisor.child("service").ask(
             Negotiate(), timeout=10.0)
-        try:
-            answer.result(limit)
-        except concurrent.futures.TimeoutError:
-            answer.cancel()
-            raise TinkerTimeoutError(f"no answer from {self._config.base_url} about the protocol within "
-                                     f"{limit:.0f} s") from None
+        self._wait(answer, "the protocol")
 
     @property
     def protocol(self) -> ProtocolProfile:
@@ -290,16 +406,42 @@ class ServiceClient:
 
     @property
     def session_id(self) -> str:
-        return self._context.session_id
+        """This client's session on the server. Asking for it creates the session if no call has yet (a blocking
+        wait, bounded as the other blocking calls are)."""
+        session_id = self._context.session_id
+        # Not cancelled on a timeout: other callers may share that future (the session is created anyway).
+        return session_id if session_id else self._wait(self._session_future(), "the session", cancel=False)
+
+    @property
+    def has_session(self) -> bool:
+        """Whether the session was created on the server (by a call that needed it); never creates it."""
+        return bool(self._context.session_id)
+
+    def _session_future(self) -> concurrent.futures.Future[str]:
+        """The future of the session id, created on the server by the first caller (no wait here)."""
+        if self._context.session_id:
+            return _done_future(self._context.session_id)
+        if self._closed:
+            raise ClientStoppedError("the ServiceClient is closed")
+        future: concurrent.futures.Future[str] = self.supervisor.child("service").ask(OpenSession(), timeout=10.0)
+        return future
 
     @property
     def telemetry(self) -> SessionTelemetry:
-        """This session's telemetry: ``log(...)``, ``flush()``, ``counters()`` (docs/telemetry.md)."""
+        """This session's telemetry: ``log(...)``, ``flush()``, ``counters()`` (docs/telemetry.md). Telemetry
+        belongs to a session: asking for it creates the session if no call has yet."""
+        if self._telemetry is None:
+            session_id = self.session_id
+            self._telemetry = telemetry_for(session_id) or SessionTelemetry(session_id)
         return self._telemetry
 
     def get_telemetry(self) -> SessionTelemetry | None:
-        """As in the official SDK: this session's telemetry, or None when telemetry is disabled."""
-        return self._telemetry if self._telemetry.enabled else None
+        """As in the official SDK: this session's telemetry, or None when telemetry is disabled (then no session
+        is created for it)."""
+        if not self._config.telemetry_enabled:
+            return None
+        telemetry = self.telemetry
+        return telemetry if telemetry.enabled else None
 
     @property
     def config(self) -> Config:
@@ -311,8 +453,9 @@ class ServiceClient:
 
     @classmethod
     def shared(cls, *, base_url: str, api_key: str | None) -> ServiceClient:
-        """One ServiceClient per (base URL, key) in this process: used by unpickled handles. ``api_key`` None:
-        the credential the environment gives (``TINKER_CREDENTIAL_CMD``, the stored key)."""
+        """One ServiceClient per (base URL, key) in this process: used by unpickled handles and by a
+        :class:`RestClient` built on its own. It creates a session only if something asks for one. ``api_key``
+        None: the credential the environment gives (``TINKER_CREDENTIAL_CMD``, the stored key)."""
         with cls._shared_lock:
             client = cls._shared.get((base_url, api_key or ""))
             if client is None or client._closed:
@@ -320,13 +463,14 @@ class ServiceClient:
                 cls._shared[(base_url, api_key or "")] = client
             return client
 
-    async def _create_session(self, user_metadata: dict[str, Any] | None) -> CreateSessionResponse:
-        profile = self._context.profile
-        body = profile.codec.encode_json(CreateSessionRequest(
-            tags=list(self._config.tags), user_metadata=user_metadata or {}, sdk_version=profile.sdk_version))
-        response = await self._context.http.request(Purpose.SESSION, "POST", "/api/v1/create_session", content=body,
-                                                    response_model=CreateSessionResponse, endpoint="create_session")
-        return response.data
+    @classmethod
+    def shared_for(cls, *, base_url: str | None, api_key: str | None) -> ServiceClient:
+        """:meth:`shared` with the URL and key resolved as ``ServiceClient(...)`` resolves them (arguments, else
+        the environment): what ``RestClient(base_url=..., api_key=...)`` runs over."""
+        config = build_config(None, api_key=api_key, base_url=base_url, keywords={})
+        credential_source(config)  # a typed error when there is no credential at all
+        return cls.shared(base_url=config.base_url,
+                          api_key=config.api_key.get_secret_value() if config.api_key is not None else None)
 
     def _reserve_sampling_seq(self) -> int:
         with self._seq_lock:
@@ -335,7 +479,7 @@ class ServiceClient:
     # -- capabilities --
 
     def get_server_capabilities(self) -> GetServerCapabilitiesResponse:
-        return self._context.call(self._get_server_capabilities())
+        return self._wait(self._context.submit(self._get_server_capabilities()), "get_server_capabilities")
 
     async def get_server_capabilities_async(self) -> GetServerCapabilitiesResponse:
         return await asyncio.wrap_future(self._context.submit(self._get_server_capabilities()))
@@ -350,8 +494,13 @@ class ServiceClient:
     def create_lora_training_client(self, base_model: str, rank: int = 32, seed: int | None = None,
                                     train_mlp: bool = True, train_attn: bool = True, train_unembed: bool = True,
                                     user_metadata: dict[str, str] | None = None) -> TrainingClient:
-        return self.create_lora_training_client_future(base_model, rank, seed, train_mlp, train_attn, train_unembed,
-                                                       user_metadata).result(self._wait_limit())
+        return self._result(self.create_lora_training_client_future(base_model, rank, seed, train_mlp, train_attn,
+                                                                    train_unembed, user_metadata))
+
+    def _placeholder_session(self) -> str:
+        """A request is checked on the caller's thread before the session exists: it names the session once
+        the session is there (``model_copy`` in the IoLoop)."""
+        return self._context.session_id or "pending"
 
     async def create_lora_training_client_async(self, base_model: str, rank: int = 32, seed: int | None = None,
                                                 train_mlp: bool = True, train_attn: bool = True,
@@ -375,15 +524,21 @@ class ServiceClient:
             raise InvalidInputError(f"invalid LoRA settings: {invalid}") from None
         with self._seq_lock:
             model_seq = next(self._model_seq)
-        request = CreateModelRequest(session_id=self.session_id, model_seq_id=model_seq, base_model=base_model,
-                                     user_metadata=user_metadata, lora_config=lora)
-        raw = self._context.submit(self._create_model(request))
+        try:
+            request = CreateModelRequest(session_id=self._placeholder_session(), model_seq_id=model_seq,
+                                         base_model=base_model, user_metadata=user_metadata, lora_config=lora)
+        except ValueError as invalid:
+            raise InvalidInputError(f"invalid create_lora_training_client arguments: {invalid}") from None
+        session = self._session_future()  # the first client creates the session (in the IoLoop, below)
+        raw = self._context.submit(self._create_model(session, request))
         future: APIFuture[tuple[str, GetInfoResponse | None]] = APIFuture(raw, on_cancel=raw.cancel)
         return future.map(lambda created: TrainingClient(self, created[0], base_model, info=created[1],
                                                          chunk_limits=self._chunk_limits))
 
-    async def _create_model(self, request: CreateModelRequest) -> tuple[str, GetInfoResponse | None]:
+    async def _create_model(self, session: concurrent.futures.Future[str], request: CreateModelRequest
+                            ) -> tuple[str, GetInfoResponse | None]:
         """The new model's id, and its info when the protocol fetches it at creation (``info_on_create``)."""
+        request = request.model_copy(update={"session_id": await _shared_result(session)})
         http = self._context.http
         codec = self._context.profile.codec
         submitted = await http.request(Purpose.TRAINING, "POST", "/api/v1/create_model",
@@ -414,9 +569,9 @@ class ServiceClient:
         return await self._from_state_async(path, user_metadata, optimizer=True)
 
     def _from_state(self, path: str, user_metadata: dict[str, str] | None, *, optimizer: bool) -> TrainingClient:
-        info = self._context.call(self._weights_info(path))
-        client = self._client_for_weights(info, user_metadata).result(self._wait_limit())
-        (client.load_state_with_optimizer(path) if optimizer else client.load_state(path)).result(self._wait_limit())
+        info = self._wait(self._context.submit(self._weights_info(path)), "weights_info")
+        client = self._result(self._client_for_weights(info, user_metadata))
+        self._result(client.load_state_with_optimizer(path) if optimizer else client.load_state(path))
         return client
 
     async def _from_state_async(self, path: str, user_metadata: dict[str, str] | None, *,
@@ -447,7 +602,7 @@ class ServiceClient:
                                retry_config: RetryConfig | None = None) -> SamplingClient:
         # The private form: the public future's telemetry watcher would race this call's own report of the
         # same error and could win with a traceback that does not name this call.
-        return self._sampling_client_future(model_path, base_model, retry_config).result(self._wait_limit())
+        return self._result(self._sampling_client_future(model_path, base_model, retry_config))
 
     async def create_sampling_client_async(self, model_path: str | None = None, base_model: str | None = None,
                                            retry_config: RetryConfig | None = None) -> SamplingClient:
@@ -461,14 +616,17 @@ class ServiceClient:
     def _sampling_client_future(self, model_path: str | None, base_model: str | None,
                                 retry_config: RetryConfig | None) -> APIFuture[SamplingClient]:
         request = self._sampling_session_request(model_path, base_model)
-        raw = self._context.submit(self._open_sampling_session(request))
+        session = self._session_future()  # the first client creates the session (in the IoLoop, below)
+        raw = self._context.submit(self._open_sampling_session(session, request))
         opened: APIFuture[tuple[str, str | None]] = APIFuture(raw, on_cancel=raw.cancel)
         return opened.map(lambda session: SamplingClient(self, session[0], base_model=session[1],
                                                          model_path=model_path, retry_config=retry_config))
 
-    async def _open_sampling_session(self, request: CreateSamplingSessionRequest) -> tuple[str, str | None]:
+    async def _open_sampling_session(self, session: concurrent.futures.Future[str],
+                                     request: CreateSamplingSessionRequest) -> tuple[str, str | None]:
         """The new session's id and its base model (for saved weights, asked of the server with
         ``GET samplers/{id}`` as the official SDK 0.38 does; None if that fails)."""
+        request = request.model_copy(update={"session_id": await _shared_result(session)})
         response = await self._create_sampling_session(request)
         base_model = request.base_model
         if base_model is None and request.model_path is not None:
@@ -488,7 +646,7 @@ class ServiceClient:
             raise InvalidInputError("create_sampling_client needs model_path or base_model")
         if model_path is not None:
             ParsedCheckpointTinkerPath.from_tinker_path(model_path)
-        return CreateSamplingSessionRequest(session_id=self.session_id,
+        return CreateSamplingSessionRequest(session_id=self._placeholder_session(),
                                             sampling_session_seq_id=self._reserve_sampling_seq(),
                                             base_model=base_model, model_path=model_path)
 
@@ -502,12 +660,47 @@ class ServiceClient:
     # -- REST --
 
     def create_rest_client(self) -> RestClient:
+        """A REST client over this client's connections; it needs no session and creates none."""
         return RestClient(self)
 
     # -- lifecycle --
 
     def _wait_limit(self) -> float:
         return self._config.no_progress_timeout + self._config.timeouts.default
+
+    def _wait(self, future: concurrent.futures.Future[T], what: str, *, cancel: bool = True) -> T:
+        """Wait for ``future`` as a blocking call does: at most ``_wait_limit()``, extended while requests of this
+        client are paused on a 402 (billing) until that pause is over or gives up (it is bounded and announced).
+        On a timeout the future is cancelled if ``cancel``."""
+        limit = self._wait_limit()
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                return future.result(max(deadline - time.monotonic(), 0.0))
+            except concurrent.futures.TimeoutError:
+                billing = self._context.http.billing
+                gives_up_at = billing.gives_up_at()
+                if billing.paused and gives_up_at is not None and gives_up_at + limit > deadline:
+                    deadline = gives_up_at + limit
+                    continue
+                if cancel:
+                    future.cancel()
+                raise TinkerTimeoutError(f"no answer from {self._config.base_url} about {what} within "
+                                         f"{limit:.0f} s") from None
+
+    def _result(self, future: APIFuture[T]) -> T:
+        """:meth:`_wait` for an APIFuture (its timeout only stops the wait; the request goes on)."""
+        limit = self._wait_limit()
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                return future.result(max(deadline - time.monotonic(), 0.0))
+            except TinkerTimeoutError:
+                billing = self._context.http.billing
+                gives_up_at = billing.gives_up_at()
+                if not (billing.paused and gives_up_at is not None and gives_up_at + limit > deadline):
+                    raise
+                deadline = gives_up_at + limit
 
     def circuit_states(self) -> dict[str, str]:
         """``{endpoint: closed | open | half_open}`` when ``Config.circuit_breaker`` is set (else empty)."""
@@ -517,31 +710,53 @@ class ServiceClient:
         """Per-endpoint request counters and latency percentiles (FEATURES O3)."""
         return dict(self._context.http.stats())
 
-    def close(self) -> None:
-        """End the session: heartbeats stop, clients stop, pending futures fail with ClientStoppedError."""
-        if self._closed:
-            return
-        self._closed = True
-        self._finalizer.detach()
-        self._teardown()
+    def close(self, status: SessionFinishStatus = "success", detail: str | None = None) -> APIFuture[None]:
+        """End the session, as the official SDK 0.38's ``close(status, detail)``: heartbeats stop, the clients
+        stop (pending futures fail with ClientStoppedError), and the server is told how the session ended
+        (``"success"``, ``"errored"`` or ``"interrupted"``; protocol 0.38 only, and only if a session was
+        created). Blocks at most ``Config.timeouts.finish_session`` for the server; a failed finish is logged
+        once and the close completes. Returns a done future (``close(...).result()`` as in the official SDK).
+        Closing again does nothing."""
+        if status not in SESSION_FINISH_STATUSES:
+            raise InvalidInputError(f"close(status=...) takes one of {', '.join(SESSION_FINISH_STATUSES)}, "
+                                    f"got {status!r}")
+        if detail is not None and not isinstance(detail, str):
+            raise InvalidInputError(f"close(detail=...) takes a str or None, got {type(detail).__name__}")
+        if not self._closed:
+            self._closed = True
+            self._finalizer.detach()
+            _close_quietly(self._runtime, self._supervisor_name, self._context,
+                           finish=FinishSessionRequest(reason=FinishSessionReason(type=status), detail=detail))
+            self._auth_closer()
+        return APIFuture(_done_future(None))
 
     def _teardown(self) -> None:
-        _close_quietly(self._runtime, self._supervisor_name, self._context.session_id, self._context)
+        _close_quietly(self._runtime, self._supervisor_name, self._context)
         self._auth_closer()
 
     def __enter__(self) -> ServiceClient:
+        if self._closed:
+            raise ClientStoppedError("the ServiceClient is closed")
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        # As the official SDK: no exception is a success, an Exception an error, anything else (Ctrl-C,
+        # SystemExit) an interruption.
+        status: SessionFinishStatus = "success" if exc_type is None else (
+            "errored" if issubclass(exc_type, Exception) else "interrupted")
+        self.close(status)
 
     def __repr__(self) -> str:
-        return f"ServiceClient(base_url={self._config.base_url!r}, session_id={self.session_id!r})"
+        return f"ServiceClient(base_url={self._config.base_url!r}, session_id={self._context.session_id or None!r})"
 
 
-def _close_quietly(runtime: Runtime, supervisor_name: str, session_id: str, context: ClientContext) -> None:
+def _close_quietly(runtime: Runtime, supervisor_name: str, context: ClientContext, *,
+                   finish: FinishSessionRequest | None = None) -> None:
+    """Stop everything of one ServiceClient, whatever state it is in; with ``finish``, also tell the server how
+    its session ended (after the clients and the telemetry stopped, before the connections close)."""
     if context.closed:
         return
+    session_id = context.session_id
     try:
         if session_id:
             runtime.session_manager.tell(EndSession(session_id))
@@ -552,9 +767,44 @@ def _close_quietly(runtime: Runtime, supervisor_name: str, session_id: str, cont
     # After the clients (their last errors are reported), before the HTTP layer closes.
     with contextlib.suppress(Exception):
         stop_session_telemetry(runtime, session_id)
+    if finish is not None and session_id and context.profile.finishes_sessions:
+        _finish_session(runtime, context, session_id, finish)
     try:
         if runtime.ioloop.running:
             runtime.ioloop.submit(context.http.aclose()).result(5.0)
     except Exception:
         pass
     context.closed = True
+
+
+def _finish_session(runtime: Runtime, context: ClientContext, session_id: str, finish: FinishSessionRequest) -> None:
+    """``POST sessions/{id}/finish``, bounded by ``Config.timeouts.finish_session``; a failure is logged (once:
+    a client closes once) and swallowed: the close goes on, and the server expires the session."""
+    config = context.config
+    bound = config.timeouts.finish_session
+
+    async def finish_it() -> None:
+        # No billing pause here: a close must not wait an hour. A couple of quick retries, all within the bound.
+        await context.http.request(
+            Purpose.SESSION, "POST", f"/api/v1/sessions/{quote(session_id, safe='')}/finish",
+            content=context.profile.codec.encode_json(finish), timeout=bound, endpoint="finish_session",
+            retry=RetryPolicy(max_retries=2, base_delay=0.2, max_delay=1.0, deadline=bound), billing_pause=False)
+
+    try:
+        future = runtime.ioloop.submit(finish_it())
+    except Exception as error:  # the IoLoop is stopping
+        _finish_failed(config, session_id, error)
+        return
+    try:
+        future.result(bound + 1.0)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        _finish_failed(config, session_id, TinkerTimeoutError(f"no answer within {bound:.0f} s"))
+    except Exception as error:
+        _finish_failed(config, session_id, error)
+
+
+def _finish_failed(config: Config, session_id: str, error: BaseException) -> None:
+    if level_enabled(config.log_level, "warning"):
+        session_log.warning("session.finish_failed", session_id=session_id, error=str(error),
+                            hint="the client closed anyway; the server ends the session when its heartbeats stop")

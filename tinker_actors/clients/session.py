@@ -2,8 +2,10 @@
 
 Heartbeats go every ``heartbeat_interval`` (10 s) for all sessions at once; a session whose heartbeats
 have failed for ``heartbeat_warning_after`` (120 s) is logged once per period; a session ends (its
-heartbeats stop) when its ServiceClient is closed or garbage-collected. The actor fills the runtime's
-``session_manager`` slot.
+heartbeats stop) when its ServiceClient is closed or garbage-collected, or when the server answers 410
+(the session was finished, by ``close(status)`` or from elsewhere: one info line, ``session.finished``).
+A heartbeat never pauses on a 402 (billing): it is sent again at the next interval anyway. The actor fills
+the runtime's ``session_manager`` slot.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 import structlog
 
 from supervisors import ChildSpec, ExitReason, Restart, SupervisedActor
+from tinker_actors.errors import APIStatusError
 from tinker_actors.http import HttpLayer, Purpose
+from tinker_actors.logs import level_enabled
 from tinker_actors.runtime import Runtime
 from tinker_actors.runtime.ioloop import Outcome
 from tinker_actors.runtime.slots import register_slot
@@ -55,6 +59,8 @@ class BeatNow:
 class HeartbeatDone:
     session_id: str
     ok: bool
+    gone: bool = False
+    """The server answered 410: the session is finished, heartbeats stop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +126,12 @@ class SessionManager(SupervisedActor):
         if session is None:
             return
         now = time.monotonic()
+        if message.gone:
+            del self._sessions[message.session_id]
+            if level_enabled(session.track.http.config.log_level, "info"):
+                log.info("session.finished", session_id=message.session_id, beats=session.beats,
+                         reason="the server answered 410 to a heartbeat: the session was finished; heartbeats stop")
+            return
         if message.ok:
             session.last_ok = now
             session.beats += 1
@@ -140,11 +152,15 @@ async def _heartbeat(http: HttpLayer, session_id: str, body: bytes | None) -> No
     await http.request(Purpose.SESSION, "POST", "/api/v1/session_heartbeat",
                        content=encode_json(SessionHeartbeatRequest(session_id=session_id)) if body is None else body,
                        retry=RetryPolicy(max_retries=0, deadline=None), timeout=http.config.timeouts.heartbeat,
-                       endpoint="session_heartbeat")
+                       endpoint="session_heartbeat", billing_pause=False)
 
 
 def _completion(session_id: str) -> Callable[[Outcome[None]], HeartbeatDone]:
-    return lambda outcome: HeartbeatDone(session_id, outcome.ok)
+    return lambda outcome: HeartbeatDone(session_id, outcome.ok, gone=_gone(outcome.error))
+
+
+def _gone(error: BaseException | None) -> bool:
+    return isinstance(error, APIStatusError) and error.status_code == 410
 
 
 register_slot("session_manager",

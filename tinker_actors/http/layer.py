@@ -17,6 +17,10 @@ kept across the retries of a call; ``x-stainless-retry-count`` says which attemp
 policy's ``deadline`` bounds the whole call: no attempt runs past it, and no wait that would end
 past it is started; the last error is raised instead.
 
+Billing: a 402 answer pauses the call (it is sent again with backoff, without using up its retries or its
+deadline) for as long as :mod:`tinker_actors.http.billing` allows, then raises
+:class:`~tinker_actors.errors.BillingError`; ``billing_pause=False`` (heartbeats) and telemetry raise it at once.
+
 Redirects: httpx follows none; the layer follows a redirect itself only within the same origin
 (scheme, host, port), at most ``MAX_REDIRECTS`` hops, and refuses one to another origin with
 :class:`~tinker_actors.errors.CrossOriginRedirectError` before anything is sent there (see
@@ -53,10 +57,12 @@ from tinker_actors.errors import (
     APIError,
     APIResponseValidationError,
     APITimeoutError,
+    BillingError,
     ClientStoppedError,
     CrossOriginRedirectError,
     error_for_status,
 )
+from tinker_actors.http.billing import BillingPause
 from tinker_actors.http.breaker import CircuitBreaker
 from tinker_actors.http.headers import API_KEY, IDEMPOTENCY_KEY, RETRY_COUNT, call_headers, default_headers
 from tinker_actors.http.pools import ClientPools, Purpose
@@ -113,6 +119,8 @@ class HttpLayer:
         self._log_debug = level_enabled(config.log_level, "debug")
         self._log_info = level_enabled(config.log_level, "info")
         self._watch_settings = WatchSettings.from_config(config)
+        self._billing = BillingPause(config.billing_pause, repeat_after=config.wait_warnings.repeat_after,
+                                     log_enabled=level_enabled(config.log_level, "warning"))
         timeouts = config.timeouts
         self._purpose_timeout: dict[Purpose, float] = {purpose: timeouts.default for purpose in Purpose}
         self._purpose_timeout[Purpose.FUTURES] = timeouts.retrieve_future
@@ -154,6 +162,11 @@ class HttpLayer:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def billing(self) -> BillingPause:
+        """The billing incident of this layer: requests paused on 402, and until when (:mod:`.billing`)."""
+        return self._billing
+
     def capacity(self, purpose: Purpose | str) -> int:
         """How many requests of ``purpose`` can be on the wire at once (clients x connections)."""
         return self._pools.limits(Purpose(purpose)).capacity
@@ -179,7 +192,7 @@ class HttpLayer:
                       timeout: float | None = None, retry: RetryPolicy | None = None,
                       headers: Mapping[str, str] | None = None,
                       accept_status: frozenset[int] = _NO_STATUSES,
-                      endpoint: str | None = None) -> HttpResponse[M]: ...
+                      endpoint: str | None = None, billing_pause: bool = True) -> HttpResponse[M]: ...
 
     @overload
     async def request(self, purpose: Purpose | str, method: str, path: str, *, content: bytes | None = None,
@@ -187,14 +200,14 @@ class HttpLayer:
                       timeout: float | None = None, retry: RetryPolicy | None = None,
                       headers: Mapping[str, str] | None = None,
                       accept_status: frozenset[int] = _NO_STATUSES,
-                      endpoint: str | None = None) -> HttpResponse[Any]: ...
+                      endpoint: str | None = None, billing_pause: bool = True) -> HttpResponse[Any]: ...
 
     async def request(self, purpose: Purpose | str, method: str, path: str, *, content: bytes | None = None,
                       params: QueryParams | None = None, response_model: type[BaseModel] | None = None,
                       timeout: float | None = None, retry: RetryPolicy | None = None,
                       headers: Mapping[str, str] | None = None,
                       accept_status: frozenset[int] = _NO_STATUSES,
-                      endpoint: str | None = None) -> HttpResponse[Any]:
+                      endpoint: str | None = None, billing_pause: bool = True) -> HttpResponse[Any]:
         """Send one call, retrying per ``retry`` (default: the config's policy).
 
         ``content`` is the already-encoded JSON body. A 2xx answer is validated into
@@ -203,6 +216,7 @@ class HttpLayer:
         the archive call, which is then not followed). ``timeout`` is the
         per-attempt timeout (default by purpose: futures 45 s, telemetry 5 s, else 60 s).
         ``endpoint`` names the call in :meth:`stats` (default ``"<METHOD> <first path segment>"``).
+        ``billing_pause``: whether a 402 pauses the call (never for telemetry).
         """
         if self._closed:
             raise ClientStoppedError("The HTTP layer is closed.")
@@ -220,6 +234,8 @@ class HttpLayer:
         deadline = started + policy.deadline if policy.deadline is not None else None
         retries = 0
         replayed = False  # a 401 invalid_token is answered by one replay with a fresh token
+        paused = 0  # 402 answers waited out (they count neither as retries nor against the deadline)
+        billing_pause = billing_pause and purpose is not Purpose.TELEMETRY
         # A call that may retry may take long: a stall watch announces it (the poller and the sampler, which
         # retry themselves, watch their own waits). At the latest: the deadline, else every attempt left.
         watch = None if not policy.max_retries else StallWatch(
@@ -246,11 +262,20 @@ class HttpLayer:
                     data = _NOT_DECODED if status in accept_status else self._decode(outcome, response_model)
                     elapsed = loop.time() - started
                     HttpStats.finished(counters, elapsed, retries, error=False)
+                    if paused:
+                        self._billing.resumed()
                     return HttpResponse(status, outcome.headers, outcome.content, retries + 1, elapsed, data)
                 HttpStats.attempt(counters, _outcome_label(outcome.error))
                 if not replayed and tokens.refreshable and _token_refused(outcome):
                     replayed = True
                     await _bounded(tokens.replacement(token), deadline, "a replacement for a refused token")
+                    continue
+                if billing_pause and isinstance(outcome.error, BillingError):
+                    paused += 1
+                    waited = await self._billing.pause(outcome.error, paused)  # raises once the pause ran out
+                    deadline = None if deadline is None else deadline + waited
+                    if watch is not None:
+                        watch.progress()  # the pause is announced by the billing module, not as a stall
                     continue
                 if watch is not None:
                     watch.answer(_condition(outcome.error), attempt=retries + 1, attempts=policy.max_retries + 1,
