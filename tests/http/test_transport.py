@@ -10,9 +10,11 @@ import asyncio
 import contextlib
 import gzip
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -354,6 +356,40 @@ def test_headers_that_would_break_the_framing_are_refused_unsent(serve: Callable
 
     asyncio.run(main())
     assert server.connections == 0
+
+
+# --- TLS ---------------------------------------------------------------------------------------------
+
+# A self-signed certificate for 127.0.0.1, for these tests only (openssl req -x509 -newkey ec
+# -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 36500 -subj /CN=127.0.0.1
+# -addext subjectAltName=IP:127.0.0.1).
+TLS = Path(__file__).parent / "tls"
+
+
+def test_https_with_keep_alive_and_certificate_checks(serve: Callable[[Handler], RawServer]) -> None:
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(TLS / "localhost.crt", TLS / "localhost.key")
+    plain = answering(OK)
+
+    def tls(conn: socket.socket) -> None:
+        with server_context.wrap_socket(conn, server_side=True) as wrapped:
+            plain(wrapped)
+
+    server = serve(tls)
+    url = f"https://127.0.0.1:{server.port}/x"
+
+    def trusting() -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(TLS / "localhost.crt"))
+
+    async def main() -> None:
+        async with LeanClient(LeanTransport(max_connections=4, max_keepalive=4, ssl_context=trusting)) as client:
+            assert [(await post(client, url)).content for _ in range(3)] == [b"{}"] * 3
+        async with LeanClient(transport()) as client:  # the system's CAs do not know this certificate
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await post(client, url)
+
+    asyncio.run(main())
+    assert server.connections == 2  # one kept alive for three requests, one refused by the client
 
 
 # --- the pool -----------------------------------------------------------------------------------------
