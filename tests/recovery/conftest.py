@@ -37,7 +37,7 @@ def config(service: LocalService, protocol: str = "0.6.3", **overrides: object) 
         retry=RetryPolicy(max_retries=3, base_delay=0.05, max_delay=0.2, deadline=8.0),
         poll_backoff=PollBackoff(initial=0.01, max=0.05), no_progress_timeout=8.0)
     settings.update(overrides)
-    return Config(**settings)  # type: ignore[arg-type]
+    return Config(**settings)
 
 
 @pytest.fixture

@@ -22,6 +22,10 @@ def _status(training: tinker.TrainingClient) -> CheckpointStatus:
     return status
 
 
+def _wait_for_saves(training: tinker.TrainingClient, count: int) -> None:
+    wait_until(lambda: _status(training).saves == count, what=f"save number {count}")
+
+
 def _listed(client: tinker.ServiceClient, model_id: str) -> list[str]:
     listing = client.create_rest_client().list_checkpoints(model_id).result(timeout=30)
     return sorted(checkpoint.checkpoint_id for checkpoint in listing.checkpoints)
@@ -34,7 +38,7 @@ def test_every_n_steps_keeps_the_last_k_and_deletes_older_ones_through_the_rest_
     for step in range(1, 8):
         train_step(training)
         if step % 2 == 0:  # let each save finish before the next step: the names are then known
-            wait_until(lambda step=step: _status(training).saves == step // 2, what=f"the save after step {step}")
+            _wait_for_saves(training, step // 2)
     wait_until(lambda: _listed(client, training.model_id) == ["weights/periodic-000004", "weights/periodic-000006"],
                what="the oldest checkpoint to be deleted")
     status = _status(training)
@@ -99,7 +103,7 @@ def test_a_policy_needs_a_period_and_sane_values() -> None:
     for bad in ({}, {"every_steps": 0}, {"every_seconds": -1.0}, {"every_steps": 2, "keep_last": 0},
                 {"every_steps": 2, "name_prefix": "a/b"}, {"every_steps": True}):
         with pytest.raises(InvalidInputError):
-            CheckpointPolicy(**bad)  # type: ignore[arg-type]
+            CheckpointPolicy(**bad)
 
 
 def test_without_a_policy_there_is_no_status(client: tinker.ServiceClient) -> None:
