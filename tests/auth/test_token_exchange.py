@@ -17,10 +17,11 @@ import httpx
 import pytest
 
 import tinker_actors as tinker
+from tinker_actors.auth.keeper import Fetched
 from tinker_actors.config import Config, PollBackoff, RetryPolicy
 from tinker_actors.errors import APIStatusError, AuthenticationError
 from tinker_actors.local import LocalService
-from tinker_actors.runtime import Runtime
+from tinker_actors.runtime import Outcome, Runtime
 from tinker_actors.testing import FaultHelper
 
 KEY = "tml-token-exchange-key"
@@ -209,3 +210,23 @@ def test_training_and_sampling_with_token_exchange_on_protocol_038() -> None:
         # The key went to client/config, client/dynamic_config and auth/token only; everything else sent tokens.
         assert seen["keys_accepted"] == seen["tokens_issued"] + 2
         assert seen["tokens_accepted"] > 3 * seen["tokens_issued"]
+
+
+def test_a_crashed_keeper_is_restarted_and_keeps_refreshing_from_the_holder() -> None:
+    with Runtime.scoped() as runtime, exchanging_service(token_lifetime=2.0) as service, \
+            tinker.ServiceClient(config=client_config(service)) as client:
+        keepers = runtime.root.supervisor("token_keepers")
+        (keeper,) = keepers.which_children()
+        # A completion the keeper cannot read: it crashes (let it crash), its supervisor starts a new one.
+        keepers.child(keeper.child_id).tell(Fetched(Outcome(value=12345), time.monotonic()))  # type: ignore[arg-type]
+        deadline = time.monotonic() + 5.0
+        while keepers.which_children()[0].restarts < 1:
+            assert time.monotonic() < deadline, keepers.tree()
+            time.sleep(0.05)
+        issued = service.auth_counts()["tokens_issued"]
+        started = time.monotonic()
+        while time.monotonic() - started < 3.0:  # one and a half token lives: served, and refreshed meanwhile
+            client.get_server_capabilities()
+            time.sleep(0.2)
+        seen = service.auth_counts()
+        assert seen["tokens_issued"] > issued and seen["tokens_refused"] == 0
