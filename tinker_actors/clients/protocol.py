@@ -16,11 +16,11 @@ ServiceClient's actor on a timer, at the interval the server gives (never more o
 ``Config.min_config_refresh_interval``); a failed refresh keeps the last flags.
 
 ``pjwt_auth_enabled`` turns on token exchange (:mod:`tinker_actors.auth`, docs/accounts.md), with
-``credential_default_source: credential_cmd`` requiring ``TINKER_CREDENTIAL_CMD``. Feature switches of
-``client/config`` that turn on features this SDK does not implement
-(``sample_use_retrieve_futures``, ``sample_join_sampling_session``,
-``custom_loss_server_side``, ``use_pyqwest_transport``) are permissions to use another path; the
-default path they leave in place is the one this SDK takes.
+``credential_default_source: credential_cmd`` requiring ``TINKER_CREDENTIAL_CMD``.
+``sample_join_sampling_session`` makes each SamplingClient clone ask the server for its block of seq ids.
+Feature switches of ``client/config`` that turn on features this SDK does not implement
+(``sample_use_retrieve_futures``, ``custom_loss_server_side``, ``use_pyqwest_transport``) are permissions
+to use another path; the default path they leave in place is the one this SDK takes.
 """
 
 from __future__ import annotations
@@ -81,6 +81,9 @@ class ServerFlags(BaseModel):
     """``credential_cmd``: the organisation requires dynamic credentials (``TINKER_CREDENTIAL_CMD``)."""
     billing_exception_max_pause_duration_sec: float = Field(3600.0, gt=0)
     """How long requests answered 402 (billing) pause before they fail (``Config.billing_pause`` may override)."""
+    sample_join_sampling_session: bool = False
+    """A clone of a SamplingClient (unpickled, or from a sampler handle) asks ``join_sampling_session`` for its
+    own block of seq ids before its first sample; otherwise it picks a random block (tinker_actors.fanout)."""
 
 
 class DynamicFlags(BaseModel):

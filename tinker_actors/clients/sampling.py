@@ -44,6 +44,9 @@ from tinker_actors.errors import (
     NotSentError,
     TinkerError,
 )
+from tinker_actors.fanout.fork_guard import fork_generation, refuse_if_forked
+from tinker_actors.fanout.handles import SamplerHandle
+from tinker_actors.fanout.seq_blocks import SeqIds
 from tinker_actors.futures import APIFuture, QueueStateLog, ResultReader, fail, on_abandoned, poll_future, resolve
 from tinker_actors.http import Purpose
 from tinker_actors.http.budget import ByteBudget
@@ -139,7 +142,7 @@ class SamplingClientActor(SupervisedActor):
     expected_errors = (TinkerError,)
 
     def __init__(self, context: ClientContext, sampling_session_id: str, retry_config: RetryConfig,
-                 seq_ids: itertools.count[int], queue_log: QueueStateLog) -> None:
+                 seq_ids: SeqIds, queue_log: QueueStateLog) -> None:
         super().__init__()
         self._context = context
         self._session = sampling_session_id
@@ -196,6 +199,8 @@ class SamplingClientActor(SupervisedActor):
         if self._pressure is None:
             self._pressure = _Backpressure(self._retry, self._context, self._session)
         pressure, config, context = self._pressure, self._retry, self._context
+        if not self._seq_ids.ready:  # a clone: its own block of seq ids, settled once before its first sample
+            await self._seq_ids.settle(context, self._session)
         http, codec = context.http, context.profile.codec
         # The server may ask for no resubmissions (0.38's sample_no_retries); 429 backpressure still waits.
         retries = config.enable_retry_logic and context.profile.sample_retries
@@ -331,13 +336,14 @@ class SamplingClient(QueueStateObserver):
 
     def __init__(self, service: ServiceClient, sampling_session_id: str, *, base_model: str | None = None,
                  model_path: str | None = None, retry_config: RetryConfig | None = None,
-                 first_seq_id: int = 0) -> None:
+                 first_seq_id: int | None = 0) -> None:
         self.sampling_session_id = sampling_session_id
         self.base_model = base_model
         self.model_path = model_path
         self.retry_config = retry_config or RetryConfig()
         self._base_url = service.config.base_url
         self._attach_lock = threading.Lock()
+        self._born = fork_generation()
         self._attach(service, first_seq_id)
 
     @staticmethod
@@ -357,18 +363,19 @@ class SamplingClient(QueueStateObserver):
         if sampling_session_id is None:
             return service.create_sampling_client_future(model_path=model_path, base_model=base_model,
                                                          retry_config=retry_config)
-        # Others may sample on this session too: start our seq ids where theirs will not reach.
+        # Others may sample on this session too: a clone numbers its samples in a block of its own.
         client = SamplingClient(service, sampling_session_id, base_model=base_model, model_path=model_path,
-                                retry_config=retry_config,
-                                first_seq_id=random.SystemRandom().randrange(1 << 24, 1 << 48))
+                                retry_config=retry_config, first_seq_id=None)
         future: APIFuture[SamplingClient] = APIFuture()
         resolve(future.raw, client)
         return future
 
-    def _attach(self, service: ServiceClient, first_seq_id: int) -> NamedRef:
+    def _attach(self, service: ServiceClient, first_seq_id: int | None) -> NamedRef:
+        """Start this handle's actor. ``first_seq_id`` None: a clone, whose block of seq ids is settled before
+        its first sample (tinker_actors.fanout.seq_blocks)."""
         self._service: ServiceClient | None = service
         self._context: ClientContext | None = service._context
-        self._seq_ids = itertools.count(first_seq_id)
+        self._seq_ids = SeqIds(first_seq_id)
         child_id = f"sampling-{next(_client_ids)}"
         context, config, seq_ids, session = service._context, self.retry_config, self._seq_ids, self.sampling_session_id
         queue_log = ClientQueueLog(f"sampler {session}", self)
@@ -384,8 +391,9 @@ class SamplingClient(QueueStateObserver):
             if self._actor is None:
                 # Another process may sample on the same session: its seq ids must not collide with ours, or
                 # the server's de-duplication by (session, seq_id) would hand one process the other's result.
-                first_seq_id = random.SystemRandom().randrange(1 << 24, 1 << 48)
-                return self._attach(_service_for(self._base_url, self.sampling_session_id), first_seq_id)
+                service = _service_for(self._base_url, self.sampling_session_id)
+                refuse_if_forked(service.runtime.fork_generation, "The ServiceClient this SamplingClient attaches to")
+                return self._attach(service, None)
             return self._actor
 
     @property
@@ -400,6 +408,7 @@ class SamplingClient(QueueStateObserver):
                                     prompt_logprobs=include_prompt_logprobs, topk_prompt_logprobs=topk_prompt_logprobs)
         except ValueError as invalid:
             raise InvalidInputError(f"invalid sample request: {invalid}") from None
+        refuse_if_forked(self._born, "This SamplingClient")  # its actor's thread is not in a forked child
         actor = self._actor if self._actor is not None else self._attached_actor()
         future: APIFuture[SampleResponse] = APIFuture()
         try:
@@ -430,6 +439,61 @@ class SamplingClient(QueueStateObserver):
     def get_telemetry(self) -> SessionTelemetry | None:
         """The session's telemetry (``ServiceClient.telemetry``), or None when telemetry is disabled."""
         return self._service.get_telemetry() if self._service is not None else None
+
+    def get_sampler_handle(self) -> str:
+        """A string naming this sampler, without credentials, to give to other processes instead of a pickle:
+        :meth:`from_sampler_handle` makes a new client of the same sampling session from it (docs/guides/ray.md)."""
+        return SamplerHandle(self._base_url, self.sampling_session_id, self.base_model, self.model_path).encode()
+
+    @staticmethod
+    def from_sampler_handle(handle: str, *, api_key: str | None = None) -> SamplingClient:
+        """A new client of the sampling session ``handle`` names (any process, any number of times).
+
+        It authenticates with this process's own credentials: ``api_key`` if given, else the ServiceClient that
+        created the session when it lives in this process, else the environment's (``TINKER_API_KEY``, ...).
+        Each such client numbers its samples in its own block of seq ids (``join_sampling_session``).
+        """
+        described = SamplerHandle.decode(handle)
+        if api_key is not None:
+            from tinker_actors.clients.service import ServiceClient
+
+            service = ServiceClient.shared(base_url=described.base_url, api_key=api_key)
+        else:
+            service = _service_for(described.base_url, described.sampling_session_id)
+        refuse_if_forked(service.runtime.fork_generation, "The ServiceClient this SamplingClient attaches to")
+        return SamplingClient(service, described.sampling_session_id, base_model=described.base_model,
+                              model_path=described.model_path, first_seq_id=None)
+
+    def backoff_remaining(self) -> float:
+        """Seconds this process's samples for this client's service and key still hold back after a 429 (0: none).
+
+        With :meth:`back_off`, lets several processes share one backoff (tinker_actors.fanout.ray_pool)."""
+        context = self._attached_context()
+
+        async def remaining() -> float:
+            return max(0.0, _rate_limit_for(context).until - asyncio.get_running_loop().time())
+
+        return context.call(remaining(), timeout=10.0)
+
+    def back_off(self, seconds: float) -> None:
+        """Hold back this process's samples for this client's service and key for ``seconds`` more, as a 429 with
+        ``Retry-After: seconds`` would (a backoff another process saw). Never shortens a running backoff."""
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not 0 <= seconds <= 3600:
+            raise InvalidInputError(f"back_off takes seconds between 0 and 3600, got {seconds!r}")
+        context = self._attached_context()
+
+        async def extend() -> None:
+            limit = _rate_limit_for(context)
+            limit.until = max(limit.until, asyncio.get_running_loop().time() + float(seconds))
+
+        context.submit(extend())
+
+    def _attached_context(self) -> ClientContext:
+        refuse_if_forked(self._born, "This SamplingClient")
+        if self._context is None:
+            self._attached_actor()
+        assert self._context is not None
+        return self._context
 
     def on_queue_state_change(self, queue_state: QueueState) -> None:
         """Called with each queue state a poll of this client's samples reports; does nothing by default
@@ -483,6 +547,7 @@ def _rebuild_sampling_client(base_url: str, sampling_session_id: str, base_model
     client.retry_config = retry_config
     client._base_url = base_url
     client._attach_lock = threading.Lock()
+    client._born = fork_generation()
     client._service, client._context, client._actor = None, None, None
     # No key, service unreachable, a bad environment...: the first use tries again and raises what it meets.
     with contextlib.suppress(Exception):

@@ -37,6 +37,7 @@ from supervisors import (
     SupervisorStatus,
 )
 from tinker_actors.errors import ClientStoppedError
+from tinker_actors.fanout.fork_guard import fork_generation, refuse_if_forked
 from tinker_actors.runtime.ioloop import IoLoop
 from tinker_actors.runtime.slots import ROOT_SLOTS, SlotFactory, placeholder_spec, registered_slots
 
@@ -71,6 +72,7 @@ class Runtime:
         self._root: Supervisor | None = None
         self._stopped = False
         self._service_ids = itertools.count(1)
+        self.fork_generation = fork_generation()  # a fork()-ed child has the objects but not the threads
 
     # ---- the shared instance ----------------------------------------------------------------------
 
@@ -85,6 +87,8 @@ class Runtime:
             if cls._exiting:
                 raise RuntimeStoppedError("the process is exiting; the runtime was shut down")
             current = cls._current
+            if current is not None and not current.stopped:
+                refuse_if_forked(current.fork_generation, "The tinker_actors runtime")
             if current is None or current.stopped:
                 current = cls().start()
                 cls._current = current

@@ -1,4 +1,4 @@
-"""Sampling endpoints: create_sampling_session and asample.
+"""Sampling endpoints: create_sampling_session, join_sampling_session and asample.
 
 Sampling sessions are keyed by ``(session_id, sampling_session_seq_id)`` (a repeat returns the same
 id). Samples need no ordering; a re-send of the same call (same ``(sampling_session_id, seq_id)`` and
@@ -10,6 +10,10 @@ older clients ignore the field. 0.38's added sample settings are read: ``prompt_
 honoured, and those asking for what this service does not compute (top-k of sampled tokens, target
 prompt logprobs, alternative prompt tokens, stability records) are refused with a 400 that names them.
 The result is JSON or protobuf, as the poll asks.
+
+``join_sampling_session`` (protocol 0.38) gives a new client of an existing sampling session (an unpickled
+or handle-built clone, in any process) its own number, so that its seq ids never meet another client's
+(:mod:`tinker_actors.local.engine.sampler_clones`); only the session's owner may join it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from tinker_actors.local.api.routes import Router
 from tinker_actors.local.api.session_api import live_session
 from tinker_actors.local.engine.backend import Arrays, BaseModelDescription, SampleArgs, SampleOutput, SamplerEngine
 from tinker_actors.local.engine.future_store import Result
+from tinker_actors.local.engine.sampler_clones import SamplerClones
 from tinker_actors.local.engine.sequencer import MAX_REMEMBERED, show_value
 from tinker_actors.local.engine.state import ApiError, Call, SamplerSlot, ServiceState, ok
 from tinker_actors.local.engine.storage import InvalidNameError, SamplerRecord
@@ -38,6 +43,7 @@ from tinker_actors.types import (
     SampleResponse,
     encode_json,
 )
+from tinker_actors.types.join_sampling_session import JoinSamplingSessionRequest, JoinSamplingSessionResponse
 from tinker_actors.wire import v0_38
 
 __all__ = ["SamplingApi"]
@@ -164,10 +170,13 @@ def _attempt_token(call: Call) -> str:
 class SamplingApi:
     def __init__(self, state: ServiceState) -> None:
         self._state = state
+        self._clones = SamplerClones(state.config.data_dir,
+                                     lambda sampler_id: state.storage.sampler(sampler_id) is not None)
 
     def register(self, router: Router) -> None:
         router.add("POST", "/api/v1/create_sampling_session", "create_sampling_session",
                    self.create_sampling_session)
+        router.add("POST", "/api/v1/join_sampling_session", "join_sampling_session", self.join_sampling_session)
         router.add("POST", "/api/v1/asample", "asample", self.asample)
 
     async def create_sampling_session(self, call: Call) -> HttpResponse:
@@ -182,6 +191,16 @@ class SamplingApi:
         state.storage.add_sampler(record)
         state.samplers[sampler_id] = SamplerSlot(record)
         return ok(CreateSamplingSessionResponse(sampling_session_id=sampler_id))
+
+    async def join_sampling_session(self, call: Call) -> HttpResponse:
+        """A number for a new client of the caller's sampling session (another user's answers as an unknown one)."""
+        state = self._state
+        req = call.parse(JoinSamplingSessionRequest)
+        slot = state.sampler_slot(req.sampling_session_id)
+        if slot is None or slot.record.owner != call.user or not slot.record.session_id:
+            raise ApiError(404, f"unknown or expired sampling session {req.sampling_session_id!r}")
+        state.sessions.touch(slot.record.session_id)
+        return ok(JoinSamplingSessionResponse(client_counter=self._clones.join(slot.record.sampler_id)))
 
     def _new_record(self, user: str, sampler_id: str, session_id: str, base_model: str | None,
                     model_path: str | None) -> SamplerRecord:

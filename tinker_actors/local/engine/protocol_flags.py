@@ -69,7 +69,7 @@ CONFIG_FLAGS: dict[str, FlagSpec] = {
     "use_pyqwest_transport": FlagSpec(bool, True),
     "sample_use_retrieve_futures": FlagSpec(bool, False, unserved_endpoint="/api/v1/retrieve_futures"),
     "custom_loss_server_side": FlagSpec(bool, False, unserved_endpoint="/api/v1/create_custom_loss"),
-    "sample_join_sampling_session": FlagSpec(bool, False, unserved_endpoint="/api/v1/join_sampling_session"),
+    "sample_join_sampling_session": FlagSpec(bool, False),  # served: clones get their seq-id block there
 }
 
 # client/dynamic_config, re-read every refresh_interval_sec (types/client_dynamic_config_response.py).
