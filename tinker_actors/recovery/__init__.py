@@ -6,7 +6,7 @@ the actor that recreates the model in :mod:`tinker_actors.recovery.actor`. Perio
 recovers from, are ``tinker_actors.training.checkpoint_policy``.
 
 Only the types are imported here (the modules that talk to the service import the clients package, which
-imports this one lazily).
+imports this one lazily). ``CheckpointPolicy`` and ``CheckpointStatus`` are re-exported for convenience.
 """
 
 from tinker_actors.recovery.lineage import SavedCheckpoint
@@ -19,9 +19,13 @@ from tinker_actors.recovery.policy import (
     StepRolledBackError,
 )
 from tinker_actors.recovery.steps import StepSet
+from tinker_actors.training.checkpoint_policy import CheckpointPolicy, CheckpointStatus, PeriodicCheckpoint
 
 __all__ = [
     "CheckpointChoice",
+    "CheckpointPolicy",
+    "CheckpointStatus",
+    "PeriodicCheckpoint",
     "RecoveryFailedError",
     "RecoveryPolicy",
     "RecoveryReport",
