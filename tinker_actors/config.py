@@ -46,15 +46,14 @@ from tinker_actors.auth.store import CredentialsFile, default_credentials_path
 from tinker_actors.errors import ErrorCategory, InvalidInputError, TinkerError
 
 __all__ = [
+    "API_KEY_PREFIXES",
     "DEFAULT_BASE_URL",
     "ApiKeyOrigin",
     "AuthSettings",
-    "Config",
-    "API_KEY_PREFIXES",
     "BillingPauseSettings",
+    "Config",
     "InvalidApiKeyError",
     "InvalidSecretError",
-    "check_api_key_format",
     "LogLevel",
     "MissingApiKeyError",
     "PollBackoff",
@@ -65,6 +64,7 @@ __all__ = [
     "TelemetrySettings",
     "Timeouts",
     "WaitWarnings",
+    "check_api_key_format",
 ]
 
 DEFAULT_BASE_URL = "https://tinker.thinkingmachines.dev/services/tinker-prod"
