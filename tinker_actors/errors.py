@@ -57,6 +57,7 @@ __all__ = [
     "TinkerTimeoutError",
     "UnknownLossInputKeyError",
     "UnprocessableEntityError",
+    "UnsupportedFeatureError",
     "error_for_status",
     "find_user_error",
     "is_user_error",
@@ -110,6 +111,18 @@ class InvalidInputError(TinkerError, ValueError):
     """Bad input caught before anything went on the wire. Never retryable; the caller must fix it."""
 
     default_category = ErrorCategory.USER
+
+
+class UnsupportedFeatureError(InvalidInputError):
+    """A setting of the official SDK 0.38 that tinker-actors does not implement yet was given a value that asks
+    for it. Refused when the request is built, before anything goes on the wire, rather than sent or dropped;
+    ``feature`` names the field (``"SampleRequest.topk_sample_logprobs"``). The settings concerned are listed
+    in ``tinker_actors.types.unsupported``."""
+
+    def __init__(self, message: str = "", *, feature: str = "", category: ErrorCategory | None = None,
+                 retryable: bool | None = None) -> None:
+        super().__init__(message, category=category, retryable=retryable)
+        self.feature = feature
 
 
 class UnknownLossInputKeyError(InvalidInputError, KeyError):

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import Field
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.types._base import RequestModel, ResponseModel
+from tinker_actors.types.optimizer import AdamOptimizerConfig, OptimizerConfig
+from tinker_actors.types.sampling_client_kind import SamplingClientKind
 
 __all__ = [
     "Checkpoint",
@@ -26,9 +30,11 @@ __all__ = [
     "validate_checkpoint_name",
 ]
 
-CheckpointType = Literal["training", "sampler"]
+CheckpointType = Literal["training", "sampler", "external"]
+"""``external``: weights exported for use outside Tinker (protocol 0.38, ``tinker://<run>/external_weights/<name>``)."""
 TINKER_SCHEME = "tinker://"
-_KIND_TO_TYPE: dict[str, CheckpointType] = {"weights": "training", "sampler_weights": "sampler"}
+_KIND_TO_TYPE: dict[str, CheckpointType] = {"weights": "training", "sampler_weights": "sampler",
+                                            "external_weights": "external"}
 
 
 def validate_checkpoint_name(name: str) -> str:
@@ -45,6 +51,13 @@ class SaveWeightsRequest(RequestModel):
     model_id: str
     path: str | None = None
     seq_id: int | None = None
+    # Protocol 0.38 (sent only when set by protocol 0.6.3, which has none of them):
+    ttl_seconds: int | None = None
+    """Seconds the checkpoint lives, 1 hour (3600) to 10 years; None: it never expires."""
+    overwrite: bool = False
+    """Replace a checkpoint of the same name."""
+    user_metadata: dict[str, str] | None = None
+    """Kept with the checkpoint (``Checkpoint.user_metadata``)."""
     type: Literal["save_weights"] = "save_weights"
 
 
@@ -59,7 +72,13 @@ class SaveWeightsForSamplerRequest(RequestModel):
     model_id: str
     path: str | None = None
     sampling_session_seq_id: int | None = None
+    kind: SamplingClientKind = "snapshot"
+    """Protocol 0.38: ``inflight`` weights (shared by the model's inflight samplers) are not supported yet."""
     seq_id: int | None = None
+    ttl_seconds: int | None = None
+    """Protocol 0.38: seconds the checkpoint lives (as ``SaveWeightsRequest.ttl_seconds``)."""
+    user_metadata: dict[str, str] | None = None
+    """Protocol 0.38: kept with the checkpoint."""
     type: Literal["save_weights_for_sampler"] = "save_weights_for_sampler"
 
 
@@ -77,15 +96,28 @@ class SaveWeightsForSamplerResponseInternal(ResponseModel):
 
 
 class LoadWeightsRequest(RequestModel):
+    """A load into an existing model (``model_id``). The 0.38 fields of a load that creates its model
+    (``session_id``, ``model_seq_id``, ``base_model``, ``user_metadata``, ``optimizer_config``) and
+    ``weights_access_token`` are here for 0.38 code, but not supported yet: a request that sets them is refused."""
+
     model_id: str
     path: str
     optimizer: bool
     seq_id: int | None = None
+    session_id: str | None = None
+    model_seq_id: int | None = None
+    base_model: str | None = None
+    user_metadata: dict[str, Any] | None = None
+    optimizer_config: OptimizerConfig | None = None
+    weights_access_token: str | None = Field(default=None, repr=False)
+    """A credential: never shown in a repr."""
     type: Literal["load_weights"] = "load_weights"
 
 
 class LoadWeightsResponse(ResponseModel):
     path: str | None = None
+    model_id: str | None = None
+    """Protocol 0.38: the model the load created or loaded into."""
     type: Literal["load_weights"] | None = None
 
 
@@ -95,8 +127,13 @@ class WeightsInfoRequest(RequestModel):
 
 class WeightsInfoResponse(ResponseModel):
     base_model: str
+    optimizer_config: OptimizerConfig = AdamOptimizerConfig()
+    """Protocol 0.38: the optimizer family the weights were trained with (Adam when the server does not say)."""
     is_lora: bool
     lora_rank: int | None = None
+    train_unembed: bool | None = None
+    train_mlp: bool | None = None
+    train_attn: bool | None = None
 
 
 class Checkpoint(ResponseModel):
@@ -137,12 +174,14 @@ class ParsedCheckpointTinkerPath(ResponseModel):
         parts = tinker_path[len(TINKER_SCHEME):].split("/")
         if len(parts) != 3 or not all(parts):
             raise InvalidInputError(
-                f"Invalid tinker path: {tinker_path!r} (expected tinker://<run_id>/<weights|sampler_weights>/<name>)")
+                f"Invalid tinker path: {tinker_path!r} "
+                f"(expected tinker://<run_id>/<weights|sampler_weights|external_weights>/<name>)")
         run_id, kind, name = parts
         checkpoint_type = _KIND_TO_TYPE.get(kind)
         if checkpoint_type is None:
             raise InvalidInputError(
-                f"Invalid tinker path: {tinker_path!r} (kind {kind!r} is not 'weights' or 'sampler_weights')")
+                f"Invalid tinker path: {tinker_path!r} "
+                f"(kind {kind!r} is not 'weights', 'sampler_weights' or 'external_weights')")
         if name == ".." or name == ".":
             raise InvalidInputError(f"Invalid tinker path: {tinker_path!r} (bad checkpoint name)")
         return cls(tinker_path=tinker_path, training_run_id=run_id, checkpoint_type=checkpoint_type,

@@ -10,6 +10,7 @@ import numpy as np
 from tinker_actors.errors import InvalidInputError, UnknownLossInputKeyError
 from tinker_actors.types._base import RequestModel
 from tinker_actors.types.model_input import ModelInput
+from tinker_actors.types.provenance_spans import ProvenanceSpans
 from tinker_actors.types.tensor import TensorData, TensorDtype
 
 __all__ = ["LOSS_INPUT_DTYPES", "Datum", "datum_list", "to_tensor_data"]
@@ -48,10 +49,18 @@ def to_tensor_data(key: str, value: Any) -> Any:
 
 
 class Datum(RequestModel):
-    """``model_input`` and the named tensors the loss reads (``loss_fn_inputs``)."""
+    """``model_input`` and the named tensors the loss reads (``loss_fn_inputs``).
+
+    ``model_input_spans`` / ``loss_fn_input_spans`` (protocol 0.38): where the tokens came from, for the
+    losses that need it; not supported yet (a datum that carries them is refused, ``types/unsupported.py``).
+    """
 
     loss_fn_inputs: dict[str, TensorData]
     model_input: ModelInput
+    model_input_spans: ProvenanceSpans | None = None
+    """Runs tiling the input tokens (their lengths sum to ``model_input.length``)."""
+    loss_fn_input_spans: ProvenanceSpans | None = None
+    """Runs tiling ``loss_fn_inputs["target_tokens"]``."""
 
     def __init__(self, **data: Any) -> None:
         # Converted before pydantic runs, so a bad key raises our typed error (a KeyError, as in the
@@ -60,6 +69,25 @@ class Datum(RequestModel):
         if isinstance(inputs, dict):
             data["loss_fn_inputs"] = {key: to_tensor_data(key, value) for key, value in inputs.items()}
         super().__init__(**data)
+
+    def with_provenance(self, model_input: ProvenanceSpans, loss_fn_inputs: ProvenanceSpans) -> Datum:
+        """A copy carrying both span lists: ``model_input`` tiles the input tokens, ``loss_fn_inputs`` tiles
+        ``loss_fn_inputs["target_tokens"]`` (when it is 1-D). A miscount raises :class:`InvalidInputError`
+        here. Not supported yet: the copy is refused (``UnsupportedFeatureError``) until the losses that read
+        provenance are built."""
+        _check_tiling("model_input", model_input, self.model_input.length)
+        targets = self.loss_fn_inputs.get("target_tokens")
+        if targets is not None and targets.shape is not None and len(targets.shape) == 1:
+            _check_tiling("loss_fn_inputs", loss_fn_inputs, targets.shape[0])
+        return Datum(model_input=self.model_input, loss_fn_inputs=self.loss_fn_inputs,
+                     model_input_spans=list(model_input), loss_fn_input_spans=list(loss_fn_inputs))
+
+
+def _check_tiling(name: str, spans: ProvenanceSpans, length: int) -> None:
+    covered = sum(span.length for span in spans)
+    if covered != length:
+        raise InvalidInputError(f"with_provenance: the {name} spans cover {covered} positions but the field has "
+                                f"{length}; the runs must tile it exactly")
 
 
 def datum_list(data: object, call: str) -> list[Datum]:

@@ -54,6 +54,10 @@ class ListSessionsResponse(ResponseModel):
 class GetSessionResponse(ResponseModel):
     training_run_ids: list[str]
     sampler_ids: list[str]
+    display_name: str | None = None
+    """Protocol 0.38: the session's display name, if it has one."""
+    user_metadata: dict[str, str] | None = None
+    """Protocol 0.38: the metadata the session was created with."""
 
 
 class GetSamplerResponse(ResponseModel):

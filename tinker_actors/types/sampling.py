@@ -13,6 +13,9 @@ from pydantic import ConfigDict, field_validator, model_validator
 from tinker_actors.types._array_backed import ArrayBacked, listed
 from tinker_actors.types._base import RequestModel, ResponseModel
 from tinker_actors.types.model_input import ModelInput
+from tinker_actors.types.prompt_alt_tokens import PromptAltTokens
+from tinker_actors.types.tensor import TensorData
+from tinker_actors.types.topk_logprobs import TopkLogprobs, topk_from_lists
 
 __all__ = [
     "CreateSamplingSessionRequest",
@@ -109,6 +112,19 @@ class SampleRequest(RequestModel):
     seq_id: int | None = None
     prompt_logprobs: bool | None = None
     topk_prompt_logprobs: int = 0
+    # Protocol 0.38. Only prompt_logprobs_last_n is supported yet; the others are refused unless left at their
+    # defaults (types/unsupported.py).
+    topk_sample_logprobs: int = 0
+    """The top-k logprobs of each sampled token (``SampledSequence.topk_logprobs``)."""
+    target_prompt_logprobs: TensorData | None = None
+    """Token ids whose prompt logprobs to return, int64 ``[len(prompt) - 1, K]`` (-1: nothing asked)."""
+    prompt_alt_tokens_k: int = 0
+    """Draw that many tokens at each prompt position after the first (``SampleResponse.prompt_alt_tokens``)."""
+    prompt_logprobs_last_n: int | None = None
+    """Score only the last N prompt tokens (the earlier ones are None); needs ``prompt_logprobs``, and N from 1
+    to ``len(prompt) - 1``."""
+    record_stability_info: bool | None = None
+    """Have the server record stability information per sampled sequence (for StableReinforce)."""
     type: Literal["sample"] = "sample"
 
     @field_validator("num_samples")
@@ -129,6 +145,13 @@ class SampleRequest(RequestModel):
     def _has_prompt(self) -> SampleRequest:
         if not self.prompt.chunks:
             raise ValueError("the prompt is empty")
+        last_n = self.prompt_logprobs_last_n
+        if last_n is not None:  # the official SDK leaves these checks to the server (a 400)
+            if not self.prompt_logprobs:
+                raise ValueError("prompt_logprobs_last_n needs prompt_logprobs=True")
+            if not 1 <= last_n <= self.prompt.length - 1:
+                raise ValueError(f"prompt_logprobs_last_n must be between 1 and the prompt length - 1 "
+                                 f"({self.prompt.length - 1}), got {last_n}")
         return self
 
 
@@ -161,6 +184,9 @@ class SampledSequence(ResponseModel, ArrayBacked):
     logprobs: Annotated[list[float] | None, listed(_list_of, list[float] | None)] = None
     sequence_id: str | None = None
     """The server's id of this sequence (protocol 0.38; None from older servers)."""
+    topk_logprobs: list[list[tuple[int, float]] | None] | None = None
+    """Protocol 0.38: the top-k ``(token_id, logprob)`` pairs at each sampled position, when
+    ``SampleRequest.topk_sample_logprobs`` asked for them (not supported yet here: always None)."""
 
     @classmethod
     def from_arrays(cls, stop_reason: StopReason, tokens: npt.NDArray[Any], logprobs: npt.NDArray[Any] | None = None,
@@ -197,6 +223,11 @@ class SampledSequence(ResponseModel, ArrayBacked):
             return held
         return None if self.logprobs is None else np.asarray(self.logprobs, dtype=np.float32)
 
+    @property
+    def topk_logprobs_np(self) -> TopkLogprobs | None:
+        """``topk_logprobs`` as two ``(num_tokens, k)`` matrices, or None when they were not asked for."""
+        return None if self.topk_logprobs is None else topk_from_lists(self.topk_logprobs)
+
 
 class SampleResponse(ResponseModel, ArrayBacked):
     """A sample's sequences. Read from protocol 0.38, ``prompt_logprobs`` is held as an array
@@ -208,6 +239,11 @@ class SampleResponse(ResponseModel, ArrayBacked):
     type: Literal["sample"] = "sample"
     prompt_logprobs: Annotated[list[float | None] | None, listed(_list_with_nones, list[float | None] | None)] = None
     topk_prompt_logprobs: list[list[tuple[int, float]] | None] | None = None
+    # Protocol 0.38, for settings not supported yet (a request asking for them is refused): always None here.
+    target_prompt_logprobs: TensorData | None = None
+    """The logprobs of the ids ``SampleRequest.target_prompt_logprobs`` named (same shape; 0.0 where it had -1)."""
+    prompt_alt_tokens: PromptAltTokens | None = None
+    """The draws ``SampleRequest.prompt_alt_tokens_k`` asked for."""
 
     @classmethod
     def from_arrays(cls, sequences: Sequence[SampledSequence], prompt_logprobs: npt.NDArray[Any] | None = None,
@@ -234,3 +270,9 @@ class SampleResponse(ResponseModel, ArrayBacked):
         if self.prompt_logprobs is None:
             return None
         return np.array([math.nan if value is None else value for value in self.prompt_logprobs], dtype=np.float32)
+
+    @property
+    def topk_prompt_logprobs_np(self) -> TopkLogprobs | None:
+        """``topk_prompt_logprobs`` as two ``(prompt_length, k)`` matrices (empty rows where a position has
+        none), or None when they were not asked for."""
+        return None if self.topk_prompt_logprobs is None else topk_from_lists(self.topk_prompt_logprobs)

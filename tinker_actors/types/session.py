@@ -21,6 +21,10 @@ class CreateSessionRequest(RequestModel):
     tags: list[str]
     user_metadata: dict[str, Any] | None
     sdk_version: str
+    project_id: str | None = None
+    """Protocol 0.38: the project the session goes into (None: the caller's default)."""
+    display_name: str | None = None
+    """Protocol 0.38: a human-readable name, need not be unique; for display and search only."""
     type: Literal["create_session"] = "create_session"
 
 
@@ -43,6 +47,11 @@ class SessionHeartbeatResponse(ResponseModel):
 
 class SupportedModel(ResponseModel):
     model_name: str | None = None
+    # Protocol 0.38 (None when the server does not say):
+    max_context_length: int | None = None
+    """The longest prompt plus completion the model takes, in tokens."""
+    trainable: bool | None = None
+    sampleable: bool | None = None
 
 
 class GetServerCapabilitiesResponse(ResponseModel):

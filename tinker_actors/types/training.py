@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import pydantic
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from tinker_actors.errors import InvalidInputError
-from tinker_actors.types._base import RequestModel, ResponseModel
+from tinker_actors.types._base import RequestModel, ResponseModel, problems_of
 from tinker_actors.types.datum import Datum
+from tinker_actors.types.optimizer import AdamOptimizerConfig, AdamParams, OptimizerConfig, adam_params_of
 from tinker_actors.types.tensor import TensorData
 
 __all__ = [
@@ -36,8 +36,12 @@ __all__ = [
     "check_loss",
 ]
 
-LossFnType = Literal["cross_entropy", "importance_sampling", "ppo", "cispo", "dro"]
+LossFnType = Literal["cross_entropy", "importance_sampling", "ppo", "cispo", "dro", "gspo", "stable_reinforce",
+                     "custom"]
+"""The losses of the official SDK 0.38; ``gspo``, ``stable_reinforce`` and ``custom`` (server-side custom losses)
+are refused when a request asks for them, until they are built (``types/unsupported.py``)."""
 LOSS_FUNCTIONS: tuple[str, ...] = ("cross_entropy", "importance_sampling", "ppo", "cispo", "dro")
+"""The losses tinker-actors computes (the local service, and what a request may ask for today)."""
 
 
 class LoraConfig(RequestModel):
@@ -55,76 +59,15 @@ class LoraConfig(RequestModel):
         return rank
 
 
-def _adam_problem(name: str, value: float) -> str | None:
-    """What is wrong with one Adam setting, or None. Every value must be finite (JSON has no NaN, and the
-    official SDK sends ``null``); ``eps`` must be positive: with ``eps=0`` every parameter whose gradient is
-    still zero (at the first step, the whole LoRA ``A`` matrix) is updated by 0/0, filling it with NaN."""
-    if not math.isfinite(value):
-        return f"must be a finite number, got {value}"
-    if name in ("beta1", "beta2"):
-        return None if 0.0 <= value < 1.0 else f"must be in [0, 1), got {value}"
-    if name == "eps":
-        return None if value > 0 else f"must be > 0, got {value} (with eps=0, parameters without gradient " \
-                                      f"are updated by 0/0 = NaN)"
-    return None if value >= 0 else f"must not be negative, got {value}"
-
-
-class AdamParams(RequestModel):
-    """Adam settings. Only fields you set are sent; the server fills the 0.6.3 defaults.
-
-    ``weight_decay`` and ``grad_clip_norm`` are newer-SDK fields: the local service honours them;
-    leave them unset to talk to a 0.6.3-era server. A value out of range (NaN, infinity, a negative rate,
-    ``eps <= 0``, a beta outside [0, 1)) raises :class:`InvalidInputError` here, at construction.
-    """
-
-    learning_rate: float = 1e-4
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-12
-    weight_decay: float = 0.0
-    grad_clip_norm: float = 0.0
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except pydantic.ValidationError as invalid:
-            raise InvalidInputError(f"invalid AdamParams: {_problems(invalid)}") from None
-
-    @field_validator("learning_rate", "beta1", "beta2", "eps", "weight_decay", "grad_clip_norm")
-    @classmethod
-    def _in_range(cls, value: float, info: pydantic.ValidationInfo) -> float:
-        problem = _adam_problem(str(info.field_name), value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
-
-
-def _problems(invalid: pydantic.ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(part) for part in error['loc'])}: "
-                     f"{str(error['msg']).removeprefix('Value error, ')}" for error in invalid.errors())
-
-
-def adam_params_of(value: object, call: str = "optim_step") -> AdamParams:
-    """The AdamParams a call was given (a dict of its fields is taken too, as the official SDK's pydantic
-    does), checked again in case it was built without validation; else :class:`InvalidInputError`."""
-    if isinstance(value, Mapping):
-        return AdamParams(**value)
-    if not isinstance(value, AdamParams):
-        raise InvalidInputError(f"{call} takes an AdamParams (e.g. AdamParams(learning_rate=1e-4)), "
-                                f"got {type(value).__name__}")
-    for name in AdamParams.model_fields:
-        problem = _adam_problem(name, getattr(value, name))
-        if problem is not None:
-            raise InvalidInputError(f"invalid AdamParams: {name}: {problem}")
-    return value
-
-
 class CreateModelRequest(RequestModel):
     session_id: str
     model_seq_id: int
     base_model: str
     user_metadata: dict[str, Any] | None = None
     lora_config: LoraConfig | None = None
+    optimizer_config: OptimizerConfig = AdamOptimizerConfig()
+    """The optimizer the model keeps for life (protocol 0.38; only Adam is supported here). Not sent unless set
+    by protocol 0.6.3, which has no such field."""
     type: Literal["create_model"] = "create_model"
 
 
@@ -151,6 +94,8 @@ class GetInfoResponse(ResponseModel):
     is_lora: bool | None = None
     lora_rank: int | None = None
     model_name: str | None = None
+    optimizer_config: OptimizerConfig = AdamOptimizerConfig()
+    """The model's optimizer family (protocol 0.38; Adam when the server does not say)."""
 
 
 class ForwardBackwardInput(RequestModel):
@@ -166,7 +111,7 @@ def check_loss(loss_fn: object, loss_fn_config: object, call: str) -> None:
     try:
         checked = ForwardBackwardInput(data=[], loss_fn=loss_fn, loss_fn_config=loss_fn_config)
     except pydantic.ValidationError as invalid:
-        raise InvalidInputError(f"invalid {call} input: {_problems(invalid)}") from None
+        raise InvalidInputError(f"invalid {call} input: {problems_of(invalid)}") from None
     for key, value in (checked.loss_fn_config or {}).items():
         if not math.isfinite(value):
             raise InvalidInputError(f"{call}: loss_fn_config[{key!r}] must be a finite number, got {value}")
@@ -193,10 +138,25 @@ class ForwardBackwardOutput(ResponseModel):
 
 
 class OptimStepRequest(RequestModel):
+    """One optimizer step. ``optim_params=`` (the 0.38 name) is taken for ``adam_params``."""
+
     adam_params: AdamParams
     model_id: str
     seq_id: int | None = None
     type: Literal["optim_step"] = "optim_step"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _optim_params_is_adam_params(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "optim_params" in data and "adam_params" not in data:
+            data = dict(data)
+            data["adam_params"] = data.pop("optim_params")
+        return data
+
+    @property
+    def optim_params(self) -> AdamParams:
+        """The step's settings under their 0.38 name (only Adam's exist here)."""
+        return self.adam_params
 
 
 class OptimStepResponse(ResponseModel):

@@ -128,8 +128,11 @@ def read_body(call: Call, model: type[M], added: type[A], *, none_dropped: tuple
     data = call.json()
     if not isinstance(data, dict):
         return call.parse(model), added()  # the domain type's own message for a non-object
-    own = {name: value for name, value in data.items() if name in model.model_fields}
-    rest = {name: value for name, value in data.items() if name not in model.model_fields}
+    # An added field goes to ``added`` even once the domain type holds it too (the types carry every 0.38
+    # field; what the service does with one is decided from ``added``).
+    own = {name: value for name, value in data.items()
+           if name in model.model_fields and name not in added.model_fields}
+    rest = {name: value for name, value in data.items() if name not in own}
     for name in none_dropped:
         own.setdefault(name, None)
     try:

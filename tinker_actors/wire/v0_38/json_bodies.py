@@ -48,6 +48,27 @@ _ADDED_TEXT: dict[type[pydantic.BaseModel], bytes] = {
     model: text for model, fields in ADDED_FIELDS.items() if (text := _added_text(model, fields))
 }
 
+_HELD_NONE_DEFAULTS: dict[type[pydantic.BaseModel], dict[str, Any]] = {
+    model: held for model, fields in ADDED_FIELDS.items()
+    if (held := {name: value for name, value in fields.items()
+                 if name in model.model_fields and model.model_fields[name].default is None})
+}
+"""Added fields the domain type holds with ``None`` as its default where the official client sends a value
+(``record_stability_info``: the official type defaults to None, its SamplingClient sends false): when the
+request leaves them at None, the official client's value is sent."""
+
+
+def _added(request: pydantic.BaseModel) -> bytes | None:
+    static = _ADDED_TEXT.get(type(request))
+    held = _HELD_NONE_DEFAULTS.get(type(request))
+    if held is None:
+        return static
+    unset = {name: value for name, value in held.items() if getattr(request, name) is None}
+    if not unset:
+        return static
+    text = json.dumps(unset, separators=(",", ":")).encode()[1:-1]
+    return text if static is None else static + b"," + text
+
 
 NONE_IS_A_VALUE: frozenset[type[pydantic.BaseModel]] = frozenset({SetCheckpointTtlRequest})
 """Requests whose ``None`` means something and is sent as ``null`` (the official SDK builds these bodies by
@@ -58,7 +79,7 @@ def encode_json(request: pydantic.BaseModel) -> bytes:
     """The 0.38 JSON body of ``request``: compact, declaration order, the added fields last."""
     content: bytes = request.__pydantic_serializer__.to_json(
         request, exclude_none=type(request) not in NONE_IS_A_VALUE)
-    added = _ADDED_TEXT.get(type(request))
+    added = _added(request)
     if added is None:
         return content
     return content[:-1] + (b"," if len(content) > 2 else b"") + added + b"}"
