@@ -1,0 +1,5 @@
+"""``tinker.lib.experimental`` of the official SDK 0.38: the same objects, re-exported."""
+
+from tinker_actors.experimental import ExperimentalWarning, experimental
+
+__all__ = ["ExperimentalWarning", "experimental"]

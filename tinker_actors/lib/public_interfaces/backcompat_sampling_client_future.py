@@ -1,0 +1,6 @@
+"""``tinker.lib.public_interfaces.backcompat_sampling_client_future`` of the official SDK 0.38: the same
+objects, re-exported."""
+
+from tinker_actors.clients.backcompat import BackcompatSamplingClientFuture
+
+__all__ = ["BackcompatSamplingClientFuture"]
