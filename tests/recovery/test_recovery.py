@@ -139,6 +139,33 @@ def test_calls_in_flight_when_the_model_is_lost_are_resent_in_order_and_no_step_
     _never_executed_twice(service, old_model, training.model_id)
 
 
+def test_a_model_lost_again_and_again_while_calls_are_in_flight_keeps_every_step_once(
+        client: tinker.ServiceClient, service: LocalService, faults: FaultHelper) -> None:
+    training = _training(client, every_steps=2)
+    models = {training.model_id}
+    faults.drop_model_on("optim_step", every_nth=5, times=3)  # three losses, whichever model holds then
+    optims = {}
+    for step in range(1, 31):  # pipelined, four steps at a time
+        training.forward_backward(batch(), "cross_entropy")
+        optims[step] = training.optim_step(ADAM)
+        if step % 4 == 0:
+            optims[step].exception(timeout=60)  # wait for the step to end, whichever way
+            models.add(training.model_id)
+    ok: set[int] = set()
+    for step, future in optims.items():
+        try:
+            future.result(timeout=60)
+            ok.add(step)
+        except StepRolledBackError as error:
+            assert error.step == step
+    reports = training.recovery_status().recoveries
+    assert len(reports) == 3
+    lost = {step for report in reports for step in report.rolled_back_steps}
+    assert ok | lost == set(range(1, 31))
+    assert optimizer_step(service, training.model_id) == len(ok - lost)
+    _never_executed_twice(service, *models, *(report.new_model_id for report in reports))
+
+
 def test_a_corrupted_model_is_recognised_by_its_training_run_and_recovered(
         client: tinker.ServiceClient, service: LocalService, faults: FaultHelper) -> None:
     training = _training(client)
