@@ -9,6 +9,7 @@ executed twice, and without recovery the same faults give today's typed errors.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import structlog
@@ -261,6 +262,23 @@ def test_recovery_that_runs_out_of_attempts_fails_typed_and_at_once_afterwards(
     status = training.recovery_status()
     assert status.failed is not None and not status.recovering
     wait_until(lambda: len(failures) == 1, what="the on_failure callback")
+
+
+def test_closing_the_client_during_a_recovery_ends_the_waiting_calls_at_once(service: LocalService,
+                                                                             faults: FaultHelper) -> None:
+    client = tinker.ServiceClient(config=config(service))
+    policy = RecoveryPolicy(max_attempts=2, initial_wait=60.0, max_wait=60.0)  # a long wait between attempts
+    training = _training(client, every_steps=1, policy=policy)
+    _loop(training, range(1, 2), save_every=1)
+    faults.fail("create_model", status=400, times=1)  # the first attempt fails: the second waits a minute
+    assert faults.drop_model(training.model_id)
+    waiting = training.forward_backward(batch(), "cross_entropy")
+    wait_until(lambda: training.recovery_status().recovering, what="the recovery")
+    started = time.monotonic()
+    client.close()
+    with pytest.raises(tinker.ClientStoppedError):
+        waiting.result(timeout=30)
+    assert time.monotonic() - started < 20
 
 
 def test_without_a_checkpoint_recovery_gives_up_at_once(client: tinker.ServiceClient, faults: FaultHelper) -> None:

@@ -2,12 +2,13 @@
 
 A crashed actor is restarted by its supervisor; a model the service lost cannot be, so this actor, a child
 of the client's ``clients`` supervisor (``training-K-recovery``), does for the model what a supervisor does
-for an actor: when the :class:`~tinker_actors.recovery.watch.ModelWatch` says the model is lost (and every
-request sent to it has ended), it recreates it from a checkpoint with its optimizer state, following the
-:class:`~tinker_actors.recovery.policy.RecoveryPolicy` (attempts, waits, which checkpoint), and tells the
-watch, which re-attaches the client and sends the held calls again. Every recovery is a log line and a
-telemetry event; the policy's callbacks hear of each outcome. It never blocks: the rebuild runs in the
-IoLoop and its outcome comes back as a message, the waits between attempts are timers.
+for an actor. The :class:`~tinker_actors.recovery.watch.ModelWatch` tells it when the model is lost (it logs
+it at once), then when every request sent to it has ended; it then recreates the model from a checkpoint
+with its optimizer state, following the :class:`~tinker_actors.recovery.policy.RecoveryPolicy` (attempts,
+waits, which checkpoint), and tells the watch, which re-attaches the client and sends the held calls again.
+Every recovery is a log line and a telemetry event; the policy's callbacks hear of each outcome. It never
+blocks: the rebuild runs in the IoLoop and its outcome comes back as a message, the waits between attempts
+are timers.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tinker_actors.runtime.ioloop import Outcome
 from tinker_actors.telemetry.bus import emit
 from tinker_actors.types.telemetry import Severity
 
-__all__ = ["ActorDriver", "ModelLost", "RecoveryActor", "Released", "UsePolicy"]
+__all__ = ["ActorDriver", "ModelLost", "RecoveryActor", "Released", "Settled", "UsePolicy"]
 
 log = structlog.get_logger("tinker_actors.recovery")
 
@@ -42,6 +43,13 @@ log = structlog.get_logger("tinker_actors.recovery")
 @dataclass(frozen=True, slots=True)
 class ModelLost:
     lost: LostModel
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """Every request sent to the lost model has ended: what it held is known, the rebuild may start."""
+
+    generation: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +88,9 @@ class ActorDriver:
     def model_lost(self, lost: LostModel) -> None:
         self._tell(ModelLost(lost))
 
+    def settled(self, generation: int) -> None:
+        self._tell(Settled(generation))
+
     def released(self, report: RecoveryReport) -> None:
         self._tell(Released(report))
 
@@ -116,6 +127,9 @@ class RecoveryActor(SupervisedActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, ModelLost):
             self._start(message.lost)
+        elif isinstance(message, Settled):
+            if self._lost is not None and message.generation == self._lost.generation and self._attempt == 0:
+                self._next_attempt()
         elif isinstance(message, _Attempt):
             if self._lost is not None and message.generation == self._lost.generation:
                 self._run_attempt()
@@ -133,7 +147,7 @@ class RecoveryActor(SupervisedActor):
         self._lost, self._attempt, self._unusable, self._last_error = lost, 0, set(), None
         self._log("warning", "recovery.started", model_id=lost.model_id, cause=lost.cause)
         self._emit("recovery.started", "WARNING", model_id=lost.model_id, cause=lost.cause)
-        self._next_attempt()
+        # The first attempt starts once every request sent to the lost model has ended (Settled).
 
     def _next_attempt(self) -> None:
         assert self._lost is not None

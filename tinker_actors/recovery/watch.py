@@ -7,8 +7,9 @@ With recovery on it is also the *gate* every send passes (on the IoLoop thread, 
 
 1. An operation whose answer says its model is lost (:mod:`tinker_actors.recovery.signals`) is **held**,
    not failed, and recovery starts: every later send waits at the gate.
-2. Once every operation sent to the lost model has ended (held too, or with its real outcome), the recovery
-   actor (:mod:`tinker_actors.recovery.actor`) is told; it recreates the model from a checkpoint.
+2. The recovery actor (:mod:`tinker_actors.recovery.actor`) is told at once (it logs it); once every operation
+   sent to the lost model has ended (held too, or with its real outcome), it is told again, and recreates the
+   model from a checkpoint.
 3. Then the held operations go out again **one at a time, in their original order** (each after the previous
    one was accepted), to the new model, re-targeted; calls that belonged to a step whose gradient was lost
    fail with :class:`StepRolledBackError` instead. Then sends flow as before.
@@ -59,7 +60,7 @@ class WatchedOp(Protocol):
 
 
 class LostModel:
-    """What the recovery actor is told: this model was lost, and everything sent to it has ended."""
+    """What the recovery actor is told: this model was lost (and, later, that everything sent to it has ended)."""
 
     __slots__ = ("cause", "generation", "model_id")
 
@@ -73,6 +74,8 @@ class RecoveryDriver(Protocol):
     """The recovery actor, as the watch sees it (thread-safe: each call is a ``tell``)."""
 
     def model_lost(self, lost: LostModel) -> None: ...
+
+    def settled(self, generation: int) -> None: ...
 
     def released(self, report: RecoveryReport) -> None: ...
 
@@ -259,6 +262,9 @@ class ModelWatch:
         self._lost_generation = generation
         self._cause = f"{op.kind}: {type(error).__name__}: {error}"
         self._started = time.monotonic()
+        driver = self._driver
+        if driver is not None:
+            driver.model_lost(LostModel(generation, self._ledger.model_id, self._cause))
 
     def _check_settled(self) -> None:
         if self._phase is not _Phase.SETTLING or self._lost_generation is None:
@@ -268,7 +274,7 @@ class ModelWatch:
         self._phase = _Phase.REBUILDING
         driver = self._driver
         if driver is not None:
-            driver.model_lost(LostModel(self._lost_generation, self._ledger.model_id, self._cause))
+            driver.settled(self._lost_generation)
 
     def _recovered(self, generation: int, model_id: str, checkpoint: SavedCheckpoint, attempts: int) -> None:
         if self._phase is not _Phase.REBUILDING or generation != self._lost_generation:
@@ -298,7 +304,7 @@ class ModelWatch:
         self._release_next()
 
     def _gave_up(self, generation: int, error: TinkerError) -> None:
-        if self._phase is not _Phase.REBUILDING or generation != self._lost_generation:
+        if not self._recovering(generation):
             return
         self._failed = error
         self._phase = _Phase.NORMAL
