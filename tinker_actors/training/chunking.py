@@ -186,8 +186,11 @@ def combine_outputs(outputs: Sequence[ForwardBackwardOutput]) -> ForwardBackward
     if not outputs:
         return empty_output()
     weights = [len(output.loss_fn_outputs) for output in outputs]
-    return ForwardBackwardOutput(
+    metrics = reduce_metrics([output.metrics for output in outputs], weights)
+    # Constructed, not validated: the parts are outputs already (validated or read by a codec), and validating
+    # them again checks every tensor of the batch once more (about 6 ms for 256 x 2048, after the last answer).
+    return ForwardBackwardOutput.model_construct(
         loss_fn_output_type=outputs[0].loss_fn_output_type,
         loss_fn_outputs=[entry for output in outputs for entry in output.loss_fn_outputs],
-        metrics=reduce_metrics([output.metrics for output in outputs], weights),
+        metrics={name: float(value) for name, value in metrics.items()},
     )
