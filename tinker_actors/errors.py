@@ -21,6 +21,7 @@ is safe.
 
 from __future__ import annotations
 
+import functools
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -275,6 +276,10 @@ class RequestFailedError(TinkerError):
                  retryable: bool = False) -> None:
         super().__init__(message, category=ErrorCategory.parse(str(category)), retryable=retryable)
         self.request_id = request_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (process pools, Ray workers): the default rebuild misses request_id.
+        return (functools.partial(type(self), request_id=self.request_id), (self.message,), self.__dict__)
 
 
 class NoProgressError(APIConnectionError):

@@ -376,7 +376,7 @@ class SamplingClient(QueueStateObserver):
         self._service: ServiceClient | None = service
         self._context: ClientContext | None = service._context
         self._seq_ids = SeqIds(first_seq_id)
-        child_id = f"sampling-{next(_client_ids)}"
+        child_id = self._child_id = f"sampling-{next(_client_ids)}"
         context, config, seq_ids, session = service._context, self.retry_config, self._seq_ids, self.sampling_session_id
         queue_log = ClientQueueLog(f"sampler {session}", self)
         spec = ChildSpec(child_id, lambda: SamplingClientActor.start(context, session, config, seq_ids, queue_log),
@@ -487,6 +487,14 @@ class SamplingClient(QueueStateObserver):
             limit.until = max(limit.until, asyncio.get_running_loop().time() + float(seconds))
 
         context.submit(extend())
+
+    def close(self) -> None:
+        """Stop this client's actor and free its thread; samples still in flight fail with ClientStoppedError, later
+        ones too. For long runs that make a client per weights version (the worker of tinker_actors.fanout.ray_pool)."""
+        service, actor = self._service, self._actor
+        if service is not None and actor is not None and not service._closed:
+            with contextlib.suppress(Exception):  # already stopped with its ServiceClient
+                service.clients_supervisor.terminate_child(self._child_id, timeout=10.0)
 
     def _attached_context(self) -> ClientContext:
         refuse_if_forked(self._born, "This SamplingClient")

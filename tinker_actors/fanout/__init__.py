@@ -18,14 +18,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from tinker_actors.fanout.errors import ForkedProcessError, InvalidSamplerHandleError, RolloutWorkerDiedError
+from tinker_actors.fanout.errors import (
+    ForkedProcessError,
+    InvalidSamplerHandleError,
+    MissingExtraError,
+    RolloutWorkerDiedError,
+)
 
 if TYPE_CHECKING:
     from tinker_actors.fanout.executors import Rollout, rollouts, spawn_pool
     from tinker_actors.fanout.ray_pool import RayExecutor, RolloutPool
 
-__all__ = ["ForkedProcessError", "InvalidSamplerHandleError", "RayExecutor", "Rollout", "RolloutPool",
-           "RolloutWorkerDiedError", "rollouts", "spawn_pool"]
+__all__ = ["ForkedProcessError", "InvalidSamplerHandleError", "MissingExtraError", "RayExecutor", "Rollout",
+           "RolloutPool", "RolloutWorkerDiedError", "rollouts", "spawn_pool"]
 
 _LAZY = {"Rollout": "executors", "rollouts": "executors", "spawn_pool": "executors",
          "RayExecutor": "ray_pool", "RolloutPool": "ray_pool"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinker_actors.errors import ClientStoppedError, InvalidInputError, TinkerError
+from tinker_actors.errors import ClientStoppedError, ErrorCategory, InvalidInputError, TinkerError
 
-__all__ = ["ForkedProcessError", "InvalidSamplerHandleError", "RolloutWorkerDiedError"]
+__all__ = ["ForkedProcessError", "InvalidSamplerHandleError", "MissingExtraError", "RolloutWorkerDiedError"]
 
 
 class ForkedProcessError(ClientStoppedError):
@@ -37,3 +37,9 @@ class RolloutWorkerDiedError(TinkerError):
         super().__init__(message)
         self.task = task
         self.worker = worker
+
+
+class MissingExtraError(TinkerError, ImportError):
+    """An optional extra this feature needs is not installed (the message names the ``pip install`` to run)."""
+
+    default_category = ErrorCategory.USER
