@@ -1,8 +1,9 @@
 """tinker-actors: a Tinker SDK built on supervised pykka actors.
 
 Reads like the official SDK: ``import tinker_actors as tinker`` and the usual names are here, and every
-public module path of the official SDK 0.6.3 that user code imports from (``tinker.types.tensor_data``,
-``tinker.lib.public_interfaces``, ...) exists under ``tinker_actors`` with the same names.
+public module path of the official SDKs 0.6.3 and 0.38 that user code imports from (``tinker.types.tensor_data``,
+``tinker.types.provenance_spans``, ``tinker.lib.public_interfaces``, ...) exists under ``tinker_actors`` with the
+same names (what is missing still is listed in docs/porting-from-official-sdk.md).
 """
 
 from httpx import Timeout  # as in the official SDK: for ServiceClient(timeout=Timeout(600, connect=5))
@@ -10,6 +11,8 @@ from httpx import Timeout  # as in the official SDK: for ServiceClient(timeout=T
 from tinker_actors import types
 from tinker_actors._version import __version__
 from tinker_actors.clients import RestClient, RetryConfig, SamplingClient, ServiceClient, TrainingClient
+from tinker_actors.clients.admin import AdminClient
+from tinker_actors.clients.backcompat import BackcompatSamplingClientFuture, BackcompatTrainingClientFuture
 from tinker_actors.errors import (
     ActorCrashedError,
     APIConnectionError,
@@ -36,13 +39,20 @@ from tinker_actors.errors import (
     TinkerError,
     TinkerTimeoutError,
     UnprocessableEntityError,
+    UnsupportedFeatureError,
 )
+from tinker_actors.experimental_api import ExperimentalWarning
 from tinker_actors.futures import APIFuture
+from tinker_actors.training.loss_handles import LossHandle, PerDatumLossFn
 from tinker_actors.types import (
+    AdamOptimizerConfig,
     AdamParams,
     Checkpoint,
     CheckpointType,
     Datum,
+    DimuonOptimizerConfig,
+    DimuonParams,
+    DmelChunk,
     EncodedTextChunk,
     ForwardBackwardOutput,
     ImageAssetPointerChunk,
@@ -51,9 +61,12 @@ from tinker_actors.types import (
     ModelID,
     ModelInput,
     ModelInputChunk,
+    OptimParams,
     OptimStepRequest,
     OptimStepResponse,
     ParsedCheckpointTinkerPath,
+    PromptProvenanceSpan,
+    SampledProvenanceSpan,
     SampledSequence,
     SampleRequest,
     SampleResponse,
@@ -72,8 +85,12 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "ActorCrashedError",
+    "AdamOptimizerConfig",
     "AdamParams",
+    "AdminClient",
     "AuthenticationError",
+    "BackcompatSamplingClientFuture",
+    "BackcompatTrainingClientFuture",
     "BadRequestError",
     "BillingError",
     "Checkpoint",
@@ -83,30 +100,39 @@ __all__ = [
     "CrashedBeforeSendError",
     "CrossOriginRedirectError",
     "Datum",
+    "DimuonOptimizerConfig",
+    "DimuonParams",
+    "DmelChunk",
     "EncodedTextChunk",
+    "ExperimentalWarning",
     "ForwardBackwardOutput",
     "ImageAssetPointerChunk",
     "ImageChunk",
     "InternalServerError",
     "InvalidInputError",
     "LoraConfig",
+    "LossHandle",
     "ModelID",
     "ModelInput",
     "ModelInputChunk",
     "NoProgressError",
     "NotFoundError",
     "NotSentError",
+    "OptimParams",
     "OptimStepRequest",
     "OptimStepResponse",
     "ParsedCheckpointTinkerPath",
     "PartialBatchError",
+    "PerDatumLossFn",
     "PermissionDeniedError",
+    "PromptProvenanceSpan",
     "RateLimitError",
     "RequestFailedError",
     "RestClient",
     "RetryConfig",
     "SampleRequest",
     "SampleResponse",
+    "SampledProvenanceSpan",
     "SampledSequence",
     "SamplingClient",
     "SamplingParams",
@@ -120,6 +146,7 @@ __all__ = [
     "TrainingClient",
     "TrainingRun",
     "UnprocessableEntityError",
+    "UnsupportedFeatureError",
     "__title__",
     "__version__",
     "types",

@@ -223,6 +223,11 @@ class APIFuture(Generic[T]):
     def __await__(self) -> Generator[Any, None, T]:
         return self.result_async().__await__()
 
+    async def coroutine(self) -> T:
+        """This future as a coroutine (the official SDK 0.38's), for APIs that take one rather than an awaitable:
+        ``asyncio.create_task(sampler.sample(...).coroutine())``."""
+        return await self
+
     def done(self) -> bool:
         return self._future.done()
 

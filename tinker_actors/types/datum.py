@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -10,7 +10,7 @@ import numpy as np
 from tinker_actors.errors import InvalidInputError, UnknownLossInputKeyError
 from tinker_actors.types._base import RequestModel
 from tinker_actors.types.model_input import ModelInput
-from tinker_actors.types.provenance_spans import ProvenanceSpans
+from tinker_actors.types.provenance_spans import PromptProvenanceSpan, ProvenanceSpans, SampledProvenanceSpan
 from tinker_actors.types.tensor import TensorData, TensorDtype
 
 __all__ = ["LOSS_INPUT_DTYPES", "Datum", "datum_list", "to_tensor_data"]
@@ -70,7 +70,8 @@ class Datum(RequestModel):
             data["loss_fn_inputs"] = {key: to_tensor_data(key, value) for key, value in inputs.items()}
         super().__init__(**data)
 
-    def with_provenance(self, model_input: ProvenanceSpans, loss_fn_inputs: ProvenanceSpans) -> Datum:
+    def with_provenance(self, model_input: Sequence[PromptProvenanceSpan | SampledProvenanceSpan],
+                        loss_fn_inputs: Sequence[PromptProvenanceSpan | SampledProvenanceSpan]) -> Datum:
         """A copy carrying both span lists: ``model_input`` tiles the input tokens, ``loss_fn_inputs`` tiles
         ``loss_fn_inputs["target_tokens"]`` (when it is 1-D). A miscount raises :class:`InvalidInputError`
         here. Not supported yet: the copy is refused (``UnsupportedFeatureError``) until the losses that read
@@ -83,7 +84,7 @@ class Datum(RequestModel):
                      model_input_spans=list(model_input), loss_fn_input_spans=list(loss_fn_inputs))
 
 
-def _check_tiling(name: str, spans: ProvenanceSpans, length: int) -> None:
+def _check_tiling(name: str, spans: Sequence[PromptProvenanceSpan | SampledProvenanceSpan], length: int) -> None:
     covered = sum(span.length for span in spans)
     if covered != length:
         raise InvalidInputError(f"with_provenance: the {name} spans cover {covered} positions but the field has "

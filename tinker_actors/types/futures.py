@@ -50,6 +50,9 @@ class UntypedAPIFuture(ResponseModel):
 
 class FutureRetrieveRequest(RequestModel):
     request_id: str
+    allow_metadata_only: bool = False
+    """Protocol 0.38: the server may answer a finished request's size first (``complete_metadata``) when its
+    result is large. Sent only when set by protocol 0.6.3, which has no such field."""
 
 
 class TryAgainResponse(ResponseModel):
