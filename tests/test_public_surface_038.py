@@ -86,10 +86,6 @@ KNOWN_GAPS: dict[str, str] = {
     "tinker.types.auth_token_response": "accounts: tinker_actors.auth.api.AuthTokenResponse moves to types",
     "tinker.types.AuthTokenResponse": "accounts: tinker_actors.auth.api.AuthTokenResponse moves to types",
     # sampling (S6)
-    "tinker.types.join_sampling_session_request": "sampling S6: join_sampling_session for SamplingClient clones",
-    "tinker.types.join_sampling_session_response": "sampling S6: join_sampling_session for SamplingClient clones",
-    "tinker.types.JoinSamplingSessionRequest": "sampling S6: join_sampling_session for SamplingClient clones",
-    "tinker.types.JoinSamplingSessionResponse": "sampling S6: join_sampling_session for SamplingClient clones",
     "tinker.SampleResponse.prompt_cache_hit_tokens": "sampling S6: the prefix cache of the local service",
     "tinker.SamplingClient.get_base_model": "sampling S6",
     "tinker.SamplingClient.get_base_model_async": "sampling S6",

@@ -68,6 +68,7 @@ from tinker_actors.types.futures import (
 )
 from tinker_actors.types.futures_retrieve_request import FuturesRetrieveRequest, SamplingSessionFuturesTarget
 from tinker_actors.types.futures_retrieve_response import FuturesRetrieveResponse
+from tinker_actors.types.join_sampling_session import JoinSamplingSessionRequest, JoinSamplingSessionResponse
 from tinker_actors.types.model_input import (
     EncodedTextChunk,
     ImageAssetPointerChunk,
@@ -265,6 +266,8 @@ __all__ = [
     "HealthResponse",
     "ImageAssetPointerChunk",
     "ImageChunk",
+    "JoinSamplingSessionRequest",
+    "JoinSamplingSessionResponse",
     "ListSessionsResponse",
     "LoadWeightsRequest",
     "LoadWeightsResponse",
