@@ -239,7 +239,8 @@ def test_serializing_writes_held_arrays_as_lists_without_keeping_them() -> None:
     tensor = types.TensorData.from_numpy(np.array([1.5, 2.5], dtype=np.float32))
     chunk = types.ModelInput.from_ints(LONG).chunks[0]
     assert types.encode_json(tensor) == b'{"data":[1.5,2.5],"dtype":"float32","shape":[2]}'
-    assert tensor.model_dump() == {"data": [1.5, 2.5], "dtype": "float32", "shape": [2]}
+    assert tensor.model_dump() == {"data": [1.5, 2.5], "dtype": "float32", "shape": [2],
+                                   "sparse_crow_indices": None, "sparse_col_indices": None}
     assert types.encode_json(chunk) == types.encode_json(types.EncodedTextChunk(tokens=LONG))
     assert _unlisted(tensor, "data") and _unlisted(chunk, "tokens")  # the JSON path made no list to keep
 

@@ -99,9 +99,9 @@ class TestLoss:
         check_loss("ppo", {"clip_low_threshold": 0.8, "clip_high_threshold": "1.2"}, "forward_backward")
         with pytest.raises(InvalidInputError, match="loss_fn: Input should be 'cross_entropy'"):
             check_loss("mse", None, "forward_backward")
-        with pytest.raises(InvalidInputError, match=r"loss_fn_config asks for text values in loss_fn_config: not "
-                                                     r"supported yet by tinker-actors"):
-            check_loss("dro", {"beta": "high"}, "forward")  # a text setting (protocol 0.38), not built yet
+        check_loss("dro", {"beta": "high"}, "forward")  # a text setting (protocol 0.38): the server judges it
+        with pytest.raises(InvalidInputError, match=r"loss_fn_config.beta.*valid number"):
+            check_loss("dro", {"beta": [0.5]}, "forward")
         with pytest.raises(InvalidInputError, match=r"loss_fn_config\['beta'\] must be a finite number, got nan"):
             check_loss("dro", {"beta": math.nan}, "forward")
 

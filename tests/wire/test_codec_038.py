@@ -325,10 +325,10 @@ def test_the_service_refuses_what_the_domain_cannot_hold() -> None:
     message = plain_request()
     message.data[0].loss_fn_inputs["mask"].sparse_csr.values = b""
     message.data[0].loss_fn_inputs["mask"].dtype = pb.DTYPE_FLOAT32
-    cases["sparse"] = message
+    cases["a sparse .CSR. tensor needs a 2-D dense shape"] = message  # a CSR layout must fit its shape
     message = plain_request()
-    message.loss_fn_config_v2["mode"].text = "fast"
-    cases["not a number"] = message
+    message.loss_fn_config_v2["mode"].SetInParent()  # an entry whose value is neither a number nor text
+    cases["neither a number nor text"] = message
     message = plain_request(loss_fn="no_such_loss")
     cases["loss_fn"] = message
     message = plain_request()

@@ -420,14 +420,14 @@ class TrainingClient(QueueStateObserver):
     # -- training --
 
     def forward_backward(self, data: Sequence[Datum], loss_fn: str,
-                         loss_fn_config: dict[str, float] | None = None) -> APIFuture[ForwardBackwardOutput]:
+                         loss_fn_config: dict[str, float | str] | None = None) -> APIFuture[ForwardBackwardOutput]:
         return self._fwd(data, loss_fn, loss_fn_config, backward=True)
 
     def forward(self, data: Sequence[Datum], loss_fn: str,
-                loss_fn_config: dict[str, float] | None = None) -> APIFuture[ForwardBackwardOutput]:
+                loss_fn_config: dict[str, float | str] | None = None) -> APIFuture[ForwardBackwardOutput]:
         return self._fwd(data, loss_fn, loss_fn_config, backward=False)
 
-    def _fwd(self, data: Sequence[Datum], loss_fn: str, loss_fn_config: dict[str, float] | None, *,
+    def _fwd(self, data: Sequence[Datum], loss_fn: str, loss_fn_config: dict[str, float | str] | None, *,
              backward: bool) -> APIFuture[ForwardBackwardOutput]:
         kind = "forward_backward" if backward else "forward"
         batch = datum_list(data, kind)  # typed errors before anything is queued (docs/concepts/failures.md)
@@ -616,12 +616,12 @@ class TrainingClient(QueueStateObserver):
     # -- async twins (each returns the APIFuture, as the official SDK does) --
 
     async def forward_backward_async(self, data: Sequence[Datum], loss_fn: str,
-                                     loss_fn_config: dict[str, float] | None = None
+                                     loss_fn_config: dict[str, float | str] | None = None
                                      ) -> APIFuture[ForwardBackwardOutput]:
         return self.forward_backward(data, loss_fn, loss_fn_config)
 
     async def forward_async(self, data: Sequence[Datum], loss_fn: str,
-                            loss_fn_config: dict[str, float] | None = None) -> APIFuture[ForwardBackwardOutput]:
+                            loss_fn_config: dict[str, float | str] | None = None) -> APIFuture[ForwardBackwardOutput]:
         return self.forward(data, loss_fn, loss_fn_config)
 
     async def optim_step_async(self, adam_params: AdamParams) -> APIFuture[OptimStepResponse]:

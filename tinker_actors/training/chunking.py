@@ -72,7 +72,8 @@ def _smaller(a: int | None, b: int | None) -> int | None:
 
 
 def estimate_size(datum: Datum) -> int:
-    """The 0.6.3 estimate: tokens, image bytes, pointer location lengths, and every loss-input number."""
+    """The 0.6.3 estimate: tokens, image bytes, pointer location lengths, and every loss-input number (a sparse
+    tensor goes dense on 0.6.3: all of its entries)."""
     size = 0
     for chunk in datum.model_input.chunks:
         if isinstance(chunk, EncodedTextChunk):
@@ -81,11 +82,13 @@ def estimate_size(datum: Datum) -> int:
             size += len(chunk.data)
         elif isinstance(chunk, ImageAssetPointerChunk):
             size += len(chunk.location)
-    return size + sum(tensor.size for tensor in datum.loss_fn_inputs.values())
+    return size + sum(math.prod(tensor.shape or ()) if tensor.is_sparse else tensor.size
+                      for tensor in datum.loss_fn_inputs.values())
 
 
 _BYTES_PER_TOKEN = 4  # 0.38 packs token ids as int32
 _BYTES_PER_VALUE = {"float32": 4, "int64": 8}
+_BYTES_PER_INDEX = 8
 
 
 def estimate_bytes(datum: Datum) -> int:
@@ -98,8 +101,12 @@ def estimate_bytes(datum: Datum) -> int:
             size += len(chunk.data)
         elif isinstance(chunk, ImageAssetPointerChunk):
             size += len(chunk.location)
-    return size + sum(_BYTES_PER_VALUE.get(tensor.dtype, 8) * tensor.size
-                      for tensor in datum.loss_fn_inputs.values())
+    for tensor in datum.loss_fn_inputs.values():
+        size += _BYTES_PER_VALUE.get(tensor.dtype, 8) * tensor.size
+        csr = tensor.csr_arrays()
+        if csr is not None:  # a sparse tensor's row pointers and columns go as int64
+            size += _BYTES_PER_INDEX * (csr[1].size + csr[2].size)
+    return size
 
 
 def split_batch(data: Sequence[Datum], limits: ChunkLimits = ChunkLimits()) -> list[list[Datum]]:

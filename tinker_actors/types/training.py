@@ -38,10 +38,11 @@ __all__ = [
 
 LossFnType = Literal["cross_entropy", "importance_sampling", "ppo", "cispo", "dro", "gspo", "stable_reinforce",
                      "custom"]
-"""The losses of the official SDK 0.38; ``gspo``, ``stable_reinforce`` and ``custom`` (server-side custom losses)
-are refused when a request asks for them, until they are built (``types/unsupported.py``)."""
+"""The losses of the official SDK 0.38; ``stable_reinforce`` and ``custom`` (server-side custom losses) are refused
+when a request asks for them, until they are built (``types/unsupported.py``)."""
 LOSS_FUNCTIONS: tuple[str, ...] = ("cross_entropy", "importance_sampling", "ppo", "cispo", "dro")
-"""The losses tinker-actors computes (the local service, and what a request may ask for today)."""
+"""The losses of the 0.6.3 wire; 0.38's ``gspo`` may be asked for too (``LossFnType``; the local service
+computes it)."""
 
 
 class LoraConfig(RequestModel):
@@ -101,19 +102,21 @@ class GetInfoResponse(ResponseModel):
 class ForwardBackwardInput(RequestModel):
     data: list[Datum]
     loss_fn: LossFnType
-    loss_fn_config: dict[str, float] | None = None
+    loss_fn_config: dict[str, float | str] | None = None
+    """Loss settings; values may be text since protocol 0.38 (``loss_fn_config_v2`` on its wire)."""
 
 
 def check_loss(loss_fn: object, loss_fn_config: object, call: str) -> None:
-    """A known loss name and a config of finite numbers, or :class:`InvalidInputError`. The call checks
-    this even for an empty batch, which sends nothing; the config is converted as pydantic does for the
-    official SDK (a numeric string is taken), then NaN and infinities are refused."""
+    """A known loss name and a config of finite numbers or text, or :class:`InvalidInputError`. The call
+    checks this even for an empty batch, which sends nothing; NaN and infinities are refused. Text stays
+    text, as in the official SDK 0.38 (protocol 0.6.3's codec reads a numeric text as its number, as the
+    0.6.3 SDK's pydantic did, and refuses other text)."""
     try:
         checked = ForwardBackwardInput(data=[], loss_fn=loss_fn, loss_fn_config=loss_fn_config)
     except pydantic.ValidationError as invalid:
         raise InvalidInputError(f"invalid {call} input: {problems_of(invalid)}") from None
     for key, value in (checked.loss_fn_config or {}).items():
-        if not math.isfinite(value):
+        if not isinstance(value, str) and not math.isfinite(value):
             raise InvalidInputError(f"{call}: loss_fn_config[{key!r}] must be a finite number, got {value}")
 
 

@@ -10,8 +10,7 @@ goes on the wire. Leaving the field at its default (or at a value that asks for 
 case in ``tests/types/test_types_038.py``); nothing else refers to the individual entries.
 
 Values are checked as given, before pydantic converts them, so the typed error wins over a validation
-error (a text value of ``loss_fn_config`` that the type cannot hold yet is refused as a feature, not as
-a wrong type).
+error (a setting the type cannot hold yet is refused as a feature, not as a wrong type).
 """
 
 from __future__ import annotations
@@ -69,19 +68,6 @@ def _not(*values: str) -> Callable[[Any], bool]:
     return lambda value: value not in values
 
 
-def _text_values(config: Any) -> bool:
-    """A ``loss_fn_config`` holding text (``loss_fn_config_v2`` of 0.38); numeric strings count as numbers."""
-    if not isinstance(config, Mapping):
-        return False
-    for value in config.values():
-        if isinstance(value, str):
-            try:
-                float(value)
-            except ValueError:
-                return True
-    return False
-
-
 _CREATE_VIA_LOAD = "creating the model with its first load (create-via-load: TrainingClient.from_state as one call)"
 
 NOT_SUPPORTED_YET: dict[str, dict[str, NotBuilt]] = {
@@ -109,10 +95,9 @@ NOT_SUPPORTED_YET: dict[str, dict[str, NotBuilt]] = {
         "optim_params": NotBuilt("an optimizer step other than Adam's", "AdamParams(...)", _not_adam),
     },
     "ForwardBackwardInput": {
-        "loss_fn": NotBuilt("the losses gspo, stable_reinforce and server-side custom losses",
-                            "one of cross_entropy, importance_sampling, ppo, cispo, dro",
-                            _one_of("gspo", "stable_reinforce", "custom")),
-        "loss_fn_config": NotBuilt("text values in loss_fn_config", "numbers only", _text_values),
+        "loss_fn": NotBuilt("the losses stable_reinforce and server-side custom losses",
+                            "one of cross_entropy, importance_sampling, ppo, cispo, dro, gspo",
+                            _one_of("stable_reinforce", "custom")),
     },
     "Datum": {
         "model_input_spans": NotBuilt("provenance spans on datums", "None", _set),

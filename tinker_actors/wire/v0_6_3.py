@@ -2,22 +2,30 @@
 
 Forward and forward_backward are two endpoints with two body shapes; results are JSON. The server
 never asks 0.6.3 clients to compress, so ``compress`` has nothing to act on.
+
+What protocol 0.38 added to a forward_backward is sent as 0.6.3 can carry it, or refused: a sparse
+tensor goes dense (0.6.3's TensorData has no sparse form; the values are the same), a numeric text
+setting of ``loss_fn_config`` goes as its number (what the 0.6.3 SDK's pydantic made of it), and any
+other text setting is an :class:`InvalidInputError` (0.6.3's ``loss_fn_config`` holds numbers only).
 """
 
 from __future__ import annotations
 
+import math
 from typing import TypeVar
 
 import pydantic
 
-from tinker_actors.errors import APIResponseValidationError
+from tinker_actors.errors import APIResponseValidationError, InvalidInputError
 from tinker_actors.types import (
+    Datum,
     ForwardBackwardInput,
     ForwardBackwardOutput,
     ForwardBackwardRequest,
     ForwardRequest,
     FutureRetrieveRequest,
     SampleResponse,
+    TensorData,
     encode_json,
 )
 from tinker_actors.wire.codec import (
@@ -61,6 +69,7 @@ class JsonCodec:
     def prepare_forward_backward(self, model_id: str, fb_input: ForwardBackwardInput, *, forward_only: bool = False,
                                  compress: bool = False) -> PreparedRequest:
         # The seq id is the last field of both bodies: everything before it is encoded now.
+        fb_input = as_0_6_3(fb_input)
         if forward_only:
             path, head = "/api/v1/forward", encode_json(ForwardRequest(forward_input=fb_input, model_id=model_id))
         else:
@@ -69,6 +78,7 @@ class JsonCodec:
         return PreparedRequest(path, CONTENT_TYPE_JSON, head[:-1] + b',"seq_id":', (b"}",), _seq_text)
 
     def encode_forward_backward(self, call: ForwardBackwardCall, *, compress: bool = False) -> EncodedRequest:
+        call = ForwardBackwardCall(call.model_id, call.seq_id, as_0_6_3(call.input), call.forward_only)
         if call.forward_only:
             content = encode_json(ForwardRequest(forward_input=call.input, model_id=call.model_id, seq_id=call.seq_id))
             return EncodedRequest("/api/v1/forward", EncodedBody(content, CONTENT_TYPE_JSON))
@@ -84,6 +94,41 @@ class JsonCodec:
 
     def __repr__(self) -> str:
         return "JsonCodec(version='0.6.3')"
+
+
+def as_0_6_3(fb_input: ForwardBackwardInput) -> ForwardBackwardInput:
+    """``fb_input`` as protocol 0.6.3 can carry it (see the module docstring); itself when nothing changes."""
+    config = fb_input.loss_fn_config
+    if config is not None and any(isinstance(value, str) for value in config.values()):
+        config = {name: _number(name, value) for name, value in config.items()}
+    data = fb_input.data
+    if any(tensor.is_sparse for datum in data for tensor in datum.loss_fn_inputs.values()):
+        data = [_dense(datum) for datum in data]
+    if config is fb_input.loss_fn_config and data is fb_input.data:
+        return fb_input
+    return fb_input.model_copy(update={"data": data, "loss_fn_config": config})
+
+
+def _number(name: str, value: float | str) -> float:
+    if not isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidInputError(
+            f"loss_fn_config[{name!r}] is the text {value!r}: protocol 0.6.3 carries numeric loss settings only "
+            "(text settings need protocol 0.38)") from None
+    if not math.isfinite(number):
+        raise InvalidInputError(f"loss_fn_config[{name!r}] must be a finite number, got {value!r}")
+    return number
+
+
+def _dense(datum: Datum) -> Datum:
+    if not any(tensor.is_sparse for tensor in datum.loss_fn_inputs.values()):
+        return datum
+    inputs = {name: TensorData.from_numpy(tensor.to_numpy()) if tensor.is_sparse else tensor
+              for name, tensor in datum.loss_fn_inputs.items()}
+    return datum.model_copy(update={"loss_fn_inputs": inputs})
 
 
 def _seq_text(seq_id: int) -> bytes:

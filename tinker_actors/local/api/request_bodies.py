@@ -116,8 +116,9 @@ def adamw_only(config: dict[str, Any] | None, endpoint: str) -> None:
         return
     kind = config.get("type", "adamw")
     if kind != "adamw" or set(config) - {"type"}:
-        raise ApiError(400, f"{endpoint}: the local service trains with AdamW only, not optimizer_config "
-                            f"{config!r}")
+        raise ApiError(400, f"{endpoint}: the local service trains with AdamW only (torch.optim.AdamW's update, "
+                            f"with the step's weight_decay and grad_clip_norm), not optimizer_config {config!r}: "
+                            "the local model computes only what it can reproduce faithfully")
 
 
 def read_body(call: Call, model: type[M], added: type[A], *, none_dropped: tuple[str, ...] = ()) -> tuple[M, A]:

@@ -110,7 +110,7 @@ OUTPUT_TYPE = "target_token_logprobs"
 
 
 # 0.38's estimate of a datum's size in a protobuf request (what its chunk limit counts): 4 bytes per
-# token, and the bytes of each loss input's values.
+# token, the bytes of each loss input's values, and 8 per index of a sparse one.
 _TOKEN_BYTES = 4
 _DTYPE_BYTES = {"float32": 4, "int64": 8}
 
@@ -206,6 +206,9 @@ def estimated_proto_bytes(datum: Datum) -> int:
             total += len(chunk.data)
     for tensor in datum.loss_fn_inputs.values():
         total += tensor.size * _DTYPE_BYTES.get(tensor.dtype, 8)
+        csr = tensor.csr_arrays()
+        if csr is not None:  # a sparse tensor's indices: 8 bytes each
+            total += 8 * (csr[1].size + csr[2].size)
     return total
 
 

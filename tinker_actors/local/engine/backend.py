@@ -112,7 +112,7 @@ class SamplerEngine(Protocol):
 
 
 class Trainer(Protocol):
-    def run(self, batch: list[DatumInput], loss_fn: str, loss_fn_config: dict[str, float] | None,
+    def run(self, batch: list[DatumInput], loss_fn: str, loss_fn_config: dict[str, float | str] | None,
             *, backward: bool) -> StepOutput: ...
 
     def optim_step(self, adam: AdamSettings) -> dict[str, float]: ...
@@ -168,7 +168,7 @@ class _ZeroWorkSampler:
 class _ZeroWorkTrainer:
     state_arrays: Arrays = field(default_factory=lambda: {"zero_work.lora": np.zeros(1, np.float32)})
 
-    def run(self, batch: list[DatumInput], loss_fn: str, loss_fn_config: dict[str, float] | None,
+    def run(self, batch: list[DatumInput], loss_fn: str, loss_fn_config: dict[str, float | str] | None,
             *, backward: bool) -> StepOutput:
         outputs: list[Arrays] = []
         for datum in batch:

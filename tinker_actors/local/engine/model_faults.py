@@ -45,7 +45,7 @@ class _BrokenTrainer:
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    def run(self, batch: list[DatumInput], loss_fn: str, loss_fn_config: dict[str, float] | None,
+    def run(self, batch: list[DatumInput], loss_fn: str, loss_fn_config: dict[str, float | str] | None,
             *, backward: bool) -> StepOutput:
         raise LostModelError(self.reason)
 

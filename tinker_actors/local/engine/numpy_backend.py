@@ -38,7 +38,7 @@ class _NumpyTrainer:
     def __init__(self, trainer: LoraTrainer) -> None:
         self._trainer = trainer
 
-    def run(self, batch: list[DatumInput], loss_fn: str, loss_fn_config: dict[str, float] | None,
+    def run(self, batch: list[DatumInput], loss_fn: str, loss_fn_config: dict[str, float | str] | None,
             *, backward: bool) -> StepOutput:
         arrays = [DatumArrays(tokens=d.tokens, loss_inputs=d.loss_fn_inputs) for d in batch]
         if backward:

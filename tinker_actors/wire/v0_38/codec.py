@@ -7,10 +7,13 @@ results. Numbers go between numpy and the packed ``bytes`` fields without Python
 list only if someone reads ``data``; one built from numpy is written with ``tobytes``. Lists a user
 passed (tokens, plain-list loss inputs) are packed by ``struct`` (see :mod:`.arrays`).
 
+Sparse (CSR) tensors go both ways as ``sparse_csr`` (values in the tensor's dtype, indices as int64,
+packed from and read into numpy arrays); text loss settings go in ``loss_fn_config_v2`` only, numbers in
+both maps (servers that predate the v2 map read the first), as the official 0.38 SDK writes them.
 What the domain model cannot carry is refused with a typed error rather than dropped: image
-pointer chunks (0.38 has no wire form for them), audio (dmel) chunks, sparse tensors, text-valued
-loss settings, image ``override_dimensions``. Provenance spans are the exception: they are metadata
-about where tokens came from, do not change what a loss computes, and are read and dropped.
+pointer chunks (0.38 has no wire form for them), audio (dmel) chunks, image ``override_dimensions``.
+Provenance spans are the exception: they are metadata about where tokens came from, do not change
+what the losses computed here compute, and are read and dropped.
 Result fields that 0.38 added and the domain has no place for yet (per-sequence top-k,
 ``prompt_cache_hit_tokens``, ``target_prompt_logprobs``, ``prompt_alt_tokens``) are not decoded.
 """
@@ -41,6 +44,7 @@ from tinker_actors.types import (
     StopReason,
     TensorData,
 )
+from tinker_actors.types.sparse_csr import check_csr
 from tinker_actors.wire.codec import (
     CONTENT_TYPE_PROTOBUF,
     DEFAULT_MAX_DECOMPRESSED_BYTES,
@@ -196,15 +200,21 @@ def _request_tail(fb_input: ForwardBackwardInput, forward_only: bool) -> tuple[b
     for index, datum in enumerate(fb_input.data):
         request.message(_REQUEST.DATA_FIELD_NUMBER, _datum_writer(datum, index))
     request.string(_REQUEST.LOSS_FN_FIELD_NUMBER, fb_input.loss_fn)
-    # Numeric settings go in both maps: servers that predate the v2 map read the first one.
+    # Numeric settings go in both maps: servers that predate the v2 map read the first one. Text exists
+    # only in the v2 map.
     for name, value in config.items():
+        if isinstance(value, str):
+            continue
         number = MessageWriter()
         number.double(_MAP_VALUE, value, always=True)
         request.message(_REQUEST.LOSS_FN_CONFIG_FIELD_NUMBER, _map_entry(name, number, inline=True))
     request.varint(_REQUEST.FORWARD_ONLY_FIELD_NUMBER, int(forward_only))
     for name, value in config.items():
-        setting = MessageWriter()
-        setting.double(pb.LossConfigValue.NUMBER_FIELD_NUMBER, value, always=True)  # a oneof member
+        setting = MessageWriter()  # a oneof member: written even at its default
+        if isinstance(value, str):
+            setting.string(pb.LossConfigValue.TEXT_FIELD_NUMBER, value, always=True)
+        else:
+            setting.double(pb.LossConfigValue.NUMBER_FIELD_NUMBER, value, always=True)
         request.message(_REQUEST.LOSS_FN_CONFIG_V2_FIELD_NUMBER, _map_entry(name, setting))
     return request.parts()
 
@@ -255,9 +265,18 @@ def _chunk_writer(chunk: Any, datum_index: int) -> MessageWriter:
 
 def _tensor_writer(tensor: TensorData, what: str) -> MessageWriter:
     writer = MessageWriter()
-    held = tensor.held_array()
-    dense = pack(tensor.data if held is None else held, tensor.dtype, what, copy=False)  # held: a view
-    writer.data(pb.Tensor.DENSE_FIELD_NUMBER, dense, always=True)  # a oneof member
+    csr = tensor.csr_arrays()
+    if csr is None:
+        held = tensor.held_array()
+        dense = pack(tensor.data if held is None else held, tensor.dtype, what, copy=False)  # held: a view
+        writer.data(pb.Tensor.DENSE_FIELD_NUMBER, dense, always=True)  # a oneof member
+    else:
+        values, crow, col = csr
+        sparse = MessageWriter()
+        sparse.data(pb.SparseCsr.VALUES_FIELD_NUMBER, pack(values, tensor.dtype, what, copy=False))
+        sparse.data(pb.SparseCsr.CROW_INDICES_FIELD_NUMBER, pack(crow, "int64", f"{what} row pointers", copy=False))
+        sparse.data(pb.SparseCsr.COL_INDICES_FIELD_NUMBER, pack(col, "int64", f"{what} columns", copy=False))
+        writer.message(pb.Tensor.SPARSE_CSR_FIELD_NUMBER, sparse)  # a oneof member: present even when empty
     writer.varint(pb.Tensor.DTYPE_FIELD_NUMBER, proto_dtype_of(tensor.dtype))
     if tensor.shape is not None:
         writer.packed_int64(pb.Tensor.SHAPE_FIELD_NUMBER, tensor.shape)
@@ -294,13 +313,14 @@ def _call_from_message(message: pb.ForwardBackwardRequest) -> ForwardBackwardCal
                                forward_only=message.forward_only)
 
 
-def _loss_fn_config(message: pb.ForwardBackwardRequest) -> dict[str, float] | None:
+def _loss_fn_config(message: pb.ForwardBackwardRequest) -> dict[str, float | str] | None:
     if message.loss_fn_config_v2:  # preferred when set: it is the newer of the two maps
-        config: dict[str, float] = {}
+        config: dict[str, float | str] = {}
         for name, value in message.loss_fn_config_v2.items():
-            if value.WhichOneof("value") != "number":
-                raise WireFormatError(f"loss_fn_config {name!r} is not a number (text settings are not supported)")
-            config[name] = value.number
+            kind = value.WhichOneof("value")
+            if kind is None:
+                raise WireFormatError(f"loss_fn_config {name!r} holds neither a number nor text")
+            config[name] = value.number if kind == "number" else value.text
         return config
     if message.loss_fn_config:
         return dict(message.loss_fn_config)
@@ -340,10 +360,18 @@ def _chunk_from_message(message: pb.Chunk, datum_index: int) -> EncodedTextChunk
 
 def _tensor_from_message(message: pb.Tensor, what: str) -> TensorData:
     dtype = domain_dtype_of(message.dtype, what)
-    if message.WhichOneof("encoding") == "sparse_csr":
-        raise WireFormatError(f"{what} is a sparse tensor (not supported)")
-    values = unpack_proto_dtype(message.dense, message.dtype, what)
     shape = list(message.shape) or None
+    if message.WhichOneof("encoding") == "sparse_csr":
+        sparse = message.sparse_csr
+        values = unpack_proto_dtype(sparse.values, message.dtype, what)
+        crow = unpack(sparse.crow_indices, INT64, f"{what} row pointers")
+        col = unpack(sparse.col_indices, INT64, f"{what} columns")
+        problem = check_csr(values.size, crow, col, shape)
+        if problem is not None:
+            raise WireFormatError(f"{what}: {problem}")
+        assert shape is not None  # check_csr: a 2-D shape
+        return TensorData.from_csr_arrays(values, crow, col, dtype, shape)  # views of the message's bytes
+    values = unpack_proto_dtype(message.dense, message.dtype, what)
     if shape is not None and (any(d < 0 for d in shape) or math.prod(shape) != values.size):
         raise WireFormatError(f"{what}: shape {shape} does not hold {values.size} values")
     # Checked above. A read-only view of the message's bytes (widened ones are a new array).
