@@ -1,6 +1,6 @@
 # The two commands of README.md. Each creates .venv and installs what it needs when missing:
 # `make demo` only the package (the main job needs no dev tools, torch or official SDK),
-# `make test` the package with its dev and compat extras. One stamp file per install, so demo then
+# `make test` the package with its dev, compat and ray extras. One stamp file per install, so demo then
 # test adds the extras once, and test then demo installs nothing more.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -21,9 +21,10 @@ $(DEMO_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
-# The test install is a superset of the demo's: it satisfies the demo stamp too.
+# The test install is a superset of the demo's: it satisfies the demo stamp too. The ray extra is here so
+# that the Ray tests (tests/fanout/test_ray.py) run in CI; `make demo` stays without it.
 $(TEST_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev,compat]'
+	$(PY) -m pip install --quiet -e '.[dev,compat,ray]'
 	touch $@ $(DEMO_STAMP)
 
 # Depends on the Makefile, where the version is pinned: changing the pin reinstalls.
