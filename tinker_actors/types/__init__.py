@@ -5,8 +5,9 @@ request with :func:`encode_json` (only the fields that were set, as WIRE-PROTOCO
 
 Every module path of the official SDKs' ``tinker.types`` (0.6.3 and 0.38) exists here too
 (``types.tensor_data``, ``types.optim_step_request``, ``types.provenance_spans``, ...): each gives the same
-objects as this package, for code that imports from them. Settings of 0.38 that are not built yet are held
-by the types but refused when a request asks for them (``types/unsupported.py``).
+objects as this package, for code that imports from them (the few of 0.38 still missing are listed in
+docs/porting-from-official-sdk.md). Settings of 0.38 that are not built yet are held by the types but refused
+when a request asks for them (``types/unsupported.py``).
 """
 
 from tinker_actors.errors import RequestErrorCategory
