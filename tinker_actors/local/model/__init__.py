@@ -19,7 +19,11 @@ Network (``transformer.py``)
 Frozen base weights (``weights.py``)
     Drawn from a numpy ``Generator`` seeded with SHA-256 of the model's canonical name, in float64,
     then cast: every process gets the same model, in float32 (default) or float64. The base model is
-    random (there is no pretraining); the adapters are what learns.
+    random (there is no pretraining); the adapters are what learns. One frozen logit bias makes it
+    behave like a pretrained model in the middle of a document: end-of-text gets -8
+    (``END_OF_TEXT_LOGIT_OFFSET``), so the base model almost never ends text by itself (~1e-6 per token)
+    and sampling, which stops at end-of-text unless ``stop=[]``, runs to ``max_tokens`` until training
+    teaches it to end.
 
 LoRA
     Adapters ``W + (alpha / rank) * A @ B`` with alpha fixed at 32 (``LORA_ALPHA``), A drawn from the
@@ -43,7 +47,14 @@ Losses (``losses.py``)
 
 Sampling (``sampler.py``)
     Adapters merged into the base matrices, KV-cache decoding; temperature, top_k, top_p, stop
-    strings/ids, seed, prompt logprobs and top-k prompt logprobs.
+    strings/ids (end-of-text stops unless ``stop=[]``), seed, prompt logprobs (optionally of the last N
+    positions only), top-k prompt logprobs, top-k logprobs of the generated tokens, logprobs of chosen
+    prompt tokens, alternative prompt tokens drawn in the prefill.
+
+Prefix cache (``prefix_cache.py``)
+    KV blocks of 16 prompt tokens keyed by a digest of the weights and the prefix, LRU within a byte
+    bound: a prompt that starts like a recent one runs only its new tokens
+    (``SampleOutput.prompt_cache_hit_tokens``).
 
 Checkpoints (``checkpoint.py``)
     ``LoraTrainer.state()`` is a flat ``dict[str, np.ndarray]`` (``np.savez``-able, no pickle) with
@@ -72,6 +83,7 @@ from tinker_actors.local.model.errors import (
     UnknownBaseModel,
 )
 from tinker_actors.local.model.losses import LOSS_CONFIG_DEFAULTS, LOSS_FUNCTIONS
+from tinker_actors.local.model.prefix_cache import CacheStats, PrefixCache
 from tinker_actors.local.model.registry import (
     ASSETS_DIR,
     BASE_MODELS,
@@ -80,7 +92,15 @@ from tinker_actors.local.model.registry import (
     get_base_model,
     load_tokenizer,
 )
-from tinker_actors.local.model.sampler import DEFAULT_MAX_TOKENS, SampledSequence, SampleOutput, Sampler
+from tinker_actors.local.model.sampler import (
+    DEFAULT_MAX_TOKENS,
+    AltTokens,
+    PromptTargets,
+    SampledSequence,
+    SampleOutput,
+    Sampler,
+    TopK,
+)
 from tinker_actors.local.model.trainer import DatumArrays, LoraTrainer, StepResult
 from tinker_actors.local.model.weights import LORA_ALPHA, MAX_LORA_RANK
 
@@ -94,17 +114,22 @@ __all__ = [
     "LOSS_FUNCTIONS",
     "MAX_LORA_RANK",
     "AdamHyperparams",
+    "AltTokens",
     "BaseModelInfo",
+    "CacheStats",
     "ContextWindowExceeded",
     "DatumArrays",
     "IncompatibleCheckpoint",
     "InvalidModelInput",
     "LoraConfig",
     "LoraTrainer",
+    "PrefixCache",
+    "PromptTargets",
     "SampleOutput",
     "SampledSequence",
     "Sampler",
     "StepResult",
+    "TopK",
     "UnknownBaseModel",
     "get_base_model",
     "has_optimizer_state",

@@ -208,7 +208,7 @@ def forward(
             )
 
     final, final_inv = rms_norm(x)
-    logits = linear(weights, UNEMBED, final)
+    logits = _with_bias(weights, linear(weights, UNEMBED, final))
     logits -= logits.max(axis=1, keepdims=True)
     flat_targets = targets.reshape(rows, -1)  # [rows, K]: K target tokens per position (K = 1 for [B, T])
     target_logits = np.take_along_axis(logits, flat_targets, axis=1)
@@ -348,4 +348,11 @@ def decode(weights: ModelWeights, tokens: IntArray, cache: KVCache, all_position
     if not all_positions:
         per_row = per_row[:, -1:]
     final, _ = rms_norm(per_row)
-    return linear(weights, UNEMBED, final)
+    return _with_bias(weights, linear(weights, UNEMBED, final))
+
+
+def _with_bias(weights: ModelWeights, logits: Array) -> Array:
+    """The base model's frozen logit bias added in place (it has no gradient: nothing trains it)."""
+    if weights.base.logit_bias is not None:
+        logits += weights.base.logit_bias
+    return logits

@@ -73,10 +73,17 @@ class BaseWeights:
     embed: Array  # [vocab, d_model]
     positions: Array  # [context_window, d_model]
     matrices: Mapping[str, Array]
+    logit_bias: Array | None = None  # [vocab], added to the logits (see END_OF_TEXT_LOGIT_OFFSET)
 
     @property
     def dtype(self) -> np.dtype[Any]:
         return self.embed.dtype
+
+
+# Added to the end-of-text logit of the base models: a random network would otherwise end text at any
+# token (about 1 in 200 for tiny-byte), where a pretrained model mid-document almost never does. With it,
+# end-of-text (which stops sampling unless stop=[]) comes from training, not chance (~1e-6 per token).
+END_OF_TEXT_LOGIT_OFFSET = -8.0
 
 
 def name_seed(name: str, purpose: str) -> int:
@@ -111,7 +118,10 @@ def base_weights(info: BaseModelInfo, dtype_name: str = "float32") -> BaseWeight
         array.setflags(write=False)
     embed = drawn.pop("embed")
     positions = drawn.pop("positions")
-    return BaseWeights(info=info, embed=embed, positions=positions, matrices=drawn)
+    bias = np.zeros(info.vocab_size, dtype=dtype)
+    bias[info.eos_token_id] = END_OF_TEXT_LOGIT_OFFSET
+    bias.setflags(write=False)
+    return BaseWeights(info=info, embed=embed, positions=positions, matrices=drawn, logit_bias=bias)
 
 
 @dataclass(eq=False)
