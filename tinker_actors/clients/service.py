@@ -75,6 +75,7 @@ from tinker_actors.types import (
     GetSamplerResponse,
     GetServerCapabilitiesResponse,
     LoraConfig,
+    OptimizerConfig,
     ParsedCheckpointTinkerPath,
     SessionHeartbeatRequest,
     UntypedAPIFuture,
@@ -493,9 +494,10 @@ class ServiceClient:
 
     def create_lora_training_client(self, base_model: str, rank: int = 32, seed: int | None = None,
                                     train_mlp: bool = True, train_attn: bool = True, train_unembed: bool = True,
-                                    user_metadata: dict[str, str] | None = None) -> TrainingClient:
+                                    user_metadata: dict[str, str] | None = None,
+                                    optimizer: OptimizerConfig | None = None) -> TrainingClient:
         return self._result(self.create_lora_training_client_future(base_model, rank, seed, train_mlp, train_attn,
-                                                                    train_unembed, user_metadata))
+                                                                    train_unembed, user_metadata, optimizer))
 
     def _placeholder_session(self) -> str:
         """A request is checked on the caller's thread before the session exists: it names the session once
@@ -505,14 +507,17 @@ class ServiceClient:
     async def create_lora_training_client_async(self, base_model: str, rank: int = 32, seed: int | None = None,
                                                 train_mlp: bool = True, train_attn: bool = True,
                                                 train_unembed: bool = True,
-                                                user_metadata: dict[str, str] | None = None) -> TrainingClient:
+                                                user_metadata: dict[str, str] | None = None,
+                                                optimizer: OptimizerConfig | None = None) -> TrainingClient:
         return await self.create_lora_training_client_future(base_model, rank, seed, train_mlp, train_attn,
-                                                             train_unembed, user_metadata)
+                                                             train_unembed, user_metadata, optimizer)
 
     def create_lora_training_client_future(self, base_model: str, rank: int = 32, seed: int | None = None,
                                            train_mlp: bool = True, train_attn: bool = True,
-                                           train_unembed: bool = True, user_metadata: dict[str, str] | None = None
-                                           ) -> APIFuture[TrainingClient]:
+                                           train_unembed: bool = True, user_metadata: dict[str, str] | None = None,
+                                           optimizer: OptimizerConfig | None = None) -> APIFuture[TrainingClient]:
+        """``optimizer``: the optimizer the model keeps for life (protocol 0.38; None: AdamW, the only one
+        built here; each step's settings come with ``optim_step``)."""
         if not (train_mlp or train_attn or train_unembed):
             raise InvalidInputError("at least one of train_mlp, train_attn and train_unembed must be True")
         if not base_model:
@@ -524,9 +529,15 @@ class ServiceClient:
             raise InvalidInputError(f"invalid LoRA settings: {invalid}") from None
         with self._seq_lock:
             model_seq = next(self._model_seq)
+        # AdamW is the default: left unset then (0.6.3's body has no such field; 0.38's carries the default).
+        kind = optimizer.get("type") if isinstance(optimizer, dict) else getattr(optimizer, "type", None)
+        chosen = {} if optimizer is None or kind == "adamw" else {"optimizer_config": optimizer}
         try:
             request = CreateModelRequest(session_id=self._placeholder_session(), model_seq_id=model_seq,
-                                         base_model=base_model, user_metadata=user_metadata, lora_config=lora)
+                                         base_model=base_model, user_metadata=user_metadata, lora_config=lora,
+                                         **chosen)
+        except InvalidInputError:
+            raise  # typed already (UnsupportedFeatureError for an optimizer not built)
         except ValueError as invalid:
             raise InvalidInputError(f"invalid create_lora_training_client arguments: {invalid}") from None
         session = self._session_future()  # the first client creates the session (in the IoLoop, below)

@@ -464,8 +464,14 @@ class TrainingClient(QueueStateObserver):
         # Even one chunk is combined: its metrics are reduced as the official SDK reduces them.
         return _gather(futures, combine_outputs)
 
-    def optim_step(self, adam_params: AdamParams) -> APIFuture[OptimStepResponse]:
-        adam_params = adam_params_of(adam_params)  # a typed error here, not after queueing
+    def optim_step(self, optim_params: AdamParams | None = None, *,
+                   adam_params: AdamParams | None = None) -> APIFuture[OptimStepResponse]:
+        """One step of the model's optimizer (AdamW: decoupled ``weight_decay``, the gradients' global norm
+        clipped to ``grad_clip_norm`` first). ``optim_params`` is 0.38's name, ``adam_params`` the older one:
+        give one of them."""
+        if optim_params is not None and adam_params is not None:
+            raise InvalidInputError("optim_step takes an AdamParams as optim_params or as adam_params, not both")
+        adam_params = adam_params_of(optim_params if adam_params is None else adam_params)  # typed error now
         model_id = self.model_id
         return self._json_op("optim_step", "/api/v1/optim_step", "OptimStep",
                              lambda seq: OptimStepRequest(adam_params=adam_params, model_id=model_id, seq_id=seq),
@@ -624,8 +630,9 @@ class TrainingClient(QueueStateObserver):
                             loss_fn_config: dict[str, float | str] | None = None) -> APIFuture[ForwardBackwardOutput]:
         return self.forward(data, loss_fn, loss_fn_config)
 
-    async def optim_step_async(self, adam_params: AdamParams) -> APIFuture[OptimStepResponse]:
-        return self.optim_step(adam_params)
+    async def optim_step_async(self, optim_params: AdamParams | None = None, *,
+                               adam_params: AdamParams | None = None) -> APIFuture[OptimStepResponse]:
+        return self.optim_step(optim_params, adam_params=adam_params)
 
     async def save_state_async(self, name: str) -> APIFuture[SaveWeightsResponse]:
         return self.save_state(name)
