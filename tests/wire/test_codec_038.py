@@ -28,6 +28,7 @@ from tinker_actors.types import (
 from tinker_actors.wire import CONTENT_TYPE_PROTOBUF, ForwardBackwardCall, client_codec
 from tinker_actors.wire.v0_38 import CODEC
 from tinker_actors.wire.v0_38 import tinker_pb2 as pb
+from tinker_actors.wire.v0_38.writer import packed_int64_field
 
 PROTOBUF = CONTENT_TYPE_PROTOBUF
 INT32 = st.integers(-(2**31), 2**31 - 1)
@@ -202,6 +203,12 @@ def test_the_writer_handles_defaults_and_negative_varints(seq_id: int) -> None:
     assert math.copysign(1.0, parsed.loss_fn_config["minus_zero"]) == -1.0
     assert math.isnan(parsed.loss_fn_config_v2["nan"].number)
     assert parsed.loss_fn_config_v2["zero"].WhichOneof("value") == "number"
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 2**14 - 1, 2**14, 2**21 - 1, 2**21, 2**28, 2**63 - 1, -1])
+def test_varints_of_every_width_match_protobuf(value: int) -> None:
+    # Lengths of 16 KiB to 2 MiB (every array of a big datum) take a fast path of their own.
+    assert packed_int64_field(pb.Tensor.SHAPE_FIELD_NUMBER, [value]) == pb.Tensor(shape=[value]).SerializeToString()
 
 
 # -- what goes on the wire -------------------------------------------------------------------------

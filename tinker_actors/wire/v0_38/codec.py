@@ -20,6 +20,7 @@ Result fields that 0.38 added and the domain has no place for yet (per-sequence 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from typing import Any
@@ -71,7 +72,7 @@ from tinker_actors.wire.v0_38.arrays import (
     unpack_proto_dtype,
     widen,
 )
-from tinker_actors.wire.v0_38.writer import MessageWriter
+from tinker_actors.wire.v0_38.writer import MessageWriter, field_header, packed_int64_field, varint_field
 
 __all__ = ["CODEC", "FORWARD_BACKWARD_PATH", "TOPK_EMPTY_LOGPROB", "ProtobufCodec"]
 
@@ -233,11 +234,40 @@ def _map_entry(key: str, value: MessageWriter, *, inline: bool = False) -> Messa
 def _datum_writer(datum: Datum, index: int) -> MessageWriter:
     writer = MessageWriter()
     for chunk in datum.model_input.chunks:
-        writer.message(pb.Datum.MODEL_INPUT_FIELD_NUMBER, _chunk_writer(chunk, index))
+        if type(chunk) is EncodedTextChunk:  # the hot case, written in one go (the same bytes as _chunk_writer's)
+            held = chunk.held_array()
+            tokens = pack_int32(chunk.tokens if held is None else held, f"the tokens of datum {index}", copy=False)
+            writer.nested(_TEXT_CHUNK, field_header(_TOKENS, len(tokens)) if tokens else b"", tokens)
+        else:
+            writer.message(pb.Datum.MODEL_INPUT_FIELD_NUMBER, _chunk_writer(chunk, index))
     for name, tensor in datum.loss_fn_inputs.items():
-        writer.message(pb.Datum.LOSS_FN_INPUTS_FIELD_NUMBER,
-                       _map_entry(name, _tensor_writer(tensor, f"loss input {name!r} of datum {index}")))
+        what = f"loss input {name!r} of datum {index}"
+        if not tensor.is_sparse:  # dense, the hot case: _tensor_writer's bytes in a map entry, in one go
+            held = tensor.held_array()
+            dense = pack(tensor.data if held is None else held, tensor.dtype, what, copy=False)  # held: a view
+            head = field_header(pb.Tensor.DENSE_FIELD_NUMBER, len(dense))  # a oneof member: always written
+            tail = varint_field(pb.Tensor.DTYPE_FIELD_NUMBER, proto_dtype_of(tensor.dtype))
+            if tensor.shape is not None:
+                tail += packed_int64_field(pb.Tensor.SHAPE_FIELD_NUMBER, tensor.shape)
+            key = _map_key(name)
+            entry_head = key + field_header(_MAP_VALUE, len(head) + len(dense) + len(tail)) + head
+            writer.nested(_LOSS_INPUT, entry_head, dense, tail)
+        else:
+            writer.message(pb.Datum.LOSS_FN_INPUTS_FIELD_NUMBER, _map_entry(name, _tensor_writer(tensor, what)))
     return writer
+
+
+_TEXT_CHUNK = (pb.Datum.MODEL_INPUT_FIELD_NUMBER, pb.Chunk.ENCODED_TEXT_FIELD_NUMBER)
+_TOKENS = pb.EncodedTextChunk.TOKENS_FIELD_NUMBER
+_LOSS_INPUT = (pb.Datum.LOSS_FN_INPUTS_FIELD_NUMBER,)
+
+
+@functools.lru_cache(maxsize=256)  # loss input names repeat in every datum
+def _map_key(key: str) -> bytes:
+    """A map entry's key field (written even when empty), as :func:`_map_entry` writes it."""
+    entry = MessageWriter()
+    entry.string(_MAP_KEY, key, always=True)
+    return entry.to_bytes()
 
 
 def _chunk_writer(chunk: Any, datum_index: int) -> MessageWriter:

@@ -19,7 +19,7 @@ import struct
 
 from tinker_actors.errors import InvalidInputError
 
-__all__ = ["MessageWriter"]
+__all__ = ["MessageWriter", "field_header", "packed_int64_field", "varint_field"]
 
 _VARINT = 0
 _FIXED64 = 1
@@ -39,6 +39,8 @@ def _varint(value: int) -> bytes:
         return _ONE_BYTE[value]
     if value < 0x4000:
         return bytes(((value & 0x7F) | 0x80, value >> 7))
+    if value < 0x200000:  # up to 2 MB: the length of every array of a datum
+        return bytes(((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80, value >> 14))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -50,6 +52,24 @@ def _varint(value: int) -> bytes:
 @functools.cache
 def _key(number: int, wire_type: int) -> bytes:
     return _varint((number << 3) | wire_type)
+
+
+def field_header(number: int, size: int) -> bytes:
+    """The key and length of a length-delimited field (bytes, string or message) of ``size`` bytes."""
+    return _key(number, _LENGTH_DELIMITED) + _varint(size)
+
+
+def varint_field(number: int, value: int) -> bytes:
+    """A varint field's bytes, or nothing at its default (0), as :meth:`MessageWriter.varint` writes it."""
+    return _key(number, _VARINT) + _varint(value) if value else b""
+
+
+def packed_int64_field(number: int, values: list[int]) -> bytes:
+    """A packed repeated int64 field's bytes, or nothing when empty, as :meth:`MessageWriter.packed_int64`."""
+    if not values:
+        return b""
+    packed = b"".join(_varint(value) for value in values)
+    return field_header(number, len(packed)) + packed
 
 
 class MessageWriter:
@@ -102,6 +122,24 @@ class MessageWriter:
         self._parts.append(_key(number, _LENGTH_DELIMITED) + _varint(inner.size))
         self.size += len(self._parts[-1]) + inner.size
         self._parts.extend(inner._parts)
+
+    def nested(self, numbers: tuple[int, ...], head: bytes, payload: bytes | memoryview = b"",
+               tail: bytes = b"") -> None:
+        """Field ``numbers[0]``, a message whose field ``numbers[1]`` is a message ... whose innermost message is
+        ``head + payload + tail`` (already encoded; ``payload`` is not copied): the same bytes as a writer per
+        level nested with :meth:`message`, in three parts and without the writers (a hot path: every datum
+        of a forward_backward is written so)."""
+        size = len(head) + len(payload) + len(tail)
+        for number in reversed(numbers):
+            header = field_header(number, size)
+            head = header + head
+            size += len(header)
+        self._parts.append(head)
+        if payload:
+            self._parts.append(payload)
+        if tail:
+            self._parts.append(tail)
+        self.size += size
 
     def extend(self, other: MessageWriter) -> None:
         """The fields of ``other`` appended to this message's (as protobuf merges concatenated messages)."""
