@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -118,3 +119,27 @@ def test_model_controls_need_a_running_service(tmp_path: object) -> None:
     with pytest.raises(RuntimeError, match="not running"):
         service.faults.drop_model("nope")
     service.stop()
+
+
+def test_the_cli_lists_drops_and_corrupts_models_and_restarts_the_service(
+        service: LocalService, api: Api, capsys: pytest.CaptureFixture[str]) -> None:
+    from tinker_actors.cli import main
+
+    dropped, corrupted = _trained_model(api, steps=1), _trained_model(api, steps=2)
+    shell = ["--url", service.base_url, "--api-key", service.api_key]
+    assert main(["local", "model", "list", *shell]) == 0
+    listed = {model["model_id"]: model for model in json.loads(capsys.readouterr().out)["models"]}
+    assert listed[dropped]["optimizer_step"] == 1 and listed[corrupted]["optimizer_step"] == 2
+    assert main(["local", "model", "drop", *shell, dropped]) == 0
+    assert json.loads(capsys.readouterr().out) == {"dropped": dropped}
+    assert main(["local", "model", "corrupt", *shell, corrupted]) == 0
+    capsys.readouterr()
+    assert main(["local", "model", "drop", *shell, dropped]) == 1  # already gone
+    assert "404" in capsys.readouterr().err
+    assert {_states(api)[dropped]["status"], _states(api)[corrupted]["status"]} == {"lost", "corrupted"}
+    restarts = service.restarts
+    assert main(["local", "restart", *shell]) == 0
+    deadline = time.monotonic() + 10
+    while service.restarts == restarts or not service.running:
+        assert time.monotonic() < deadline, "the service did not restart"
+        time.sleep(0.05)

@@ -17,6 +17,7 @@
     tinker-actors local billing show --url http://127.0.0.1:8000
     tinker-actors local billing top-up --url http://127.0.0.1:8000 alice 50000
     tinker-actors local billing set --url http://127.0.0.1:8000 alice unlimited
+    tinker-actors local model list --url http://127.0.0.1:8000      # (and model drop/corrupt MODEL_ID, restart)
 
 The serve command's keys come from ``--api-key`` (repeatable: one user per key) or ``--api-key-file``,
 else ``TINKER_LOCAL_API_KEY``; none: any key is accepted. The other commands' key comes from
@@ -39,6 +40,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
+
+from tinker_actors.cli.local_models import add_model_commands, run_model_command
 
 __all__ = ["add_local_commands", "run_local_command"]
 
@@ -118,6 +121,7 @@ def add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
             parser.add_argument("--inline-result-bytes", type=int, default=None,
                                 help="results this large are announced by their size first")
     _add_billing_commands(sub)
+    add_model_commands(sub, _DEFAULT_URL)
 
 
 def _add_billing_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -224,6 +228,8 @@ def run_local_command(args: argparse.Namespace) -> int:
         return _protocol(args)
     if args.local_command == "billing":
         return _billing(args)
+    if args.local_command in ("model", "restart"):
+        return run_model_command(args, _admin)
     return _fault(args)
 
 
