@@ -23,11 +23,16 @@ LOSS_INPUT_DTYPES: dict[str, TensorDtype] = {
     "logprobs": "float32",
     "clip_low_threshold": "float32",
     "clip_high_threshold": "float32",
+    "sequence_ratio_mask": "float32",
 }
+# 2-D torch tensors under these keys are sent sparse when that is smaller, as the official SDK 0.38 does.
+_SPARSE_ELIGIBLE = frozenset({"target_tokens", "weights"})
+_NUMPY_OF = {"int64": np.int64, "float32": np.float64}  # float lists keep their precision (see tensor.py)
 
 
 def to_tensor_data(key: str, value: Any) -> Any:
-    """Convert one ``loss_fn_inputs`` value: numpy, torch, or a plain list keyed by a known name.
+    """Convert one ``loss_fn_inputs`` value: numpy, torch, or a plain list keyed by a known name (nested
+    lists make a 2-D tensor, e.g. ``[N, K]`` target tokens; they must be rectangular).
 
     Anything else (a TensorData, a dict from JSON) is left for pydantic to validate.
     """
@@ -42,8 +47,17 @@ def to_tensor_data(key: str, value: Any) -> Any:
             raise UnknownLossInputKeyError(
                 f"cannot infer the dtype of loss input {key!r} from a plain list (known keys: {known}); "
                 "pass a numpy array or TensorData instead")
+        if value and isinstance(value[0], list | tuple):
+            try:
+                array = np.asarray(value, dtype=_NUMPY_OF[dtype])
+            except (ValueError, TypeError, OverflowError):
+                raise InvalidInputError(f"loss input {key!r} must be a rectangular array of numbers; ragged or "
+                                        "non-numeric nested lists are not supported") from None
+            return TensorData.from_numpy(array)
         return TensorData.from_list(list(value), dtype)
     if type(value).__module__.startswith("torch"):
+        if key in _SPARSE_ELIGIBLE and value.ndim == 2:
+            return TensorData.from_torch_sparse(value)
         return TensorData.from_torch(value)
     return value
 
