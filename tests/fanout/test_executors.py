@@ -53,3 +53,29 @@ def test_a_fork_pool_is_refused() -> None:
         spawn_pool(2, method="fork")  # type: ignore[arg-type]
     with pytest.raises(tinker.InvalidInputError):
         spawn_pool(0)
+
+
+def test_a_worker_keeps_clients_of_the_latest_handles_and_closes_older_ones_once_idle(
+        service: LocalService) -> None:
+    import concurrent.futures
+
+    from tinker_actors.fanout import executors
+
+    with tinker.ServiceClient(base_url=service.base_url, api_key=KEY) as trainer, \
+            concurrent.futures.ThreadPoolExecutor(2) as threads:
+        samplers = [trainer.create_sampling_client(base_model="tiny-byte") for _ in range(executors.KEPT_SAMPLERS + 2)]
+        kept_clients = []
+        for version, sampler in enumerate(samplers):  # a new weights version each time, as in an RL run
+            done = list(rollouts(threads, rollout, sampler, [{"n": n} for n in range(3)], policy_version=version,
+                                 timeout=60))
+            assert all(r.ok for r in done), [r.error for r in done]
+            kept_clients.append(executors._samplers[sampler.get_sampler_handle()].sampler)
+        assert list(executors._samplers)[-executors.KEPT_SAMPLERS:] == [
+            s.get_sampler_handle() for s in samplers[-executors.KEPT_SAMPLERS:]]
+        assert len(executors._samplers) == executors.KEPT_SAMPLERS
+        # The two oldest clones were closed (their actors stopped): they refuse to sample, the others still do.
+        for closed in kept_clients[:2]:
+            with pytest.raises(tinker.ClientStoppedError):
+                closed.sample(tinker.ModelInput.from_ints([1]), 1, tinker.SamplingParams(max_tokens=1)).result(10)
+        assert kept_clients[-1].sample(tinker.ModelInput.from_ints([1]), 1,
+                                       tinker.SamplingParams(max_tokens=1)).result(30).sequences

@@ -189,7 +189,17 @@ def test_an_async_rl_loop_with_ray_workers_learns(service: LocalService, trainer
                                                   cluster: ModuleType) -> None:
     example = load_example("rl_ray")
     args = example.parse_args(["--steps", "8", "--workers", "2"])
-    summary = example.train(trainer, args, env_vars={"TINKER_API_KEY": KEY})
+    # The job's environment has the key already: no env_vars, so Ray can reuse the executor test's idle workers.
+    summary = example.train(trainer, args)
     assert summary.rollouts >= 8 * summary.groups_per_step
     assert max(summary.lags) <= summary.max_lag and summary.versions_seen[-1] >= 6
     assert summary.last_reward > summary.first_reward + 0.05, summary
+
+
+def test_env_vars_are_added_to_the_workers_runtime_env() -> None:
+    from tinker_actors.fanout.ray_pool import worker_runtime_env
+
+    assert worker_runtime_env(None, None) is None  # the job's environment
+    assert worker_runtime_env(None, {"TINKER_API_KEY": "k"}) == {"env_vars": {"TINKER_API_KEY": "k"}}
+    merged = worker_runtime_env({"pip": ["x"], "env_vars": {"A": "1", "B": "2"}}, {"B": "3"})
+    assert merged == {"pip": ["x"], "env_vars": {"A": "1", "B": "3"}}

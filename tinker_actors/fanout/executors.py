@@ -4,7 +4,8 @@
 The trainer keeps its ServiceClient and TrainingClient; what goes to the workers is the sampler's handle
 (a string without credentials) and the rollout function. Each worker process builds one SamplingClient
 per handle and keeps it for every later task (one clone, one ``join_sampling_session``, per process and
-sampler, however many tasks it runs), and authenticates with its own environment's credentials.
+sampler, however many tasks it runs; the clients of all but the latest ``KEPT_SAMPLERS`` handles are closed
+once idle), and authenticates with its own environment's credentials.
 
     with spawn_pool(4) as pool:
         for rollout in rollouts(pool, play_episode, sampler, episodes):
@@ -16,6 +17,7 @@ guard the entry point with ``if __name__ == "__main__":``, as ``spawn`` requires
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import multiprocessing
 import os
@@ -28,7 +30,7 @@ from typing import Generic, Literal, TypeVar
 from tinker_actors.clients.sampling import SamplingClient
 from tinker_actors.errors import InvalidInputError, TinkerTimeoutError
 
-__all__ = ["Rollout", "rollouts", "run_rollout", "sampler_for", "spawn_pool"]
+__all__ = ["KEPT_SAMPLERS", "Rollout", "rollouts", "run_rollout", "spawn_pool"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -78,23 +80,55 @@ def spawn_pool(workers: int, *, method: Literal["spawn", "forkserver"] = "spawn"
 
 # ---- the worker side ----------------------------------------------------------------------------
 
-_samplers: dict[str, SamplingClient] = {}
+KEPT_SAMPLERS = 4  # per worker process: the latest handles' clients (a new weights version is a new handle)
+
+
+@dataclass(slots=True)
+class _Kept:
+    sampler: SamplingClient
+    users: int = 0  # rollouts running with it: a client is closed only once none is
+
+
+_samplers: collections.OrderedDict[str, _Kept] = collections.OrderedDict()
 _samplers_lock = threading.Lock()
 
 
-def sampler_for(handle: str) -> SamplingClient:
-    """This process's SamplingClient for ``handle``: built on first use, then the same one (one clone per process)."""
+def _acquire(handle: str) -> _Kept:
+    """This process's client for ``handle`` (built on first use, then the same one: one clone per process and
+    handle), counted as in use. Clients of handles not used lately are closed once idle."""
+    retired: list[SamplingClient] = []
     with _samplers_lock:
-        sampler = _samplers.get(handle)
-        if sampler is None:
-            sampler = _samplers[handle] = SamplingClient.from_sampler_handle(handle)
-        return sampler
+        kept = _samplers.get(handle)
+        if kept is None:
+            kept = _samplers[handle] = _Kept(SamplingClient.from_sampler_handle(handle))
+        _samplers.move_to_end(handle)
+        kept.users += 1
+        for old_handle in list(_samplers)[:-KEPT_SAMPLERS]:
+            if _samplers[old_handle].users == 0:
+                retired.append(_samplers.pop(old_handle).sampler)
+    for sampler in retired:
+        sampler.close()
+    return kept
+
+
+def _release(handle: str, kept: _Kept) -> None:
+    with _samplers_lock:
+        kept.users -= 1
+        retire = kept.users == 0 and handle in list(_samplers)[:-KEPT_SAMPLERS]  # older than the kept ones
+        if retire:
+            del _samplers[handle]
+    if retire:
+        kept.sampler.close()
 
 
 def run_rollout(rollout: Callable[[SamplingClient, T], R], handle: str, task: T) -> tuple[R, int, float]:
     """What an executor runs for one task: ``rollout(sampler, task)``, with the worker's pid and the time it took."""
     started = time.monotonic()
-    value = rollout(sampler_for(handle), task)
+    kept = _acquire(handle)
+    try:
+        value = rollout(kept.sampler, task)
+    finally:
+        _release(handle, kept)
     return value, os.getpid(), time.monotonic() - started
 
 

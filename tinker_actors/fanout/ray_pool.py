@@ -95,6 +95,15 @@ def init_local_ray(num_cpus: int = 2, **options: Any) -> ModuleType:
     return ray
 
 
+def worker_runtime_env(runtime_env: Mapping[str, Any] | None, env_vars: Mapping[str, str] | None
+                       ) -> dict[str, Any] | None:
+    """Ray's ``runtime_env`` for the workers: ``runtime_env`` with ``env_vars`` added to its own (None: the job's)."""
+    environment = dict(runtime_env or {})
+    if env_vars:
+        environment["env_vars"] = {**environment.get("env_vars", {}), **env_vars}
+    return environment or None
+
+
 def _handle_of(sampler: SamplingClient | str) -> str:
     if isinstance(sampler, SamplingClient):
         return sampler.get_sampler_handle()
@@ -243,28 +252,27 @@ class RolloutPool(Generic[T, R]):
             raise InvalidInputError("RolloutPool needs a running Ray: call ray.init(...) first (docs/guides/ray.md)")
         self._per_worker = rollouts_per_worker
         handle = _handle_of(sampler)
-        environment = dict(runtime_env or {})
-        if env_vars:
-            environment["env_vars"] = {**environment.get("env_vars", {}), **env_vars}
+        environment = worker_runtime_env(runtime_env, env_vars)
         coordinator = f"tinker-rollout-coordinator-{uuid.uuid4().hex}"
         self._coordinator = ray.remote(Coordinator).options(name=coordinator, num_cpus=0, max_restarts=-1).remote(
             policy_version, handle)
         worker_class = ray.remote(RolloutWorker).options(
             num_cpus=num_cpus, max_restarts=max_restarts, max_task_retries=0,
-            max_concurrency=rollouts_per_worker + 2, runtime_env=environment or None)
+            max_concurrency=rollouts_per_worker + 2, runtime_env=environment)
         self._workers = [worker_class.remote(index, rollout, coordinator, backoff_poll_s)
                          for index in range(workers)]
         self._version = policy_version
         self._lock = threading.Condition()
         self._backlog: collections.deque[Any] = collections.deque()
         self._running: dict[Any, _Submitted] = {}  # ObjectRef -> what it runs
+        self._finishing = 0  # taken from _running, not yet in _done (its result being fetched)
         self._load = [0] * workers  # rollouts running per worker
         # A worker whose rollout died with it is "probing" (not given rollouts) until it answers a ping: Ray
         # restarts it meanwhile; one that cannot come back (max_restarts used up) is "dead" for good.
         self._state = ["up"] * workers
         self._probes: dict[Any, int] = {}  # ObjectRef of a ping -> worker index
         self._reprobe: dict[int, float] = {}  # worker index -> when to ping it again (it was restarting)
-        self._done: queue.SimpleQueue[Rollout[T, R]] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[Rollout[T, R] | None] = queue.SimpleQueue()  # None: closed
         self._closed = False
         try:
             ray.get([worker.ready.remote() for worker in self._workers], timeout=start_timeout)
@@ -288,7 +296,8 @@ class RolloutPool(Generic[T, R]):
     def in_flight(self) -> int:
         """Rollouts submitted and not yet taken from :meth:`as_completed` (running, waiting, or done and unread)."""
         with self._lock:
-            return len(self._backlog) + len(self._running) + self._done.qsize()
+            closed = 1 if self._closed else 0  # the None that says so, once queued
+            return len(self._backlog) + len(self._running) + self._finishing + max(0, self._done.qsize() - closed)
 
     def submit(self, task: T) -> None:
         """Queue one rollout; it starts on the least-loaded worker as soon as that one has room."""
@@ -320,10 +329,7 @@ class RolloutPool(Generic[T, R]):
 
         ``timeout``: the most seconds to wait for the next one (then :class:`TinkerTimeoutError`; the rollouts
         go on). Without one, a wait longer than a minute logs a warning each minute."""
-        while True:
-            with self._lock:
-                if not (self._backlog or self._running or self._done.qsize()):
-                    return
+        while self.in_flight:
             yield self.next_completed(timeout)
 
     def next_completed(self, timeout: float | None = None) -> Rollout[T, R]:
@@ -333,7 +339,11 @@ class RolloutPool(Generic[T, R]):
         while True:
             step = _STALL_WARNING_S if deadline is None else min(_STALL_WARNING_S, deadline - time.monotonic())
             try:
-                return self._done.get(timeout=max(step, 0.0))
+                done = self._done.get(timeout=max(step, 0.0))
+                if done is None:  # closed: tell any other waiter too
+                    self._done.put(None)
+                    raise ClientStoppedError("the rollout pool is closed")
+                return done
             except queue.Empty:
                 waited += max(step, 0.0)
                 if deadline is not None and time.monotonic() >= deadline:
@@ -350,6 +360,7 @@ class RolloutPool(Generic[T, R]):
             self._closed = True
             self._lock.notify_all()
         self._dispatcher.join(timeout)
+        self._done.put(None)  # wakes a thread waiting in next_completed
         self._kill_all()
 
     def __enter__(self) -> RolloutPool[T, R]:
@@ -372,7 +383,9 @@ class RolloutPool(Generic[T, R]):
                     self._lock.wait(_PROBE_INTERVAL_S if self._reprobe else _STALL_WARNING_S)
                     continue
             try:
-                ready, _ = ray.wait(refs, num_returns=1, timeout=_DISPATCH_POLL_S)
+                ready, rest = ray.wait(refs, num_returns=1, timeout=_DISPATCH_POLL_S)
+                if ready and rest:  # every other one done by now too, in one call rather than one each
+                    ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
             except Exception as error:  # Ray shutting down under us
                 log.warning("fanout.dispatcher_stopped", error=repr(error))
                 return
@@ -383,7 +396,12 @@ class RolloutPool(Generic[T, R]):
                 with self._lock:
                     submitted = self._running.pop(ref)
                     self._load[submitted.worker] -= 1
-                self._done.put(self._finished(ref, submitted))
+                    self._finishing += 1
+                try:
+                    self._done.put(self._finished(ref, submitted))
+                finally:
+                    with self._lock:
+                        self._finishing -= 1
 
     def _start_waiting(self) -> None:
         """Start backlog rollouts on live workers with room, least loaded first. Holds the lock."""
@@ -479,9 +497,7 @@ class RayExecutor(concurrent.futures.Executor):
         ray = self._ray = import_ray()
         if not ray.is_initialized():
             raise InvalidInputError("RayExecutor needs a running Ray: call ray.init(...) first")
-        environment = dict(runtime_env or {})
-        if env_vars:
-            environment["env_vars"] = {**environment.get("env_vars", {}), **env_vars}
+        environment = worker_runtime_env(runtime_env, env_vars)
         self._options: dict[str, Any] = {"num_cpus": num_cpus, "max_retries": max_retries}
         if environment:
             self._options["runtime_env"] = environment
