@@ -43,6 +43,7 @@ from tinker_actors.errors import (
 )
 from tinker_actors.experimental_api import ExperimentalWarning
 from tinker_actors.futures import APIFuture
+from tinker_actors.recovery import CheckpointPolicy, RecoveryFailedError, RecoveryPolicy, StepRolledBackError
 from tinker_actors.training.loss_handles import LossHandle, PerDatumLossFn
 from tinker_actors.types import (
     AdamOptimizerConfig,
@@ -94,6 +95,7 @@ __all__ = [
     "BadRequestError",
     "BillingError",
     "Checkpoint",
+    "CheckpointPolicy",
     "CheckpointType",
     "ClientStoppedError",
     "ConflictError",
@@ -127,6 +129,8 @@ __all__ = [
     "PermissionDeniedError",
     "PromptProvenanceSpan",
     "RateLimitError",
+    "RecoveryFailedError",
+    "RecoveryPolicy",
     "RequestFailedError",
     "RestClient",
     "RetryConfig",
@@ -137,6 +141,7 @@ __all__ = [
     "SamplingClient",
     "SamplingParams",
     "ServiceClient",
+    "StepRolledBackError",
     "StopReason",
     "TensorData",
     "TensorDtype",
