@@ -477,6 +477,11 @@ class ServiceClient:
         with self._seq_lock:
             return next(self._sampling_seq)
 
+    def _reserve_model_seq(self) -> int:
+        """A ``model_seq_id`` of the session, for a model recreated by a training client's recovery."""
+        with self._seq_lock:
+            return next(self._model_seq)
+
     # -- capabilities --
 
     def get_server_capabilities(self) -> GetServerCapabilitiesResponse:

@@ -742,7 +742,7 @@ class TrainingClient(QueueStateObserver):
         service = self._service
         return ClientPort(context=self._context, ledger=self._ledger, supervisor=service.clients_supervisor,
                           child_id=self._child_id, base_model=self._ledger.base_model,
-                          reserve_model_seq=lambda: _reserve_model_seq(service), save_state=self._periodic_save,
+                          reserve_model_seq=service._reserve_model_seq, save_state=self._periodic_save,
                           rest=lambda: RestClient(service))
 
     def _periodic_save(self, name: str) -> APIFuture[SaveWeightsResponse]:
@@ -751,13 +751,6 @@ class TrainingClient(QueueStateObserver):
         return self._json_op("save_weights", "/api/v1/save_weights", "SaveWeights",
                              lambda seq: SaveWeightsRequest(model_id=model_id, path=name, seq_id=seq),
                              SaveWeightsResponse.model_validate, model_id=model_id, poisons=False)
-
-
-def _reserve_model_seq(service: ServiceClient) -> int:
-    """The next ``model_seq_id`` of the session, as ``create_lora_training_client`` takes one (a recreated model
-    is a new model of the same session)."""
-    with service._seq_lock:
-        return next(service._model_seq)
 
 
 def _fwd_retarget(codec: ClientCodec, fb_input: ForwardBackwardInput, backward: bool,
