@@ -16,7 +16,7 @@ import contextlib
 import contextvars
 import itertools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -420,18 +420,19 @@ class TrainingClient(QueueStateObserver):
     # -- training --
 
     def forward_backward(self, data: Sequence[Datum], loss_fn: str,
-                         loss_fn_config: dict[str, float | str] | None = None) -> APIFuture[ForwardBackwardOutput]:
+                         loss_fn_config: Mapping[str, float | str] | None = None) -> APIFuture[ForwardBackwardOutput]:
         return self._fwd(data, loss_fn, loss_fn_config, backward=True)
 
     def forward(self, data: Sequence[Datum], loss_fn: str,
-                loss_fn_config: dict[str, float | str] | None = None) -> APIFuture[ForwardBackwardOutput]:
+                loss_fn_config: Mapping[str, float | str] | None = None) -> APIFuture[ForwardBackwardOutput]:
         return self._fwd(data, loss_fn, loss_fn_config, backward=False)
 
-    def _fwd(self, data: Sequence[Datum], loss_fn: str, loss_fn_config: dict[str, float | str] | None, *,
+    def _fwd(self, data: Sequence[Datum], loss_fn: str, loss_fn_config: Mapping[str, float | str] | None, *,
              backward: bool) -> APIFuture[ForwardBackwardOutput]:
         kind = "forward_backward" if backward else "forward"
         batch = datum_list(data, kind)  # typed errors before anything is queued (docs/concepts/failures.md)
-        check_loss(loss_fn, loss_fn_config, kind)
+        config = dict(loss_fn_config) if isinstance(loss_fn_config, Mapping) else loss_fn_config
+        check_loss(loss_fn, config, kind)
         if not batch:
             # As the official SDK: nothing is sent, the output is empty, and the next optim_step runs as usual
             # (an RL step whose advantages are all zero trains on no datum).
@@ -446,7 +447,7 @@ class TrainingClient(QueueStateObserver):
         # nothing is sent (docs/concepts/failures.md). Only the seq id is added at send time.
         for chunk in split_batch(batch, profile.chunk_limits_for(self._chunk_limits)):
             try:
-                fb_input = ForwardBackwardInput(data=chunk, loss_fn=loss_fn, loss_fn_config=loss_fn_config)
+                fb_input = ForwardBackwardInput(data=chunk, loss_fn=loss_fn, loss_fn_config=config)
             except ValueError as invalid:
                 raise InvalidInputError(f"invalid forward_backward input: {invalid}") from None
             prepared.append(profile.codec.prepare_forward_backward(
@@ -622,12 +623,13 @@ class TrainingClient(QueueStateObserver):
     # -- async twins (each returns the APIFuture, as the official SDK does) --
 
     async def forward_backward_async(self, data: Sequence[Datum], loss_fn: str,
-                                     loss_fn_config: dict[str, float | str] | None = None
+                                     loss_fn_config: Mapping[str, float | str] | None = None
                                      ) -> APIFuture[ForwardBackwardOutput]:
         return self.forward_backward(data, loss_fn, loss_fn_config)
 
     async def forward_async(self, data: Sequence[Datum], loss_fn: str,
-                            loss_fn_config: dict[str, float | str] | None = None) -> APIFuture[ForwardBackwardOutput]:
+                            loss_fn_config: Mapping[str, float | str] | None = None
+                            ) -> APIFuture[ForwardBackwardOutput]:
         return self.forward(data, loss_fn, loss_fn_config)
 
     async def optim_step_async(self, optim_params: AdamParams | None = None, *,
