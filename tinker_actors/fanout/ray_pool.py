@@ -217,8 +217,8 @@ class RolloutWorker:
                                  timeout=max(10 * poll_s, 5.0))
                 if shared - now > mine + poll_s:
                     sampler.back_off(min(shared - now, 3600.0))
-            except Exception as error:  # the coordinator restarting, a closed client: try again next time
-                log.debug("fanout.backoff_exchange_failed", worker=self._index, error=repr(error))
+            except Exception:  # best effort: the coordinator restarting or gone (pool closing), a closed client
+                continue
 
 
 # ---- the pool (in the trainer's process) ----------------------------------------------------------
@@ -261,7 +261,7 @@ class RolloutPool(Generic[T, R]):
             max_concurrency=rollouts_per_worker + 2, runtime_env=environment)
         self._workers = [worker_class.remote(index, rollout, coordinator, backoff_poll_s)
                          for index in range(workers)]
-        self._version = policy_version
+        self._version, self._handle = policy_version, handle
         self._lock = threading.Condition()
         self._backlog: collections.deque[Any] = collections.deque()
         self._running: dict[Any, _Submitted] = {}  # ObjectRef -> what it runs
@@ -317,7 +317,7 @@ class RolloutPool(Generic[T, R]):
         handle = _handle_of(sampler)
         ray = self._ray
         ray.get(self._coordinator.publish.remote(version, handle), timeout=timeout)
-        self._version = version
+        self._version, self._handle = version, handle
         switches = [worker.switch.remote(version, handle) for worker in self._workers]
         ready, _ = ray.wait(switches, num_returns=len(switches), timeout=timeout)
         for ref in ready:
@@ -443,7 +443,9 @@ class RolloutPool(Generic[T, R]):
         with self._lock:
             worker = self._probes.pop(ref)
         try:
-            ray.get(ref)
+            _, version = ray.get(ref)
+            if version < self._version:  # it restarted before the last publish reached it
+                ray.get(self._workers[worker].switch.remote(self._version, self._handle), timeout=60)
         except ray.exceptions.ActorUnavailableError:  # restarting: ask again shortly
             with self._lock:
                 self._reprobe[worker] = time.monotonic() + _PROBE_INTERVAL_S
@@ -451,6 +453,9 @@ class RolloutPool(Generic[T, R]):
         except ray.exceptions.RayActorError as error:
             state = "dead"
             log.warning("fanout.worker_gone", worker=worker, error=type(error).__name__)
+        except Exception as error:  # back, but the switch to the latest weights failed: its rollouts say which
+            state = "up"
+            log.warning("fanout.worker_switch_failed", worker=worker, error=repr(error))
         else:
             state = "up"
             log.info("fanout.worker_back", worker=worker)
