@@ -37,7 +37,7 @@ import numpy as np
 
 OFFICIAL_038_PYTHON = Path(__file__).resolve().parents[1] / ".venv-tinker038" / "bin" / "python"
 WIDE_MODEL = "bench-wide"  # a zero-work model with room for 2048-token datums and 50,000 token ids
-END_TO_END = ("ours-0.38", "ours-0.6.3", "official-0.38", "official-0.6.3")
+END_TO_END = ("ours-0.38", "ours-0.6.3", "official-0.38", "official-0.6.3", "floor")
 
 
 def official_encode(types: Any, inputs: list[tuple[Any, Any, Any]]) -> bytes:
@@ -104,9 +104,19 @@ def numpy_inputs(datums: int, tokens: int) -> list[tuple[Any, Any, Any]]:
     return inputs
 
 
-def end_to_end_child(kind: str, url: str, api_key: str, datums: int, tokens: int, repeat: int) -> dict[str, float]:
-    """``repeat`` timed forward_backward calls (after one warm-up) of one client; medians of wall and CPU."""
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of another process (the service), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def end_to_end_child(kind: str, url: str, api_key: str, datums: int, tokens: int, repeat: int,
+                     server_pid: int) -> dict[str, float]:
+    """``repeat`` timed forward_backward calls (after one warm-up) of one client; medians of wall and CPU, and
+    the service's CPU per call."""
     inputs = numpy_inputs(datums, tokens)
+    if kind == "floor":
+        return floor_child(url, api_key, inputs, repeat, server_pid)
     if kind.startswith("ours"):
         import tinker_actors as sdk
 
@@ -131,12 +141,77 @@ def end_to_end_child(kind: str, url: str, api_key: str, datums: int, tokens: int
 
     assert call() == datums  # warm-up: connections, caches
     walls, cpus = [], []
+    server_cpu = process_cpu_seconds(server_pid)
     for _ in range(repeat):
         wall, cpu = time.perf_counter(), time.process_time()
         call()
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
-    return {"wall": statistics.median(walls), "cpu": statistics.median(cpus)}
+    server_cpu = process_cpu_seconds(server_pid) - server_cpu
+    return {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "server_cpu": server_cpu / repeat}
+
+
+def floor_child(url: str, api_key: str, inputs: list[tuple[Any, Any, Any]], repeat: int,
+                server_pid: int) -> dict[str, float]:
+    """What no client can go below: the batch's chunks encoded beforehand (untimed), then only POSTed one
+    after the other and their protobuf results polled and read (not decoded), on the lean transport with
+    the fewest headers. The rest of the time is the service's."""
+    import asyncio
+
+    import httpx
+
+    import tinker_actors as sdk
+    from tinker_actors.http.lean_client import LeanClient
+    from tinker_actors.http.transport import LeanTransport
+    from tinker_actors.wire import v0_38
+
+    data = [sdk.Datum(model_input=sdk.ModelInput.from_ints(toks), loss_fn_inputs={"target_tokens": y, "weights": w})
+            for toks, y, w in inputs]
+    halves = [data[: len(data) // 2], data[len(data) // 2:]]
+    with sdk.ServiceClient(base_url=url, api_key=api_key, protocol="0.38", telemetry_enabled=False) as service:
+        model_id = service.create_lora_training_client(WIDE_MODEL, rank=8).model_id
+        prepared = [v0_38.CODEC.prepare_forward_backward(model_id, sdk.types.ForwardBackwardInput(
+            data=half, loss_fn="cross_entropy")) for half in halves]
+        seq_ids = iter(range(1, 1_000_000))
+
+        async def measure() -> dict[str, float]:
+            headers = {"x-api-key": api_key}
+            transport = LeanTransport(max_connections=8, max_keepalive=8)
+            async with LeanClient(transport, headers=headers, timeout=120) as client:
+                async def call(bodies: list[bytes]) -> None:
+                    futures = []
+                    for body in bodies:
+                        answer = await client.request("POST", url + "/api/v1/forward_backward", content=body,
+                                                      headers={"content-type": "application/x-protobuf"})
+                        futures.append(answer.raise_for_status().json()["request_id"])
+                    for request_id in futures:
+                        poll = json.dumps({"request_id": request_id, "allow_metadata_only": False}).encode()
+                        while True:
+                            result = await client.request("POST", url + "/api/v1/retrieve_future", content=poll,
+                                                          headers={"accept": "application/x-protobuf",
+                                                                   "content-type": "application/json"})
+                            if result.status_code == 200 and not result.headers["content-type"].endswith("json"):
+                                break
+                            if result.status_code not in (200, 408):
+                                raise httpx.HTTPStatusError("poll failed", request=result.request, response=result)
+
+                def bodies() -> list[bytes]:
+                    return [request.body(next(seq_ids)).content for request in prepared]
+
+                await call(bodies())  # warm-up
+                walls, cpus = [], []
+                server_cpu = process_cpu_seconds(server_pid)
+                for _ in range(repeat):
+                    ready = bodies()
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    await call(ready)
+                    walls.append(time.perf_counter() - wall)
+                    cpus.append(time.process_time() - cpu)
+                server_cpu = process_cpu_seconds(server_pid) - server_cpu
+            return {"wall": statistics.median(walls), "cpu": statistics.median(cpus),
+                    "server_cpu": server_cpu / repeat}
+
+        return asyncio.run(measure())
 
 
 def end_to_end(args: argparse.Namespace) -> None:
@@ -147,34 +222,46 @@ def end_to_end(args: argparse.Namespace) -> None:
                               text=True, env=env)
     assert server.stdin is not None and server.stdout is not None
     info = json.loads(server.stdout.readline())
-    results: dict[str, dict[str, float]] = {}
+    runs: dict[str, list[dict[str, float]]] = {}
+    kinds = [kind for kind in args.clients if kind != "official-0.38" or OFFICIAL_038_PYTHON.exists()]
+    if "official-0.38" in args.clients and "official-0.38" not in kinds:
+        print(f"official-0.38: {OFFICIAL_038_PYTHON} not found (make test creates it): left out")
+    sends = None
     try:
-        for kind in END_TO_END:
-            python = OFFICIAL_038_PYTHON if kind == "official-0.38" else Path(sys.executable)
-            if not python.exists():
-                print(f"{kind}: {python} not found (make test creates it): left out")
-                continue
-            done = subprocess.run([str(python), __file__, "--child", kind, "--url", info["url"], "--api-key",
-                                   info["api_key"], "--datums", str(args.datums), "--tokens", str(args.tokens),
-                                   "--repeat", str(args.repeat)], capture_output=True, text=True, env=env,
-                                  timeout=1800)
-            if done.returncode != 0:
-                print(f"{kind} failed:\n{done.stderr[-2000:]}")
-                continue
-            results[kind] = json.loads(done.stdout.strip().splitlines()[-1])
-        sends = chunk_sends(info["url"], info["api_key"], args)
+        for _ in range(args.rounds):  # interleaved: one process of each client per round
+            for kind in kinds:
+                python = OFFICIAL_038_PYTHON if kind == "official-0.38" else Path(sys.executable)
+                done = subprocess.run([str(python), __file__, "--child", kind, "--url", info["url"], "--api-key",
+                                       info["api_key"], "--datums", str(args.datums), "--tokens", str(args.tokens),
+                                       "--repeat", str(args.repeat), "--server-pid", str(server.pid)],
+                                      capture_output=True, text=True, env=env, timeout=1800)
+                if done.returncode != 0:
+                    print(f"{kind} failed:\n{done.stderr[-2000:]}")
+                    continue
+                runs.setdefault(kind, []).append(json.loads(done.stdout.strip().splitlines()[-1]))
+        if args.chunk_sends:
+            sends = chunk_sends(info["url"], info["api_key"], args)
     finally:
         server.stdin.close()
         server.wait(timeout=30)
+    results = {kind: {unit: statistics.median(run[unit] for run in kind_runs) for unit in ("wall", "cpu", "server_cpu")}
+               for kind, kind_runs in runs.items()}
     base = results.get("official-0.38")
     print(f"\nend to end: forward_backward(...).result() of {args.datums} x {args.tokens} tokens (numpy inputs) "
-          f"against the zero-work service; median of {args.repeat}")
-    print(f"{'client':<16} {'wall s':>8} {'CPU s':>8} {'wall x off-0.38':>16} {'CPU x off-0.38':>15}")
+          f"against the zero-work service; medians over {args.rounds} interleaved rounds of the median of "
+          f"{args.repeat} calls (spread: the lowest and highest round)")
+    print(f"{'client':<16} {'wall s':>8} {'wall spread':>14} {'CPU s':>8} {'service CPU s':>14} "
+          f"{'wall x off-0.38':>16} {'CPU x off-0.38':>15}")
     for kind, row in results.items():
+        walls = [run["wall"] for run in runs[kind]]
         ratios = [f"{row[unit] / base[unit]:.2f}" if base else "-" for unit in ("wall", "cpu")]
-        print(f"{kind:<16} {row['wall']:>8.3f} {row['cpu']:>8.3f} {ratios[0]:>16} {ratios[1]:>15}")
-    print(f"\nthe batch's two protobuf chunks ({sends['mb']:.1f} MB each) POSTed one after the other: "
-          f"{sends['serial']:.3f} s; both at once: {sends['together']:.3f} s (median of {args.repeat})")
+        print(f"{kind:<16} {row['wall']:>8.3f} {min(walls):>6.3f}-{max(walls):<7.3f} {row['cpu']:>8.3f} "
+              f"{row['server_cpu']:>14.3f} {ratios[0]:>16} {ratios[1]:>15}")
+    if "floor" in results:
+        print("floor: the chunks encoded beforehand, only sent and their results read (no client goes below it)")
+    if sends is not None:
+        print(f"\nthe batch's two protobuf chunks ({sends['mb']:.1f} MB each) POSTed one after the other: "
+              f"{sends['serial']:.3f} s; both at once: {sends['together']:.3f} s (median of {args.repeat})")
 
 
 def chunk_sends(url: str, api_key: str, args: argparse.Namespace) -> dict[str, float]:
@@ -225,8 +312,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datums", type=int, default=256)
     parser.add_argument("--tokens", type=int, default=2048)
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=7, help="calls per process (after a warm-up)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved end-to-end rounds (a process each)")
+    parser.add_argument("--clients", nargs="+", choices=END_TO_END, default=list(END_TO_END),
+                        help="end-to-end clients")
+    parser.add_argument("--no-chunk-sends", dest="chunk_sends", action="store_false",
+                        help="skip the chunks-sent-together measurement")
     parser.add_argument("--no-end-to-end", dest="end_to_end", action="store_false")
+    parser.add_argument("--server-pid", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=END_TO_END, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -236,7 +329,8 @@ def main() -> None:
         serve()
         return
     if args.child:
-        print(json.dumps(end_to_end_child(args.child, args.url, args.api_key, args.datums, args.tokens, args.repeat)))
+        print(json.dumps(end_to_end_child(args.child, args.url, args.api_key, args.datums, args.tokens, args.repeat,
+                                          args.server_pid)))
         os._exit(0)  # the official SDKs' background threads can delay a normal exit
     rng = np.random.default_rng(0)
     array_inputs = []
