@@ -22,8 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tinker_actors.local.api.admin_api import AdminApi
+from tinker_actors.local.api.audit_api import AuditApi
 from tinker_actors.local.api.auth_api import AuthApi
 from tinker_actors.local.api.billing_api import BillingApi
+from tinker_actors.local.api.copy_weights_api import CopyWeightsApi
+from tinker_actors.local.api.exports_api import ExportsApi
 from tinker_actors.local.api.model_faults_api import ModelFaultsApi
 from tinker_actors.local.api.rest_api import RestApi
 from tinker_actors.local.api.routes import Route, Router
@@ -34,6 +37,7 @@ from tinker_actors.local.engine.accounts import Accounts, Identity
 from tinker_actors.local.engine.model_faults import lose_named_model
 from tinker_actors.local.engine.state import ApiError, Call, ServiceState, error_body
 from tinker_actors.local.engine.tokens import Authenticator, InvalidTokenError, TokenIssuer
+from tinker_actors.local.engine.trace import RequestTracer
 from tinker_actors.local.server.faults import MODEL_ACTIONS, FaultAction, FaultMatch
 from tinker_actors.local.server.http_server import DROP_CONNECTION, DropConnection, HttpRequest, HttpResponse
 
@@ -65,17 +69,29 @@ class LocalApp:
         self._auth = authenticator
         self._request_restart = request_restart
         self._router = Router()
+        self._tracer = RequestTracer(state)  # every answered request, per session (trace export)
         rest = RestApi(state)
         SessionApi(state).register(self._router)
         TrainingApi(state).register(self._router)
         SamplingApi(state).register(self._router)
         rest.register(self._router)
+        ExportsApi(state, self._tracer).register(self._router)
+        CopyWeightsApi(state, user_of_credential=self._user_of_credential).register(self._router)
+        AuditApi(state, is_admin=lambda user: user == self._auth.accounts.admin).register(self._router)
         AuthApi(authenticator).register(self._router)
         AdminApi(state, rest).register(self._router)
         ModelFaultsApi(state, request_restart).register(self._router)
         BillingApi(state).register(self._router)
         self._forever = asyncio.Event()  # never set: what held requests wait on
         self._redactor = PathRedactor(state.config.data_dir)
+
+    def _user_of_credential(self, credential: str) -> str | None:
+        """The user an API key or token of this service belongs to (None: not one)."""
+        try:
+            accepted = self._auth.check(credential, count_accepted=False)
+        except InvalidTokenError:
+            return None
+        return accepted.identity.user if accepted is not None else None
 
     @property
     def endpoints(self) -> list[str]:
@@ -94,6 +110,19 @@ class LocalApp:
         call = Call(request=request, endpoint=route.endpoint, params=params)
         if identity is not None:
             call.user = identity.user
+        started = self._tracer.clock()
+        answer: HttpResponse | DropConnection | None = None  # None: cancelled before an answer
+        try:
+            answer = await self._dispatch(route, call)
+            return answer
+        finally:
+            try:
+                self._tracer.record(call, answer, started)
+            except Exception:  # a trace must never cost a request its answer
+                _log.exception("local service: tracing %s failed", route.endpoint)
+
+    async def _dispatch(self, route: Route, call: Call) -> HttpResponse | DropConnection:
+        request = call.request
         self._state.stats.received(route.endpoint)
         if not route.admin:
             fault = self._state.faults.check(route.endpoint, request.path, request.method,

@@ -10,8 +10,10 @@ default: only the caller's; ``accessible``: for runs and checkpoints, also other
 sessions are never shared) and ``project_id`` (the project of the record's session; a session
 created without one is in project ``local``).
 
-A checkpoint id is ``weights/<name>`` or ``sampler_weights/<name>``, so checkpoint routes capture
-two segments. Already-public (or not public) checkpoints answer 400, never 409: the official SDK
+A checkpoint id is ``weights/<name>``, ``sampler_weights/<name>`` or ``external_weights/<name>``, so
+checkpoint routes capture two segments. Deletions, publications and TTL changes go to the audit log
+(``audit_api.py``) with the caller as actor; so does an archive download (a read).
+Already-public (or not public) checkpoints answer 400, never 409: the official SDK
 retries 409 for minutes. The archive endpoint answers 302 to a tarball this service serves itself
 at an unguessable, expiring URL (the official CLI downloads it with a plain GET, without a key).
 """
@@ -42,12 +44,13 @@ from tinker_actors.types import (
     TrainingRunsResponse,
 )
 
-__all__ = ["RestApi", "checkpoint_model", "run_model"]
+__all__ = ["RestApi", "checkpoint_model", "requested_checkpoint", "run_model"]
 
 _CKPT = "/api/v1/training_runs/{run_id}/checkpoints/{kind}/{name}"
 _MAX_PAGE = 10_000
 AccessScope = Literal["owned", "accessible"]
 _SCOPES: tuple[AccessScope, ...] = ("owned", "accessible")
+_KIND_SEGMENTS = ("weights", "sampler_weights", "external_weights")
 
 
 def checkpoint_model(record: CheckpointRecord) -> Checkpoint:
@@ -58,7 +61,21 @@ def checkpoint_model(record: CheckpointRecord) -> Checkpoint:
     }
     if record.expires_at is not None:
         fields["expires_at"] = record.expires_at
+    if record.user_metadata is not None:
+        fields["user_metadata"] = record.user_metadata
     return Checkpoint.model_validate(fields)
+
+
+def requested_checkpoint(state: ServiceState, call: Call, *, change: bool) -> CheckpointRecord:
+    """The checkpoint the path (``{run_id}/checkpoints/{kind}/{name}``) names, if the caller may read it
+    (``change``: change it, owner only); else 404 with the body of an unknown checkpoint."""
+    run_id, kind, name = call.params["run_id"], call.params["kind"], call.params["name"]
+    if kind not in _KIND_SEGMENTS:
+        raise ApiError(400, f"checkpoint kind {kind!r} is not one of {', '.join(_KIND_SEGMENTS)}")
+    record = state.storage.checkpoint_for(call.user, run_id, f"{kind}/{name}", change=change)
+    if record is None:
+        raise ApiError(404, f"checkpoint tinker://{run_id}/{kind}/{name} not found")
+    return record
 
 
 def run_model(run: RunRecord, last: CheckpointRecord | None, last_sampler: CheckpointRecord | None) -> TrainingRun:
@@ -179,19 +196,16 @@ class RestApi:
             cursor=Cursor(offset=offset, limit=limit, total_count=len(records))))
 
     def _checkpoint(self, call: Call, *, change: bool) -> CheckpointRecord:
-        """The checkpoint the path names, if the caller may read it (``change``: change it, owner only);
-        else 404 with the body of an unknown checkpoint."""
-        run_id, kind, name = call.params["run_id"], call.params["kind"], call.params["name"]
-        if kind not in ("weights", "sampler_weights"):
-            raise ApiError(400, f"checkpoint kind {kind!r} is not weights or sampler_weights")
-        record = self._state.storage.checkpoint_for(call.user, run_id, f"{kind}/{name}", change=change)
-        if record is None:
-            raise ApiError(404, f"checkpoint tinker://{run_id}/{kind}/{name} not found")
-        return record
+        return requested_checkpoint(self._state, call, change=change)
 
     async def delete_checkpoint(self, call: Call) -> HttpResponse:
-        self._state.storage.delete_checkpoint(self._checkpoint(call, change=True))
+        self._state.storage.delete_checkpoint(self._checkpoint(call, change=True), actor=call.user)
         return HttpResponse(204)
+
+    def _audit(self, event: str, call: Call, record: CheckpointRecord, **details: object) -> None:
+        self._state.storage.audit.record(event, actor=call.user, owner=call.user, tinker_path=record.tinker_path,
+                                         training_run_id=record.run_id, checkpoint_type=record.checkpoint_type,
+                                         **details)
 
     def _modify(self, call: Call, change: Callable[[CheckpointRecord], CheckpointRecord]) -> CheckpointRecord:
         """Apply ``change`` to the checkpoint's current version, atomically (see Storage.modify_checkpoint)."""
@@ -207,7 +221,7 @@ class RestApi:
                 raise ApiError(400, f"checkpoint {record.tinker_path} is already public")
             return replace(record, public=True)
 
-        self._modify(call, make_public)
+        self._audit("checkpoint_publish", call, self._modify(call, make_public))
         return HttpResponse(204)
 
     async def unpublish(self, call: Call) -> HttpResponse:
@@ -216,7 +230,7 @@ class RestApi:
                 raise ApiError(400, f"checkpoint {record.tinker_path} is not public")
             return replace(record, public=False)
 
-        self._modify(call, make_private)
+        self._audit("checkpoint_unpublish", call, self._modify(call, make_private))
         return HttpResponse(204)
 
     async def set_ttl(self, call: Call) -> HttpResponse:
@@ -230,6 +244,8 @@ class RestApi:
         updated = self._state.storage.set_ttl(record, ttl)
         if updated is None:
             raise ApiError(404, f"checkpoint {record.tinker_path} not found")
+        self._audit("checkpoint_ttl_set", call, updated, ttl_seconds=ttl,
+                    expires_at=updated.expires_at.isoformat() if updated.expires_at is not None else None)
         return ok(checkpoint_model(updated))
 
     async def archive(self, call: Call) -> HttpResponse:
@@ -250,6 +266,7 @@ class RestApi:
         if issued is None:
             raise ApiError(404, f"checkpoint {record.tinker_path} not found")
         token, expires = issued
+        state.storage.audit_read(record, call.user, "download")
         location = f"{state.public_base_url}/local/v1/archives/{token}.tar"
         return HttpResponse(302, b"", headers=[
             ("Location", location), ("Expires", format_datetime(expires.astimezone(UTC), usegmt=True))])

@@ -472,7 +472,7 @@ class TrainingApi:
 
     async def save_weights(self, call: Call) -> HttpResponse:
         # overwrite: a checkpoint saved under a name already used replaces it, asked for or not.
-        # user_metadata: accepted, not kept (checkpoints here have no metadata).
+        # user_metadata and ttl_seconds are kept with the checkpoint (Checkpoint.user_metadata / expires_at).
         req, added = read_body(call, SaveWeightsRequest, SaveWeightsAdded)
         slot = self._slot(req.model_id, call.user)
         name = self._checkpoint_name(req.path, req.seq_id)
@@ -481,8 +481,8 @@ class TrainingApi:
 
         def save(trainer: Trainer) -> _Done:
             record = storage.write_checkpoint(slot.model_id, "weights", name, trainer.state(with_optimizer=True),
-                                              with_optimizer=True)
-            self._apply_ttl(record, ttl_seconds)
+                                              with_optimizer=True, ttl_seconds=ttl_seconds,
+                                              user_metadata=added.user_metadata)
             return _Done(encode_json(SaveWeightsResponse(path=record.tinker_path)))
 
         return self._submit(call, slot, req.seq_id, "SaveWeights", save)
@@ -503,8 +503,8 @@ class TrainingApi:
             def save_named(trainer: Trainer) -> _Done:
                 kind: CheckpointKind = "sampler_weights"
                 record = state.storage.write_checkpoint(
-                    slot.model_id, kind, name, trainer.state(with_optimizer=False), with_optimizer=False)
-                self._apply_ttl(record, ttl_seconds)
+                    slot.model_id, kind, name, trainer.state(with_optimizer=False), with_optimizer=False,
+                    ttl_seconds=ttl_seconds, user_metadata=added.user_metadata)
                 return _Done(encode_json(SaveWeightsForSamplerResponseInternal(path=record.tinker_path)))
 
             return self._submit(call, slot, req.seq_id, "SaveWeightsForSampler", save_named)
@@ -551,7 +551,8 @@ class TrainingApi:
             if req.optimizer and not record.with_optimizer:
                 raise ValueError(f"checkpoint {req.path} holds no optimizer state (sampler weights); "
                                  "load it without the optimizer")
-            trainer.load_state(storage.read_checkpoint(record), with_optimizer=req.optimizer)
+            trainer.load_state(storage.read_checkpoint(record, reader=slot.owner, purpose="load"),
+                               with_optimizer=req.optimizer)
             return _Done(encode_json(LoadWeightsResponse(path=req.path)))
 
         return self._submit(call, slot, req.seq_id, "LoadWeights", load)
@@ -573,6 +574,7 @@ class TrainingApi:
         run = state.storage.run(record.run_id) if record is not None else None
         if record is None or run is None:
             raise ApiError(404, f"checkpoint {req.path} not found")
+        state.storage.audit_read(record, call.user, "load")
         if req.base_model is not None and req.base_model != run.base_model:
             raise ApiError(400, f"{call.endpoint}: checkpoint {req.path} is of base model {run.base_model!r}, "
                                 f"not {req.base_model!r}")
@@ -630,10 +632,6 @@ class TrainingApi:
         if ttl_seconds is not None and not 0 <= ttl_seconds <= limit:
             raise ApiError(400, f"{endpoint}: ttl_seconds must be between 0 and {limit}, got {ttl_seconds}")
         return ttl_seconds
-
-    def _apply_ttl(self, record: CheckpointRecord, ttl_seconds: int | None) -> None:
-        if ttl_seconds is not None:
-            self._state.storage.set_ttl(record, ttl_seconds)
 
     @staticmethod
     def _checkpoint_name(path: str | None, seq_id: int | None) -> str:

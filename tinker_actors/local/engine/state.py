@@ -123,6 +123,14 @@ class Call:
                 raise ApiError(400, f"{self.endpoint}: the body is not valid JSON ({error})") from error
         return self._parsed[0]
 
+    def decoded_fields(self) -> dict[str, Any] | None:
+        """The body's top-level fields if they were already decoded (JSON a handler parsed, or a decoded
+        protobuf); None otherwise. Never parses: free for observers such as the request trace."""
+        if self.decoded is not None:
+            return self.decoded
+        parsed = self._parsed[0] if self._parsed is not None else None
+        return parsed if isinstance(parsed, dict) else None
+
     def raw_field(self, name: str) -> Any:
         """A top-level field of the body exactly as sent (before pydantic's coercions), or None."""
         if self.decoded is not None:

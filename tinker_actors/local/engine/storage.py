@@ -10,10 +10,16 @@ files are created with mode 0600)::
     <data_dir>/runs/<run_id>/<kind>/<name>/<version>/arrays.npz       one version of a checkpoint
     <data_dir>/runs/<run_id>/<kind>/<name>/<version>/checkpoint.json  its metadata; written last, so
                                                        a version exists only once it is complete
+    <data_dir>/runs/<run_id>/external_weights/<name>/<version>/files/...  exported weights: files, no arrays
     <data_dir>/archives/<random>.tar                   download archives (see ``archives.py``)
+    <data_dir>/audit/<YYYY-MM-DD>.jsonl                the audit log (see ``audit.py``)
 
 (ids are percent-encoded in file names: ``<session>:train:0`` is stored as ``<session>%3Atrain%3A0``;
-``kind`` is ``weights`` or ``sampler_weights``.)
+``kind`` is ``weights``, ``sampler_weights`` or ``external_weights``.)
+
+A copy of a checkpoint (``copy_checkpoint``, 0.38's ``copy_weights``) hard-links the source version's
+files into a version of its own (no bytes are duplicated; a copy falls back to copying the bytes where
+the file system cannot link): deleting either leaves the other whole.
 
 Versions make saves and deletions safe to interleave. Every save writes a new version directory
 (``v<time_ns>-<random>``) and, once it is complete, swaps the in-memory pointer to it and removes the
@@ -28,6 +34,9 @@ Ids coming from requests are looked up in memory before they touch a path, and c
 are checked by :func:`check_name`, so no request can address a file outside the data directory.
 Messages of the errors raised here name checkpoints by their tinker path, never by a file path.
 A restarted service reads everything back with :meth:`Storage.load`.
+
+Every change to a checkpoint (created, read by a load or a sampler, deleted, expired, copied) is written to
+the audit log :attr:`Storage.audit` with who did it.
 
 Tenants: runs, sessions and samplers carry their owner (the user whose key created them); a
 checkpoint belongs to its run's owner. Records written before owners were recorded belong to
@@ -47,7 +56,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,6 +69,7 @@ import numpy.typing as npt
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local.engine.accounts import DEFAULT_USER
 from tinker_actors.local.engine.archives import ArchiveCache, ArchiveTooLargeError
+from tinker_actors.local.engine.audit import AuditLog
 from tinker_actors.types import ParsedCheckpointTinkerPath
 
 __all__ = [
@@ -67,6 +77,7 @@ __all__ = [
     "DEFAULT_PROJECT",
     "ArchiveTooLargeError",
     "CheckpointKind",
+    "CheckpointKindError",
     "CheckpointMissingError",
     "CheckpointRecord",
     "CheckpointUnreadableError",
@@ -80,7 +91,7 @@ __all__ = [
     "parse_tinker_path",
 ]
 
-CheckpointKind = Literal["weights", "sampler_weights"]
+CheckpointKind = Literal["weights", "sampler_weights", "external_weights"]
 # The user of the single-user mode, and the owner of records older versions wrote.
 DEFAULT_OWNER = DEFAULT_USER
 # How a client may say it finished its session (``POST /sessions/{id}/finish``, 0.38's ``close(status)``).
@@ -95,7 +106,12 @@ _TINKER = "tinker://"
 _ARRAYS = "arrays.npz"
 _META = "checkpoint.json"
 _TMP_PREFIX = ".tmp-"
-_KINDS: tuple[CheckpointKind, ...] = ("weights", "sampler_weights")
+_FILES = "files"  # an external weights version's files
+_KINDS: tuple[CheckpointKind, ...] = ("weights", "sampler_weights", "external_weights")
+_TYPES: dict[CheckpointKind, Literal["training", "sampler", "external"]] = {
+    "weights": "training", "sampler_weights": "sampler", "external_weights": "external"}
+# The actor of what the service does by itself (an expiry).
+SYSTEM_ACTOR = "system"
 
 
 class InvalidNameError(ValueError):
@@ -104,6 +120,10 @@ class InvalidNameError(ValueError):
 
 class CheckpointMissingError(ValueError):
     """The checkpoint was deleted (or expired) before its files could be read."""
+
+
+class CheckpointKindError(ValueError):
+    """The checkpoint is of a kind the operation cannot use (external weights cannot be loaded)."""
 
 
 class CheckpointUnreadableError(RuntimeError):
@@ -120,7 +140,8 @@ def check_name(name: str) -> str:
 
 
 def parse_tinker_path(path: str) -> tuple[str, CheckpointKind, str]:
-    """``tinker://<run>/<weights|sampler_weights>/<name>`` -> (run id, kind, name), with a storable name.
+    """``tinker://<run>/<weights|sampler_weights|external_weights>/<name>`` -> (run id, kind, name), with a
+    storable name.
 
     The path grammar is the wire types' (one place knows it); the service adds its stricter name rule.
     """
@@ -129,7 +150,8 @@ def parse_tinker_path(path: str) -> tuple[str, CheckpointKind, str]:
     except InvalidInputError as invalid:
         raise InvalidNameError(str(invalid)) from None
     check_name(parsed.name)
-    return parsed.training_run_id, ("weights" if parsed.kind == "weights" else "sampler_weights"), parsed.name
+    kind = next(k for k in _KINDS if k == parsed.kind)
+    return parsed.training_run_id, kind, parsed.name
 
 
 def _file_name(identifier: str) -> str:
@@ -236,14 +258,16 @@ class CheckpointRecord:
     public: bool = False
     expires_at: datetime | None = None
     version: str = ""
+    user_metadata: dict[str, str] | None = None
+    files: tuple[str, ...] = ()  # external weights: the files' paths under the checkpoint (none for the others)
 
     @property
     def checkpoint_id(self) -> str:
         return f"{self.kind}/{self.name}"
 
     @property
-    def checkpoint_type(self) -> Literal["training", "sampler"]:
-        return "training" if self.kind == "weights" else "sampler"
+    def checkpoint_type(self) -> Literal["training", "sampler", "external"]:
+        return _TYPES[self.kind]
 
     @property
     def tinker_path(self) -> str:
@@ -261,6 +285,7 @@ class CheckpointRecord:
         data = asdict(self)
         data["time"] = _iso(self.time)
         data["expires_at"] = _iso(self.expires_at)
+        data["files"] = list(self.files)
         return data
 
     @classmethod
@@ -268,6 +293,7 @@ class CheckpointRecord:
         values = dict(data)
         values["time"] = _parse_iso(values["time"])
         values["expires_at"] = _parse_iso(values.get("expires_at"))
+        values["files"] = tuple(str(f) for f in values.get("files") or ())
         return cls(**values)
 
 
@@ -350,6 +376,10 @@ class Storage:
         self._sessions: dict[str, SessionRecord] = {}
         self._samplers: dict[str, SamplerRecord] = {}
         self._archives = ArchiveCache(root / "archives")
+        self.audit = AuditLog(root / "audit")
+        # The earliest expiry among the checkpoints (None: none expires): lookups scan for expired
+        # checkpoints only once it has passed, so thousands of checkpoints cost nothing per lookup.
+        self._next_expiry: datetime | None = None
 
     # ---- loading -----------------------------------------------------------------------------
     def load(self) -> None:
@@ -408,6 +438,7 @@ class Storage:
         if newest.run_id not in self._runs:
             return
         self._checkpoints[(newest.run_id, newest.checkpoint_id)] = newest
+        self._note_expiry(newest.expires_at)
         for record in versions:
             if record is not newest:
                 self._remove_files(record)
@@ -415,7 +446,7 @@ class Storage:
     @staticmethod
     def _read_version(directory: Path, version: str) -> CheckpointRecord | None:
         meta = directory / _META
-        if not meta.is_file() or not (directory / _ARRAYS).is_file():
+        if not meta.is_file():
             return None
         try:
             record = CheckpointRecord.from_json(json.loads(meta.read_text()))
@@ -424,7 +455,9 @@ class Storage:
         name_dir = directory.parent if version else directory
         if record.kind not in _KINDS or record.name != name_dir.name:
             return None
-        return replace(record, version=version)
+        complete = (all((directory / _FILES / f).is_file() for f in record.files) if record.kind == "external_weights"
+                    else (directory / _ARRAYS).is_file())
+        return replace(record, version=version) if complete else None
 
     # ---- sessions ----------------------------------------------------------------------------
     def add_session(self, record: SessionRecord) -> None:
@@ -515,11 +548,46 @@ class Storage:
         return name_dir / record.version if record.version else name_dir
 
     def write_checkpoint(self, run_id: str, kind: CheckpointKind, name: str, arrays: Arrays,
-                         *, with_optimizer: bool) -> CheckpointRecord:
+                         *, with_optimizer: bool, ttl_seconds: int | None = None,
+                         user_metadata: Mapping[str, str] | None = None) -> CheckpointRecord:
         """Write a new version (arrays, then the metadata that completes it), then make it current.
 
-        The version it replaces, if any, is removed; a fresh version starts without TTL and private.
+        The version it replaces, if any, is removed; a fresh version is private, expires ``ttl_seconds``
+        from now (None: never) and keeps ``user_metadata``.
         """
+        if kind == "external_weights":
+            raise CheckpointKindError("external weights are files: write them with write_external_weights")
+        return self._write_version(
+            run_id, kind, name, lambda directory: write_arrays_atomic(directory / _ARRAYS, arrays),
+            with_optimizer=with_optimizer, ttl_seconds=ttl_seconds, user_metadata=user_metadata)
+
+    def write_external_weights(self, run_id: str, name: str, files: Mapping[str, bytes], *,
+                               ttl_seconds: int | None = None,
+                               user_metadata: Mapping[str, str] | None = None) -> CheckpointRecord:
+        """A new version of ``tinker://<run>/external_weights/<name>``: ``files`` (relative path -> bytes, e.g.
+        ``adapter_config.json``) for use outside the service, served by signed URLs."""
+        paths = {_relative_file(path): data for path, data in files.items()}
+        if not paths:
+            raise InvalidNameError("external weights need at least one file")
+
+        def write(directory: Path) -> int:
+            size = 0
+            for relative, data in paths.items():
+                target = directory / _FILES / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=_TMP_PREFIX)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.replace(tmp, target)
+                size += len(data)
+            return size
+
+        return self._write_version(run_id, "external_weights", name, write, with_optimizer=False,
+                                   ttl_seconds=ttl_seconds, user_metadata=user_metadata, files=tuple(sorted(paths)))
+
+    def _write_version(self, run_id: str, kind: CheckpointKind, name: str, write: Callable[[Path], int], *,
+                       with_optimizer: bool, ttl_seconds: int | None, user_metadata: Mapping[str, str] | None,
+                       files: tuple[str, ...] = ()) -> CheckpointRecord:
         check_name(name)
         version = _new_version()
         with self._lock:
@@ -529,30 +597,100 @@ class Storage:
             directory = self._name_dir(run_id, kind, name) / version
             directory.mkdir(parents=True)  # under the lock: never races the removal of an empty name dir
         try:
-            size = write_arrays_atomic(directory / _ARRAYS, arrays)
-            record = CheckpointRecord(run_id=run_id, kind=kind, name=name, time=_now(), size_bytes=size,
-                                      with_optimizer=with_optimizer, version=version)
-            with self._lock:
-                write_json_atomic(directory / _META, record.to_json())
-                key = (run_id, record.checkpoint_id)
-                replaced = self._checkpoints.get(key)
-                self._checkpoints[key] = record
-                if replaced is not None:
-                    self._remove_files(replaced)
-                run = self._runs[run_id]
-                self._runs[run_id] = replace(run, last_request_time=record.time)
-                write_json_atomic(self._run_dir(run_id) / "run.json", self._runs[run_id].to_json())
+            size = write(directory)
+            now = _now()
+            record = CheckpointRecord(
+                run_id=run_id, kind=kind, name=name, time=now, size_bytes=size, with_optimizer=with_optimizer,
+                version=version, expires_at=now + timedelta(seconds=ttl_seconds) if ttl_seconds is not None else None,
+                user_metadata=dict(user_metadata) if user_metadata else None, files=files)
+            self._commit(record, directory)
         except BaseException:
             with self._lock:
                 current = self._checkpoints.get((run_id, f"{kind}/{name}"))
                 if current is None or current.version != version:
                     shutil.rmtree(directory, ignore_errors=True)  # never committed
             raise
+        self.audit.record("checkpoint_create", actor=self._runs[run_id].owner, owner=self._runs[run_id].owner,
+                          tinker_path=record.tinker_path, training_run_id=run_id,
+                          checkpoint_type=record.checkpoint_type, size_bytes=size, expires_at=_iso(record.expires_at))
         return record
 
-    def read_checkpoint(self, record: CheckpointRecord) -> Arrays:
+    def _commit(self, record: CheckpointRecord, directory: Path) -> None:
+        """Make a complete version the current one (its metadata written last), replacing the previous."""
+        with self._lock:
+            write_json_atomic(directory / _META, record.to_json())
+            key = (record.run_id, record.checkpoint_id)
+            replaced = self._checkpoints.get(key)
+            self._checkpoints[key] = record
+            self._note_expiry(record.expires_at)
+            if replaced is not None:
+                self._remove_files(replaced)
+            run = self._runs[record.run_id]
+            self._runs[record.run_id] = replace(run, last_request_time=record.time)
+            write_json_atomic(self._run_dir(record.run_id) / "run.json", self._runs[record.run_id].to_json())
+
+    def copy_checkpoint(self, source: CheckpointRecord, destination: RunRecord, *, actor: str,
+                        ttl_seconds: int | None = None) -> CheckpointRecord:
+        """Copy the current version of ``source`` into the run ``destination`` (added if new), under the same
+        kind and name: its files are hard-linked (copied where links are impossible), its metadata kept; the
+        copy is private and expires ``ttl_seconds`` from now (the source's expiry is not inherited).
+        :class:`CheckpointMissingError` if the source is gone."""
+        with self._lock:
+            current = self._checkpoints.get((source.run_id, source.checkpoint_id))
+            if current is None:
+                raise CheckpointMissingError(f"checkpoint {source.tinker_path} no longer exists")
+            if destination.run_id not in self._runs:
+                self.add_run(destination)
+            origin = self._version_dir(current)
+            version = _new_version()
+            directory = self._name_dir(destination.run_id, current.kind, current.name) / version
+            directory.mkdir(parents=True)
+            # Linked under the lock: the source version cannot be removed halfway (its files stay
+            # reachable through the links once they exist).
+            try:
+                relatives = ([f"{_FILES}/{f}" for f in current.files] if current.kind == "external_weights"
+                             else [_ARRAYS])
+                for relative in relatives:
+                    target = directory / relative
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        os.link(origin / relative, target)
+                    except OSError:
+                        shutil.copyfile(origin / relative, target)
+            except BaseException:
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
+        now = _now()
+        record = replace(current, run_id=destination.run_id, time=now, public=False, version=version,
+                         expires_at=now + timedelta(seconds=ttl_seconds) if ttl_seconds is not None else None)
+        try:
+            self._commit(record, directory)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        self.audit.record("checkpoint_copy", actor=actor, owner=destination.owner, tinker_path=record.tinker_path,
+                          training_run_id=record.run_id, checkpoint_type=record.checkpoint_type,
+                          source_path=current.tinker_path, size_bytes=record.size_bytes,
+                          expires_at=_iso(record.expires_at))
+        return record
+
+    def external_files(self, record: CheckpointRecord) -> dict[str, Path]:
+        """The files of an external weights version (relative path -> file); empty for other kinds."""
+        if record.kind != "external_weights":
+            return {}
+        directory = self._version_dir(record) / _FILES
+        return {relative: directory / relative for relative in record.files}
+
+    def read_checkpoint(self, record: CheckpointRecord, *, reader: str | None = None,
+                        purpose: str | None = None) -> Arrays:
         """The arrays of ``record``'s checkpoint. If that version was replaced meanwhile, the current
-        version is read; if the checkpoint is gone, :class:`CheckpointMissingError`."""
+        version is read; if the checkpoint is gone, :class:`CheckpointMissingError`. A ``reader`` (the user
+        for whom it is read, and why: ``purpose``) is written to the audit log."""
+        if record.kind == "external_weights":
+            raise CheckpointKindError(f"checkpoint {record.tinker_path} holds external weights (files for use "
+                                      "outside the service): they cannot be loaded or sampled from")
+        if reader is not None:
+            self.audit_read(record, reader, purpose)
         for _ in range(3):
             try:
                 return read_arrays(self._version_dir(record) / _ARRAYS)
@@ -607,9 +745,18 @@ class Storage:
                 return record
         return None
 
-    def delete_checkpoint(self, record: CheckpointRecord) -> bool:
+    def audit_read(self, record: CheckpointRecord, reader: str, purpose: str | None) -> None:
+        """Write a read of ``record`` by ``reader`` to the audit log."""
+        run = self.run(record.run_id)
+        self.audit.record("checkpoint_read", actor=reader, owner=run.owner if run is not None else None,
+                          tinker_path=record.tinker_path, training_run_id=record.run_id,
+                          checkpoint_type=record.checkpoint_type, purpose=purpose)
+
+    def delete_checkpoint(self, record: CheckpointRecord, *, actor: str | None = None,
+                          event: str = "checkpoint_delete") -> bool:
         """Delete ``record``'s version if it is still the current one (compare-and-delete); a newer
-        version saved meanwhile is kept. Returns whether the checkpoint was deleted."""
+        version saved meanwhile is kept. Returns whether the checkpoint was deleted (then ``event`` goes to
+        the audit log, with ``actor``: by default the run's owner)."""
         with self._lock:
             key = (record.run_id, record.checkpoint_id)
             current = self._checkpoints.get(key)
@@ -617,7 +764,12 @@ class Storage:
                 return False
             del self._checkpoints[key]
             self._remove_files(current)
-            return True
+            run = self._runs.get(record.run_id)
+        owner = run.owner if run is not None else None
+        self.audit.record(event, actor=actor or owner, owner=owner, tinker_path=current.tinker_path,
+                          training_run_id=current.run_id, checkpoint_type=current.checkpoint_type,
+                          size_bytes=current.size_bytes)
+        return True
 
     def modify_checkpoint(self, run_id: str, checkpoint_id: str,
                           change: Callable[[CheckpointRecord], CheckpointRecord]) -> CheckpointRecord | None:
@@ -630,9 +782,10 @@ class Storage:
             if current is None:
                 return None
             updated = replace(change(current), run_id=current.run_id, kind=current.kind, name=current.name,
-                              version=current.version)
+                              version=current.version, files=current.files)
             write_json_atomic(self._version_dir(updated) / _META, updated.to_json())
             self._checkpoints[(run_id, checkpoint_id)] = updated
+            self._note_expiry(updated.expires_at)
             return updated
 
     def update_checkpoint(self, record: CheckpointRecord) -> bool:
@@ -654,11 +807,21 @@ class Storage:
                                       lambda current: replace(current, expires_at=expires))
 
     def expire(self) -> None:
-        """Delete checkpoints whose time-to-live has passed (each exactly in the version that expired)."""
+        """Delete checkpoints whose time-to-live has passed (each exactly in the version that expired).
+        Free until the earliest expiry has passed: only then are the checkpoints scanned."""
         now = _now()
         with self._lock:
+            if self._next_expiry is None or self._next_expiry > now:
+                return
             for record in [c for c in self._checkpoints.values() if c.expired(now)]:
-                self.delete_checkpoint(record)
+                self.delete_checkpoint(record, actor=SYSTEM_ACTOR, event="checkpoint_expire")
+            self._next_expiry = min((c.expires_at for c in self._checkpoints.values() if c.expires_at is not None),
+                                    default=None)
+
+    def _note_expiry(self, expires_at: datetime | None) -> None:
+        """A checkpoint now expires at ``expires_at``: the next scan may have to come earlier."""
+        if expires_at is not None and (self._next_expiry is None or expires_at < self._next_expiry):
+            self._next_expiry = expires_at
 
     def _remove_files(self, record: CheckpointRecord) -> None:
         """Remove one version's files (metadata first: a half-removed version is simply incomplete),
@@ -688,6 +851,8 @@ class Storage:
                 return None
             directory = self._version_dir(record)
             files = {_ARRAYS: directory / _ARRAYS, _META: directory / _META}
+            if record.kind == "external_weights":  # the files themselves, under their own paths
+                files = self.external_files(record) | {_META: directory / _META}
             try:
                 return self._archives.token_for(record.version_key, files, lifetime=lifetime,
                                                 budget_bytes=budget_bytes)
@@ -737,6 +902,16 @@ class Storage:
         with self._lock:
             records = [s for s in self._samplers.values() if s.session_id == session_id]
         return [s.sampler_id for s in sorted(records, key=lambda s: (s.created, s.sampler_id))]
+
+
+def _relative_file(path: str) -> str:
+    """A file path inside an external weights checkpoint: relative, ``/``-separated, without ``.``/``..`` parts."""
+    parts = path.split("/") if isinstance(path, str) else []
+    if not parts or any(part in ("", ".", "..") or "\\" in part or part.startswith(_TMP_PREFIX) for part in parts) \
+            or len(path) > 512:
+        raise InvalidNameError(f"invalid file path {path!r} in external weights: use a relative path of names "
+                               "separated by '/', without '.' or '..'")
+    return path
 
 
 class _Replaced(Exception):
