@@ -33,6 +33,7 @@ REDACTED = "**********"
 # Lower-case header names whose values are credentials.
 SECRET_HEADERS: frozenset[str] = frozenset({
     "x-api-key",
+    "x-tinker-weights-access-token",  # copy_weights: a credential for another account's weights
     "authorization",
     "proxy-authorization",
     "cf-access-client-secret",

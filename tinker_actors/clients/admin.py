@@ -2,17 +2,17 @@
 
 Constructed as a RestClient is (``AdminClient(service)`` over a ServiceClient's connections, or
 ``AdminClient(base_url=..., api_key=...)`` on its own), and answering through one: the billing reads are
-the RestClient's (0.38 keeps them there too, deprecated). The audit log is not built yet.
+the RestClient's (0.38 keeps them there too, deprecated), and so is the audit log.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from tinker_actors.clients.rest import RestClient
+from tinker_actors.clients.rest import AuditEventType, RestClient
 from tinker_actors.futures import APIFuture
-from tinker_actors.types import BillingUsageResponse, CurrentCheckpointStorageUsageResponse
+from tinker_actors.types import AuditLogResponse, BillingUsageResponse, CurrentCheckpointStorageUsageResponse
 
 if TYPE_CHECKING:
     from tinker_actors.clients.service import ServiceClient
@@ -22,7 +22,8 @@ __all__ = ["AdminClient"]
 
 
 class AdminClient:
-    """Billing usage and checkpoint storage of the caller's organization (the server checks the role)."""
+    """Billing usage, checkpoint storage and the audit log of the caller's organization (the server checks the
+    role)."""
 
     def __init__(self, service: ServiceClient | None = None, *, base_url: str | None = None,
                  api_key: str | None = None) -> None:
@@ -49,3 +50,12 @@ class AdminClient:
     async def get_current_checkpoint_storage_usage_async(self, project_id: str | None = None
                                                          ) -> CurrentCheckpointStorageUsageResponse:
         return await self._rest.get_current_checkpoint_storage_usage_async(project_id)
+
+    def get_audit_log(self, event_type: AuditEventType = "all", day: date | None = None
+                      ) -> APIFuture[AuditLogResponse]:
+        """One UTC day of the organization's audit log (``RestClient.get_audit_log``)."""
+        return self._rest.get_audit_log(event_type, day)
+
+    async def get_audit_log_async(self, event_type: AuditEventType = "all", day: date | None = None
+                                  ) -> AuditLogResponse:
+        return await self._rest.get_audit_log_async(event_type, day)

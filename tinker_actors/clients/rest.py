@@ -1,4 +1,6 @@
-"""RestClient: training runs, checkpoints, sessions, samplers and billing reads (FEATURES R1).
+"""RestClient: training runs, checkpoints, sessions, samplers and billing reads (FEATURES R1), and what the
+official SDK 0.38 added (R2): models, ``whoami``, ``copy_weights``, external weights URLs, the audit log, session
+traces, and bulk checkpoint deletion (``delete_checkpoints``, ours).
 
 It holds no state of its own (every call is independent), so it is a handle that runs its calls in the
 IoLoop through the shared HTTP layer rather than an actor; it dies with its ServiceClient. Sync methods
@@ -14,23 +16,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
-from datetime import UTC, datetime, timedelta
+import logging
+import time
+import uuid
+from collections.abc import Coroutine, Iterable
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
 
+import jwt
 from pydantic import BaseModel, ValidationError
 
+from tinker_actors.auth.api import exchange_token
 from tinker_actors.clients.sdk_method import names_sdk_methods
-from tinker_actors.errors import APIResponseValidationError, InvalidInputError
+from tinker_actors.errors import (
+    APIError,
+    APIResponseValidationError,
+    ErrorCategory,
+    InvalidInputError,
+    NoProgressError,
+    TinkerError,
+)
 from tinker_actors.futures import APIFuture
 from tinker_actors.http import Purpose
 from tinker_actors.telemetry.capture import capture_exceptions
 from tinker_actors.types import (
+    AuditLogResponse,
     CheckpointArchiveUrlResponse,
     CheckpointsListResponse,
+    CopyWeightsRequest,
+    CopyWeightsResponse,
+    ExternalWeightsUrlsResponse,
     GetSamplerResponse,
+    GetServerCapabilitiesResponse,
     GetSessionResponse,
     ListSessionsResponse,
     ParsedCheckpointTinkerPath,
@@ -39,6 +58,7 @@ from tinker_actors.types import (
     TrainingRunsResponse,
     WeightsInfoRequest,
     WeightsInfoResponse,
+    WhoamiResponse,
 )
 from tinker_actors.types.billing import (
     BillingUsageResponse,
@@ -52,13 +72,32 @@ if TYPE_CHECKING:
     from tinker_actors.clients.service import ServiceClient
     from tinker_actors.telemetry import SessionTelemetry
 
-__all__ = ["RestClient"]
+__all__ = ["AuditEventType", "CheckpointDeletionReport", "RestClient"]
+
+_log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
 AccessScope = Literal["owned", "accessible"]
 """Whose objects a listing shows: the caller's own (the server's default) or all it may see."""
+AuditEventType = Literal["all", "checkpoints", "projects", "teams", "organizations"]
+"""Which resource's events ``get_audit_log`` returns."""
+_AUDIT_EVENT_TYPES = ("all", "checkpoints", "projects", "teams", "organizations")
+TRACE_EXPORT_POLL_INTERVAL_S = 5.0
+"""How often ``export_session_trace`` asks whether the server has built the trace (the official SDK's pace)."""
+TRACE_EXPORT_TIMEOUT_S = 3600.0
+"""How long ``export_session_trace`` waits for the server to build the trace before giving up."""
+DELETE_MAX_IN_FLIGHT = 16
+"""Deletions ``delete_checkpoints`` keeps in flight at once."""
+
+
+class CheckpointDeletionReport(BaseModel):
+    """What ``delete_checkpoints`` did: the paths it deleted, in the order given, and those it could not delete
+    (path -> the error's message)."""
+
+    deleted: list[str]
+    failed: dict[str, str]
 
 
 def _seg(value: str) -> str:
@@ -121,18 +160,24 @@ class RestClient:
         params = _given({"limit": limit, "offset": offset, "access_scope": access_scope, "project_id": project_id})
         return await self._get("/api/v1/training_runs", TrainingRunsResponse, params)
 
-    def get_training_run(self, training_run_id: str) -> APIFuture[TrainingRun]:
-        return self._future(self._get_training_run(training_run_id))
+    def get_training_run(self, training_run_id: str, access_scope: AccessScope | None = None
+                         ) -> APIFuture[TrainingRun]:
+        """A run: the caller's, or with ``access_scope="accessible"`` also another's with published checkpoints."""
+        return self._future(self._get_training_run(training_run_id, access_scope))
 
-    async def _get_training_run(self, training_run_id: str) -> TrainingRun:
-        return await self._get(f"/api/v1/training_runs/{_seg(training_run_id)}", TrainingRun)
+    async def _get_training_run(self, training_run_id: str, access_scope: AccessScope | None = None) -> TrainingRun:
+        return await self._get(f"/api/v1/training_runs/{_seg(training_run_id)}", TrainingRun,
+                               _given({"access_scope": access_scope}) or None)
 
-    def get_training_run_by_tinker_path(self, tinker_path: str) -> APIFuture[TrainingRun]:
-        return self.get_training_run(ParsedCheckpointTinkerPath.from_tinker_path(tinker_path).training_run_id)
+    def get_training_run_by_tinker_path(self, tinker_path: str, access_scope: AccessScope | None = None
+                                        ) -> APIFuture[TrainingRun]:
+        return self.get_training_run(ParsedCheckpointTinkerPath.from_tinker_path(tinker_path).training_run_id,
+                                     access_scope)
 
-    async def _get_training_run_by_tinker_path(self, tinker_path: str) -> TrainingRun:
+    async def _get_training_run_by_tinker_path(self, tinker_path: str, access_scope: AccessScope | None = None
+                                               ) -> TrainingRun:
         parsed = ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
-        return await self._get_training_run(parsed.training_run_id)
+        return await self._get_training_run(parsed.training_run_id, access_scope)
 
     # -- checkpoints --
 
@@ -303,6 +348,126 @@ class RestClient:
         return await self._get("/api/v1/billing/usage/checkpoints/current", CurrentCheckpointStorageUsageResponse,
                                request.model_dump(mode="json", exclude_none=True) or None)
 
+    # -- protocol 0.38: models, identity, copies, external weights, audit log, session traces (FEATURES R2) --
+
+    def get_server_capabilities(self) -> APIFuture[GetServerCapabilitiesResponse]:
+        """The models the caller can use, each with ``max_context_length``, ``trainable`` and ``sampleable``
+        (``GET get_server_capabilities``; what ``tinker-actors model list`` prints)."""
+        return self._future(self._get_server_capabilities())
+
+    async def _get_server_capabilities(self) -> GetServerCapabilitiesResponse:
+        return await self._get("/api/v1/get_server_capabilities", GetServerCapabilitiesResponse)
+
+    def whoami(self) -> APIFuture[WhoamiResponse]:
+        """The caller's user URN, organization URN and email, read from the claims of a token issued for the
+        credential (``sub``, ``org_id``, ``email``), as the official SDK 0.38 reads them: the token this client
+        already holds when the server exchanges keys for tokens, else one asked for with ``POST auth/token``."""
+        return self._future(self._whoami())
+
+    async def _whoami(self) -> WhoamiResponse:
+        current = self._context.http.tokens.peek()
+        token = current if current is not None and current.startswith("eyJ") else await exchange_token(
+            self._context.http)
+        return _whoami_of(token)
+
+    def copy_weights(self, path: str, destination_project_id: str | None = None, *, ttl_seconds: int | None = None,
+                     weights_access_token: str | None = None) -> APIFuture[str]:
+        """Copy a checkpoint (either kind, or external weights) into a project, as the official SDK 0.38: the copy
+        keeps the kind and name, belongs to a new training run that nothing trains, shares the source's storage
+        and expires ``ttl_seconds`` from now (None: never). ``destination_project_id`` defaults to the client's
+        project (``Config.project_id``, ``TINKER_PROJECT_ID``). ``weights_access_token`` lets another account's
+        readable weights be copied (sent in a header, never logged). The future's value is the copy's path."""
+        request = _copy_request(path, destination_project_id or self._context.config.project_id, ttl_seconds)
+        return self._future(self._copy_weights(request, weights_access_token))
+
+    async def _copy_weights(self, request: CopyWeightsRequest, weights_access_token: str | None) -> str:
+        headers = {"x-idempotency-key": str(uuid.uuid4())}  # the same key on every retry: one copy
+        if weights_access_token is not None:
+            headers["x-tinker-weights-access-token"] = weights_access_token
+        response = await self._context.http.request(
+            Purpose.TRAINING, "POST", "/api/v1/copy_weights", content=self._context.profile.codec.encode_json(request),
+            headers=headers, response_model=CopyWeightsResponse)
+        return response.data.tinker_path
+
+    def get_external_weights_urls(self, tinker_path: str) -> APIFuture[ExternalWeightsUrlsResponse]:
+        """Key-less download URLs, one per file (keyed by its path in the checkpoint), of an external weights
+        checkpoint (``tinker://<run>/external_weights/<name>``), valid until ``expires``. Since 0.38 the
+        official SDK downloads checkpoints this way instead of as an archive."""
+        parsed = _external_path(tinker_path)  # a bad path fails here, nothing is sent
+        return self._future(self._get_external_weights_urls(parsed))
+
+    async def _get_external_weights_urls(self, parsed: ParsedCheckpointTinkerPath) -> ExternalWeightsUrlsResponse:
+        return await self._get(self._checkpoint_path(parsed.training_run_id, parsed.checkpoint_id)
+                               + "/external_weights_urls", ExternalWeightsUrlsResponse)
+
+    def get_audit_log(self, event_type: AuditEventType = "all", day: date | None = None
+                      ) -> APIFuture[AuditLogResponse]:
+        """One UTC day (today by default) of the organization's audit log, oldest first, of one resource
+        (``GET audit``; the server lets only an admin read it). On ``AdminClient`` in the official SDK 0.38."""
+        params = _audit_params(event_type, day)  # bad input fails here, nothing is sent
+        return self._future(self._get_audit_log(params))
+
+    async def _get_audit_log(self, params: dict[str, str]) -> AuditLogResponse:
+        return await self._get("/api/v1/audit", AuditLogResponse, params)
+
+    def export_session_trace(self, session_id: str, *, poll_interval: float = TRACE_EXPORT_POLL_INTERVAL_S,
+                             timeout: float = TRACE_EXPORT_TIMEOUT_S) -> APIFuture[str]:
+        """A key-less download URL of the session's trace (its requests on a timeline, a file ui.perfetto.dev
+        opens), as the official SDK 0.38: the server builds it (asked every ``poll_interval`` seconds; the first
+        wait is logged) and the URL expires after a while (ask again for a fresh one). A failed build raises
+        :class:`APIError`; a build still running after ``timeout`` seconds, :class:`NoProgressError`."""
+        if not isinstance(session_id, str) or not session_id:
+            raise InvalidInputError("export_session_trace needs a session_id (a non-empty str)")
+        if not poll_interval > 0 or not timeout > 0:
+            raise InvalidInputError("export_session_trace: poll_interval and timeout must be positive seconds")
+        return self._future(self._export_session_trace(session_id, poll_interval, timeout))
+
+    async def _export_session_trace(self, session_id: str, poll_interval: float, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        announced = False
+        while True:
+            answer = await self._get(f"/api/v1/sessions/{_seg(session_id)}/trace_export", _TraceExport)
+            if answer.status == "ready" and answer.url:
+                return answer.url
+            if answer.status == "failed":
+                raise APIError(f"the trace export of session {session_id} failed: {answer.error or 'no reason given'}",
+                               category=ErrorCategory.SERVER)
+            if time.monotonic() + poll_interval > deadline:
+                raise NoProgressError(f"the trace of session {session_id} was still being built after {timeout:g} s")
+            if not announced:
+                _log.warning("building the trace of session %s (this may take a while)", session_id)
+                announced = True
+            await asyncio.sleep(poll_interval)
+
+    def delete_checkpoints(self, tinker_paths: Iterable[str], *, max_in_flight: int = DELETE_MAX_IN_FLIGHT
+                           ) -> APIFuture[CheckpointDeletionReport]:
+        """Delete many checkpoints (ours; what ``tinker-actors checkpoint delete`` does with filters): at most
+        ``max_in_flight`` deletions at once, each failure recorded rather than stopping the others. The report
+        lists what was deleted and what was not, with why. Paths are checked before anything is sent."""
+        paths = list(dict.fromkeys(tinker_paths))  # each once, in the order given
+        for path in paths:
+            ParsedCheckpointTinkerPath.from_tinker_path(path)
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
+            raise InvalidInputError(f"delete_checkpoints: max_in_flight must be a positive int, got {max_in_flight!r}")
+        return self._future(self._delete_checkpoints(paths, max_in_flight))
+
+    async def _delete_checkpoints(self, paths: list[str], max_in_flight: int) -> CheckpointDeletionReport:
+        gate = asyncio.Semaphore(max_in_flight)
+        failed: dict[str, str] = {}
+
+        async def delete(path: str) -> bool:
+            async with gate:
+                try:
+                    await self._delete_checkpoint_from_tinker_path(path)
+                except TinkerError as error:
+                    failed[path] = str(error)
+                    return False
+                return True
+
+        done = await asyncio.gather(*(delete(path) for path in paths))
+        return CheckpointDeletionReport(deleted=[p for p, ok in zip(paths, done, strict=True) if ok],
+                                        failed={p: failed[p] for p in paths if p in failed})
+
     # -- async API: awaitable from any event loop; the HTTP work runs in the IoLoop --
 
     async def list_training_runs_async(self, limit: int = 20, offset: int = 0,
@@ -310,11 +475,13 @@ class RestClient:
                                        project_id: str | None = None) -> TrainingRunsResponse:
         return await self._in_loop(self._list_training_runs(limit, offset, access_scope, project_id))
 
-    async def get_training_run_async(self, training_run_id: str) -> TrainingRun:
-        return await self._in_loop(self._get_training_run(training_run_id))
+    async def get_training_run_async(self, training_run_id: str, access_scope: AccessScope | None = None
+                                     ) -> TrainingRun:
+        return await self._in_loop(self._get_training_run(training_run_id, access_scope))
 
-    async def get_training_run_by_tinker_path_async(self, tinker_path: str) -> TrainingRun:
-        return await self._in_loop(self._get_training_run_by_tinker_path(tinker_path))
+    async def get_training_run_by_tinker_path_async(self, tinker_path: str, access_scope: AccessScope | None = None
+                                                    ) -> TrainingRun:
+        return await self._in_loop(self._get_training_run_by_tinker_path(tinker_path, access_scope))
 
     async def list_checkpoints_async(self, training_run_id: str) -> CheckpointsListResponse:
         return await self._in_loop(self._list_checkpoints(training_run_id))
@@ -376,6 +543,32 @@ class RestClient:
         request = GetCurrentCheckpointStorageUsageRequest(project_id=project_id)
         return await self._in_loop(self._get_current_checkpoint_storage_usage(request))
 
+    async def get_server_capabilities_async(self) -> GetServerCapabilitiesResponse:
+        return await self._in_loop(self._get_server_capabilities())
+
+    async def whoami_async(self) -> WhoamiResponse:
+        return await self._in_loop(self._whoami())
+
+    async def copy_weights_async(self, path: str, destination_project_id: str | None = None, *,
+                                 ttl_seconds: int | None = None, weights_access_token: str | None = None) -> str:
+        request = _copy_request(path, destination_project_id or self._context.config.project_id, ttl_seconds)
+        return await self._in_loop(self._copy_weights(request, weights_access_token))
+
+    async def get_external_weights_urls_async(self, tinker_path: str) -> ExternalWeightsUrlsResponse:
+        return await self._in_loop(self._get_external_weights_urls(_external_path(tinker_path)))
+
+    async def get_audit_log_async(self, event_type: AuditEventType = "all", day: date | None = None
+                                  ) -> AuditLogResponse:
+        return await self._in_loop(self._get_audit_log(_audit_params(event_type, day)))
+
+    async def export_session_trace_async(self, session_id: str, *, poll_interval: float = TRACE_EXPORT_POLL_INTERVAL_S,
+                                         timeout: float = TRACE_EXPORT_TIMEOUT_S) -> str:
+        return await self.export_session_trace(session_id, poll_interval=poll_interval, timeout=timeout)
+
+    async def delete_checkpoints_async(self, tinker_paths: Iterable[str], *,
+                                       max_in_flight: int = DELETE_MAX_IN_FLIGHT) -> CheckpointDeletionReport:
+        return await self.delete_checkpoints(tinker_paths, max_in_flight=max_in_flight)
+
 
 def _given(params: dict[str, Any]) -> dict[str, Any]:
     """Query parameters without the ones left at None (not sent)."""
@@ -421,3 +614,59 @@ def _usage_request(starting_on: datetime | str, ending_before: datetime | str) -
 def _problems(invalid: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(part) for part in error['loc']) or 'value'}: {error['msg']}"
                      for error in invalid.errors(include_input=False, include_url=False))
+
+
+class _TraceExport(BaseModel):
+    """The answer of ``sessions/{id}/trace_export``: polled until ``ready`` (with its ``url``) or ``failed``."""
+
+    status: Literal["pending", "ready", "failed"]
+    url: str | None = None
+    error: str | None = None
+
+
+def _whoami_of(token: str) -> WhoamiResponse:
+    """Who a token was issued for, from its claims (read, not verified: the server verifies tokens)."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise APIResponseValidationError("whoami: the token issued for the credential could not be read") from None
+    user, org = claims.get("sub"), claims.get("org_id")
+    if not isinstance(user, str) or not user or not isinstance(org, str | int) or isinstance(org, bool):
+        raise APIResponseValidationError("whoami: the token issued for the credential names no user or organization")
+    email = claims.get("email")
+    return WhoamiResponse(user_urn=user, org_urn=f"tml:organization:{org}",
+                          email=email if isinstance(email, str) and email else None)
+
+
+def _copy_request(path: str, destination_project_id: str | None, ttl_seconds: int | None) -> CopyWeightsRequest:
+    ParsedCheckpointTinkerPath.from_tinker_path(path)
+    if destination_project_id is None:
+        raise InvalidInputError("copy_weights needs destination_project_id (or a client project: "
+                                "ServiceClient(project_id=...) / TINKER_PROJECT_ID)")
+    if ttl_seconds is not None and (isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int)
+                                    or ttl_seconds < 0):
+        raise InvalidInputError(f"copy_weights: ttl_seconds must be None or whole seconds >= 0, got {ttl_seconds!r}")
+    return CopyWeightsRequest(source_path=path, destination_project_id=destination_project_id,
+                              ttl_seconds=ttl_seconds)
+
+
+def _external_path(tinker_path: str) -> ParsedCheckpointTinkerPath:
+    parsed = ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
+    if parsed.checkpoint_type != "external":
+        raise InvalidInputError("get_external_weights_urls takes an external weights checkpoint "
+                                f"(tinker://<run>/external_weights/<name>), got {tinker_path!r}")
+    return parsed
+
+
+def _audit_params(event_type: str, day: date | None) -> dict[str, str]:
+    if event_type not in _AUDIT_EVENT_TYPES:
+        raise InvalidInputError(f"get_audit_log: event_type must be one of {', '.join(_AUDIT_EVENT_TYPES)}, "
+                                f"got {event_type!r}")
+    if day is not None and not isinstance(day, date):
+        raise InvalidInputError(f"get_audit_log: day must be a datetime.date, got {type(day).__name__}")
+    params = {"event_type": event_type}
+    if isinstance(day, datetime):  # its UTC day (a naive one: its own day)
+        day = day.astimezone(UTC).date() if day.tzinfo is not None else day.date()
+    if day is not None:
+        params["day"] = day.isoformat()
+    return params

@@ -679,6 +679,13 @@ class ServiceClient:
         """A REST client over this client's connections; it needs no session and creates none."""
         return RestClient(self)
 
+    def copy_weights(self, path: str, *, ttl_seconds: int | None = None,
+                     weights_access_token: str | None = None) -> APIFuture[str]:
+        """Copy a checkpoint into this client's project (``project_id``, else ``TINKER_PROJECT_ID``), as the
+        official SDK 0.38: ``RestClient.copy_weights`` with that destination. The future's value is the copy's path."""
+        return RestClient(self).copy_weights(path, self._config.project_id, ttl_seconds=ttl_seconds,
+                                             weights_access_token=weights_access_token)
+
     # -- lifecycle --
 
     def _wait_limit(self) -> float:

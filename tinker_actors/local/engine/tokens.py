@@ -5,7 +5,8 @@ Tokens are signed with HS256 by PyJWT under a random secret made when the servic
 secret lives only in memory (never in a repr, a log line or a pickle), outlives a :meth:`restart` of the
 same service object, and dies with it. Claims: ``sub`` (the user), ``iat`` and ``exp`` (whole seconds;
 ``exp`` is rounded up, so a token lives at least the configured lifetime), ``jti`` (unique per token),
-``iss`` and ``key_id`` (which key it was issued for, so that revoking the key revokes its tokens too).
+``iss`` and ``key_id`` (which key it was issued for, so that revoking the key revokes its tokens too),
+``org_id`` (:data:`LOCAL_ORG_ID`) and ``email`` (``<user>@localhost``), which 0.38's ``whoami`` reads.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ import jwt
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local.engine.accounts import Accounts, Identity
 
-__all__ = ["DEFAULT_TOKEN_LIFETIME_S", "JWT_PREFIX", "Authenticator", "Credential", "InvalidTokenError",
+__all__ = ["DEFAULT_TOKEN_LIFETIME_S", "JWT_PREFIX", "LOCAL_ORG_ID", "Authenticator", "Credential", "InvalidTokenError",
            "TokenIssuer", "check_token_lifetime"]
 
 DEFAULT_TOKEN_LIFETIME_S = 3600.0
 JWT_PREFIX = "eyJ"  # what every JWT starts with (base64 of '{"'): such a credential is a token, not a key
 _ALGORITHM = "HS256"
 _ISSUER = "tinker-actors-local"
+LOCAL_ORG_ID = "local"  # the organization every user of a local service is in
 
 
 class InvalidTokenError(Exception):
@@ -80,6 +82,9 @@ class TokenIssuer:
             "jti": secrets.token_hex(8),
             "iss": _ISSUER,
             "key_id": identity.key_id,
+            # what 0.38's RestClient.whoami reads from a token (its organization and email)
+            "org_id": LOCAL_ORG_ID,
+            "email": f"{identity.user}@localhost",
         }
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
