@@ -157,6 +157,25 @@ def test_a_keepalive_connection_the_server_closed_is_not_reused(serve: Callable[
     assert server.connections == 3
 
 
+def test_a_connection_idle_a_while_is_asked_whether_the_server_closed_it(
+        serve: Callable[[Handler], RawServer]) -> None:
+    def one_answer_then_hang_up(conn: socket.socket) -> None:
+        if read_request(conn) is not None:
+            conn.sendall(OK)
+            time.sleep(0.1)
+
+    server = serve(one_answer_then_hang_up)
+
+    async def main() -> int:
+        async with LeanClient(transport(max_connections=1, max_keepalive=1)) as client:
+            await post(client, server.url + "/x")
+            time.sleep(1.2)  # blocks the loop: the server's close is not seen by it before the next request
+            return (await post(client, server.url + "/x")).status_code
+
+    assert asyncio.run(main()) == 200
+    assert server.connections == 2
+
+
 @pytest.mark.parametrize("step", [1, 3, 7, 1000])
 def test_a_chunked_answer_with_extensions_and_trailers_split_anywhere(serve: Callable[[Handler], RawServer],
                                                                       step: int) -> None:

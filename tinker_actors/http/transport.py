@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import select
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
@@ -43,6 +44,7 @@ _MAX_CHUNK_LINE = 4096           # a chunk-size line with its extensions
 _JOIN_BELOW = 64 * 1024          # request bodies smaller than this go out in one write with their head
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
+_ASK_IDLE_AFTER = 1.0  # seconds idle after which a connection is checked with a system call before reuse
 
 # Parser states of a connection.
 _IDLE = 0           # no request in flight; any byte from the server makes the connection unusable
@@ -176,6 +178,22 @@ class _Connection(asyncio.Protocol):
     @property
     def usable(self) -> bool:
         return not self._closed and self._state == _IDLE and self._transport is not None
+
+    def peer_closed(self) -> bool:
+        """Whether the socket has something to read while idle: the server closed it (or sent bytes nobody asked
+        for) and the loop has not processed it yet. One ``poll`` system call."""
+        transport = self._transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            return True
+        fd = sock.fileno()
+        if fd < 0:
+            return True
+        if not hasattr(select, "poll"):  # pragma: no cover - Windows
+            return bool(select.select([fd], [], [], 0)[0])
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
 
     def close(self) -> None:
         self._closed = True
@@ -581,11 +599,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
         idle = self._idle.get(origin)
         if not idle:
             return None
-        oldest_fresh = loop.time() - self._expiry
+        now = loop.time()
         while idle:
             connection = idle.pop()  # the most recently used: the least likely to have been closed by the server
             self._idle_count -= 1
-            if connection.usable and connection.idle_since >= oldest_fresh:
+            idle_for = now - connection.idle_since
+            # The loop learns of a close as soon as it polls; a connection idle for a while is also asked
+            # directly, in case the server's idle timeout fired just now (as httpcore asks every time).
+            if connection.usable and idle_for <= self._expiry and (
+                    idle_for < _ASK_IDLE_AFTER or not connection.peer_closed()):
                 return connection
             connection.close()
         return None
