@@ -93,6 +93,8 @@ def test_from_a_handle_with_api_key_uses_that_key(service: LocalService) -> None
         tinker.SamplingClient.from_sampler_handle(handle)  # no owner here, no key in the environment
     clone = tinker.SamplingClient.from_sampler_handle(handle, api_key=ALICE)
     assert clone.sample(PROMPT, 1, PARAMS).result(30).sequences
+    # The clone's process needed no session of its own: it samples on the creator's sampling session.
+    assert not tinker.ServiceClient.shared(base_url=service.base_url, api_key=ALICE).has_session
     # Another user's key: their service answers the session as unknown (404 at the join, before any sample).
     stranger = tinker.SamplingClient.from_sampler_handle(handle, api_key=BOB)
     with pytest.raises(tinker.NotFoundError, match="sampling session"):
@@ -160,3 +162,19 @@ def test_join_numbers_clients_per_session_only_for_its_owner_and_across_restarts
         assert join(svc, ALICE, "").status_code in (400, 404)
         svc.restart()  # clones from before keep sampling: numbers are never handed out twice
         assert join(svc, ALICE, first).json()["client_counter"] > 3
+
+
+def test_a_backoff_from_elsewhere_holds_back_this_process_samples(owner: tinker.ServiceClient) -> None:
+    import time
+
+    sampler = owner.create_sampling_client(base_model="tiny-byte")
+    assert sampler.backoff_remaining() == 0.0
+    sampler.back_off(1.0)  # as another process's 429 with Retry-After: 1 would
+    assert 0.5 < sampler.backoff_remaining() <= 1.0
+    started = time.monotonic()
+    assert sampler.sample(PROMPT, 1, PARAMS).result(30).sequences
+    assert time.monotonic() - started >= 0.5
+    sampler.back_off(0.0)  # never shortens a backoff, never fails
+    for bad in (-1, float("nan"), 4000, "1"):
+        with pytest.raises(tinker.InvalidInputError):
+            sampler.back_off(bad)  # type: ignore[arg-type]
