@@ -6,10 +6,8 @@ the same idempotency key, or body when there is none) returns the original futur
 ``max_pending_samples`` set, a full queue answers 429 (the SDK's backpressure signal).
 
 Every sample future names its sequences (``sample_sequence_ids``, one per sample, which 0.38 requires);
-older clients ignore the field. 0.38's added sample settings are read: ``prompt_logprobs_last_n`` is
-honoured, and those asking for what this service does not compute (top-k of sampled tokens, target
-prompt logprobs, alternative prompt tokens, stability records) are refused with a 400 that names them.
-The result is JSON or protobuf, as the poll asks.
+older clients ignore the field. What a sample asks (0.38's added settings included) and what its result
+says are :mod:`tinker_actors.local.api.sample_io`'s; the result is JSON or protobuf, as the poll asks.
 
 ``join_sampling_session`` (protocol 0.38) gives a new client of an existing sampling session (an unpickled
 or handle-built clone, in any process) its own number, so that its seq ids never meet another client's
@@ -20,131 +18,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TypeVar
 
 from tinker_actors.local.api.billing_api import charge_sampling, refuse_if_spent
 from tinker_actors.local.api.request_bodies import SampleAdded, read_body_async
 from tinker_actors.local.api.routes import Router
+from tinker_actors.local.api.sample_futures_api import SampleFuturesApi
+from tinker_actors.local.api.sample_io import SampleAsk, read_sample, sample_result
 from tinker_actors.local.api.session_api import live_session
-from tinker_actors.local.engine.backend import Arrays, BaseModelDescription, SampleArgs, SampleOutput, SamplerEngine
-from tinker_actors.local.engine.future_store import Result
+from tinker_actors.local.engine.backend import Arrays, SamplerEngine
+from tinker_actors.local.engine.inflight import inflight_of
+from tinker_actors.local.engine.sample_work import CANCELLED_MESSAGE, sample_work_of
 from tinker_actors.local.engine.sampler_clones import SamplerClones
 from tinker_actors.local.engine.sequencer import MAX_REMEMBERED, show_value
 from tinker_actors.local.engine.state import ApiError, Call, SamplerSlot, ServiceState, ok
 from tinker_actors.local.engine.storage import InvalidNameError, SamplerRecord
-from tinker_actors.local.engine.work_limits import OverLimitError, WorkLimits, check_at_most, check_token_ids
+from tinker_actors.local.engine.work_limits import OverLimitError
+from tinker_actors.local.model.generation_stop import GenerationControl, GenerationStopped, controlled
 from tinker_actors.local.server.http_server import HttpResponse
-from tinker_actors.types import (
-    CreateSamplingSessionRequest,
-    CreateSamplingSessionResponse,
-    EncodedTextChunk,
-    SampledSequence,
-    SampleRequest,
-    SampleResponse,
-    encode_json,
-)
+from tinker_actors.types import CreateSamplingSessionRequest, CreateSamplingSessionResponse, SampleRequest
 from tinker_actors.types.join_sampling_session import JoinSamplingSessionRequest, JoinSamplingSessionResponse
-from tinker_actors.wire import v0_38
 
 __all__ = ["SamplingApi"]
 
-T = TypeVar("T")
-
-
-def sample_args(req: SampleRequest) -> SampleArgs:
-    tokens: list[int] = []
-    for chunk in req.prompt.chunks:
-        if not isinstance(chunk, EncodedTextChunk):
-            raise ValueError("the local service's text model cannot read image chunks")
-        tokens.extend(chunk.tokens)
-    params = req.sampling_params
-    stop: list[str] | list[int] = params.stop_strings() or params.stop_token_ids()
-    return SampleArgs(
-        prompt=tokens, num_samples=req.num_samples, max_tokens=params.max_tokens,
-        temperature=float(params.temperature), top_k=params.top_k, top_p=float(params.top_p), stop=stop,
-        seed=params.seed, prompt_logprobs=bool(req.prompt_logprobs),
-        topk_prompt_logprobs=req.topk_prompt_logprobs)
-
-
-def check_sample(req: SampleRequest, model: BaseModelDescription, limits: WorkLimits) -> None:
-    """What one sample request may ask of ``model``: raises :class:`OverLimitError` beyond a limit.
-
-    ``max_tokens`` and the prompt must each fit in the context window; whether both fit together is
-    the model's to judge (a ``user`` error result)."""
-    check_at_most("num_samples", req.num_samples, limits.max_num_samples)
-    check_at_most("topk_prompt_logprobs", req.topk_prompt_logprobs, limits.max_topk_prompt_logprobs)
-    max_tokens = req.sampling_params.max_tokens
-    if max_tokens is not None:
-        check_at_most(f"max_tokens (the context window of {model.name})", max_tokens, model.context_window)
-    stop = req.sampling_params.stop
-    if stop is not None and not isinstance(stop, str):
-        check_at_most("the number of stop sequences", len(stop), limits.max_stop_sequences)
-    length = 0
-    for chunk in req.prompt.chunks:
-        if isinstance(chunk, EncodedTextChunk):
-            length += len(chunk.tokens)
-            check_token_ids(chunk.tokens, model.vocab_size, "the prompt")
-    check_at_most(f"the prompt length (the context window of {model.name})", length, model.context_window)
-
-
-def check_added(added: SampleAdded, req: SampleRequest) -> None:
-    """0.38's added sample settings: a :class:`ValueError` for what the local service does not compute."""
-    unserved = {"topk_sample_logprobs": added.topk_sample_logprobs != 0,
-                "prompt_alt_tokens_k": added.prompt_alt_tokens_k != 0,
-                "target_prompt_logprobs": added.target_prompt_logprobs is not None,
-                "record_stability_info": bool(added.record_stability_info)}
-    asked = [name for name, set_ in unserved.items() if set_]
-    if asked:
-        raise ValueError(f"the local service does not compute {', '.join(asked)} (leave them at 0 / unset)")
-    last_n = added.prompt_logprobs_last_n
-    if last_n is not None:
-        length = sum(len(c.tokens) for c in req.prompt.chunks if isinstance(c, EncodedTextChunk))
-        if not req.prompt_logprobs:
-            raise ValueError("prompt_logprobs_last_n needs prompt_logprobs")
-        if not 1 <= last_n <= length - 1:
-            raise ValueError(f"prompt_logprobs_last_n must be between 1 and the prompt length - 1 ({length - 1}), "
-                             f"got {last_n}")
-
-
-def _last_n(values: list[T] | None, last_n: int | None) -> list[T | None] | None:
-    """Only the last ``last_n`` positions kept (0.38's ``prompt_logprobs_last_n``), the others None."""
-    if values is None:
-        return None
-    if last_n is None:
-        return list(values)
-    cut = len(values) - last_n
-    return [None] * cut + list(values[cut:])
-
-
-def sample_response(output: SampleOutput, req: SampleRequest, last_n: int | None = None) -> SampleResponse:
-    sequences = [SampledSequence(stop_reason=s.stop_reason, tokens=s.tokens, logprobs=s.logprobs)
-                 for s in output.sequences]
-    fields: dict[str, object] = {"sequences": sequences}
-    if req.prompt_logprobs and output.prompt_logprobs is not None:
-        fields["prompt_logprobs"] = _last_n(output.prompt_logprobs, last_n)
-    if req.topk_prompt_logprobs > 0 and output.topk_prompt_logprobs is not None:
-        fields["topk_prompt_logprobs"] = _last_n(output.topk_prompt_logprobs, last_n)
-    return SampleResponse.model_validate(fields)
-
-
-def encode_sample(output: SampleOutput, req: SampleRequest) -> bytes:
-    return encode_json(sample_response(output, req))
-
-
-def sample_result(output: SampleOutput, req: SampleRequest, last_n: int | None) -> Result:
-    """A sample result: JSON for 0.6.3 polls, protobuf for 0.38 ones, each encoded when first asked."""
-    built: list[SampleResponse] = []
-
-    def response() -> SampleResponse:
-        if not built:
-            built.append(sample_response(output, req, last_n))
-        return built[0]
-
-    tokens = sum(len(sequence.tokens) for sequence in output.sequences)
-    prompt = len(output.prompt_logprobs or ()) * (1 + req.topk_prompt_logprobs)
-    return Result(lambda: encode_json(response()),
-                  protobuf=lambda: v0_38.CODEC.encode_sample_response(response()).content,
-                  size_hint=24 * (tokens + prompt))
+# Every request of the official 0.38 SDK carries this header; ours carry it from public methods.
+_SDK_VERSION = "x-sdk-version"
 
 
 def sequence_ids(request_id: str, num_samples: int) -> list[str]:
@@ -155,6 +52,12 @@ def sequence_ids(request_id: str, num_samples: int) -> list[str]:
 def _sample_future(request_id: str, num_samples: int) -> HttpResponse:
     return HttpResponse(200, json.dumps({"request_id": request_id,
                                          "sample_sequence_ids": sequence_ids(request_id, num_samples)}).encode())
+
+
+def _speaks_038(call: Call, added: SampleAdded) -> bool:
+    """Whether the request is protocol 0.38's: it names an SDK version, or carries 0.38's sample fields (the
+    official 0.38 SDK sends them all, at their defaults; 0.6.3 never sends them)."""
+    return _SDK_VERSION in call.request.headers or bool(added.model_fields_set)
 
 
 def _attempt_token(call: Call) -> str:
@@ -178,6 +81,7 @@ class SamplingApi:
                    self.create_sampling_session)
         router.add("POST", "/api/v1/join_sampling_session", "join_sampling_session", self.join_sampling_session)
         router.add("POST", "/api/v1/asample", "asample", self.asample)
+        SampleFuturesApi(self._state).register(router)  # cancel_future, retrieve_futures
 
     async def create_sampling_session(self, call: Call) -> HttpResponse:
         state = self._state
@@ -234,8 +138,7 @@ class SamplingApi:
         slot = self._resolve_slot(req, call.user)
         try:
             model = state.backend.describe(slot.record.base_model)
-            check_sample(req, model, state.config.work_limits)
-            check_added(added, req)
+            ask = read_sample(req, added, model, state.config.work_limits, speaks_038=_speaks_038(call, added))
         except OverLimitError as error:
             raise ApiError(400, f"asample: {error}") from None
         except ValueError as error:  # an unknown base model, an added setting not served here
@@ -259,8 +162,9 @@ class SamplingApi:
                 del slot.seen[next(iter(slot.seen))]
         if not call.never_complete:
             state.pending_samples += 1
-            state.spawn(self._run_sample(slot, req, request_id, call.endpoint, added.prompt_logprobs_last_n,
-                                         call.user))
+            control = sample_work_of(state).begin(request_id, slot.record.sampler_id, req.seq_id, call.user)
+            state.spawn(self._run_sample(slot, ask, req.seq_id, request_id, call.endpoint,
+                                         call.user, control))
         return _sample_future(request_id, req.num_samples)
 
     def _resolve_slot(self, req: SampleRequest, user: str) -> SamplerSlot:
@@ -282,31 +186,42 @@ class SamplingApi:
         slot = state.samplers[key] = SamplerSlot(record)
         return slot
 
-    async def _run_sample(self, slot: SamplerSlot, req: SampleRequest, request_id: str, endpoint: str,
-                          last_n: int | None, user: str) -> None:
+    async def _run_sample(self, slot: SamplerSlot, ask: SampleAsk, seq_id: int | None, request_id: str, endpoint: str,
+                          user: str, control: GenerationControl) -> None:
         state = self._state
+        work = sample_work_of(state)
         try:
             engine = await self._engine(slot)
-            args = sample_args(req)
-            output = await state.run_blocking(lambda: engine.sample(args))
-            payload = sample_result(output, req, last_n)
+            args = ask.args
+            # stops at its next token once cancelled (cancel_future); never starts if cancelled while queued
+            output = await state.run_blocking(lambda: controlled(control, lambda: engine.sample(args)))
+            payload = sample_result(output, ask)
+        except GenerationStopped:
+            state.futures.fail(request_id, CANCELLED_MESSAGE, "user")  # answered so already by cancel_future
+            state.stats.executed(endpoint, slot.record.sampler_id, seq_id, ok=False)
+            work.finish(request_id, failed=True, payload_size=None)
         except Exception as error:
             message, category = state.classify(error)
             state.futures.fail(request_id, message, category)
-            state.stats.executed(endpoint, slot.record.sampler_id, req.seq_id, ok=False)
+            state.stats.executed(endpoint, slot.record.sampler_id, seq_id, ok=False)
+            work.finish(request_id, failed=True, payload_size=None)
         else:
             charge_sampling(state, user, prompt_tokens=len(args.prompt),
                             sampled_tokens=sum(len(sequence.tokens) for sequence in output.sequences),
                             base_model=slot.record.base_model, session_id=slot.record.session_id,
                             model_id=slot.record.sampler_id)
             state.futures.resolve(request_id, payload)
-            state.stats.executed(endpoint, slot.record.sampler_id, req.seq_id)
+            state.stats.executed(endpoint, slot.record.sampler_id, seq_id)
+            work.finish(request_id, failed=False, payload_size=payload.size_hint or None)
         finally:
             state.pending_samples -= 1
 
     async def _engine(self, slot: SamplerSlot) -> SamplerEngine:
         state = self._state
         sampler_id = slot.record.sampler_id
+        inflight = inflight_of(state).engine(sampler_id)
+        if inflight is not None:  # follows its training model's latest weights (engine/inflight.py)
+            return inflight
         engine = state.cached_engine(sampler_id)
         if engine is not None:
             return engine

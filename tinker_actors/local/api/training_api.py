@@ -42,6 +42,7 @@ from tinker_actors.local.api.routes import Handler, Router
 from tinker_actors.local.api.session_api import live_session
 from tinker_actors.local.engine.backend import AdamSettings, DatumInput, LoraSpec, StepOutput, Trainer
 from tinker_actors.local.engine.future_store import Result
+from tinker_actors.local.engine.inflight import inflight_of
 from tinker_actors.local.engine.sequencer import ModelSequencer, show_value
 from tinker_actors.local.engine.state import (
     PARSE_INLINE_BYTES,
@@ -466,7 +467,8 @@ class TrainingApi:
 
         def step(trainer: Trainer) -> _Done:
             metrics = {name: float(value) for name, value in trainer.optim_step(settings).items()}
-            return _Done(encode_json(OptimStepResponse(metrics=metrics)))
+            return _Done(encode_json(OptimStepResponse(metrics=metrics)),
+                         inflight_of(self._state).after_update(slot.model_id, trainer))
 
         return self._submit(call, slot, req.seq_id, "OptimStep", step)
 
@@ -489,10 +491,10 @@ class TrainingApi:
 
     async def save_weights_for_sampler(self, call: Call) -> HttpResponse:
         req, added = read_body(call, SaveWeightsForSamplerRequest, SaveWeightsForSamplerAdded)
-        if added.kind != "snapshot":
-            raise ApiError(400, f"{call.endpoint}: the local service saves snapshot sampler weights only, "
-                                f"not kind {added.kind!r}")
         slot = self._slot(req.model_id, call.user)
+        if added.kind == "inflight" and req.path is not None:
+            raise ApiError(400, f"{call.endpoint}: an inflight sampler follows the model's weights; it has no "
+                                "path (give a sampling_session_seq_id)")
         if req.path is None and req.sampling_session_seq_id is None:
             raise ApiError(400, "save_weights_for_sampler needs a path (a name) or a sampling_session_seq_id")
         ttl_seconds = self._ttl(added.ttl_seconds, call.endpoint)
@@ -520,6 +522,8 @@ class TrainingApi:
             def register() -> None:
                 state.samplers[sampler_id] = SamplerSlot(record)
                 state.cache_engine(sampler_id, engine)
+                if added.kind == "inflight":  # follows the model's later steps (engine/inflight.py)
+                    inflight_of(state).follow(sampler_id, slot.model_id, engine)
 
             return _Done(encode_json(SaveWeightsForSamplerResponseInternal(sampling_session_id=sampler_id)),
                          register)
@@ -553,7 +557,8 @@ class TrainingApi:
                                  "load it without the optimizer")
             trainer.load_state(storage.read_checkpoint(record, reader=slot.owner, purpose="load"),
                                with_optimizer=req.optimizer)
-            return _Done(encode_json(LoadWeightsResponse(path=req.path)))
+            return _Done(encode_json(LoadWeightsResponse(path=req.path)),
+                         inflight_of(self._state).after_update(slot.model_id, trainer))
 
         return self._submit(call, slot, req.seq_id, "LoadWeights", load)
 

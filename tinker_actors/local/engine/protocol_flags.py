@@ -67,7 +67,7 @@ CONFIG_FLAGS: dict[str, FlagSpec] = {
     "sample_enable_stuck_detection": FlagSpec(bool, True),
     "sample_max_concurrent_requests": FlagSpec(int, 2000),
     "use_pyqwest_transport": FlagSpec(bool, True),
-    "sample_use_retrieve_futures": FlagSpec(bool, False, unserved_endpoint="/api/v1/retrieve_futures"),
+    "sample_use_retrieve_futures": FlagSpec(bool, False),  # served: local/api/sample_futures_api.py
     "custom_loss_server_side": FlagSpec(bool, False, unserved_endpoint="/api/v1/create_custom_loss"),
     "sample_join_sampling_session": FlagSpec(bool, False),  # served: clones get their seq-id block there
 }
@@ -75,7 +75,7 @@ CONFIG_FLAGS: dict[str, FlagSpec] = {
 # client/dynamic_config, re-read every refresh_interval_sec (types/client_dynamic_config_response.py).
 DYNAMIC_FLAGS: dict[str, FlagSpec] = {
     "refresh_interval_sec": FlagSpec(int, 300),
-    "sample_cancel_enabled": FlagSpec(bool, False, unserved_endpoint="/api/v1/cancel_future"),
+    "sample_cancel_enabled": FlagSpec(bool, False),  # served: local/api/sample_futures_api.py
     "sample_cancel_max_batch_size": FlagSpec(int, 64),
 }
 

@@ -53,6 +53,7 @@ import numpy.typing as npt
 from tinker_actors.local.model import transformer
 from tinker_actors.local.model.checkpoint import LoraConfig, decode_params, param_key, read_lora_config
 from tinker_actors.local.model.errors import ContextWindowExceeded, IncompatibleCheckpoint, InvalidModelInput
+from tinker_actors.local.model.generation_stop import token_step
 from tinker_actors.local.model.prefix_cache import PrefixCache
 from tinker_actors.local.model.registry import BaseModelInfo, get_base_model, load_tokenizer
 from tinker_actors.local.model.trainer import LoraTrainer
@@ -379,6 +380,7 @@ class Sampler:
                 if stop_rule.hit(row.tokens, self._decode):
                     row.stop_reason, row.done = "stop", True
                 fed.append(token)
+            token_step(len(live))  # a cancelled sample stops here, at its next token
             if step == new_tokens - 1:
                 break
             keep = [i for i, row_index in enumerate(live) if not rows[row_index].done]

@@ -1,0 +1,147 @@
+"""The samples a service is working on: cancelling them, and the completion queues of ``retrieve_futures``.
+
+``cancel_future`` (0.38, behind ``sample_cancel_enabled``) names a sample nobody waits for anymore: a sample
+still queued never starts, a running one stops at its next token (:mod:`tinker_actors.local.model.generation_stop`),
+and its future is answered at once as cancelled. :attr:`SampleWork.tokens_generated` counts every token the
+service generated, so a test sees the work a cancel saved.
+
+``retrieve_futures`` (0.38, behind ``sample_use_retrieve_futures``) lets a client learn which of a sampling
+session's samples finished with one long poll instead of one poll per sample: every finished sample is an event
+with a cursor in its session's queue (one queue per ``(sampling session, clone)``; a clone is
+``seq_id // 1_000_000_000``); a poll returns the events after ``prev_cursor`` and drops those before it.
+Lives on the service loop, except the token count, which worker threads add to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tinker_actors.local.model.generation_stop import GenerationControl
+
+__all__ = ["CANCELLED_MESSAGE", "CLONE_SEQ_IDS", "Completion", "SampleWork", "sample_work_of"]
+
+# 0.38 numbers a clone's seq ids from clone * 1e9 (join_sampling_session); its completions are its own.
+CLONE_SEQ_IDS = 1_000_000_000
+CANCELLED_MESSAGE = "the sample was cancelled (cancel_future): nobody waits for it anymore"
+# Events a queue keeps at most when nobody polls it (clients that never use retrieve_futures).
+_MAX_EVENTS = 100_000
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finished sample as ``retrieve_futures`` reports it."""
+
+    cursor: int
+    request_id: str
+    state: Literal["finished", "failed"]
+    payload_size: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {"state": self.state, "request_id": self.request_id}
+        if self.state == "finished" and self.payload_size:
+            answer["response_payload_uncompressed_size"] = self.payload_size
+        return answer
+
+
+@dataclass
+class _Queue:
+    events: list[Completion] = field(default_factory=list)
+    next_cursor: int = 1
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Sample:
+    queue_key: tuple[str, int]
+    owner: str
+    control: GenerationControl
+
+
+class SampleWork:
+    def __init__(self) -> None:
+        self._samples: dict[str, _Sample] = {}
+        self._queues: dict[tuple[str, int], _Queue] = {}
+        self._lock = threading.Lock()
+        self._tokens = 0
+        self.cancelled = 0
+
+    # ---- counters ------------------------------------------------------------------------------
+    @property
+    def tokens_generated(self) -> int:
+        with self._lock:
+            return self._tokens
+
+    def _count(self, tokens: int) -> None:
+        with self._lock:
+            self._tokens += tokens
+
+    def snapshot(self) -> dict[str, int]:
+        return {"tokens_generated": self.tokens_generated, "cancelled": self.cancelled,
+                "in_flight": len(self._samples)}
+
+    # ---- samples -------------------------------------------------------------------------------
+    def begin(self, request_id: str, sampler_id: str, seq_id: int | None, owner: str) -> GenerationControl:
+        """A new sample's control (its stop switch): queued until its worker starts it."""
+        control = GenerationControl(self._count)
+        clone = (seq_id or 0) // CLONE_SEQ_IDS
+        self._samples[request_id] = _Sample((sampler_id, clone), owner, control)
+        return control
+
+    def cancel(self, request_id: str, owner: str) -> bool:
+        """Stop ``owner``'s sample; False if it is unknown to ``owner`` or already finished."""
+        sample = self._samples.get(request_id)
+        if sample is None or sample.owner != owner:
+            return False
+        sample.control.stop()
+        self.cancelled += 1
+        return True
+
+    def finish(self, request_id: str, *, failed: bool, payload_size: int | None) -> None:
+        """The sample ended (its future is answered): an event in its session's queue."""
+        sample = self._samples.pop(request_id, None)
+        if sample is None:
+            return
+        queue = self._queues.setdefault(sample.queue_key, _Queue())
+        queue.events.append(Completion(queue.next_cursor, request_id, "failed" if failed else "finished",
+                                       payload_size))
+        queue.next_cursor += 1
+        if len(queue.events) > _MAX_EVENTS:
+            del queue.events[: len(queue.events) - _MAX_EVENTS]
+        queue.changed.set()
+
+    # ---- retrieve_futures ----------------------------------------------------------------------
+    async def completions(self, sampler_id: str, clone: int, prev_cursor: int,
+                          timeout_s: float) -> tuple[list[Completion], int]:
+        """The events after ``prev_cursor`` (those up to it are dropped: seen), waiting up to ``timeout_s``
+        for one; and the cursor to pass next."""
+        queue = self._queues.setdefault((sampler_id, clone), _Queue())
+        if queue.events and queue.events[0].cursor <= prev_cursor:
+            queue.events = [event for event in queue.events if event.cursor > prev_cursor]
+        if not queue.events and timeout_s > 0:
+            queue.changed.clear()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await queue.changed.wait()
+            except TimeoutError:
+                pass
+        events = [event for event in queue.events if event.cursor > prev_cursor]
+        return events, (events[-1].cursor if events else prev_cursor)
+
+    def forget_session(self, sampler_id: str) -> None:
+        for key in [key for key in self._queues if key[0] == sampler_id]:
+            del self._queues[key]
+
+
+_BY_STATE: weakref.WeakKeyDictionary[object, SampleWork] = weakref.WeakKeyDictionary()
+
+
+def sample_work_of(state: object) -> SampleWork:
+    """The one :class:`SampleWork` of a running service (its ``ServiceState``), made on first use."""
+    work = _BY_STATE.get(state)
+    if work is None:
+        work = _BY_STATE[state] = SampleWork()
+    return work
