@@ -35,8 +35,8 @@ def test_official_clones_join_the_session_and_handles_go_both_ways(service: Loca
         assert done.returncode == 0, done.stderr[-3000:]
         summary = json.loads(done.stdout.strip().splitlines()[-1])
         assert summary["sampled"] == [1, 1, 1]
-        # The official SDK could not read our handle (its own format has other fields): it says so.
-        assert summary["ours"] == 1 or "TypeError" in str(summary["ours"]) or "KeyError" in str(summary["ours"])
+        # The official SDK does not read our handles (docs/guides/fan_out.md: its format has no model path field).
+        assert "KeyError" in str(summary["ours"]), summary["ours"]
         # Its clones asked the service for their numbers: three clients, three blocks, no seq id twice.
         official_session = json.loads(base64.urlsafe_b64decode(summary["handle"]))["sampling_session_id"]
         seen = [e["seq_id"] for e in service.stats.snapshot()["sequenced"] if e["id"] == official_session]
