@@ -43,9 +43,9 @@ def test_checkpoint_and_run_commands(service: LocalService, tmp_path: Path) -> N
         weights_path = training.save_state("cli-w").result(30).path
 
     listed = as_json(cli(service, "checkpoint", "list", "--limit", "0", "-f", "json"))
-    assert {sampler_path, weights_path} <= {c["tinker_path"] for c in listed}
+    assert {sampler_path, weights_path} <= {c["tinker_path"] for c in listed["checkpoints"]}
     info = as_json(cli(service, "checkpoint", "info", weights_path, "-f", "json"))
-    assert info["base_model"] == "tiny-byte" and info["lora_rank"] == 2
+    assert info["base_model"] == "tiny-byte" and info["lora_rank"] == 2 and info["is_lora"] is True
     cli(service, "checkpoint", "publish", weights_path)
     assert as_json(cli(service, "checkpoint", "info", weights_path, "-f", "json"))["public"] is True
     cli(service, "checkpoint", "unpublish", weights_path)
@@ -59,7 +59,7 @@ def test_checkpoint_and_run_commands(service: LocalService, tmp_path: Path) -> N
 
     runs = as_json(cli(service, "run", "list", "-f", "json"))
     run_id = saved["model_id"]
-    assert run_id in {r["training_run_id"] for r in runs}
+    assert run_id in {r["training_run_id"] for r in runs["runs"]}
     assert as_json(cli(service, "run", "info", run_id, "-f", "json"))["lora_rank"] == 2
     samples = as_json(cli(service, "run", "sample", "--model-path", sampler_path, "--prompt", "[104, 105]",
                           "--max-tokens", "3", "-f", "json"))
@@ -68,7 +68,7 @@ def test_checkpoint_and_run_commands(service: LocalService, tmp_path: Path) -> N
     assert table.splitlines()[0].startswith("training_run_id")
 
     deleted = as_json(cli(service, "checkpoint", "delete", weights_path, "-y", "-f", "json"))
-    assert [d["deleted"] for d in deleted] == [True]
+    assert deleted["deleted_count"] == 1 and deleted["failed"] == [] and deleted["deleted"] == [weights_path]
 
 
 def test_delete_of_several_exits_1_names_the_failed_one_and_deletes_the_others(service: LocalService) -> None:
@@ -79,8 +79,9 @@ def test_delete_of_several_exits_1_names_the_failed_one_and_deletes_the_others(s
         missing = f"tinker://{training.model_id}/weights/never-saved"
         result = cli(service, "checkpoint", "delete", first, missing, second, "-y", "-f", "json", ok=False)
         assert result.returncode == 1
-        assert [(d["tinker_path"], d["deleted"]) for d in as_json(result)] == [
-            (first, True), (missing, False), (second, True)]
+        report = as_json(result)
+        assert report["deleted_count"] == 2 and report["deleted"] == [first, second]
+        assert [f["tinker_path"] for f in report["failed"]] == [missing] and "not found" in report["failed"][0]["error"]
         errors = result.stderr.splitlines()
         assert len(errors) == 1 and errors[0].startswith(f"Error: {missing}: ")
         assert "Traceback" not in result.stderr

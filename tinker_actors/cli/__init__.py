@@ -11,11 +11,14 @@ from tinker_actors._version import __version__
 from tinker_actors.cli.auth import add_auth_commands, run_auth_command
 from tinker_actors.cli.billing import add_billing_commands, run_billing_command
 from tinker_actors.cli.local import add_local_commands, run_local_command
+from tinker_actors.cli.manage import GROUPS as MANAGE_GROUPS
 from tinker_actors.cli.manage import add_manage_commands, run_manage_command
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinker-actors", description="tinker-actors command line")
+    # as the official CLI: `tinker-actors -f json run list` (a command's own -f/--format also works)
+    parser.add_argument("-f", "--format", dest="global_format", choices=("table", "json"), default=None)
     commands = parser.add_subparsers(dest="command", required=True)
     version = commands.add_parser("version", help="print the version")
     version.add_argument("-f", "--format", choices=("table", "json"), default="table")
@@ -28,12 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.global_format is not None and getattr(args, "format", "table") == "table":
+        args.format = args.global_format
     if args.command == "version":
         print(json.dumps({"version": __version__}) if args.format == "json" else f"tinker-actors {__version__}")
         return 0
     if args.command == "local":
         return run_local_command(args)
-    if args.command in ("checkpoint", "run"):
+    if args.command in MANAGE_GROUPS:
         return run_manage_command(args)
     if args.command == "billing":
         return run_billing_command(args)
