@@ -81,6 +81,9 @@ class ServerFlags(BaseModel):
     """``credential_cmd``: the organisation requires dynamic credentials (``TINKER_CREDENTIAL_CMD``)."""
     billing_exception_max_pause_duration_sec: float = Field(3600.0, gt=0)
     """How long requests answered 402 (billing) pause before they fail (``Config.billing_pause`` may override)."""
+    sample_use_retrieve_futures: bool = False
+    """Samples learn they finished from one batched poll per sampling session (``retrieve_futures``;
+    tinker_actors.clients.batched_polls) instead of one long poll each."""
     sample_join_sampling_session: bool = False
     """A clone of a SamplingClient (unpickled, or from a sampler handle) asks ``join_sampling_session`` for its
     own block of seq ids before its first sample; otherwise it picks a random block (tinker_actors.fanout)."""

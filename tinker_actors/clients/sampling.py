@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from supervisors import ChildSpec, ExitReason, NamedRef, Restart, SupervisedActor
 from tinker_actors.auth.sources import credential_source
+from tinker_actors.clients.batched_polls import CLONE_SEQ_IDS, SessionPoller
+from tinker_actors.clients.cancellation import SampleCancels
 from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.queue_state import ClientQueueLog, QueueState, QueueStateObserver
 from tinker_actors.clients.sdk_method import names_sdk_methods
@@ -157,6 +159,8 @@ class SamplingClientActor(SupervisedActor):
         self._max_started = 2 * retry_config.max_connections
         self._pressure: _Backpressure | None = None
         self._queue_log = queue_log  # the handle's: its debounce outlives restarts of this actor
+        self._pollers: dict[int, SessionPoller] = {}  # clone -> its batched poll (sample_use_retrieve_futures)
+        self._cancels = SampleCancels(context.http, lambda: context.profile.dynamic)  # sample_cancel_enabled
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, SampleOp):
@@ -220,7 +224,8 @@ class SamplingClientActor(SupervisedActor):
                         await asyncio.sleep(min(wait, left()))
                     if not left():
                         raise clock.exceeded()
-                    body = codec.encode_json(request.model_copy(update={"seq_id": next(self._seq_ids)}))
+                    seq_id = next(self._seq_ids)
+                    body = codec.encode_json(request.model_copy(update={"seq_id": seq_id}))
                     # Until the server names the request, its idempotency key is what identifies it (in logs too).
                     request_id = new_idempotency_key()
                     try:
@@ -232,10 +237,15 @@ class SamplingClientActor(SupervisedActor):
                                 timeout=min(self._context.config.timeouts.default, max(left(), 0.05)),
                                 endpoint="asample")
                         request_id = submitted.data.request_id
-                        result = await poll_future(http, request_id, "Sample", reader, settings=context.poll,
-                                                   observer=self._queue_log, submitted_at=loop.time(),
-                                                   watch=clock, deadline=clock, codec=codec,
-                                                   response_budget=context.response_budget)
+                        try:
+                            await self._announced(request_id, seq_id, left())
+                            result = await poll_future(http, request_id, "Sample", reader, settings=context.poll,
+                                                       observer=self._queue_log, submitted_at=loop.time(),
+                                                       watch=clock, deadline=clock, codec=codec,
+                                                       response_budget=context.response_budget)
+                        except asyncio.CancelledError:
+                            self._cancels.cancel(request_id)  # nobody waits for it: the server may stop the work
+                            raise
                         clock.progress()
                         return _with_sequence_ids(result, submitted.data.sample_sequence_ids, request_id)
                     except (APIConnectionError, APIStatusError) as error:
@@ -259,6 +269,20 @@ class SamplingClientActor(SupervisedActor):
                 attempt += 1
         finally:
             clock.end()
+
+    async def _announced(self, request_id: str, seq_id: int, within: float) -> None:
+        """With batched polls on (``sample_use_retrieve_futures``), wait until the session's poller reports the
+        sample finished, or ``within`` passed (then the caller's own poll takes over)."""
+        flags = self._context.profile.flags
+        if flags is None or not flags.sample_use_retrieve_futures:
+            return
+        clone = seq_id // CLONE_SEQ_IDS
+        poller = self._pollers.get(clone)
+        if poller is None:
+            poller = self._pollers[clone] = SessionPoller(
+                self._context.http, self._context.profile.codec, self._session, clone,
+                request_timeout=self._context.poll.request_timeout)
+        await poller.wait_for(request_id, within)
 
     def on_terminate(self, reason: ExitReason) -> None:
         for op, task in self._in_flight.values():

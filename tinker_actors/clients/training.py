@@ -62,6 +62,7 @@ from tinker_actors.types import (
     OptimStepRequest,
     OptimStepResponse,
     ParsedCheckpointTinkerPath,
+    SamplingClientKind,
     SaveWeightsForSamplerRequest,
     SaveWeightsForSamplerResponseInternal,
     SaveWeightsRequest,
@@ -513,23 +514,27 @@ class TrainingClient(QueueStateObserver):
                              lambda seq: SaveWeightsForSamplerRequest(model_id=model_id, path=name, seq_id=seq), parse,
                              model_id=model_id)
 
-    def save_weights_and_get_sampling_client(self, name: str | None = None, retry_config: Any = None
-                                             ) -> SamplingClient:
-        """Save ephemeral sampler weights and return a SamplingClient on them (``name`` is ignored)."""
+    def save_weights_and_get_sampling_client(self, name: str | None = None, retry_config: Any = None, *,
+                                             kind: SamplingClientKind = "snapshot") -> SamplingClient:
+        """Save ephemeral sampler weights and return a SamplingClient on them (``name`` is ignored).
+        ``kind="inflight"`` (protocol 0.38): the client samples with this model's latest weights, following later
+        training steps (docs/guides/async_rl.md)."""
         # The private form, as in ServiceClient.create_sampling_client: a public future's telemetry watcher
         # would race this call's own report of the same error.
-        return self._sampling_client_after_save(retry_config).result(self._context.config.no_progress_timeout + 60)
+        return self._sampling_client_after_save(retry_config, kind=kind).result(
+            self._context.config.no_progress_timeout + 60)
 
     def save_weights_and_get_sampling_client_future(self, retry_config: Any = None) -> APIFuture[SamplingClient]:
         return self._sampling_client_after_save(retry_config)
 
-    def _sampling_client_after_save(self, retry_config: Any) -> APIFuture[SamplingClient]:
+    def _sampling_client_after_save(self, retry_config: Any, *,
+                                    kind: SamplingClientKind = "snapshot") -> APIFuture[SamplingClient]:
         from tinker_actors.clients.sampling import SamplingClient
 
         model_id = self.model_id
         sampling_seq = self._service._reserve_sampling_seq()
         raw = self._json_op("save_weights_for_sampler", "/api/v1/save_weights_for_sampler", "SaveWeightsForSampler",
-                            lambda seq: SaveWeightsForSamplerRequest(model_id=model_id,
+                            lambda seq: SaveWeightsForSamplerRequest(model_id=model_id, kind=kind,
                                                                      sampling_session_seq_id=sampling_seq, seq_id=seq),
                             SaveWeightsForSamplerResponseInternal.model_validate, model_id=model_id)
 

@@ -77,9 +77,6 @@ NOT_SUPPORTED_YET: dict[str, dict[str, NotBuilt]] = {
         "prompt_alt_tokens_k": NotBuilt("alternative prompt tokens drawn in the prefill", "0", _nonzero),
         "record_stability_info": NotBuilt("stability info recorded for StableReinforce", "None or False", _true),
     },
-    "SaveWeightsForSamplerRequest": {
-        "kind": NotBuilt("inflight sampling clients", "'snapshot'", _not("snapshot")),
-    },
     "CreateModelRequest": {
         "optimizer_config": NotBuilt("an optimizer other than Adam(W)", "AdamOptimizerConfig()", _not_adam),
     },
