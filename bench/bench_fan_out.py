@@ -132,7 +132,7 @@ def ray_run(sampler: tinker.SamplingClient, args: argparse.Namespace, workers: i
 
 def run_mode(mode: str, service: tinker.ServiceClient, args: argparse.Namespace, api_key: str,
              report: Callable[[Figures], None]) -> None:
-    sampler = service.create_sampling_client(base_model=BASE_MODEL)
+    sampler = service.create_sampling_client_future(base_model=BASE_MODEL).result(60)
     for workers in args.workers:
         if mode == "threads":
             with concurrent.futures.ThreadPoolExecutor(workers * args.rollouts_per_worker) as threads:

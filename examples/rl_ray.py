@@ -93,14 +93,15 @@ class Summary:
 def train(service: tinker.ServiceClient, args: argparse.Namespace,
           env_vars: dict[str, str] | None = None) -> Summary:
     """The trainer: Ray must be running (``ray.init`` or :func:`init_local_ray`)."""
-    training = service.create_lora_training_client(base_model=args.base_model, rank=8, seed=0)
+    # Futures of the clients (protocol 0.38's creation calls return futures): .result() is the client.
+    training = service.create_lora_training_client_future(base_model=args.base_model, rank=8, seed=0).result(120)
     tokenizer = training.get_tokenizer()
     prompts = [tokenizer.encode(text, add_special_tokens=False) for text in PROMPTS]
     tasks = (Task(prompts[n % len(prompts)], args.group, args.max_tokens, args.alphabet.encode())
              for n in range(1 << 30))
     adam = tinker.AdamParams(learning_rate=args.learning_rate)
     summary = Summary(groups_per_step=args.groups_per_step, max_lag=args.max_lag)
-    sampler = training.save_weights_and_get_sampling_client()
+    sampler = training.save_weights_and_get_sampling_client_submit().result(timeout=120)
     version = 0
     with RolloutPool(play, sampler, workers=args.workers, rollouts_per_worker=args.rollouts_per_worker,
                      policy_version=version, env_vars=env_vars) as pool:
@@ -139,7 +140,7 @@ def train(service: tinker.ServiceClient, args: argparse.Namespace,
                 fwd_bwd = training.forward_backward(data, "importance_sampling")
                 training.optim_step(adam)
                 fwd_bwd.result(timeout=120)
-            previous, sampler = sampler, training.save_weights_and_get_sampling_client()
+            previous, sampler = sampler, training.save_weights_and_get_sampling_client_submit().result(timeout=120)
             version += 1
             pool.publish(sampler, version)  # rollouts started from now on use the new weights
             previous.close()  # this process only needed its handle; the workers hold their own clients

@@ -26,7 +26,7 @@ def test_rollouts_over_a_spawn_pool_stream_back_with_one_clone_per_worker_proces
         service: LocalService, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TINKER_API_KEY", KEY)  # the workers copy this environment when they start: no key in a task
     with tinker.ServiceClient(base_url=service.base_url, api_key=KEY) as trainer, spawn_pool(2) as pool:
-        sampler = trainer.create_sampling_client(base_model="tiny-byte")
+        sampler = trainer.create_sampling_client_future(base_model="tiny-byte").result(60)
         joins_before = service.stats.snapshot()["endpoints"].get("join_sampling_session", {}).get("received", 0)
         tasks = [{"n": n} for n in range(6)] + [{"n": 6, "bad": True}]
         done = list(rollouts(pool, rollout, sampler, tasks, policy_version=5, timeout=120))
@@ -63,7 +63,8 @@ def test_a_worker_keeps_clients_of_the_latest_handles_and_closes_older_ones_once
 
     with tinker.ServiceClient(base_url=service.base_url, api_key=KEY) as trainer, \
             concurrent.futures.ThreadPoolExecutor(2) as threads:
-        samplers = [trainer.create_sampling_client(base_model="tiny-byte") for _ in range(executors.KEPT_SAMPLERS + 2)]
+        samplers = [trainer.create_sampling_client_future(base_model="tiny-byte").result(60)
+                    for _ in range(executors.KEPT_SAMPLERS + 2)]
         kept_clients = []
         for version, sampler in enumerate(samplers):  # a new weights version each time, as in an RL run
             done = list(rollouts(threads, rollout, sampler, [{"n": n} for n in range(3)], policy_version=version,

@@ -60,7 +60,7 @@ def in_forked_child(action: Callable[[], object]) -> tuple[str, str, float]:
 
 
 def test_an_inherited_sampling_client_refuses_in_a_forked_child(owner: tinker.ServiceClient) -> None:
-    sampler = owner.create_sampling_client(base_model="tiny-byte")
+    sampler = owner.create_sampling_client_future(base_model="tiny-byte").result(60)
     assert sampler.sample(PROMPT, 1, PARAMS).result(30).sequences  # the runtime runs here
     kind, message, seconds = in_forked_child(lambda: sampler.sample(PROMPT, 1, PARAMS).result(5))
     assert kind == "ForkedProcessError", (kind, message)
@@ -69,7 +69,7 @@ def test_an_inherited_sampling_client_refuses_in_a_forked_child(owner: tinker.Se
 
 
 def test_an_unpickled_or_handle_built_client_refuses_in_a_forked_child(owner: tinker.ServiceClient) -> None:
-    sampler = owner.create_sampling_client(base_model="tiny-byte")
+    sampler = owner.create_sampling_client_future(base_model="tiny-byte").result(60)
     data, handle = pickle.dumps(sampler), sampler.get_sampler_handle()
     kind, message, _ = in_forked_child(lambda: pickle.loads(data).sample(PROMPT, 1, PARAMS).result(5))
     assert kind == "ForkedProcessError", (kind, message)

@@ -56,7 +56,7 @@ def seq_ids_seen(svc: LocalService, sampling_session_id: str) -> list[int]:
 
 
 def test_a_handle_holds_no_credential_and_names_the_sampler(owner: tinker.ServiceClient) -> None:
-    sampler = owner.create_sampling_client(base_model="tiny-byte")
+    sampler = owner.create_sampling_client_future(base_model="tiny-byte").result(60)
     handle = sampler.get_sampler_handle()
     assert isinstance(handle, str) and handle.isascii()
     decoded = base64.urlsafe_b64decode(handle)
@@ -68,7 +68,7 @@ def test_a_handle_holds_no_credential_and_names_the_sampler(owner: tinker.Servic
 
 def test_each_clone_from_a_handle_gets_its_own_block_of_seq_ids(service: LocalService,
                                                                 owner: tinker.ServiceClient) -> None:
-    sampler = owner.create_sampling_client(base_model="tiny-byte")
+    sampler = owner.create_sampling_client_future(base_model="tiny-byte").result(60)
     handle = sampler.get_sampler_handle()
     clones = [tinker.SamplingClient.from_sampler_handle(handle) for _ in range(3)]  # through the owner here
     clones.append(pickle.loads(pickle.dumps(sampler)))
@@ -86,7 +86,7 @@ def test_each_clone_from_a_handle_gets_its_own_block_of_seq_ids(service: LocalSe
 def test_from_a_handle_with_api_key_uses_that_key(service: LocalService) -> None:
     # The owner goes away without finishing its session (as an owner in another process looks from here).
     owner = tinker.ServiceClient(config=config(service))
-    handle = owner.create_sampling_client(base_model="tiny-byte").get_sampler_handle()
+    handle = owner.create_sampling_client_future(base_model="tiny-byte").result(60).get_sampler_handle()
     del owner
     gc.collect()
     with pytest.raises(MissingApiKeyError, match="TINKER_API_KEY"):
@@ -104,7 +104,7 @@ def test_from_a_handle_with_api_key_uses_that_key(service: LocalService) -> None
 def test_the_environment_key_is_used_when_no_owner_lives_here(service: LocalService,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     owner = tinker.ServiceClient(config=config(service))
-    handle = owner.create_sampling_client(base_model="tiny-byte").get_sampler_handle()
+    handle = owner.create_sampling_client_future(base_model="tiny-byte").result(60).get_sampler_handle()
     del owner
     gc.collect()
     monkeypatch.setenv("TINKER_API_KEY", ALICE)
@@ -123,7 +123,7 @@ def test_a_string_that_is_not_a_handle_is_a_typed_error(bad: str) -> None:
 
 
 def test_a_handle_of_the_official_sdk_is_read(service: LocalService, owner: tinker.ServiceClient) -> None:
-    sampler = owner.create_sampling_client(base_model="tiny-byte")
+    sampler = owner.create_sampling_client_future(base_model="tiny-byte").result(60)
     official = {"session_id": owner.session_id, "sampling_session_id": sampler.sampling_session_id,
                 "holder": {"base_url": service.base_url, "default_headers_overrides": {}, "client_config": {},
                            "client_dynamic_config": {}, "api_key": None},
@@ -135,7 +135,7 @@ def test_a_handle_of_the_official_sdk_is_read(service: LocalService, owner: tink
 
 def test_without_the_flag_a_clone_draws_a_random_block() -> None:
     with LocalService(api_key=ALICE, long_poll_s=0.5) as svc, tinker.ServiceClient(config=config(svc)) as owner:
-        sampler = owner.create_sampling_client(base_model="tiny-byte")
+        sampler = owner.create_sampling_client_future(base_model="tiny-byte").result(60)
         clones = [tinker.SamplingClient.from_sampler_handle(sampler.get_sampler_handle()) for _ in range(2)]
         for client in clones:
             client.sample(PROMPT, 1, PARAMS).result(30)
@@ -152,8 +152,8 @@ def join(svc: LocalService, key: str, sampling_session_id: str) -> httpx.Respons
 def test_join_numbers_clients_per_session_only_for_its_owner_and_across_restarts(tmp_path: Path) -> None:
     with LocalService(data_dir=tmp_path, api_keys={"alice": ALICE, "bob": BOB}, protocol_flags=JOIN) as svc, \
             tinker.ServiceClient(config=config(svc)) as owner:
-        first = owner.create_sampling_client(base_model="tiny-byte").sampling_session_id
-        second = owner.create_sampling_client(base_model="tiny-byte").sampling_session_id
+        first = owner.create_sampling_client_future(base_model="tiny-byte").result(60).sampling_session_id
+        second = owner.create_sampling_client_future(base_model="tiny-byte").result(60).sampling_session_id
         numbers = [join(svc, ALICE, first).json()["client_counter"] for _ in range(3)]
         assert numbers == [1, 2, 3]
         assert join(svc, ALICE, second).json()["client_counter"] == 1  # numbers are per session
@@ -167,7 +167,7 @@ def test_join_numbers_clients_per_session_only_for_its_owner_and_across_restarts
 def test_a_backoff_from_elsewhere_holds_back_this_process_samples(owner: tinker.ServiceClient) -> None:
     import time
 
-    sampler = owner.create_sampling_client(base_model="tiny-byte")
+    sampler = owner.create_sampling_client_future(base_model="tiny-byte").result(60)
     assert sampler.backoff_remaining() == 0.0
     sampler.back_off(1.0)  # as another process's 429 with Retry-After: 1 would
     assert 0.5 < sampler.backoff_remaining() <= 1.0

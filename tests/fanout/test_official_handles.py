@@ -28,7 +28,7 @@ def service() -> Iterator[LocalService]:
 def test_official_clones_join_the_session_and_handles_go_both_ways(service: LocalService, tmp_path: Path) -> None:
     python = official_python()
     with tinker.ServiceClient(base_url=service.base_url, api_key=service.api_key) as ours:
-        our_sampler = ours.create_sampling_client(base_model="tiny-byte")
+        our_sampler = ours.create_sampling_client_future(base_model="tiny-byte").result(60)
         done = subprocess.run([str(python), str(SCRIPT), our_sampler.get_sampler_handle()], cwd=REPO,
                               env=official_env(service, tmp_path), capture_output=True, text=True, timeout=120,
                               check=False)

@@ -58,7 +58,7 @@ def trainer(service: LocalService) -> Iterator[tinker.ServiceClient]:
 
 @pytest.fixture(scope="module")
 def pool(cluster: ModuleType, trainer: tinker.ServiceClient) -> Iterator[RolloutPool[dict[str, Any], dict[str, Any]]]:
-    first = trainer.create_sampling_client(base_model="tiny-byte")
+    first = trainer.create_sampling_client_future(base_model="tiny-byte").result(60)
     with RolloutPool(rollout, first, workers=2, rollouts_per_worker=4, max_restarts=3) as started:
         yield started
 
@@ -79,7 +79,7 @@ def test_the_cluster_listens_on_loopback_only(cluster: ModuleType) -> None:
 
 def test_workers_in_other_processes_sample_through_handles_in_blocks_of_their_own(
         service: LocalService, trainer: tinker.ServiceClient, pool: RolloutPool[Any, Any]) -> None:
-    sampler = trainer.create_sampling_client(base_model="tiny-byte")
+    sampler = trainer.create_sampling_client_future(base_model="tiny-byte").result(60)
     version = pool.policy_version + 1
     pool.publish(sampler, version)
     assert sampler.sample(tinker.ModelInput.from_ints([1, 2]), 1, PARAMS).result(30)
@@ -97,14 +97,14 @@ def test_workers_in_other_processes_sample_through_handles_in_blocks_of_their_ow
 
 def test_publish_switches_the_workers_and_each_rollout_carries_its_version(
         trainer: tinker.ServiceClient, pool: RolloutPool[Any, Any]) -> None:
-    training = trainer.create_lora_training_client(base_model="tiny-byte", rank=2, seed=0)
+    training = trainer.create_lora_training_client_future(base_model="tiny-byte", rank=2, seed=0).result(60)
     paths = [training.save_weights_for_sampler(f"v{i}").result(30).path for i in range(2)]
     old, new = pool.policy_version + 1, pool.policy_version + 2
-    pool.publish(trainer.create_sampling_client(model_path=paths[0]), old)
+    pool.publish(trainer.create_sampling_client_future(model_path=paths[0]).result(60), old)
     for n in range(2):
         pool.submit({"n": n, "sleep": 3.0})  # one per worker, started on the old weights
     time.sleep(1.5)
-    pool.publish(trainer.create_sampling_client(model_path=paths[1]), new)
+    pool.publish(trainer.create_sampling_client_future(model_path=paths[1]).result(60), new)
     for n in range(2, 6):
         pool.submit({"n": n})  # submitted after publish returned: the new weights
     done = {r.result()["n"]: r for r in pool.as_completed(timeout=WAIT_S)}
@@ -170,7 +170,7 @@ def test_a_429_seen_by_one_worker_holds_back_the_others(service: LocalService, p
 
 
 def test_rollouts_over_a_ray_executor(trainer: tinker.ServiceClient, cluster: ModuleType) -> None:
-    sampler = trainer.create_sampling_client(base_model="tiny-byte")
+    sampler = trainer.create_sampling_client_future(base_model="tiny-byte").result(60)
     with RayExecutor(num_cpus=1) as executor:  # the idle workers Ray started with the cluster
         done = list(rollouts(executor, rollout, sampler, [{"n": n} for n in range(4)], policy_version=3,
                              timeout=WAIT_S))

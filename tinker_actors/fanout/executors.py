@@ -29,6 +29,7 @@ from typing import Generic, Literal, TypeVar
 
 from tinker_actors.clients.sampling import SamplingClient
 from tinker_actors.errors import InvalidInputError, TinkerTimeoutError
+from tinker_actors.futures import APIFuture
 
 __all__ = ["KEPT_SAMPLERS", "Rollout", "rollouts", "run_rollout", "spawn_pool"]
 
@@ -144,6 +145,8 @@ def rollouts(executor: concurrent.futures.Executor, rollout: Callable[[SamplingC
     :class:`~tinker_actors.errors.TinkerTimeoutError` (the rollouts still running are cancelled if they have
     not started). Leaving the loop early cancels the rollouts that have not started.
     """
+    if isinstance(sampler, APIFuture):  # what a creation call returns (protocol 0.38): the client is its result
+        sampler = sampler.result()
     handle = sampler.get_sampler_handle() if isinstance(sampler, SamplingClient) else sampler
     submitted = time.monotonic()
     futures: dict[concurrent.futures.Future[tuple[R, int, float]], T] = {

@@ -48,6 +48,7 @@ from tinker_actors.clients.sampling import SamplingClient
 from tinker_actors.errors import ClientStoppedError, InvalidInputError, TinkerTimeoutError
 from tinker_actors.fanout.errors import MissingExtraError, RolloutWorkerDiedError
 from tinker_actors.fanout.executors import Rollout
+from tinker_actors.futures import APIFuture
 
 __all__ = ["RayExecutor", "RolloutPool", "RolloutWorker", "init_local_ray"]
 
@@ -105,6 +106,8 @@ def worker_runtime_env(runtime_env: Mapping[str, Any] | None, env_vars: Mapping[
 
 
 def _handle_of(sampler: SamplingClient | str) -> str:
+    if isinstance(sampler, APIFuture):  # what a creation call returns (protocol 0.38): the client is its result
+        sampler = sampler.result()
     if isinstance(sampler, SamplingClient):
         return sampler.get_sampler_handle()
     if isinstance(sampler, str) and sampler:
