@@ -80,3 +80,15 @@ def test_a_worker_keeps_clients_of_the_latest_handles_and_closes_older_ones_once
                 closed.sample(tinker.ModelInput.from_ints([1]), 1, tinker.SamplingParams(max_tokens=1)).result(10)
         assert kept_clients[-1].sample(tinker.ModelInput.from_ints([1]), 1,
                                        tinker.SamplingParams(max_tokens=1)).result(30).sequences
+
+
+def test_without_ray_installed_the_ray_pool_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from tinker_actors.fanout import MissingExtraError
+    from tinker_actors.fanout.ray_pool import RolloutPool
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed: `import ray` fails
+    with pytest.raises(MissingExtraError, match=r"tinker-actors\[ray\]") as raised:
+        RolloutPool(rollout, "a-handle")
+    assert isinstance(raised.value, ImportError)
