@@ -59,7 +59,8 @@ def _logprobs(training: tinker.TrainingClient, *sequences: list[int]) -> list[np
 
 
 def test_gspo_loss_falls_over_steps_on_a_fixed_batch(client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=8, seed=11, optimizer=types.AdamOptimizerConfig())
+    training = client.create_lora_training_client("tiny-byte", rank=8, seed=11,
+                                                  optimizer=types.AdamOptimizerConfig()).result(30)
     good, bad = _logprobs(training, GOOD, BAD)
     batch = [_gspo_datum(GOOD, good, 1.0), _gspo_datum(BAD, bad, -1.0)]
     config = {"clip_low_threshold": 0.5, "clip_high_threshold": 2.0}
@@ -78,7 +79,7 @@ def test_gspo_loss_falls_over_steps_on_a_fixed_batch(client: tinker.ServiceClien
 
 
 def _one_step(client: tinker.ServiceClient, adam: types.AdamParams) -> dict[str, float]:
-    training = client.create_lora_training_client("tiny-byte", rank=4, seed=3)
+    training = client.create_lora_training_client("tiny-byte", rank=4, seed=3).result(30)
     training.forward_backward([_plain(TEXT)], "cross_entropy").result(30)
     metrics = training.optim_step(optim_params=adam).result(30).metrics
     assert metrics is not None
@@ -100,7 +101,7 @@ def test_weight_decay_and_gradient_clipping_reach_the_model(client: tinker.Servi
 
 
 def test_optim_step_takes_one_adam_params_under_either_name(client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=4, seed=3)
+    training = client.create_lora_training_client("tiny-byte", rank=4, seed=3).result(30)
     training.forward_backward([_plain(TEXT)], "cross_entropy").result(30)
     training.optim_step(adam_params=types.AdamParams(learning_rate=1e-3)).result(30)
     with pytest.raises(InvalidInputError, match="not both"):
@@ -126,7 +127,7 @@ def test_top_k_targets_dense_and_sparse_train_the_same(client: tinker.ServiceCli
         "target_tokens": types.TensorData.from_numpy_sparse(targets),
         "weights": types.TensorData.from_numpy_sparse(weights)})
     assert all(tensor.is_sparse for tensor in sparse.loss_fn_inputs.values())
-    training = client.create_lora_training_client("tiny-byte", rank=4, seed=5)
+    training = client.create_lora_training_client("tiny-byte", rank=4, seed=5).result(30)
     with service.wire_log.capture() as wire:
         first = training.forward([dense], "cross_entropy").result(30)
         second = training.forward([sparse], "cross_entropy").result(30)
@@ -152,7 +153,7 @@ def _loss_input(body: Any, name: str) -> Any:
 
 def test_text_settings_go_as_text_on_0_38_and_as_numbers_or_not_at_all_on_0_6_3(
         client: tinker.ServiceClient, service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=4, seed=5)
+    training = client.create_lora_training_client("tiny-byte", rank=4, seed=5).result(30)
     good, = _logprobs(training, GOOD)
     datum = _gspo_datum(GOOD, good, 1.0)
     with service.wire_log.capture() as wire:
@@ -176,7 +177,7 @@ def test_text_settings_go_as_text_on_0_38_and_as_numbers_or_not_at_all_on_0_6_3(
 
 def test_what_is_not_built_is_refused_before_anything_is_sent(client: tinker.ServiceClient,
                                                              service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=4, seed=5)
+    training = client.create_lora_training_client("tiny-byte", rank=4, seed=5).result(30)
     with service.wire_log.capture() as wire:
         with pytest.raises(UnsupportedFeatureError, match="optimizer other than Adam"):
             client.create_lora_training_client("tiny-byte", rank=4, optimizer=types.DimuonOptimizerConfig())
