@@ -350,6 +350,14 @@ _client_ids = itertools.count()
 
 @names_sdk_methods  # x-sdk-method on the wire (protocol 0.38)
 @capture_exceptions  # errors reach the session's telemetry once, and the caller unchanged
+def _check_sampler_kind(kind: object, protocol: str) -> None:
+    """``kind`` must be a SamplingClientKind, and ``inflight`` needs protocol 0.38 (0.6.3 would save a snapshot)."""
+    if kind not in ("snapshot", "inflight"):
+        raise InvalidInputError(f"kind is 'snapshot' or 'inflight', got {kind!r}")
+    if kind == "inflight" and protocol != "0.38":
+        raise InvalidInputError(f"kind='inflight' samplers need protocol 0.38; this client speaks {protocol}")
+
+
 class TrainingClient(QueueStateObserver):
     """Train one LoRA model. Methods return :class:`APIFuture` at once; ``*_async`` twins return the same
     future from a coroutine (so async code awaits twice, as with the official SDK)."""
@@ -531,6 +539,7 @@ class TrainingClient(QueueStateObserver):
                                     kind: SamplingClientKind = "snapshot") -> APIFuture[SamplingClient]:
         from tinker_actors.clients.sampling import SamplingClient
 
+        _check_sampler_kind(kind, self._context.profile.version)
         model_id = self.model_id
         sampling_seq = self._service._reserve_sampling_seq()
         raw = self._json_op("save_weights_for_sampler", "/api/v1/save_weights_for_sampler", "SaveWeightsForSampler",

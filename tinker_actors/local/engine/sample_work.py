@@ -2,7 +2,7 @@
 
 ``cancel_future`` (0.38, behind ``sample_cancel_enabled``) names a sample nobody waits for anymore: a sample
 still queued never starts, a running one stops at its next token (:mod:`tinker_actors.local.model.generation_stop`),
-and its future is answered at once as cancelled. :attr:`SampleWork.tokens_generated` counts every token the
+and its future is answered at once as cancelled. :class:`SampleCounters` count every token the
 service generated, so a test sees the work a cancel saved.
 
 ``retrieve_futures`` (0.38, behind ``sample_use_retrieve_futures``) lets a client learn which of a sampling
@@ -18,11 +18,16 @@ import asyncio
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tinker_actors.local.model.generation_stop import GenerationControl
 
-__all__ = ["CANCELLED_MESSAGE", "CLONE_SEQ_IDS", "Completion", "SampleWork", "sample_work_of"]
+if TYPE_CHECKING:
+    from tinker_actors.local.engine.state import ServiceState
+    from tinker_actors.local.engine.stats import RequestStats
+
+__all__ = ["CANCELLED_MESSAGE", "CLONE_SEQ_IDS", "Completion", "SampleCounters", "SampleWork", "sample_counters_of",
+           "sample_work_of"]
 
 # 0.38 numbers a clone's seq ids from clone * 1e9 (join_sampling_session); its completions are its own.
 CLONE_SEQ_IDS = 1_000_000_000
@@ -61,32 +66,38 @@ class _Sample:
     control: GenerationControl
 
 
-class SampleWork:
+class SampleCounters:
+    """What the service's samplers did, for tests and benchmarks: tokens generated, samples cancelled.
+    One per service (kept beside its request counts, so restarts add up); thread-safe."""
+
     def __init__(self) -> None:
-        self._samples: dict[str, _Sample] = {}
-        self._queues: dict[tuple[str, int], _Queue] = {}
         self._lock = threading.Lock()
         self._tokens = 0
-        self.cancelled = 0
+        self._cancelled = 0
 
-    # ---- counters ------------------------------------------------------------------------------
-    @property
-    def tokens_generated(self) -> int:
-        with self._lock:
-            return self._tokens
-
-    def _count(self, tokens: int) -> None:
+    def add_tokens(self, tokens: int) -> None:
         with self._lock:
             self._tokens += tokens
 
+    def add_cancelled(self) -> None:
+        with self._lock:
+            self._cancelled += 1
+
     def snapshot(self) -> dict[str, int]:
-        return {"tokens_generated": self.tokens_generated, "cancelled": self.cancelled,
-                "in_flight": len(self._samples)}
+        with self._lock:
+            return {"tokens_generated": self._tokens, "cancelled": self._cancelled}
+
+
+class SampleWork:
+    def __init__(self, counters: SampleCounters | None = None) -> None:
+        self._samples: dict[str, _Sample] = {}
+        self._queues: dict[tuple[str, int], _Queue] = {}
+        self.counters = counters if counters is not None else SampleCounters()
 
     # ---- samples -------------------------------------------------------------------------------
     def begin(self, request_id: str, sampler_id: str, seq_id: int | None, owner: str) -> GenerationControl:
         """A new sample's control (its stop switch): queued until its worker starts it."""
-        control = GenerationControl(self._count)
+        control = GenerationControl(self.counters.add_tokens)
         clone = (seq_id or 0) // CLONE_SEQ_IDS
         self._samples[request_id] = _Sample((sampler_id, clone), owner, control)
         return control
@@ -97,7 +108,7 @@ class SampleWork:
         if sample is None or sample.owner != owner:
             return False
         sample.control.stop()
-        self.cancelled += 1
+        self.counters.add_cancelled()
         return True
 
     def finish(self, request_id: str, *, failed: bool, payload_size: int | None) -> None:
@@ -136,12 +147,21 @@ class SampleWork:
             del self._queues[key]
 
 
-_BY_STATE: weakref.WeakKeyDictionary[object, SampleWork] = weakref.WeakKeyDictionary()
+_BY_STATE: weakref.WeakKeyDictionary[ServiceState, SampleWork] = weakref.WeakKeyDictionary()
+_BY_STATS: weakref.WeakKeyDictionary[RequestStats, SampleCounters] = weakref.WeakKeyDictionary()
 
 
-def sample_work_of(state: object) -> SampleWork:
-    """The one :class:`SampleWork` of a running service (its ``ServiceState``), made on first use."""
+def sample_counters_of(stats: RequestStats) -> SampleCounters:
+    """The sample counters kept beside a service's request counts (``LocalService.stats``)."""
+    counters = _BY_STATS.get(stats)
+    if counters is None:
+        counters = _BY_STATS[stats] = SampleCounters()
+    return counters
+
+
+def sample_work_of(state: ServiceState) -> SampleWork:
+    """The one :class:`SampleWork` of a running service (its ``ServiceState``; a restart starts a new one)."""
     work = _BY_STATE.get(state)
     if work is None:
-        work = _BY_STATE[state] = SampleWork()
+        work = _BY_STATE[state] = SampleWork(sample_counters_of(state.stats))
     return work
