@@ -303,13 +303,15 @@ def _checkpoint_delete(args: argparse.Namespace, service: Any) -> Any:
     if filters and not (args.run_id or args.all_runs):
         raise InvalidInputError("--type, --before and --after select among a run's checkpoints (--run-id) or "
                                 "all of yours (--all-runs)")
+    # bad filters fail before anything is sent
+    before = parse_when(args.before) if args.before is not None else None
+    after = parse_when(args.after) if args.after is not None else None
+    select_checkpoints([], checkpoint_type=args.checkpoint_type)
     rest = service.create_rest_client()
     sizes: dict[str, int | None] = {}
     if args.tinker_paths:
         paths = list(args.tinker_paths)
     else:
-        before = parse_when(args.before) if args.before is not None else None
-        after = parse_when(args.after) if args.after is not None else None
         listed = (rest.list_checkpoints(args.run_id).result(_WAIT_S).checkpoints if args.run_id
                   else _all_checkpoints(rest))
         chosen = select_checkpoints(listed, checkpoint_type=args.checkpoint_type, before=before, after=after)
