@@ -251,7 +251,8 @@ class APIFuture(Generic[T]):
     def cancel(self) -> bool:
         """Cancel the request on our side: polling stops and waiters get :class:`ClientStoppedError`.
 
-        The server may still run a request it had accepted; cancelling only stops waiting for it."""
+        The server may still run a request it had accepted; cancelling only stops waiting for it (except a sample,
+        which is also cancelled on the server when it enables ``sample_cancel_enabled``: docs/guides/async_rl.md)."""
         cancelled = self._future.cancel()
         if cancelled:
             self._run_cancel_hooks()
