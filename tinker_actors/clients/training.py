@@ -348,8 +348,6 @@ async def fetch_model_info(context: ClientContext, model_id: str) -> GetInfoResp
 _client_ids = itertools.count()
 
 
-@names_sdk_methods  # x-sdk-method on the wire (protocol 0.38)
-@capture_exceptions  # errors reach the session's telemetry once, and the caller unchanged
 def _check_sampler_kind(kind: object, protocol: str) -> None:
     """``kind`` must be a SamplingClientKind, and ``inflight`` needs protocol 0.38 (0.6.3 would save a snapshot)."""
     if kind not in ("snapshot", "inflight"):
@@ -358,6 +356,8 @@ def _check_sampler_kind(kind: object, protocol: str) -> None:
         raise InvalidInputError(f"kind='inflight' samplers need protocol 0.38; this client speaks {protocol}")
 
 
+@names_sdk_methods  # x-sdk-method on the wire (protocol 0.38)
+@capture_exceptions  # errors reach the session's telemetry once, and the caller unchanged
 class TrainingClient(QueueStateObserver):
     """Train one LoRA model. Methods return :class:`APIFuture` at once; ``*_async`` twins return the same
     future from a coroutine (so async code awaits twice, as with the official SDK)."""
