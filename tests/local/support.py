@@ -134,7 +134,7 @@ class RecordingTrainer:
     backend: RecordingBackend
     inner: Trainer
 
-    def run(self, batch: list[DatumInput], loss_fn: str, loss_fn_config: dict[str, float] | None,
+    def run(self, batch: list[DatumInput], loss_fn: str, loss_fn_config: dict[str, float | str] | None,
             *, backward: bool) -> StepOutput:
         self.backend.record(f"fwdbwd:{len(batch[0].tokens)}" if backward else f"fwd:{len(batch[0].tokens)}")
         return self.inner.run(batch, loss_fn, loss_fn_config, backward=backward)
