@@ -28,13 +28,13 @@ import pytest
 import tinker_actors
 from tests.compat038.conftest import (
     HERE,
-    OFFICIAL_038_PYTHON,
     RUN_TIMEOUT_S,
     ScriptRun,
     official_env,
     official_python,
     run_official,
 )
+from tests.wire.conftest import OFFICIAL_038_PYTHON
 from tinker_actors.local import LocalService
 from tinker_actors.local.engine.storage import Storage
 
