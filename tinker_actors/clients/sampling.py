@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pykka import ActorDeadError, ActorRef
 
-from supervisors import ChildSpec, ExitReason, NamedRef, Restart, SupervisedActor
+from supervisors import ChildSpec, ExitReason, NamedRef, Restart, SupervisedActor, TerminateChild
 from tinker_actors.auth.sources import credential_source
 from tinker_actors.clients.batched_polls import CLONE_SEQ_IDS, SessionPoller
 from tinker_actors.clients.cancellation import SampleCancels
@@ -102,6 +103,11 @@ class SampleFinished:
     op_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class HandleDropped:
+    """The actor's SamplingClient was garbage-collected: stop once no sample of it is pending."""
+
+
 # ---- the actor ------------------------------------------------------------------------------------
 
 class _RateLimit:
@@ -140,12 +146,25 @@ class _Backpressure:
                                    labels={"sampling_session_id": session}, start=False)
 
 
+class HandleLife:
+    """Whether a SamplingClient still exists, shared by its finalizer and every incarnation of its actor (a
+    restart must not forget that the handle is gone). Plain attribute writes: the finalizer takes no lock."""
+
+    __slots__ = ("actor", "dropped")
+
+    def __init__(self) -> None:
+        self.dropped = False
+        self.actor: ActorRef[Any] | None = None  # the current incarnation, which the finalizer has told
+
+
 class SamplingClientActor(SupervisedActor):
     expected_errors = (TinkerError,)
 
     def __init__(self, context: ClientContext, sampling_session_id: str, retry_config: RetryConfig,
-                 seq_ids: SeqIds, queue_log: QueueStateLog) -> None:
+                 seq_ids: SeqIds, queue_log: QueueStateLog, life: HandleLife | None = None) -> None:
         super().__init__()
+        self._life = life if life is not None else HandleLife()
+        self._retiring = False
         self._context = context
         self._session = sampling_session_id
         self._retry = retry_config
@@ -162,6 +181,11 @@ class SamplingClientActor(SupervisedActor):
         self._pollers: dict[int, SessionPoller] = {}  # clone -> its batched poll (sample_use_retrieve_futures)
         self._cancels = SampleCancels(context.http, lambda: context.profile.dynamic)  # sample_cancel_enabled
 
+    def on_init(self) -> None:
+        self._life.actor = self.actor_ref
+        if self._life.dropped:  # dropped while this actor restarted: told, so samples queued before go first
+            self.actor_ref.tell(HandleDropped())
+
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, SampleOp):
             # Nobody holds its APIFuture anymore: a sample has no side effects, so nothing is worth doing.
@@ -174,7 +198,22 @@ class SamplingClientActor(SupervisedActor):
             self._in_flight.pop(message.op_id, None)
             while self._waiting and len(self._in_flight) < self._max_started:
                 self._start(self._waiting.popleft())
+            self._retire_if_unused()
+        elif isinstance(message, HandleDropped):
+            self._retire_if_unused()
         return None
+
+    def _retire_if_unused(self) -> None:
+        """Once the handle is gone and none of its samples is pending, have the supervisor stop this child and
+        forget it: a client per weights version must not leave a thread behind each."""
+        if not self._life.dropped or self._in_flight or self._waiting or self._retiring:
+            return
+        self._retiring = True
+        parent = self._link.parent  # the supervisor's own ref: a tell that never waits, even while it stops
+        if parent is not None:
+            with contextlib.suppress(ActorDeadError):  # stopped with its ServiceClient already
+                # With a reply future, "no such child" (close() got there first) is an answer, not a crash.
+                parent.tell(TerminateChild(self.child_id, concurrent.futures.Future()))
 
     def _start(self, message: SampleOp) -> None:
         if message.future.done():  # its caller cancelled (or dropped) it while it waited
@@ -403,10 +442,16 @@ class SamplingClient(QueueStateObserver):
         child_id = self._child_id = f"sampling-{next(_client_ids)}"
         context, config, seq_ids, session = service._context, self.retry_config, self._seq_ids, self.sampling_session_id
         queue_log = ClientQueueLog(f"sampler {session}", self)
-        spec = ChildSpec(child_id, lambda: SamplingClientActor.start(context, session, config, seq_ids, queue_log),
+        life = HandleLife()
+        spec = ChildSpec(child_id, lambda: SamplingClientActor.start(context, session, config, seq_ids, queue_log,
+                                                                     life),
                          restart=Restart.TRANSIENT)
         self._actor: NamedRef | None = service.clients_supervisor.start_child(spec, timeout=10.0)
         _owners.setdefault((self._base_url, session), service)
+        # Dropping this handle stops its actor once its pending samples are done. Not at interpreter exit:
+        # closing the ServiceClient (or the process ending) stops every actor anyway.
+        self._on_drop = weakref.finalize(self, _handle_dropped, life, context.runtime.ioloop.loop)
+        self._on_drop.atexit = False
         return self._actor
 
     def _attached_actor(self) -> NamedRef:
@@ -516,6 +561,8 @@ class SamplingClient(QueueStateObserver):
         """Stop this client's actor and free its thread; samples still in flight fail with ClientStoppedError, later
         ones too. For long runs that make a client per weights version (the worker of tinker_actors.fanout.ray_pool)."""
         service, actor = self._service, self._actor
+        if actor is not None:
+            self._on_drop.detach()  # nothing left to stop when this handle goes
         if service is not None and actor is not None and not service._closed:
             with contextlib.suppress(Exception):  # already stopped with its ServiceClient
                 service.clients_supervisor.terminate_child(self._child_id, timeout=10.0)
@@ -539,6 +586,22 @@ class SamplingClient(QueueStateObserver):
 
     def __repr__(self) -> str:
         return f"SamplingClient(sampling_session_id={self.sampling_session_id!r})"
+
+
+def _handle_dropped(life: HandleLife, loop: asyncio.AbstractEventLoop) -> None:
+    """A SamplingClient's finalizer. The garbage collector runs it on any thread, in the middle of any code
+    (an actor's, the IoLoop's, one holding a lock), so it takes no lock and never waits: it marks the handle
+    gone and has the IoLoop tell the actor (``call_soon_threadsafe`` only appends to a deque and wakes the loop)."""
+    life.dropped = True
+    with contextlib.suppress(RuntimeError):  # the loop is closed: the ServiceClient stopped every actor
+        loop.call_soon_threadsafe(_tell_dropped, life)
+
+
+def _tell_dropped(life: HandleLife) -> None:
+    actor = life.actor
+    if actor is not None:  # else it has not started yet, and sees ``dropped`` when it does
+        with contextlib.suppress(ActorDeadError):  # stopped already; a restarted incarnation sees ``dropped``
+            actor.tell(HandleDropped())
 
 
 def _service_for(base_url: str, sampling_session_id: str) -> ServiceClient:
