@@ -15,7 +15,7 @@ from tinker_actors.types._base import RequestModel, ResponseModel
 from tinker_actors.types.model_input import ModelInput
 from tinker_actors.types.prompt_alt_tokens import PromptAltTokens
 from tinker_actors.types.tensor import TensorData
-from tinker_actors.types.topk_logprobs import TopkLogprobs, topk_from_lists
+from tinker_actors.types.topk_logprobs import TopkLogprobs, topk_from_lists, topk_to_lists
 
 __all__ = [
     "CreateSamplingSessionRequest",
@@ -112,8 +112,8 @@ class SampleRequest(RequestModel):
     seq_id: int | None = None
     prompt_logprobs: bool | None = None
     topk_prompt_logprobs: int = 0
-    # Protocol 0.38. Only prompt_logprobs_last_n is supported yet; the others are refused unless left at their
-    # defaults (types/unsupported.py).
+    # Protocol 0.38 (refused on 0.6.3, where they do not exist). record_stability_info is refused unless left at
+    # its default (types/unsupported.py).
     topk_sample_logprobs: int = 0
     """The top-k logprobs of each sampled token (``SampledSequence.topk_logprobs``)."""
     target_prompt_logprobs: TensorData | None = None
@@ -165,6 +165,23 @@ def _list_of(array: npt.NDArray[Any]) -> list[Any]:
     return values
 
 
+# A top-k matrix held as one array: each cell a (token id, logprob) pair, as the wire's two matrices hold them.
+TOPK_PAIR = np.dtype([("token_id", "<i4"), ("logprob", "<f4")])
+
+
+def topk_pairs(topk: TopkLogprobs) -> npt.NDArray[Any]:
+    """The two ``(positions, k)`` matrices as one read-only array of :data:`TOPK_PAIR` cells (one copy)."""
+    pairs = np.empty(topk.token_ids.shape, dtype=TOPK_PAIR)
+    pairs["token_id"] = topk.token_ids
+    pairs["logprob"] = topk.logprobs
+    pairs.flags.writeable = False
+    return pairs
+
+
+def _topk_rows(pairs: npt.NDArray[Any]) -> list[list[tuple[int, float]] | None]:
+    return topk_to_lists(TopkLogprobs(token_ids=pairs["token_id"], logprobs=pairs["logprob"]))
+
+
 def _list_with_nones(array: npt.NDArray[Any]) -> list[float | None]:
     """Prompt logprobs: NaN marks a position without one (the first), which the list shows as None."""
     values: list[float | None] = array.tolist()
@@ -174,28 +191,36 @@ def _list_with_nones(array: npt.NDArray[Any]) -> list[float | None]:
 
 
 class SampledSequence(ResponseModel, ArrayBacked):
-    """One sampled sequence. Read from protocol 0.38 it holds numpy arrays (``tokens_np``, ``logprobs_np``)
-    and makes the lists ``tokens`` and ``logprobs`` when they are first read."""
+    """One sampled sequence. Read from protocol 0.38 it holds numpy arrays (``tokens_np``, ``logprobs_np``,
+    ``topk_logprobs_np``) and makes the lists ``tokens``, ``logprobs`` and ``topk_logprobs`` when they are first
+    read."""
 
-    _array_views: ClassVar[dict[str, Any]] = {"tokens": _list_of, "logprobs": _list_of}
+    _array_views: ClassVar[dict[str, Any]] = {"tokens": _list_of, "logprobs": _list_of, "topk_logprobs": _topk_rows}
 
     stop_reason: StopReason
     tokens: Annotated[list[int], listed(_list_of, list[int])]
     logprobs: Annotated[list[float] | None, listed(_list_of, list[float] | None)] = None
     sequence_id: str | None = None
     """The server's id of this sequence (protocol 0.38; None from older servers)."""
-    topk_logprobs: list[list[tuple[int, float]] | None] | None = None
-    """Protocol 0.38: the top-k ``(token_id, logprob)`` pairs at each sampled position, when
-    ``SampleRequest.topk_sample_logprobs`` asked for them (not supported yet here: always None)."""
+    topk_logprobs: Annotated[list[list[tuple[int, float]] | None] | None,
+                             listed(_topk_rows, list[list[tuple[int, float]] | None] | None)] = None
+    """Protocol 0.38: the top-k ``(token_id, logprob)`` pairs at each sampled position, most likely first, when
+    ``SampleRequest.topk_sample_logprobs`` asked for them."""
 
     @classmethod
     def from_arrays(cls, stop_reason: StopReason, tokens: npt.NDArray[Any], logprobs: npt.NDArray[Any] | None = None,
-                    sequence_id: str | None = None) -> SampledSequence:
-        """A sequence of ``tokens`` (integers) and ``logprobs`` (floats, as many), not checked (for a codec
-        reading the wire). Long ones hold the arrays as they are (no copy: they should be read-only); short
-        ones hold lists at once, which costs less than making them later."""
+                    sequence_id: str | None = None, topk: TopkLogprobs | None = None) -> SampledSequence:
+        """A sequence of ``tokens`` (integers) and ``logprobs`` (floats, as many), and ``topk`` matrices (a row per
+        token) when asked for, not checked (for a codec reading the wire). Long ones hold the arrays as they are
+        (no copy: they should be read-only; the top-k as one copy of pairs); short ones hold lists at once,
+        which costs less than making them later."""
         fields: dict[str, Any] = {"stop_reason": stop_reason}
         arrays: dict[str, npt.NDArray[Any]] = {}
+        if topk is not None:
+            if topk.token_ids.size < _HELD_FROM:
+                fields["topk_logprobs"] = topk_to_lists(topk) if topk.token_ids.shape[0] else []
+            else:
+                arrays["topk_logprobs"] = topk_pairs(topk)
         if tokens.size < _HELD_FROM:
             fields["tokens"] = tokens.tolist()
             fields["logprobs"] = None if logprobs is None else logprobs.tolist()
@@ -225,7 +250,11 @@ class SampledSequence(ResponseModel, ArrayBacked):
 
     @property
     def topk_logprobs_np(self) -> TopkLogprobs | None:
-        """``topk_logprobs`` as two ``(num_tokens, k)`` matrices, or None when they were not asked for."""
+        """``topk_logprobs`` as two ``(num_tokens, k)`` matrices (int32 ids, float32 logprobs; read-only views when
+        read from protocol 0.38), or None when they were not asked for."""
+        held = self._held_array("topk_logprobs")
+        if held is not None:
+            return TopkLogprobs(token_ids=held["token_id"], logprobs=held["logprob"])
         return None if self.topk_logprobs is None else topk_from_lists(self.topk_logprobs)
 
 
@@ -239,21 +268,32 @@ class SampleResponse(ResponseModel, ArrayBacked):
     type: Literal["sample"] = "sample"
     prompt_logprobs: Annotated[list[float | None] | None, listed(_list_with_nones, list[float | None] | None)] = None
     topk_prompt_logprobs: list[list[tuple[int, float]] | None] | None = None
-    # Protocol 0.38, for settings not supported yet (a request asking for them is refused): always None here.
+    # Protocol 0.38.
     target_prompt_logprobs: TensorData | None = None
-    """The logprobs of the ids ``SampleRequest.target_prompt_logprobs`` named (same shape; 0.0 where it had -1)."""
+    """The logprobs of the ids ``SampleRequest.target_prompt_logprobs`` named: float32, the request's shape and
+    layout (the same CSR indices when it was sparse), 0.0 where it had -1."""
     prompt_alt_tokens: PromptAltTokens | None = None
     """The draws ``SampleRequest.prompt_alt_tokens_k`` asked for."""
+    prompt_cache_hit_tokens: int = 0
+    """Prompt tokens the server took from its prefix cache (counted once per prompt, whatever ``num_samples``)."""
 
     @classmethod
     def from_arrays(cls, sequences: Sequence[SampledSequence], prompt_logprobs: npt.NDArray[Any] | None = None,
-                    topk_prompt_logprobs: list[list[tuple[int, float]] | None] | None = None) -> SampleResponse:
+                    topk_prompt_logprobs: list[list[tuple[int, float]] | None] | None = None, *,
+                    target_prompt_logprobs: TensorData | None = None, prompt_alt_tokens: PromptAltTokens | None = None,
+                    prompt_cache_hit_tokens: int = 0) -> SampleResponse:
         """A response with ``prompt_logprobs`` (floats, NaN where there is none), not checked (for a codec
         reading the wire): long ones held as they are (no copy), short ones as lists at once, as in
-        :meth:`SampledSequence.from_arrays`. Fields left at None are not "set"."""
+        :meth:`SampledSequence.from_arrays`. Fields left at None (or 0 cache hits) are not "set"."""
         fields: dict[str, Any] = {"sequences": sequences}
         if topk_prompt_logprobs is not None:
             fields["topk_prompt_logprobs"] = topk_prompt_logprobs
+        if target_prompt_logprobs is not None:
+            fields["target_prompt_logprobs"] = target_prompt_logprobs
+        if prompt_alt_tokens is not None:
+            fields["prompt_alt_tokens"] = prompt_alt_tokens
+        if prompt_cache_hit_tokens:
+            fields["prompt_cache_hit_tokens"] = prompt_cache_hit_tokens
         if prompt_logprobs is None:
             return cls._with_arrays({}, **fields)
         if prompt_logprobs.size < _HELD_FROM:

@@ -7,6 +7,8 @@ What protocol 0.38 added to a forward_backward is sent as 0.6.3 can carry it, or
 tensor goes dense (0.6.3's TensorData has no sparse form; the values are the same), a numeric text
 setting of ``loss_fn_config`` goes as its number (what the 0.6.3 SDK's pydantic made of it), and any
 other text setting is an :class:`InvalidInputError` (0.6.3's ``loss_fn_config`` holds numbers only).
+Sample settings that 0.38 added do not exist in 0.6.3: a request that sets one is refused
+(:class:`UnsupportedFeatureError` naming the field, "needs protocol 0.38") before anything is sent.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TypeVar
 
 import pydantic
 
-from tinker_actors.errors import APIResponseValidationError, InvalidInputError
+from tinker_actors.errors import APIResponseValidationError, InvalidInputError, UnsupportedFeatureError
 from tinker_actors.types import (
     Datum,
     ForwardBackwardInput,
@@ -24,6 +26,7 @@ from tinker_actors.types import (
     ForwardBackwardRequest,
     ForwardRequest,
     FutureRetrieveRequest,
+    SampleRequest,
     SampleResponse,
     TensorData,
     encode_json,
@@ -61,6 +64,8 @@ class JsonCodec:
         return CONTENT_TYPE_JSON
 
     def encode_json(self, request: pydantic.BaseModel) -> bytes:
+        if isinstance(request, SampleRequest):
+            refuse_038_sample_settings(request)
         return encode_json(request)  # only the fields that were set (WIRE-PROTOCOL §2.0)
 
     def encode_retrieve(self, request_id: str, *, allow_metadata_only: bool) -> bytes:
@@ -129,6 +134,22 @@ def _dense(datum: Datum) -> Datum:
     inputs = {name: TensorData.from_numpy(tensor.to_numpy()) if tensor.is_sparse else tensor
               for name, tensor in datum.loss_fn_inputs.items()}
     return datum.model_copy(update={"loss_fn_inputs": inputs})
+
+
+def refuse_038_sample_settings(request: SampleRequest) -> None:
+    """:class:`UnsupportedFeatureError` if ``request`` sets a sample setting that protocol 0.38 added."""
+    asked = {
+        "topk_sample_logprobs": request.topk_sample_logprobs != 0,
+        "target_prompt_logprobs": request.target_prompt_logprobs is not None,
+        "prompt_alt_tokens_k": request.prompt_alt_tokens_k != 0,
+        "prompt_logprobs_last_n": request.prompt_logprobs_last_n is not None,
+        "record_stability_info": bool(request.record_stability_info),
+    }
+    for name, set_ in asked.items():
+        if set_:
+            raise UnsupportedFeatureError(
+                f"SampleRequest.{name} needs protocol 0.38; this client speaks 0.6.3 with its server (leave {name} at "
+                f"its default, or use a server that speaks 0.38: docs/protocols.md)", feature=f"SampleRequest.{name}")
 
 
 def _seq_text(seq_id: int) -> bytes:

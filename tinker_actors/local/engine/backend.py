@@ -27,6 +27,7 @@ __all__ = [
     "SampleOutput",
     "SamplerEngine",
     "StepOutput",
+    "TopkArrays",
     "Trainer",
     "ZeroWorkBackend",
 ]
@@ -81,16 +82,28 @@ class AdamSettings:
 
 @dataclass(frozen=True)
 class SampleArgs:
+    """One sample request. ``stop`` None: end-of-text only; ``[]``: nothing stops before ``max_tokens``."""
+
     prompt: list[int]
     num_samples: int
     max_tokens: int | None
     temperature: float
     top_k: int
     top_p: float
-    stop: list[str] | list[int]
+    stop: list[str] | list[int] | None
     seed: int | None
     prompt_logprobs: bool
     topk_prompt_logprobs: int
+    prompt_logprobs_last_n: int | None = None
+    topk_sample_logprobs: int = 0
+    # Token ids to score in the prompt: target_token_ids[j] at prompt position target_rows[j] + 1.
+    target_rows: npt.NDArray[np.int64] | None = None
+    target_token_ids: npt.NDArray[np.int64] | None = None
+    prompt_alt_tokens_k: int = 0
+
+
+TopkArrays = tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]
+"""``(token_ids, logprobs)``, each ``[positions, k]``."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,7 @@ class GeneratedSequence:
     tokens: list[int]
     logprobs: list[float]
     stop_reason: Literal["length", "stop"]
+    topk: TopkArrays | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,11 @@ class SampleOutput:
     sequences: list[GeneratedSequence]
     prompt_logprobs: list[float | None] | None = None
     topk_prompt_logprobs: list[list[tuple[int, float]] | None] | None = None
+    target_logprobs: npt.NDArray[np.float32] | None = None
+    """One per ``SampleArgs`` target pair."""
+    alt_tokens: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]] | None = None
+    """``(tokens, logprobs)``, each ``[len(prompt) - 1, prompt_alt_tokens_k]``."""
+    prompt_cache_hit_tokens: int = 0
 
 
 class SamplerEngine(Protocol):
@@ -154,14 +173,25 @@ _ZERO_WORK_MAX_TOKENS = 16
 class _ZeroWorkSampler:
     def sample(self, args: SampleArgs) -> SampleOutput:
         length = min(args.max_tokens if args.max_tokens is not None else 1, _ZERO_WORK_MAX_TOKENS)
-        sequence = GeneratedSequence(tokens=[1] * length, logprobs=[0.0] * length, stop_reason="length")
+        topk: TopkArrays | None = None
+        if args.topk_sample_logprobs > 0:
+            shape = (length, args.topk_sample_logprobs)
+            topk = (np.ones(shape, np.int32), np.zeros(shape, np.float32))
+        sequence = GeneratedSequence(tokens=[1] * length, logprobs=[0.0] * length, stop_reason="length", topk=topk)
         prompt_lp: list[float | None] | None = None
-        topk: list[list[tuple[int, float]] | None] | None = None
+        topk_prompt: list[list[tuple[int, float]] | None] | None = None
+        first = 1 if args.prompt_logprobs_last_n is None else len(args.prompt) - args.prompt_logprobs_last_n
         if args.prompt_logprobs:
-            prompt_lp = [None] + [0.0] * (len(args.prompt) - 1)
+            prompt_lp = [None] * first + [0.0] * (len(args.prompt) - first)
         if args.topk_prompt_logprobs > 0:
-            topk = [None] + [[(1, 0.0)] * args.topk_prompt_logprobs for _ in args.prompt[1:]]
-        return SampleOutput([sequence] * args.num_samples, prompt_lp, topk)
+            topk_prompt = [None] * first + [[(1, 0.0)] * args.topk_prompt_logprobs
+                                            for _ in args.prompt[first:]]
+        targets = None if args.target_rows is None else np.zeros(args.target_rows.shape, np.float32)
+        alt = None
+        if args.prompt_alt_tokens_k > 0:
+            shape = (len(args.prompt) - 1, args.prompt_alt_tokens_k)
+            alt = (np.ones(shape, np.int64), np.zeros(shape, np.float32))
+        return SampleOutput([sequence] * args.num_samples, prompt_lp, topk_prompt, targets, alt)
 
 
 @dataclass

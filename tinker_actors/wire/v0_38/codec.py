@@ -14,8 +14,8 @@ What the domain model cannot carry is refused with a typed error rather than dro
 pointer chunks (0.38 has no wire form for them), audio (dmel) chunks, image ``override_dimensions``.
 Provenance spans are the exception: they are metadata about where tokens came from, do not change
 what the losses computed here compute, and are read and dropped.
-Result fields that 0.38 added and the domain has no place for yet (per-sequence top-k,
-``prompt_cache_hit_tokens``, ``target_prompt_logprobs``, ``prompt_alt_tokens``) are not decoded.
+Sample results carry every 0.38 field both ways (per-sequence top-k, ``target_prompt_logprobs`` dense or
+sparse, ``prompt_alt_tokens``, ``prompt_cache_hit_tokens``), read into held arrays (lists on first read).
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ from tinker_actors.types import (
     StopReason,
     TensorData,
 )
+from tinker_actors.types.prompt_alt_tokens import PromptAltTokens
 from tinker_actors.types.sparse_csr import check_csr
+from tinker_actors.types.topk_logprobs import TopkLogprobs
 from tinker_actors.wire.codec import (
     CONTENT_TYPE_PROTOBUF,
     DEFAULT_MAX_DECOMPRESSED_BYTES,
@@ -57,6 +59,7 @@ from tinker_actors.wire.codec import (
 )
 from tinker_actors.wire.v0_38 import json_bodies
 from tinker_actors.wire.v0_38 import tinker_pb2 as pb
+from tinker_actors.wire.v0_38.array_results import SequenceArrays, TargetArrays, sample_message, topk_matrices
 from tinker_actors.wire.v0_38.arrays import (
     FLOAT32,
     INT32,
@@ -524,35 +527,33 @@ def _split_batched(batched: pb.BatchedTensor, what: str) -> list[TensorData]:
 # sample result: domain -> message (server)
 
 def _sample_response_message(response: SampleResponse) -> pb.SampleResponse:
-    message = pb.SampleResponse()
-    for index, sequence in enumerate(response.sequences):
-        sequence_message = message.sequences.add(stop_reason=_STOP_REASON_CODES[sequence.stop_reason])
-        sequence_message.tokens = pack_int32(sequence.tokens, f"the tokens of sequence {index}")
-        if sequence.logprobs is not None:
-            sequence_message.logprobs = pack(sequence.logprobs, "float32", f"the logprobs of sequence {index}")
-    if response.prompt_logprobs is not None:
-        # Positions without a value (the first prompt token) travel as NaN.
-        message.prompt_logprobs = np.array([math.nan if value is None else value for value in response.prompt_logprobs],
-                                           dtype=FLOAT32).tobytes()
+    """The message of a domain response, through :func:`.array_results.sample_message` (held arrays as they are)."""
+    sequences = []
+    for sequence in response.sequences:
+        topk = sequence.topk_logprobs_np if sequence.topk_logprobs is not None else None
+        sequences.append(SequenceArrays(sequence.stop_reason, sequence.tokens_np, sequence.logprobs_np,
+                                        None if topk is None else (topk.token_ids, topk.logprobs)))
+    prompt_topk = None
     if response.topk_prompt_logprobs is not None:
-        _write_topk(message.topk_prompt_logprobs, response.topk_prompt_logprobs)
-    return message
+        prompt_topk = topk_matrices(response.topk_prompt_logprobs)
+    target = None
+    if response.target_prompt_logprobs is not None:
+        target = _target_arrays(response.target_prompt_logprobs)
+    alt = None
+    if response.prompt_alt_tokens is not None:
+        alt = (response.prompt_alt_tokens.tokens.to_numpy(), response.prompt_alt_tokens.logprobs.to_numpy())
+    return sample_message(sequences, prompt_logprobs_np=response.prompt_logprobs_np,
+                          topk_prompt_logprobs=prompt_topk, target=target, alt_tokens=alt,
+                          prompt_cache_hit_tokens=response.prompt_cache_hit_tokens)
 
 
-def _write_topk(message: pb.TopkLogprobs, rows: list[list[tuple[int, float]] | None]) -> None:
-    # At least one column, so that a prompt whose positions are all empty still reads back as
-    # [None, ...] rather than "not requested".
-    k = max([1, *(len(row) for row in rows if row)])
-    token_ids = np.zeros((len(rows), k), dtype=np.int64)
-    logprobs = np.full((len(rows), k), TOPK_EMPTY_LOGPROB, dtype=FLOAT32)
-    for i, row in enumerate(rows):
-        if row:
-            token_ids[i, :len(row)] = [token for token, _ in row]
-            logprobs[i, :len(row)] = [logprob for _, logprob in row]
-    message.token_ids = pack_int32(token_ids, "top-k token ids")
-    message.logprobs = logprobs.tobytes()
-    message.k = k
-    message.length = len(rows)
+def _target_arrays(tensor: TensorData) -> TargetArrays:
+    shape = list(tensor.shape) if tensor.shape is not None else [tensor.size]
+    csr = tensor.csr_arrays()
+    if csr is not None:
+        values, crow, col = csr
+        return TargetArrays(values, shape, crow, col)
+    return TargetArrays(tensor.to_numpy().ravel(), shape)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -571,14 +572,46 @@ def _sample_response_from_message(message: pb.SampleResponse) -> SampleResponse:
             logprobs = unpack(sequence.logprobs, FLOAT32, f"the logprobs of sequence {index}")
             if logprobs.size != tokens.size:
                 raise WireFormatError(f"sequence {index} has {tokens.size} tokens but {logprobs.size} logprobs")
-        sequences.append(SampledSequence.from_arrays(stop_reason, tokens, logprobs))
+        sequence_topk = None
+        if sequence.HasField("topk_sampled_logprobs"):
+            what = f"the top-k logprobs of sequence {index}"
+            sequence_topk = _topk_matrices(sequence.topk_sampled_logprobs, what)
+            if sequence_topk is not None and sequence_topk.token_ids.shape[0] != tokens.size:
+                raise WireFormatError(f"{what} has {sequence_topk.token_ids.shape[0]} rows for {tokens.size} tokens")
+        sequences.append(SampledSequence.from_arrays(stop_reason, tokens, logprobs, topk=sequence_topk))
     prompt = None
     if message.HasField("prompt_logprobs"):  # NaN where a position has none; the list shows None there
         prompt = unpack(message.prompt_logprobs, FLOAT32, "prompt_logprobs")
     topk = None
     if message.HasField("topk_prompt_logprobs"):
         topk = _topk_rows(message.topk_prompt_logprobs, "topk_prompt_logprobs")
-    return SampleResponse.from_arrays(sequences, prompt, topk)
+    target = None
+    if message.HasField("target_prompt_logprobs"):
+        target = _tensor_from_message(message.target_prompt_logprobs, "target_prompt_logprobs")
+    alt = None
+    if message.HasField("prompt_alt_tokens"):
+        alt_tokens = _tensor_from_message(message.prompt_alt_tokens.tokens, "prompt_alt_tokens.tokens")
+        alt_logprobs = _tensor_from_message(message.prompt_alt_tokens.logprobs, "prompt_alt_tokens.logprobs")
+        if alt_tokens.shape != alt_logprobs.shape:
+            raise WireFormatError(f"prompt_alt_tokens: tokens of shape {alt_tokens.shape}, logprobs of shape "
+                                  f"{alt_logprobs.shape}")
+        alt = PromptAltTokens(tokens=alt_tokens, logprobs=alt_logprobs)
+    return SampleResponse.from_arrays(sequences, prompt, topk, target_prompt_logprobs=target, prompt_alt_tokens=alt,
+                                      prompt_cache_hit_tokens=message.prompt_cache_hit_tokens)
+
+
+def _topk_matrices(message: pb.TopkLogprobs, what: str) -> TopkLogprobs | None:
+    """The two ``(length, k)`` matrices (read-only views of the message's bytes), or None when empty (as the
+    official reader: nothing was computed)."""
+    length, k = message.length, message.k
+    if length == 0 or k == 0:
+        return None
+    token_ids = unpack(message.token_ids, INT32, f"{what} token ids")
+    logprobs = unpack(message.logprobs, FLOAT32, f"{what} logprobs")
+    if token_ids.size != length * k or logprobs.size != length * k:
+        raise WireFormatError(f"{what} holds {token_ids.size} ids and {logprobs.size} logprobs, "
+                              f"not {length} x {k}")
+    return TopkLogprobs(token_ids=token_ids.reshape(length, k), logprobs=logprobs.reshape(length, k))
 
 
 def _topk_rows(message: pb.TopkLogprobs, what: str) -> list[list[tuple[int, float]] | None] | None:
