@@ -21,7 +21,7 @@ Quick tour::
 See docs/supervision.md for the concepts and the differences from OTP.
 """
 
-from supervisors.actor import ChildLink, SupervisedActor, crash_on_error
+from supervisors.actor import ChildLink, SupervisedActor, crash_on_error, current_actor
 from supervisors.directory import ChildDirectory, ChildInfo, ChildState, SupervisorStatus, render_tree
 from supervisors.errors import (
     AskTimeout,
@@ -85,6 +85,7 @@ __all__ = [
     "Timer",
     "TimerService",
     "crash_on_error",
+    "current_actor",
     "default_timer_service",
     "render_tree",
     "send_after",

@@ -37,7 +37,7 @@ from supervisors.errors import FatalHandlerError
 from supervisors.exits import ChildExited, ExitKind, ExitReason
 from supervisors.timers import Timer, TimerService, default_timer_service
 
-__all__ = ["ChildLink", "SupervisedActor", "crash_on_error"]
+__all__ = ["ChildLink", "SupervisedActor", "crash_on_error", "current_actor"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,16 @@ def offering(link: ChildLink) -> Iterator[None]:
         yield
     finally:
         _offered.link = previous
+
+
+_running = threading.local()  # .actor: the SupervisedActor whose thread this is (an actor keeps its thread)
+
+
+def current_actor() -> SupervisedActor | None:
+    """The actor whose thread is calling, or None outside every actor's thread (to refuse waits that would
+    block the very actor that has to answer them)."""
+    actor: SupervisedActor | None = getattr(_running, "actor", None)
+    return actor
 
 
 def _take_offered_link() -> ChildLink | None:
@@ -193,6 +203,7 @@ class SupervisedActor(pykka.ThreadingActor):
     @final
     def on_start(self) -> None:
         self._link.thread = threading.current_thread()
+        _running.actor = self
         try:
             self.on_init()
         except BaseException as exc:  # BaseException must not reach pykka's loop

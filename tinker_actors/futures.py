@@ -25,11 +25,12 @@ import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import pydantic
 import structlog
 
+from tinker_actors.call_style import refuse_blocking
 from tinker_actors.config import Config, RetryPolicy
 from tinker_actors.errors import (
     APIConnectionError,
@@ -56,6 +57,7 @@ __all__ = [
     "ResultReader",
     "TrackedFuture",
     "abandoned",
+    "detached",
     "fail",
     "on_abandoned",
     "poll_future",
@@ -64,6 +66,7 @@ __all__ = [
 
 T = TypeVar("T")
 U = TypeVar("U")
+F = TypeVar("F", bound="APIFuture[Any]")
 log = structlog.get_logger("tinker_actors.futures")
 
 QueueStateObserver = Callable[[str, str | None], None]
@@ -142,6 +145,10 @@ def _release(future: concurrent.futures.Future[Any], hooks: list[Callable[[], ob
                 hook()
 
 
+_AWAIT_INSTEAD = ("Await the future instead (`await future` in a coroutine), or let the callback hand the "
+                  "work to another thread.")
+
+
 class APIFuture(Generic[T]):
     """The result of a request that is running. Resolves exactly once, with a value or a typed error.
 
@@ -192,7 +199,14 @@ class APIFuture(Generic[T]):
 
     def result(self, timeout: float | None = None) -> T:
         """Wait for the result. ``timeout`` (seconds) expiring raises :class:`TinkerTimeoutError`; the request
-        goes on, and a later ``result()`` returns its outcome (as ``concurrent.futures`` does)."""
+        goes on, and a later ``result()`` returns its outcome (as ``concurrent.futures`` does).
+
+        A finished future answers anywhere (and ``timeout=0`` never waits). Waiting for a pending one in the I/O
+        loop's thread or a client actor's thread (a done callback) would wait on the very thread that has to
+        answer: that raises :class:`~tinker_actors.call_style.BlockingCallError` (a ``RuntimeError``) at once.
+        """
+        if (timeout is None or timeout > 0) and not self._future.done():
+            refuse_blocking("APIFuture.result() on a pending future", _AWAIT_INSTEAD)
         try:
             return self._future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -236,7 +250,9 @@ class APIFuture(Generic[T]):
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The error the future ended with, or ``None`` after a result. A ``timeout`` only stops waiting
-        (:class:`TinkerTimeoutError`); the request goes on."""
+        (:class:`TinkerTimeoutError`); the request goes on. Refused where :meth:`result` is refused."""
+        if (timeout is None or timeout > 0) and not self._future.done():
+            refuse_blocking("APIFuture.exception() on a pending future", _AWAIT_INSTEAD)
         try:
             return self._future.exception(timeout)
         except concurrent.futures.TimeoutError:
@@ -258,10 +274,16 @@ class APIFuture(Generic[T]):
             self._run_cancel_hooks()
         return cancelled
 
-    def map(self, fn: Callable[[T], U]) -> APIFuture[U]:
+    @overload
+    def map(self, fn: Callable[[T], U]) -> APIFuture[U]: ...
+
+    @overload
+    def map(self, fn: Callable[[T], U], *, into: type[F]) -> F: ...
+
+    def map(self, fn: Callable[[T], Any], *, into: type[APIFuture[Any]] | None = None) -> APIFuture[Any]:
         """A future of ``fn(result)``; errors pass through unchanged. It holds this future (not the reverse),
-        so dropping the mapped future releases both."""
-        mapped: APIFuture[U] = APIFuture(on_cancel=self.cancel)
+        so dropping the mapped future releases both. ``into``: the APIFuture class of the mapped future."""
+        mapped: APIFuture[Any] = (into or APIFuture)(on_cancel=self.cancel)
         target = mapped._future  # the callback below must not hold the mapped APIFuture itself
 
         def forward(source: concurrent.futures.Future[T]) -> None:
@@ -286,6 +308,25 @@ class APIFuture(Generic[T]):
     def __repr__(self) -> str:
         state = "done" if self._future.done() else "pending"
         return f"APIFuture(request_id={self.request_id!r}, {state})"
+
+
+def detached(work: concurrent.futures.Future[T]) -> APIFuture[T]:
+    """An APIFuture of ``work``'s outcome that stops nothing when nobody holds it anymore: for work whose effect
+    was asked for, such as creating a model or a sampling session (the official SDK 0.38 finishes those too
+    when their future is dropped). ``cancel()`` still cancels ``work``."""
+    outcome: APIFuture[T] = APIFuture(on_cancel=work.cancel)
+    target = outcome.raw  # the callback must not hold the APIFuture: it would never be released
+
+    def copy(done: concurrent.futures.Future[T]) -> None:
+        if done.cancelled():
+            target.cancel()
+        elif (error := done.exception()) is not None:
+            fail(target, error)
+        else:
+            resolve(target, done.result())
+
+    work.add_done_callback(copy)
+    return outcome
 
 
 def resolve(future: concurrent.futures.Future[T], value: T) -> None:

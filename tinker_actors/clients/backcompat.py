@@ -1,20 +1,22 @@
-"""The futures of clients that the official SDK 0.38's factory calls return, as types here.
+"""The futures that the client-creation calls return, as in the official SDK 0.38.
 
-In 0.38, ``create_lora_training_client(...)`` / ``create_sampling_client(...)`` return a future whose result
-is the client; using that future as the client itself still works there, with a deprecation warning.
-These classes are that: an :class:`~tinker_actors.futures.APIFuture` of the client (``.result()``,
-``await``), which forwards any other attribute to the client once it is ready, warning once per name with
-the replacement. Our factory calls still return the client itself (their ``*_future`` variants return an
-``APIFuture``); these exist for 0.38 code that names them (type hints, ``isinstance``).
+``service.create_lora_training_client(...)`` (and ``create_training_client_from_state*``,
+``create_sampling_client``, ``TrainingClient.save_weights_and_get_sampling_client`` /
+``create_sampling_client``) returns at once a future whose result is the client: ``.result()`` in sync code,
+``await future`` in async code. Code written for the SDK 0.6.3 used that return value as the client itself;
+that still works, as in 0.38, and is deprecated there: these futures are also instances of the client's
+class, and every public attribute of the client read (or set) on them is the client's, once it is ready,
+with one :class:`~tinker_actors.call_style.DeprecatedCallWarning` per attribute name saying what to write
+instead. Waiting for the client that way is a blocking call like ``.result()`` (refused on the I/O loop's
+thread: :mod:`tinker_actors.call_style`), and an error of the creation surfaces at that first use.
 """
 
 from __future__ import annotations
 
-import threading
-import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from tinker_actors.call_style import refuse_blocking, warn_deprecated
 from tinker_actors.clients.sampling import SamplingClient
 from tinker_actors.clients.training import TrainingClient
 from tinker_actors.futures import APIFuture
@@ -24,67 +26,101 @@ __all__ = ["BackcompatClientFuture", "BackcompatSamplingClientFuture", "Backcomp
 C = TypeVar("C")
 F = TypeVar("F")
 
-_WARNED: set[tuple[str, str]] = set()
-_WARNED_LOCK = threading.Lock()
+_OWN = frozenset(dir(APIFuture)) | {"request_id"}
+"""What the future answers itself (its APIFuture API); every other public name is the client's."""
 
 
-def _forwarded(future: APIFuture[Any], name: str) -> Any:
-    """``name`` of the future's client, once it is ready; the first use of each name per class warns."""
-    what = type(future).__name__
-    with _WARNED_LOCK:
-        first = (what, name) not in _WARNED
-        _WARNED.add((what, name))
-    if first:
-        warnings.warn(f"using the future a factory call returned as the client ({what}.{name}) is "
-                      f"deprecated: call .result() (or await it) to get the client, then .{name}",
-                      DeprecationWarning, stacklevel=3)
-    return getattr(future.result(), name)
+class BackcompatClientFuture(APIFuture[C]):
+    """A future of a client that can also be used, deprecated, as the client (``.result()`` / ``await`` it)."""
+
+    __slots__ = ()
+
+    _client_name = "client"
+
+    def _client_for(self, name: str) -> C:
+        """The client, for a use of its attribute ``name`` on this future: warns once per class and name."""
+        what = self._client_name
+        warn_deprecated(f"Using the future that a client-creation call returns as the {what} (.{name} on a "
+                        f"{type(self).__name__})", f"call .result() (or await it) to get the client, then .{name}")
+        if not self._future.done():
+            refuse_blocking(f"Using the future of a client-creation call as the {what} (.{name})",
+                            "Await the future to get the client, and use that.")
+        return self.result()
+
+    def __getattr__(self, name: str) -> Any:
+        # The client's instance attributes (its class does not show them). Private and dunder names are never
+        # forwarded: pickle, copy and the like probe for those.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._client_for(name), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_") or name in _OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._client_for(name), name, value)
+
+    def __repr__(self) -> str:
+        future = self._future
+        if not future.done():
+            state = "pending"
+        elif future.cancelled():
+            state = "cancelled"
+        elif (error := future.exception()) is not None:
+            state = f"failed: {error!r}"
+        else:
+            state = repr(future.result())
+        return f"<{type(self).__name__}: {state}>"
 
 
-class _ForwardedToClient:
-    """A public attribute of the client class, on the future's class (so that it is part of its API)."""
+class _Forwarded:
+    """A public attribute of the client class on the future's class: read or set on the client (deprecated)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, client_class: type, name: str) -> None:
+        self._client_class = client_class
         self._name = name
 
-    def __get__(self, future: APIFuture[Any] | None, owner: type | None = None) -> Any:
-        return self if future is None else _forwarded(future, self._name)
+    def __get__(self, future: BackcompatClientFuture[Any] | None, owner: type | None = None) -> Any:
+        if future is None:  # on the class: the client's own (its signature and docs, for introspection)
+            return getattr(self._client_class, self._name)
+        return getattr(future._client_for(self._name), self._name)
+
+    def __set__(self, future: BackcompatClientFuture[Any], value: Any) -> None:
+        setattr(future._client_for(self._name), self._name, value)
 
 
 def _forwarding(client_class: type) -> Callable[[type[F]], type[F]]:
-    """Gives the decorated future class every public attribute of ``client_class`` it lacks, forwarded."""
+    """Forward every public attribute of ``client_class`` (a base of the decorated future class, so that the
+    future is an instance of it) that the future does not answer itself."""
 
     def decorate(future_class: type[F]) -> type[F]:
         for name in dir(client_class):
-            if not name.startswith("_") and not hasattr(future_class, name):
-                setattr(future_class, name, _ForwardedToClient(name))
+            if not name.startswith("_") and name not in _OWN:
+                setattr(future_class, name, _Forwarded(client_class, name))
         return future_class
 
     return decorate
 
 
-class BackcompatClientFuture(APIFuture[C]):
-    """A future of a client that also acts as the client (deprecated use: call ``.result()`` first)."""
-
-    __slots__ = ()
-
-    def __getattr__(self, name: str) -> Any:
-        # Names of the client that its class does not show (set on the instance). Private and dunder names
-        # are never forwarded (pickle, copy and the like probe for those).
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return _forwarded(self, name)
-
-
 @_forwarding(TrainingClient)
-class BackcompatTrainingClientFuture(BackcompatClientFuture[TrainingClient]):
-    """What 0.38's ``create_lora_training_client`` (and the other training-client factories) return."""
+class BackcompatTrainingClientFuture(BackcompatClientFuture[TrainingClient], TrainingClient):
+    """What ``create_lora_training_client`` and ``create_training_client_from_state*`` return: a future of the
+    TrainingClient (``.result()``, ``await``), also usable as the client (deprecated)."""
 
     __slots__ = ()
+
+    _client_name = "TrainingClient"
 
 
 @_forwarding(SamplingClient)
-class BackcompatSamplingClientFuture(BackcompatClientFuture[SamplingClient]):
-    """What 0.38's ``create_sampling_client`` (and ``save_weights_and_get_sampling_client``) return."""
+class BackcompatSamplingClientFuture(BackcompatClientFuture[SamplingClient], SamplingClient):
+    """What ``create_sampling_client`` and ``save_weights_and_get_sampling_client`` return: a future of the
+    SamplingClient (``.result()``, ``await``), also usable as the client (deprecated; pickling it pickles the
+    client)."""
 
     __slots__ = ()
+
+    _client_name = "SamplingClient"
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return self._client_for("__reduce__").__reduce__()

@@ -9,6 +9,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from tinker_actors.call_style import refuse_blocking
 from tinker_actors.clients.protocol import ProtocolProfile, pinned_profile
 from tinker_actors.config import Config
 from tinker_actors.errors import ClientStoppedError, TinkerTimeoutError
@@ -59,7 +60,14 @@ class ClientContext:
         return self.runtime.ioloop.submit(coro, context=context if context is not None else contextvars.copy_context())
 
     def call(self, coro: Coroutine[Any, Any, T], *, timeout: float | None = None) -> T:
-        """Run a coroutine in the IoLoop and wait for it, with a deadline (never an unbounded wait)."""
+        """Run a coroutine in the IoLoop and wait for it, with a deadline (never an unbounded wait). Refused where
+        the wait would block the thread that has to answer (:func:`~tinker_actors.call_style.refuse_blocking`)."""
+        try:
+            refuse_blocking(f"A blocking client call ({getattr(coro, '__qualname__', 'a request')})",
+                            "Make it from a thread of your own, or use its async form.")
+        except BaseException:
+            coro.close()
+            raise
         limit = timeout if timeout is not None else self.config.no_progress_timeout + self.config.timeouts.default
         future = self.submit(coro)
         try:

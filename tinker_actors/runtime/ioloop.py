@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from pykka import ActorDeadError, ActorRef
 
+from tinker_actors.call_style import mark_io_loop_thread
 from tinker_actors.errors import ClientStoppedError
 
 __all__ = ["Handle", "IoLoop", "IoLoopStoppedError", "Outcome"]
@@ -191,6 +192,7 @@ class IoLoop:
     # ---- the thread -------------------------------------------------------------------------------
 
     def _run(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        mark_io_loop_thread(self._name)  # a blocking call made here would wait on this loop: refused (call_style)
         asyncio.set_event_loop(loop)
         loop.call_soon(ready.set)
         try:

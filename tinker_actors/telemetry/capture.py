@@ -64,7 +64,9 @@ def _telemetry_of(client: object) -> SessionTelemetry | None:
 
 
 def _watch_future(client: object, future: APIFuture[Any], method: str) -> None:
-    if _telemetry_of(client) is None:
+    # No telemetry for a session that exists: nothing to watch. No session yet: the call may be the one creating
+    # it (a client-creation future), so its outcome is watched and reported once the session is there.
+    if _telemetry_of(client) is None and getattr(getattr(client, "_context", None), "session_id", ""):
         return
 
     def on_done(raw: concurrent.futures.Future[Any]) -> None:
