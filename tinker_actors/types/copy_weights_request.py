@@ -1,7 +1,7 @@
 """``CopyWeightsRequest`` (protocol 0.38): copy a checkpoint into a session's run or into a project.
 
-Give ``destination_project_id``, or both ``session_id`` and ``model_seq_id``. ``ServiceClient.copy_weights`` /
-``RestClient.copy_weights`` are not built yet here; the type is, for code that imports it.
+Give ``destination_project_id``, or both ``session_id`` and ``model_seq_id``. Sent by ``RestClient.copy_weights`` /
+``ServiceClient.copy_weights`` (with ``weights_access_token`` in a header, not in the body).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``ExternalWeightsUrlsResponse`` (protocol 0.38): signed download URLs of exported weights.
 
-``RestClient.get_external_weights_urls`` is not built yet here; the type is.
+The answer of ``RestClient.get_external_weights_urls``.
 """
 
 from __future__ import annotations
