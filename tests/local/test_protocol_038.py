@@ -334,7 +334,7 @@ def test_training_requests_as_the_official_038_sdk_writes_them(api038: Api038, m
 @pytest.mark.parametrize(("endpoint", "changes", "message"), [
     ("create_model", {"optimizer_config": {"type": "dimuon", "version": 1}}, "AdamW only"),
     ("optim_step", {"optimizer_params": {"type": "dimuon", "learning_rate": 0.1}}, "AdamW only"),
-    ("save_weights_for_sampler", {"kind": "inflight"}, "snapshot"),
+    ("save_weights_for_sampler", {"kind": "inflight"}, "has no path"),  # inflight: a sampling session, not a file
     ("save_weights", {"ttl_seconds": -5}, "ttl_seconds"),
     ("save_weights", {"no_such_field": 1}, "no_such_field"),
 ])

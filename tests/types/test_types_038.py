@@ -35,7 +35,7 @@ from tinker_actors.wire import v0_6_3, v0_38
 
 # Accepted by the official types, refused here until the feature is built (types/unsupported.py).
 REFUSED_HERE = {"sample_topk_sample_3", "sample_alt_tokens_2", "sample_stability_true", "sample_target_logprobs",
-                "sampler_save_inflight", "load_creating_model", "load_with_token", "load_with_base_model",
+                "load_creating_model", "load_with_token", "load_with_base_model",
                 "create_model_dimuon"}
 # Accepted by the official types and refused by the server (400); refused here, before sending.
 CHECKED_BEFORE_SENDING = {"sample_last_n_without_logprobs", "sample_last_n_too_long"}
@@ -105,7 +105,6 @@ SPANS = [types.PromptProvenanceSpan(sequence_id="s", length=3)]
 # Per refused field: a valid request of that type, and a value that asks for the feature.
 VALID: dict[str, dict[str, Any]] = {
     "SampleRequest": {"prompt": PROMPT, "sampling_params": SAMPLING},
-    "SaveWeightsForSamplerRequest": {"model_id": "m"},
     "CreateModelRequest": {"session_id": "s", "model_seq_id": 0, "base_model": "b"},
     "LoadWeightsRequest": {"model_id": "m", "path": "tinker://r/weights/a", "optimizer": False},
     "OptimStepRequest": {"model_id": "m", "adam_params": types.AdamParams()},
@@ -118,7 +117,6 @@ ASKING: dict[str, Any] = {
     "SampleRequest.target_prompt_logprobs": types.TensorData(data=[1, 2, 3], dtype="int64", shape=[3, 1]),
     "SampleRequest.prompt_alt_tokens_k": 2,
     "SampleRequest.record_stability_info": True,
-    "SaveWeightsForSamplerRequest.kind": "inflight",
     "CreateModelRequest.optimizer_config": types.DimuonOptimizerConfig(),
     "LoadWeightsRequest.session_id": "s",
     "LoadWeightsRequest.model_seq_id": 0,
