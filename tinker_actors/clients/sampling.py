@@ -24,6 +24,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from pykka import ActorDeadError, ActorRef
 
@@ -33,6 +34,7 @@ from tinker_actors.clients.batched_polls import CLONE_SEQ_IDS, SessionPoller
 from tinker_actors.clients.cancellation import SampleCancels
 from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.queue_state import ClientQueueLog, QueueState, QueueStateObserver
+from tinker_actors.clients.sample_checks import sample_outputs_asked
 from tinker_actors.clients.sdk_method import names_sdk_methods
 from tinker_actors.config import Config, MissingApiKeyError, RetryPolicy
 from tinker_actors.errors import (
@@ -55,7 +57,15 @@ from tinker_actors.http import Purpose
 from tinker_actors.http.budget import ByteBudget
 from tinker_actors.http.headers import IDEMPOTENCY_KEY, new_idempotency_key
 from tinker_actors.telemetry.capture import capture_exceptions
-from tinker_actors.types import ModelInput, SampleRequest, SampleResponse, SamplingParams, UntypedAPIFuture
+from tinker_actors.types import (
+    ModelInput,
+    SampleRequest,
+    SampleResponse,
+    SamplingParams,
+    TensorData,
+    UntypedAPIFuture,
+)
+from tinker_actors.types._base import problems_of
 from tinker_actors.waits import StallWatch
 
 if TYPE_CHECKING:
@@ -470,13 +480,31 @@ class SamplingClient(QueueStateObserver):
         return self._actor if self._actor is not None else self._attached_actor()
 
     def sample(self, prompt: ModelInput, num_samples: int, sampling_params: SamplingParams,
-               include_prompt_logprobs: bool = False, topk_prompt_logprobs: int = 0) -> APIFuture[SampleResponse]:
+               include_prompt_logprobs: bool = False, topk_prompt_logprobs: int = 0, topk_sample_logprobs: int = 0,
+               target_prompt_logprobs: TensorData | None = None, prompt_alt_tokens_k: int = 0,
+               prompt_logprobs_last_n: int | None = None) -> APIFuture[SampleResponse]:
+        """Sample ``num_samples`` sequences after ``prompt``. The last four settings are protocol 0.38's
+        (refused with :class:`~tinker_actors.errors.UnsupportedFeatureError` on 0.6.3): the top-k logprobs of each
+        sampled token, the logprobs of chosen token ids at prompt positions (an int64 ``[len(prompt) - 1, K]``
+        tensor, -1 where nothing is asked; dense or sparse), ``k`` alternative tokens drawn at every prompt
+        position after the first, and scoring only the last N prompt tokens (docs/guides/sampling-outputs.md)."""
+        asked = sample_outputs_asked(target_prompt_logprobs, prompt_alt_tokens_k, prompt_logprobs_last_n,
+                                     include_prompt_logprobs)
+        # 0.38's settings only when asked for: a set field is sent by 0.6.3's encoding (only the fields set)
+        added = {name: value for name, value, default in (
+            ("topk_sample_logprobs", topk_sample_logprobs, 0), ("target_prompt_logprobs", target_prompt_logprobs, None),
+            ("prompt_alt_tokens_k", prompt_alt_tokens_k, 0), ("prompt_logprobs_last_n", prompt_logprobs_last_n, None),
+        ) if value is not default and value != default}
         try:
             request = SampleRequest(num_samples=num_samples, prompt=prompt, sampling_params=sampling_params,
                                     sampling_session_id=self.sampling_session_id, seq_id=0,
-                                    prompt_logprobs=include_prompt_logprobs, topk_prompt_logprobs=topk_prompt_logprobs)
+                                    prompt_logprobs=include_prompt_logprobs, topk_prompt_logprobs=topk_prompt_logprobs,
+                                    **added)
         except ValueError as invalid:
-            raise InvalidInputError(f"invalid sample request: {invalid}") from None
+            if isinstance(invalid, InvalidInputError):
+                raise
+            problems = problems_of(invalid) if isinstance(invalid, pydantic.ValidationError) else str(invalid)
+            raise InvalidInputError(f"invalid sample request: {problems}") from None
         refuse_if_forked(self._born, "This SamplingClient")  # its actor's thread is not in a forked child
         actor = self._actor if self._actor is not None else self._attached_actor()
         future: APIFuture[SampleResponse] = APIFuture()
@@ -484,19 +512,28 @@ class SamplingClient(QueueStateObserver):
             actor.tell(SampleOp(request, future.raw))
         except Exception as error:
             fail(future.raw, ClientStoppedError(f"the sampling client is not running ({error})"))
-        return future
+        return future.map(asked.check) if asked is not None else future
 
     async def sample_async(self, prompt: ModelInput, num_samples: int, sampling_params: SamplingParams,
-                           include_prompt_logprobs: bool = False, topk_prompt_logprobs: int = 0) -> SampleResponse:
-        return await self.sample(prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs)
+                           include_prompt_logprobs: bool = False, topk_prompt_logprobs: int = 0,
+                           topk_sample_logprobs: int = 0, target_prompt_logprobs: TensorData | None = None,
+                           prompt_alt_tokens_k: int = 0, prompt_logprobs_last_n: int | None = None) -> SampleResponse:
+        return await self.sample(prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs,
+                                 topk_sample_logprobs, target_prompt_logprobs, prompt_alt_tokens_k,
+                                 prompt_logprobs_last_n)
 
-    def compute_logprobs(self, prompt: ModelInput) -> APIFuture[list[float | None]]:
-        """Logprob of every prompt token under the model (the first is None: it has no context)."""
-        return self.sample(prompt, 1, SamplingParams(max_tokens=1), include_prompt_logprobs=True).map(
+    def compute_logprobs(self, prompt: ModelInput, prompt_logprobs_last_n: int | None = None
+                         ) -> APIFuture[list[float | None]]:
+        """Logprob of every prompt token under the model (the first is None: it has no context); with
+        ``prompt_logprobs_last_n`` (protocol 0.38) only the last N are scored, the others None, and the server
+        may serve the prefix before them from its prefix cache."""
+        return self.sample(prompt, 1, SamplingParams(max_tokens=1), include_prompt_logprobs=True,
+                           prompt_logprobs_last_n=prompt_logprobs_last_n).map(
             lambda response: list(response.prompt_logprobs or []))
 
-    async def compute_logprobs_async(self, prompt: ModelInput) -> list[float | None]:
-        return await self.compute_logprobs(prompt)
+    async def compute_logprobs_async(self, prompt: ModelInput, prompt_logprobs_last_n: int | None = None
+                                     ) -> list[float | None]:
+        return await self.compute_logprobs(prompt, prompt_logprobs_last_n)
 
     def get_tokenizer(self, *, add_special_tokens: bool = True) -> Any:
         from tinker_actors.tokenizer import get_tokenizer
