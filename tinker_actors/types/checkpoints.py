@@ -96,11 +96,12 @@ class SaveWeightsForSamplerResponseInternal(ResponseModel):
 
 
 class LoadWeightsRequest(RequestModel):
-    """A load into an existing model (``model_id``). The 0.38 fields of a load that creates its model
-    (``session_id``, ``model_seq_id``, ``base_model``, ``user_metadata``, ``optimizer_config``) and
-    ``weights_access_token`` are here for 0.38 code, but not supported yet: a request that sets them is refused."""
+    """A load into an existing model (``model_id``, with its ``seq_id``), or protocol 0.38's load that creates
+    its model (``session_id`` and ``model_seq_id`` instead of ``model_id``; ``base_model`` overrides the
+    checkpoint's, which it must fit; ``optimizer_config`` for a weights-only load). ``weights_access_token``:
+    another account's credential, to load a checkpoint that account may read."""
 
-    model_id: str
+    model_id: str | None = None
     path: str
     optimizer: bool
     seq_id: int | None = None

@@ -72,7 +72,7 @@ class LocalApp:
         self._tracer = RequestTracer(state)  # every answered request, per session (trace export)
         rest = RestApi(state)
         SessionApi(state).register(self._router)
-        TrainingApi(state).register(self._router)
+        TrainingApi(state, user_of_credential=self._user_of_credential).register(self._router)
         SamplingApi(state).register(self._router)
         rest.register(self._router)
         ExportsApi(state, self._tracer).register(self._router)

@@ -92,7 +92,7 @@ class CreateViaLoadRequest(pydantic.BaseModel):
     base_model: str | None = None
     user_metadata: dict[str, Any] | None = None
     optimizer_config: dict[str, Any] | None = None
-    weights_access_token: str | None = Field(default=None, repr=False)  # accepted, unused: no accounts here
+    weights_access_token: str | None = Field(default=None, repr=False)  # another account's credential
     model_id: None = None
     seq_id: int | None = None
     type: Literal["load_weights"] = "load_weights"

@@ -11,7 +11,10 @@ through the same checks. A protobuf request beyond a chunk limit the service ann
 (``fwdbwd_max_chunk_len``, ``fwdbwd_max_chunk_bytes_count`` in ``client/config``) is refused: the
 client did not follow the flags. 0.38's JSON bodies (defaults included, new fields) are read by
 :mod:`.request_bodies`; a load with ``session_id`` and ``model_seq_id`` instead of a ``model_id``
-creates its model from the checkpoint (0.38's ``create_training_client_from_state``).
+creates its model from the checkpoint (0.38's ``create_training_client_from_state``; ``base_model`` may
+name the checkpoint's model under another of its names, anything else is a 400; ``weights_access_token``
+reads another account's checkpoint with that account's credential). ``save_weights_external`` exports the
+LoRA weights as files (safetensors and an adapter config) served by ``get_external_weights_urls``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from tinker_actors.local.api.request_bodies import (
 from tinker_actors.local.api.routes import Handler, Router
 from tinker_actors.local.api.session_api import live_session
 from tinker_actors.local.engine.backend import AdamSettings, DatumInput, LoraSpec, StepOutput, Trainer
+from tinker_actors.local.engine.external_export import export_files
 from tinker_actors.local.engine.future_store import Result
 from tinker_actors.local.engine.inflight import inflight_of
 from tinker_actors.local.engine.sequencer import ModelSequencer, show_value
@@ -87,6 +91,8 @@ from tinker_actors.types import (
     ModelData,
     OptimStepRequest,
     OptimStepResponse,
+    SaveWeightsExternalRequest,
+    SaveWeightsExternalResponseInternal,
     SaveWeightsForSamplerRequest,
     SaveWeightsForSamplerResponseInternal,
     SaveWeightsRequest,
@@ -237,8 +243,11 @@ def _future(request_id: str, model_id: str | None) -> HttpResponse:
 
 
 class TrainingApi:
-    def __init__(self, state: ServiceState) -> None:
+    def __init__(self, state: ServiceState, *, user_of_credential: Callable[[str], str | None] | None = None) -> None:
+        """``user_of_credential``: the user a credential (API key or token of this service) belongs to, or None;
+        what a load's ``weights_access_token`` is read with (without it, access tokens open nothing)."""
         self._state = state
+        self._user_of_credential = user_of_credential
 
     def register(self, router: Router) -> None:
         for name, handler in (
@@ -250,6 +259,7 @@ class TrainingApi:
             ("forward_backward", self.forward_backward), ("forward", self.forward),
             ("optim_step", self.optim_step), ("save_weights", self.save_weights),
             ("save_weights_for_sampler", self.save_weights_for_sampler), ("load_weights", self.load_weights),
+            ("save_weights_external", self.save_weights_external),
         ):
             router.add("POST", f"/api/v1/{name}", name, self._releasing_refused_seq_ids(handler))
 
@@ -473,15 +483,23 @@ class TrainingApi:
         return self._submit(call, slot, req.seq_id, "OptimStep", step)
 
     async def save_weights(self, call: Call) -> HttpResponse:
-        # overwrite: a checkpoint saved under a name already used replaces it, asked for or not.
         # user_metadata and ttl_seconds are kept with the checkpoint (Checkpoint.user_metadata / expires_at).
+        # overwrite (0.38 always sends it): without it, a name already used fails the save's future as a user
+        # error and the checkpoint stays as it was; with it, the new version replaces the old one (its
+        # metadata and expiry too). A 0.6.3 body has no such field: a used name is replaced, as before.
         req, added = read_body(call, SaveWeightsRequest, SaveWeightsAdded)
         slot = self._slot(req.model_id, call.user)
         name = self._checkpoint_name(req.path, req.seq_id)
         ttl_seconds = self._ttl(added.ttl_seconds, call.endpoint)
+        refuse_existing = "overwrite" in added.model_fields_set and not added.overwrite
         storage = self._state.storage
 
         def save(trainer: Trainer) -> _Done:
+            if refuse_existing:  # looked up when the save runs: an earlier save of the name must be seen
+                existing = storage.checkpoint(slot.model_id, f"weights/{name}")
+                if existing is not None:
+                    raise ValueError(f"checkpoint {existing.tinker_path} already exists; save with "
+                                     "overwrite=True to replace it, or choose another name")
             record = storage.write_checkpoint(slot.model_id, "weights", name, trainer.state(with_optimizer=True),
                                               with_optimizer=True, ttl_seconds=ttl_seconds,
                                               user_metadata=added.user_metadata)
@@ -530,26 +548,55 @@ class TrainingApi:
 
         return self._submit(call, slot, req.seq_id, "SaveWeightsForSampler", save_ephemeral)
 
+    async def save_weights_external(self, call: Call) -> HttpResponse:
+        """0.38's ``save_weights_external``: the model's LoRA weights as files for use outside the service
+        (``adapter_model.safetensors`` and ``adapter_config.json``, ``engine/external_export.py``) at
+        ``tinker://<model>/external_weights/<name>``, downloadable through ``get_external_weights_urls``.
+        A used name is replaced (0.38 has no ``overwrite`` here). age encryption is refused: the local
+        service has no age implementation, and exporting in the clear what was asked encrypted is not an option."""
+        req = call.parse(SaveWeightsExternalRequest)
+        if req.age_encryption_recipients:
+            raise ApiError(400, f"{call.endpoint}: age_encryption_recipients is not supported by the local service "
+                                "(it cannot encrypt to age recipients); leave it unset to export unencrypted files")
+        slot = self._slot(req.model_id, call.user)
+        name = self._checkpoint_name(req.path, req.seq_id)
+        ttl_seconds = self._ttl(req.ttl_seconds, call.endpoint)
+        storage = self._state.storage
+
+        def export(trainer: Trainer) -> _Done:
+            lora = slot.lora
+            files = export_files(trainer.state(with_optimizer=False), base_model=slot.base_model, rank=lora.rank,
+                                 train_mlp=lora.train_mlp, train_attn=lora.train_attn,
+                                 train_unembed=lora.train_unembed)
+            record = storage.write_external_weights(slot.model_id, name, files, ttl_seconds=ttl_seconds)
+            return _Done(encode_json(SaveWeightsExternalResponseInternal(path=record.tinker_path,
+                                                                         size_bytes=record.size_bytes)))
+
+        return self._submit(call, slot, req.seq_id, "SaveWeightsExternal", export)
+
     async def load_weights(self, call: Call) -> HttpResponse:
         data = call.json()
         if isinstance(data, dict) and data.get("model_id") is None and data.get("session_id") is not None:
             return await self._create_via_load(call)
         req, added = read_body(call, LoadWeightsRequest, LoadWeightsAdded)
-        # weights_access_token is accepted and unused: a published checkpoint is readable by every user here.
         if added.session_id is not None or added.model_seq_id is not None:
             raise ApiError(400, f"{call.endpoint}: give either model_id (load into a model) or session_id and "
                                 "model_seq_id (create a model from the checkpoint), not both")
         adamw_only(added.optimizer_config, call.endpoint)
+        if req.model_id is None:
+            raise ApiError(400, f"{call.endpoint}: give model_id (load into a model) or session_id and "
+                                "model_seq_id (create a model from the checkpoint)")
         slot = self._slot(req.model_id, call.user)
         try:
             parse_tinker_path(req.path)
         except InvalidNameError as error:
             raise ApiError(400, str(error)) from error
         storage = self._state.storage
+        token = added.weights_access_token
 
         def load(trainer: Trainer) -> _Done:
             # Looked up when the operation runs: a save queued just before it must be visible.
-            record = storage.checkpoint_by_path(req.path, slot.owner)  # the owner's, or a published one
+            record = self._readable(req.path, slot.owner, token)
             if record is None:
                 raise ValueError(f"checkpoint {req.path} not found")
             if req.optimizer and not record.with_optimizer:
@@ -573,16 +620,17 @@ class TrainingApi:
         if repeat is not None:
             return repeat
         try:
-            record = state.storage.checkpoint_by_path(req.path, call.user)
+            record = self._readable(req.path, call.user, req.weights_access_token)
         except InvalidNameError as error:
             raise ApiError(400, str(error)) from error
         run = state.storage.run(record.run_id) if record is not None else None
         if record is None or run is None:
             raise ApiError(404, f"checkpoint {req.path} not found")
+        if record.kind == "external_weights":
+            raise ApiError(400, f"{call.endpoint}: checkpoint {req.path} holds external weights (files for use "
+                                "outside the service); load a training or sampler checkpoint")
+        self._check_base_model_override(req.base_model, run.base_model, req.path, call.endpoint)
         state.storage.audit_read(record, call.user, "load")
-        if req.base_model is not None and req.base_model != run.base_model:
-            raise ApiError(400, f"{call.endpoint}: checkpoint {req.path} is of base model {run.base_model!r}, "
-                                f"not {req.base_model!r}")
         lora = LoraSpec(rank=run.lora_rank, seed=run.seed, train_mlp=run.train_mlp, train_attn=run.train_attn,
                         train_unembed=run.train_unembed)
         request_id = state.futures.create("LoadWeights", model_id, call.user)
@@ -630,6 +678,33 @@ class TrainingApi:
             return self._state.backend.describe(slot.base_model).vocab_size
         except ValueError:
             return None
+
+    def _readable(self, path: str, user: str, access_token: str | None) -> CheckpointRecord | None:
+        """The checkpoint at ``path`` if ``user`` may read it (their own, or published) or, with
+        ``access_token`` (0.38's ``weights_access_token``: another account's API key or token of this
+        service), if that account may; None otherwise, as for an unknown checkpoint."""
+        storage = self._state.storage
+        record = storage.checkpoint_by_path(path, user)
+        if record is None and access_token and self._user_of_credential is not None:
+            other = self._user_of_credential(access_token)
+            if other is not None:
+                record = storage.checkpoint_by_path(path, other)
+        return record
+
+    def _check_base_model_override(self, base_model: str | None, checkpoint_base: str, path: str,
+                                   endpoint: str) -> None:
+        """0.38's ``base_model`` override of create-via-load: it must name a model the checkpoint's weights fit
+        (here: the same model, under any of its names); otherwise a 400 saying why."""
+        if base_model is None:
+            return
+        try:
+            override = self._state.backend.describe(base_model).name
+        except ValueError as error:
+            raise ApiError(400, f"{endpoint}: base_model override {base_model!r}: {error}") from None
+        if override != checkpoint_base:
+            raise ApiError(400, f"{endpoint}: base_model override {base_model!r} is not compatible with checkpoint "
+                                f"{path} (of base model {checkpoint_base!r}): its LoRA weights have the shapes of "
+                                f"{checkpoint_base!r}, so the local service cannot load them onto {override!r}")
 
     def _ttl(self, ttl_seconds: int | None, endpoint: str) -> int | None:
         """A save's ``ttl_seconds`` (newer SDKs), checked as ``set_checkpoint_ttl`` checks it."""
