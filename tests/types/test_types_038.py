@@ -35,7 +35,6 @@ from tinker_actors.wire import v0_6_3, v0_38
 
 # Accepted by the official types, refused here until the feature is built (types/unsupported.py).
 REFUSED_HERE = {"sample_topk_sample_3", "sample_alt_tokens_2", "sample_stability_true", "sample_target_logprobs",
-                "load_creating_model", "load_with_token", "load_with_base_model",
                 "create_model_dimuon"}
 # Accepted by the official types and refused by the server (400); refused here, before sending.
 CHECKED_BEFORE_SENDING = {"sample_last_n_without_logprobs", "sample_last_n_too_long"}
@@ -106,7 +105,6 @@ SPANS = [types.PromptProvenanceSpan(sequence_id="s", length=3)]
 VALID: dict[str, dict[str, Any]] = {
     "SampleRequest": {"prompt": PROMPT, "sampling_params": SAMPLING},
     "CreateModelRequest": {"session_id": "s", "model_seq_id": 0, "base_model": "b"},
-    "LoadWeightsRequest": {"model_id": "m", "path": "tinker://r/weights/a", "optimizer": False},
     "OptimStepRequest": {"model_id": "m", "adam_params": types.AdamParams()},
     "ForwardBackwardInput": {"data": [DATUM], "loss_fn": "cross_entropy"},
     "Datum": {"model_input": DATUM.model_input, "loss_fn_inputs": DATUM.loss_fn_inputs},
@@ -118,12 +116,6 @@ ASKING: dict[str, Any] = {
     "SampleRequest.prompt_alt_tokens_k": 2,
     "SampleRequest.record_stability_info": True,
     "CreateModelRequest.optimizer_config": types.DimuonOptimizerConfig(),
-    "LoadWeightsRequest.session_id": "s",
-    "LoadWeightsRequest.model_seq_id": 0,
-    "LoadWeightsRequest.base_model": "b",
-    "LoadWeightsRequest.user_metadata": {"k": "v"},
-    "LoadWeightsRequest.optimizer_config": types.AdamOptimizerConfig(),
-    "LoadWeightsRequest.weights_access_token": "tml-secret-token",
     "OptimStepRequest.optim_params": types.DimuonParams(learning_rate=0.01),
     "ForwardBackwardInput.loss_fn": "stable_reinforce",
     "Datum.model_input_spans": SPANS,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from supervisors import ChildSpec, ExitKind, ExitReason, NamedRef, Restart, SupervisedActor
+from tinker_actors.clients.checkpoint_options import save_options
 from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.ledger import TrainingLedger
 from tinker_actors.clients.queue_state import ClientQueueLog, QueueState, QueueStateObserver
@@ -63,6 +64,9 @@ from tinker_actors.types import (
     OptimStepResponse,
     ParsedCheckpointTinkerPath,
     SamplingClientKind,
+    SaveWeightsExternalRequest,
+    SaveWeightsExternalResponse,
+    SaveWeightsExternalResponseInternal,
     SaveWeightsForSamplerRequest,
     SaveWeightsForSamplerResponseInternal,
     SaveWeightsRequest,
@@ -487,11 +491,19 @@ class TrainingClient(QueueStateObserver):
                              lambda seq: OptimStepRequest(adam_params=adam_params, model_id=model_id, seq_id=seq),
                              OptimStepResponse.model_validate, model_id=model_id)
 
-    def save_state(self, name: str) -> APIFuture[SaveWeightsResponse]:
+    def save_state(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
+                   user_metadata: dict[str, str] | None = None) -> APIFuture[SaveWeightsResponse]:
+        """Save the weights and optimizer state as ``tinker://<model>/weights/<name>``. Protocol 0.38 also takes
+        ``ttl_seconds`` (the checkpoint is deleted that long after the save; the official service takes 1 hour to
+        10 years, None: never), ``overwrite`` (replace a checkpoint of that name, metadata included; without it
+        the save fails if the name is used) and ``user_metadata`` (string pairs kept with the checkpoint, shown
+        by listings). On protocol 0.6.3 these are refused before anything is sent."""
         validate_checkpoint_name(name)
+        options = save_options(self._context.profile.version, "save_state", ttl_seconds=ttl_seconds,
+                               user_metadata=user_metadata, overwrite=overwrite)
         model_id = self.model_id
         return self._json_op("save_weights", "/api/v1/save_weights", "SaveWeights",
-                             lambda seq: SaveWeightsRequest(model_id=model_id, path=name, seq_id=seq),
+                             lambda seq: SaveWeightsRequest(model_id=model_id, path=name, seq_id=seq, **options),
                              SaveWeightsResponse.model_validate, model_id=model_id)
 
     def _load(self, path: str, optimizer: bool) -> APIFuture[LoadWeightsResponse]:
@@ -508,8 +520,13 @@ class TrainingClient(QueueStateObserver):
     def load_state_with_optimizer(self, path: str) -> APIFuture[LoadWeightsResponse]:
         return self._load(path, True)
 
-    def save_weights_for_sampler(self, name: str) -> APIFuture[SaveWeightsResponse]:
+    def save_weights_for_sampler(self, name: str, ttl_seconds: int | None = None,
+                                 user_metadata: dict[str, str] | None = None) -> APIFuture[SaveWeightsResponse]:
+        """Save sampler weights as ``tinker://<model>/sampler_weights/<name>``; ``ttl_seconds`` and
+        ``user_metadata`` as :meth:`save_state`'s (protocol 0.38; a used name is replaced)."""
         validate_checkpoint_name(name)
+        options = save_options(self._context.profile.version, "save_weights_for_sampler", ttl_seconds=ttl_seconds,
+                               user_metadata=user_metadata)
         model_id = self.model_id
 
         def parse(payload: Any) -> SaveWeightsResponse:
@@ -519,8 +536,41 @@ class TrainingClient(QueueStateObserver):
             return SaveWeightsResponse(path=internal.path)
 
         return self._json_op("save_weights_for_sampler", "/api/v1/save_weights_for_sampler", "SaveWeightsForSampler",
-                             lambda seq: SaveWeightsForSamplerRequest(model_id=model_id, path=name, seq_id=seq), parse,
-                             model_id=model_id)
+                             lambda seq: SaveWeightsForSamplerRequest(model_id=model_id, path=name, seq_id=seq,
+                                                                      **options),
+                             parse, model_id=model_id)
+
+    def save_weights_external(self, name: str, ttl_seconds: int | None = None,
+                              age_encryption_recipients: list[str] | None = None
+                              ) -> APIFuture[SaveWeightsExternalResponse]:
+        """Export the weights for use outside the service (protocol 0.38): the future answers the path
+        ``tinker://<model>/external_weights/<name>``, whose files ``RestClient.get_external_weights_urls(path)``
+        gives as download URLs (they expire). ``ttl_seconds`` as :meth:`save_state`'s; with
+        ``age_encryption_recipients`` (at most 10 ``age1...`` or SSH public keys) the service encrypts every
+        file to them (the local service cannot, and refuses it)."""
+        validate_checkpoint_name(name)
+        if self._context.profile.version != "0.38":
+            raise InvalidInputError(f"save_weights_external needs protocol 0.38; this client speaks "
+                                    f"{self._context.profile.version}")
+        options = save_options("0.38", "save_weights_external", ttl_seconds=ttl_seconds)
+        if age_encryption_recipients is not None:
+            if (not isinstance(age_encryption_recipients, list | tuple) or len(age_encryption_recipients) > 10
+                    or not all(isinstance(r, str) and r for r in age_encryption_recipients)):
+                raise InvalidInputError("save_weights_external: age_encryption_recipients must be a list of at most "
+                                        "10 non-empty age or SSH public keys")
+            options["age_encryption_recipients"] = list(age_encryption_recipients)
+        model_id = self.model_id
+
+        def parse(payload: Any) -> SaveWeightsExternalResponse:
+            internal = SaveWeightsExternalResponseInternal.model_validate(payload)
+            if internal.path is None:
+                raise InvalidInputError("the server returned no path for save_weights_external")
+            return SaveWeightsExternalResponse(path=internal.path)
+
+        return self._json_op("save_weights_external", "/api/v1/save_weights_external", "SaveWeightsExternal",
+                             lambda seq: SaveWeightsExternalRequest(model_id=model_id, path=name, seq_id=seq,
+                                                                    **options),
+                             parse, model_id=model_id)
 
     def save_weights_and_get_sampling_client(self, name: str | None = None, retry_config: Any = None, *,
                                              kind: SamplingClientKind = "snapshot") -> SamplingClient:
@@ -650,8 +700,9 @@ class TrainingClient(QueueStateObserver):
                                adam_params: AdamParams | None = None) -> APIFuture[OptimStepResponse]:
         return self.optim_step(optim_params, adam_params=adam_params)
 
-    async def save_state_async(self, name: str) -> APIFuture[SaveWeightsResponse]:
-        return self.save_state(name)
+    async def save_state_async(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
+                               user_metadata: dict[str, str] | None = None) -> APIFuture[SaveWeightsResponse]:
+        return self.save_state(name, ttl_seconds=ttl_seconds, overwrite=overwrite, user_metadata=user_metadata)
 
     async def load_state_async(self, path: str) -> APIFuture[LoadWeightsResponse]:
         return self.load_state(path)
@@ -659,8 +710,16 @@ class TrainingClient(QueueStateObserver):
     async def load_state_with_optimizer_async(self, path: str) -> APIFuture[LoadWeightsResponse]:
         return self.load_state_with_optimizer(path)
 
-    async def save_weights_for_sampler_async(self, name: str) -> APIFuture[SaveWeightsResponse]:
-        return self.save_weights_for_sampler(name)
+    async def save_weights_for_sampler_async(self, name: str, ttl_seconds: int | None = None,
+                                             user_metadata: dict[str, str] | None = None
+                                             ) -> APIFuture[SaveWeightsResponse]:
+        return self.save_weights_for_sampler(name, ttl_seconds=ttl_seconds, user_metadata=user_metadata)
+
+    async def save_weights_external_async(self, name: str, ttl_seconds: int | None = None,
+                                          age_encryption_recipients: list[str] | None = None
+                                          ) -> APIFuture[SaveWeightsExternalResponse]:
+        return self.save_weights_external(name, ttl_seconds=ttl_seconds,
+                                          age_encryption_recipients=age_encryption_recipients)
 
     def __repr__(self) -> str:
         return f"TrainingClient(model_id={self.model_id!r})"
@@ -762,10 +821,12 @@ class TrainingClient(QueueStateObserver):
                           rest=lambda: RestClient(service))
 
     def _periodic_save(self, name: str) -> APIFuture[SaveWeightsResponse]:
-        """``save_state`` for the checkpoint policy: if it fails, the calls queued behind it are still sent."""
+        """``save_state`` for the checkpoint policy: if it fails, the calls queued behind it are still sent. Its
+        names are the policy's own, so a name saved again (after a rollback) replaces the old checkpoint."""
         model_id = self.model_id
+        options = {"overwrite": True} if self._context.profile.version == "0.38" else {}
         return self._json_op("save_weights", "/api/v1/save_weights", "SaveWeights",
-                             lambda seq: SaveWeightsRequest(model_id=model_id, path=name, seq_id=seq),
+                             lambda seq: SaveWeightsRequest(model_id=model_id, path=name, seq_id=seq, **options),
                              SaveWeightsResponse.model_validate, model_id=model_id, poisons=False)
 
 

@@ -68,8 +68,6 @@ def _not(*values: str) -> Callable[[Any], bool]:
     return lambda value: value not in values
 
 
-_CREATE_VIA_LOAD = "creating the model with its first load (create-via-load: TrainingClient.from_state as one call)"
-
 NOT_SUPPORTED_YET: dict[str, dict[str, NotBuilt]] = {
     "SampleRequest": {
         "topk_sample_logprobs": NotBuilt("top-k logprobs of the sampled tokens", "0", _nonzero),
@@ -79,14 +77,6 @@ NOT_SUPPORTED_YET: dict[str, dict[str, NotBuilt]] = {
     },
     "CreateModelRequest": {
         "optimizer_config": NotBuilt("an optimizer other than Adam(W)", "AdamOptimizerConfig()", _not_adam),
-    },
-    "LoadWeightsRequest": {
-        "session_id": NotBuilt(_CREATE_VIA_LOAD, "None (set model_id)", _set),
-        "model_seq_id": NotBuilt(_CREATE_VIA_LOAD, "None (set model_id)", _set),
-        "base_model": NotBuilt(_CREATE_VIA_LOAD, "None", _set),
-        "user_metadata": NotBuilt(_CREATE_VIA_LOAD, "None", _set),
-        "optimizer_config": NotBuilt(_CREATE_VIA_LOAD, "None", _set),
-        "weights_access_token": NotBuilt("loading checkpoints of another account", "None", _set),
     },
     "OptimStepRequest": {
         "optim_params": NotBuilt("an optimizer step other than Adam's", "AdamParams(...)", _not_adam),
