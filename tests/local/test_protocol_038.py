@@ -412,14 +412,15 @@ def test_prompt_logprobs_of_the_last_n_prompt_tokens_only(api038: Api038, model:
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"topk_sample_logprobs": 2}, "topk_sample_logprobs"),
-    ({"prompt_alt_tokens_k": 1}, "prompt_alt_tokens_k"),
+    ({"topk_sample_logprobs": -2}, "topk_sample_logprobs"),
+    ({"topk_sample_logprobs": 65}, "topk_sample_logprobs"),
+    ({"prompt_alt_tokens_k": -1}, "prompt_alt_tokens_k"),
     ({"record_stability_info": True}, "record_stability_info"),
     ({"target_prompt_logprobs": {"data": [1, 2, 3], "dtype": "int64"}}, "target_prompt_logprobs"),
     ({"prompt_logprobs": True, "prompt_logprobs_last_n": 4}, "prompt_logprobs_last_n"),
     ({"prompt_logprobs_last_n": 1}, "needs prompt_logprobs"),
 ])
-def test_sample_settings_the_service_does_not_compute_are_refused(api038: Api038, model: str,
+def test_bad_or_unserved_sample_settings_are_refused(api038: Api038, model: str,
                                                                   changes: dict[str, Any], message: str) -> None:
     response = api038.post("/api/v1/asample", sample_body_038(_sampler(api038, model), 0, **changes))
     assert response.status_code == 400 and message in response.json()["error"], response.text

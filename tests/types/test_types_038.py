@@ -23,6 +23,7 @@ import tinker_actors as tinker
 from tests.compat038.official_validation import CASES, run
 from tests.wire.conftest import OFFICIAL_038_PYTHON, REPO
 from tinker_actors import types
+from tinker_actors.call_style import DeprecatedCallWarning
 from tinker_actors.clients.backcompat import BackcompatClientFuture, BackcompatTrainingClientFuture
 from tinker_actors.config import Config, PollBackoff, RetryPolicy
 from tinker_actors.errors import InvalidInputError, UnsupportedFeatureError
@@ -34,8 +35,7 @@ from tinker_actors.types.unsupported import NOT_SUPPORTED_YET
 from tinker_actors.wire import v0_6_3, v0_38
 
 # Accepted by the official types, refused here until the feature is built (types/unsupported.py).
-REFUSED_HERE = {"sample_topk_sample_3", "sample_alt_tokens_2", "sample_stability_true", "sample_target_logprobs",
-                "create_model_dimuon"}
+REFUSED_HERE = {"sample_stability_true", "create_model_dimuon"}
 # Accepted by the official types and refused by the server (400); refused here, before sending.
 CHECKED_BEFORE_SENDING = {"sample_last_n_without_logprobs", "sample_last_n_too_long"}
 
@@ -111,9 +111,6 @@ VALID: dict[str, dict[str, Any]] = {
     "ModelInput": {"chunks": [types.EncodedTextChunk(tokens=[1])]},
 }
 ASKING: dict[str, Any] = {
-    "SampleRequest.topk_sample_logprobs": 5,
-    "SampleRequest.target_prompt_logprobs": types.TensorData(data=[1, 2, 3], dtype="int64", shape=[3, 1]),
-    "SampleRequest.prompt_alt_tokens_k": 2,
     "SampleRequest.record_stability_info": True,
     "CreateModelRequest.optimizer_config": types.DimuonOptimizerConfig(),
     "OptimStepRequest.optim_params": types.DimuonParams(learning_rate=0.01),
@@ -276,7 +273,7 @@ def test_a_backcompat_future_is_a_future_of_the_client_and_forwards_to_it_with_o
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert future.name() == "the client" and future.name() == "the client"
-    assert [type(w.message) for w in caught] == [DeprecationWarning]
+    assert [type(w.message) for w in caught] == [DeprecatedCallWarning]  # a FutureWarning, as 0.38 warns
     assert "call .result() (or await it) to get the client, then .name" in str(caught[0].message)
     with pytest.raises(AttributeError):
         future._private  # noqa: B018

@@ -70,9 +70,6 @@ def _not(*values: str) -> Callable[[Any], bool]:
 
 NOT_SUPPORTED_YET: dict[str, dict[str, NotBuilt]] = {
     "SampleRequest": {
-        "topk_sample_logprobs": NotBuilt("top-k logprobs of the sampled tokens", "0", _nonzero),
-        "target_prompt_logprobs": NotBuilt("logprobs of chosen prompt tokens", "None", _set),
-        "prompt_alt_tokens_k": NotBuilt("alternative prompt tokens drawn in the prefill", "0", _nonzero),
         "record_stability_info": NotBuilt("stability info recorded for StableReinforce", "None or False", _true),
     },
     "CreateModelRequest": {
