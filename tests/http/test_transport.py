@@ -517,6 +517,39 @@ def test_the_lean_client_answers_as_httpx_does(serve: Callable[[Handler], RawSer
     assert "cookie: affinity=abc" in seen[-1].decode().lower()  # the jar's cookie goes back, as httpx sends it
 
 
+def test_what_the_fast_path_does_not_do_goes_through_httpx(serve: Callable[[Handler], RawServer]) -> None:
+    seen: list[bytes] = []
+
+    def handler(conn: socket.socket) -> None:
+        pending = bytearray()
+        while (request := read_request(conn, pending)) is not None:
+            seen.append(request[0].lower())
+            conn.sendall(b"HTTP/1.1 302 Found\r\nlocation: /x\r\ncontent-length: 0\r\n\r\n"
+                         if b"/moved" in request[0] else OK)
+
+    server = serve(handler)
+    hooked: list[str] = []
+
+    async def on_request(request: httpx.Request) -> None:
+        hooked.append(request.url.path)
+
+    async def main() -> None:
+        async with LeanClient(transport(), event_hooks={"request": [on_request]}) as client:
+            await post(client, server.url + "/hooked")
+        async with LeanClient(transport(), auth=("user", "secret")) as client:
+            await post(client, server.url + "/auth")
+        async with LeanClient(transport(), follow_redirects=True) as client:
+            assert (await post(client, server.url + "/moved")).url == server.url + "/x"
+        async with LeanClient(transport()) as client:
+            await client.request("POST", server.url + "/params", content=b"{}", params={"a": "1"})
+
+    asyncio.run(main())
+    assert hooked == ["/hooked"]
+    assert b"authorization: basic " in seen[1]
+    assert seen[2].startswith(b"post /moved") and seen[3].startswith(b"get /x")  # followed, as httpx does a 302
+    assert seen[4].startswith(b"post /params?a=1 ")
+
+
 def test_the_pools_use_the_lean_client_and_a_proxy_environment_keeps_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
     pools = ClientPools(Config(api_key="tml-k", base_url="http://127.0.0.1:9"), {})
     assert isinstance(pools.pick(Purpose.SAMPLING), LeanClient)

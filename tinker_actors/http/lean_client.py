@@ -13,10 +13,11 @@ The result is the same as ``httpx.AsyncClient.request``'s: an ``httpx.Response``
 ``httpx.Request`` (method, URL, every header sent), read, with ``next_request`` set for a redirect (not
 followed), ``elapsed`` set, the same exception types with ``.request`` attached, cookies the server sets
 kept in the client's jar. Anything else goes through httpx's own path, unchanged: a body that is not
-``bytes``, ``params``, cookies, auth, ``json=`` / ``data=`` / ``files=``, extensions, a URL another
-transport serves (a proxy from the environment), a compressed answer (decoded by httpx), a client whose
-jar holds cookies (httpx adds them to each request). On an httpx whose internals differ from those this
-was written against (checked at import), every request takes httpx's path.
+``bytes``, ``params``, cookies, auth, event hooks, redirects to follow, ``json=`` / ``data=`` / ``files=``,
+extensions, a URL another transport serves (a proxy mounted on the client), a client whose jar holds
+cookies (httpx adds them to each request); a compressed answer is decoded by httpx's decoders. On an
+httpx whose internals differ from those this was written against (checked at import), every request
+takes httpx's path.
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ class LeanClient(httpx.AsyncClient):
                       timeout: Any = httpx.USE_CLIENT_DEFAULT, follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
                       **others: Any) -> httpx.Response:
         target = None
-        if (_FAST and not others and params is None and follow_redirects is not True and isinstance(url, str)
-                and (content is None or type(content) is bytes) and not self.cookies.jar):
+        follow = self.follow_redirects if follow_redirects is httpx.USE_CLIENT_DEFAULT else follow_redirects
+        if (_FAST and not others and params is None and not follow and isinstance(url, str)
+                and (content is None or type(content) is bytes) and self._plain()):
             target = self._target(url)
         if target is None:
             return await super().request(method, url, content=content, params=params, headers=headers,
@@ -129,6 +131,11 @@ class LeanClient(httpx.AsyncClient):
             _HTTPX_LOG.info('HTTP Request: %s %s "%s %d %s"', method, target.url, response.http_version,
                             answer.status, response.reason_phrase)
         return response
+
+    def _plain(self) -> bool:
+        """No cookies to send, no auth, no event hooks: nothing httpx would add to a request or run around it."""
+        hooks = self.event_hooks
+        return not self.cookies.jar and self.auth is None and not hooks["request"] and not hooks["response"]
 
     def _target(self, url: str) -> _Target | None:
         """The parsed URL when the fast path can serve it: an absolute http(s) URL this client's own transport
