@@ -66,7 +66,8 @@ def _telemetry_of(client: object) -> SessionTelemetry | None:
 def _watch_future(client: object, future: APIFuture[Any], method: str) -> None:
     # No telemetry for a session that exists: nothing to watch. No session yet: the call may be the one creating
     # it (a client-creation future), so its outcome is watched and reported once the session is there.
-    if _telemetry_of(client) is None and getattr(getattr(client, "_context", None), "session_id", ""):
+    has_session = bool(getattr(getattr(client, "_context", None), "session_id", None))
+    if has_session and _telemetry_of(client) is None:
         return
 
     def on_done(raw: concurrent.futures.Future[Any]) -> None:
