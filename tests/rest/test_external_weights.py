@@ -67,6 +67,8 @@ def test_urls_serve_each_file_without_a_key(world: World) -> None:
         assert not_external.status_code == 400 and "not external weights" in not_external.json()["error"]
         with pytest.raises(tinker.TinkerError, match="external weights"):  # files for outside use only
             done(alice.create_training_client_from_state(world.external))
+        with pytest.raises(tinker.TinkerError, match="external weights"):
+            done(alice.create_sampling_client(model_path=world.external))
         rest.delete_checkpoint_from_tinker_path(world.external).result(WAIT_S)
         assert httpx.get(answer.urls["adapter_config.json"], timeout=30).status_code == 404  # gone with it
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import tinker_actors as tinker
-from tests.rest.conftest import KEYS, WAIT_S, training_client
+from tests.rest.conftest import KEYS, WAIT_S, done, training_client
 from tinker_actors.local import LocalService
 
 
@@ -42,6 +42,12 @@ def test_the_audit_log_is_the_admins(svc: LocalService, alice: tinker.ServiceCli
         bob.create_rest_client().get_audit_log().result(WAIT_S)
     with pytest.raises(tinker.PermissionDeniedError):
         tinker.AdminClient(base_url=svc.base_url, api_key=KEYS["bob"]).get_audit_log().result(WAIT_S)
+    alices = training_client(alice).save_weights_for_sampler("shared").result(WAIT_S).path
+    alice.create_rest_client().publish_checkpoint_from_tinker_path(alices).result(WAIT_S)
+    done(bob.create_sampling_client(model_path=alices))  # bob reads alice's published weights
     entries = alice.create_rest_client().get_audit_log().result(WAIT_S).entries  # alice is the admin
     assert [(e.event, e.event_details["actor"]) for e in entries if e.tinker_path == bobs] == [
         ("checkpoint_create", "bob")]
+    assert [(e.event, e.event_details["actor"], e.purpose) for e in entries if e.tinker_path == alices] == [
+        ("checkpoint_create", "alice", None), ("checkpoint_publish", "alice", None),
+        ("checkpoint_read", "bob", "sample")]

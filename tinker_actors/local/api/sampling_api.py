@@ -118,6 +118,10 @@ class SamplingApi:
             run = storage.run(checkpoint.run_id) if checkpoint is not None else None
             if checkpoint is None or run is None:
                 raise ApiError(404, f"checkpoint {model_path} not found")
+            if checkpoint.kind == "external_weights":
+                raise ApiError(400, f"checkpoint {model_path} holds external weights (files for use outside the "
+                                    "service): sample from a training or sampler checkpoint")
+            storage.audit_read(checkpoint, user, "sample")
             return SamplerRecord(sampler_id=sampler_id, session_id=session_id, base_model=run.base_model,
                                  model_path=model_path, owner=user)
         if base_model is None:
