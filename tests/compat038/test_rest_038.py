@@ -104,7 +104,7 @@ def _check_journey(run: ScriptRun) -> None:
     assert (copy["kind"], copy["expires"], copy["same_tokens"], copy["in_archive"]) == ("sampler_weights", True,
                                                                                            True, 1)
     assert values["service_copy"] == ["weights", "meta"] and values["runs_in_project_after_copy"] == 2
-    assert {"checkpoint_create", "checkpoint_copy", "checkpoint_ttl_set"} <= set(
+    assert {"checkpoint_create", "checkpoint_copy", "checkpoint_ttl_set", "checkpoint_read"} <= set(
         values["audit_events"])
     assert {"create_session", "create_model", "forward_backward", "optim_step", "save_weights",
             "save_weights_for_sampler", "asample"} <= set(values["trace"]["endpoints"])
