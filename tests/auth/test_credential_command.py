@@ -106,7 +106,7 @@ def test_sampling_with_only_a_credential_command(monkeypatch: pytest.MonkeyPatch
     with LocalService(api_keys={"ada": "tml-ada-key"}, long_poll_s=0.5) as service:
         monkeypatch.setenv("TINKER_CREDENTIAL_CMD", "echo tml-ada-key")
         with tinker.ServiceClient(base_url=service.base_url, telemetry_enabled=False) as client:
-            sampler = client.create_sampling_client(base_model="tiny-byte")
+            sampler = client.create_sampling_client(base_model="tiny-byte").result()
             result = sampler.sample(tinker.ModelInput.from_ints([1, 2, 3]), 1,
                                     tinker.SamplingParams(max_tokens=3)).result(30)
             assert result.sequences

@@ -60,7 +60,7 @@ def datum() -> tinker.Datum:
 def test_a_long_poll_outlives_several_tokens_without_a_refused_request() -> None:
     with exchanging_service(token_lifetime=2.0, long_poll_s=0.5) as service, \
             tinker.ServiceClient(config=client_config(service)) as client:
-        training = client.create_lora_training_client("tiny-byte", rank=4)
+        training = client.create_lora_training_client("tiny-byte", rank=4).result()
         before = service.auth_counts()
         # Each poll is held 2.5 s (longer than a token lives) and answers "pending": the result comes after
         # more than 3 lifetimes of waiting.
@@ -193,14 +193,14 @@ def test_training_and_sampling_with_token_exchange_on_protocol_038() -> None:
     with exchanging_service(token_lifetime=2.0, long_poll_s=0.5) as service, \
             tinker.ServiceClient(config=client_config(service)) as client:
         assert client.protocol.version == "0.38" and client.protocol.token_exchange
-        training = client.create_lora_training_client("tiny-byte", rank=4)
+        training = client.create_lora_training_client("tiny-byte", rank=4).result()
         started = time.monotonic()
         losses = []
         while time.monotonic() - started < 5.0:  # two and a half token lives
             result = training.forward_backward([datum()], "cross_entropy")
             training.optim_step(tinker.AdamParams(learning_rate=1e-3)).result(30)
             losses.append(result.result(30).metrics)
-        sampler = training.save_weights_and_get_sampling_client("auth-loop")
+        sampler = training.save_weights_and_get_sampling_client("auth-loop").result()
         sample = sampler.sample(tinker.ModelInput.from_ints([1, 2, 3]), 1,
                                 tinker.SamplingParams(max_tokens=4)).result(30)
         assert losses and sample.sequences

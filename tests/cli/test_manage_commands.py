@@ -39,7 +39,7 @@ def test_checkpoint_and_run_commands(service: LocalService, tmp_path: Path) -> N
     saved = as_json(cli(service, "checkpoint", "save", "--base-model", "tiny-byte", "--rank", "2", "-f", "json"))
     sampler_path = saved["weights_path"]
     with tinker.ServiceClient(base_url=service.base_url, api_key=service.api_key) as svc:
-        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        training = svc.create_lora_training_client("tiny-byte", rank=2).result()
         weights_path = training.save_state("cli-w").result(30).path
 
     listed = as_json(cli(service, "checkpoint", "list", "--limit", "0", "-f", "json"))
@@ -73,7 +73,7 @@ def test_checkpoint_and_run_commands(service: LocalService, tmp_path: Path) -> N
 
 def test_delete_of_several_exits_1_names_the_failed_one_and_deletes_the_others(service: LocalService) -> None:
     with tinker.ServiceClient(base_url=service.base_url, api_key=service.api_key) as svc:
-        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        training = svc.create_lora_training_client("tiny-byte", rank=2).result()
         first, second = (training.save_state(name).result(30).path for name in ("del-a", "del-b"))
         rest = svc.create_rest_client()
         missing = f"tinker://{training.model_id}/weights/never-saved"

@@ -77,7 +77,7 @@ def wait_until(condition: Any, timeout: float = 10.0) -> None:
 
 def test_a_402_pauses_until_a_top_up_while_other_requests_go_on(service: LocalService) -> None:
     with tinker.ServiceClient(config=config(service, log_level="info")) as client:
-        training = client.create_lora_training_client("tiny-byte", rank=2)
+        training = client.create_lora_training_client("tiny-byte", rank=2).result()
         rest = client.create_rest_client()
         service.billing.set_budget(USER, 0)  # spent: new training and sampling work is refused with 402
         with structlog.testing.capture_logs() as logs:
@@ -88,7 +88,7 @@ def test_a_402_pauses_until_a_top_up_while_other_requests_go_on(service: LocalSe
             # Other traffic goes on meanwhile: REST reads, a new sampler, heartbeats.
             beats = received(service, "session_heartbeat")
             assert rest.list_training_runs().result(5).training_runs
-            assert client.create_sampling_client(base_model="tiny-byte").sampling_session_id
+            assert client.create_sampling_client(base_model="tiny-byte").result().sampling_session_id
             wait_until(lambda: received(service, "session_heartbeat") >= beats + 3)
             service.billing.top_up(USER, 1_000_000)
             output = future.result(10)
@@ -102,7 +102,7 @@ def test_a_402_pauses_until_a_top_up_while_other_requests_go_on(service: LocalSe
 def test_a_pause_that_runs_out_fails_with_billing_error(service: LocalService) -> None:
     settings = FAST_PAUSE.model_copy(update={"max_pause": 0.6})
     with tinker.ServiceClient(config=config(service, billing_pause=settings)) as client:
-        training = client.create_lora_training_client("tiny-byte", rank=2)
+        training = client.create_lora_training_client("tiny-byte", rank=2).result()
         service.billing.set_budget(USER, 0)
         before = received(service, "forward_backward")
         with structlog.testing.capture_logs() as logs:
@@ -135,7 +135,7 @@ def test_the_pause_does_not_use_up_the_deadline_of_a_blocking_call(service: Loca
                                             timeouts=tinker.config.Timeouts(default=0.5))) as client:
         service.faults.add(FaultRule(endpoint="create_model", status=402, times=20))
         started = time.monotonic()
-        training = client.create_lora_training_client("tiny-byte", rank=2)
+        training = client.create_lora_training_client("tiny-byte", rank=2).result()
         assert training.model_id and time.monotonic() - started >= 1.5
 
 
@@ -193,7 +193,7 @@ def hour_window() -> tuple[str, str]:
 def trained(service: LocalService) -> Iterator[str]:
     """A session that trained 8 tokens and saved a checkpoint, in project proj-billing."""
     with tinker.ServiceClient(config=config(service), project_id="proj-billing") as client:
-        training = client.create_lora_training_client("tiny-byte", rank=2)
+        training = client.create_lora_training_client("tiny-byte", rank=2).result()
         training.forward_backward([datum(8)], "cross_entropy").result(30)
         training.save_state("billing-ckpt").result(30)
         yield client.session_id

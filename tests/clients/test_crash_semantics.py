@@ -39,7 +39,7 @@ def executed(service: LocalService, endpoint: str) -> int:
 
 def test_crash_before_send_fails_not_sent_and_nothing_is_sent_twice(client: tinker.ServiceClient,
                                                                     service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     # The first request's POST is held for 1 s, so the optim_step behind it is still waiting for its turn.
     service.faults.add(FaultRule(endpoint="forward_backward", action=FaultAction.DELAY, delay_s=1.0, times=1))
     optim_before = executed(service, "optim_step")
@@ -57,7 +57,7 @@ def test_crash_before_send_fails_not_sent_and_nothing_is_sent_twice(client: tink
 
 
 def test_crash_while_polling_keeps_accepted_requests(client: tinker.ServiceClient, service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     service.faults.add(FaultRule(endpoint="retrieve_future", action=FaultAction.DELAY, delay_s=0.4, times=3))
     futures = [training.forward_backward([datum(TEXT[i:i + 16])], "cross_entropy") for i in range(3)]
     wait_for(lambda: len(training.ledger.accepted_requests()) >= 1)
@@ -71,7 +71,7 @@ def test_crash_while_polling_keeps_accepted_requests(client: tinker.ServiceClien
 
 
 def test_random_kills_during_a_training_loop(client: tinker.ServiceClient, service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     rng = random.Random(7)
     optim_before = executed(service, "optim_step")
     outcomes: dict[str, int] = {}
@@ -101,7 +101,7 @@ def test_supervisor_gives_up_and_every_caller_gets_a_typed_error(service: LocalS
     svc = tinker.ServiceClient(config=Config(api_key="tml-k", base_url=service.base_url, telemetry_enabled=False,
                                              protocol=protocol))
     try:
-        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        training = svc.create_lora_training_client("tiny-byte", rank=2).result()
         service.faults.add(FaultRule(endpoint="forward_backward", action=FaultAction.NEVER_COMPLETE, times=1))
         pending = training.forward_backward([datum(TEXT[:20])], "cross_entropy")
         wait_for(lambda: len(training.ledger.accepted_requests()) >= 1)
@@ -123,8 +123,8 @@ def test_supervisor_gives_up_and_every_caller_gets_a_typed_error(service: LocalS
 
 def test_a_training_crash_does_not_disturb_sibling_samplers(client: tinker.ServiceClient,
                                                             service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
-    sampler = client.create_sampling_client(base_model="tiny-byte")  # created after: a rest_for_one sibling
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
+    sampler = client.create_sampling_client(base_model="tiny-byte").result()  # created after: a rest_for_one sibling
     service.faults.add(FaultRule(endpoint="retrieve_future", action=FaultAction.DELAY, delay_s=0.5, times=4,
                                  request_type="Sample"))
     samples = [sampler.sample(tinker.ModelInput.from_ints(TEXT[:4]), 1, tinker.SamplingParams(max_tokens=2))
@@ -141,7 +141,7 @@ def test_after_giving_up_the_service_client_can_make_new_clients(service: LocalS
 
     with tinker.ServiceClient(config=Config(api_key="tml-k", base_url=service.base_url, telemetry_enabled=False,
                                             protocol=protocol)) as svc:
-        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        training = svc.create_lora_training_client("tiny-byte", rank=2).result()
         for _ in range(6):
             try:
                 crash(training)
@@ -150,5 +150,5 @@ def test_after_giving_up_the_service_client_can_make_new_clients(service: LocalS
             time.sleep(0.05)
         with pytest.raises(tinker.ClientStoppedError):
             training.forward([datum(TEXT[:20])], "cross_entropy").result(10)
-        fresh = svc.create_lora_training_client("tiny-byte", rank=2)
+        fresh = svc.create_lora_training_client("tiny-byte", rank=2).result()
         assert fresh.forward([datum(TEXT[:20])], "cross_entropy").result(30).metrics["loss:sum"] > 0

@@ -15,7 +15,7 @@ TEXT = list(b"the quick brown fox jumps over the lazy dog. " * 3)
 
 
 def test_training_loop_learns_and_checkpoints(client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=4, seed=0)
+    training = client.create_lora_training_client("tiny-byte", rank=4, seed=0).result()
     batch = [datum(TEXT[i:i + 33]) for i in range(0, 64, 16)]
     losses = []
     for _ in range(8):
@@ -29,12 +29,12 @@ def test_training_loop_learns_and_checkpoints(client: tinker.ServiceClient) -> N
 
     saved = training.save_state("e2e").result(30)
     assert saved.path.endswith("/weights/e2e")
-    resumed = client.create_training_client_from_state_with_optimizer(saved.path)
+    resumed = client.create_training_client_from_state_with_optimizer(saved.path).result()
     resumed_loss = resumed.forward(batch, "cross_entropy").result(30).metrics["loss:sum"]
     assert resumed_loss == pytest.approx(output.metrics["loss:sum"], rel=1e-4)
 
     sampler_path = training.save_weights_for_sampler("e2e-s").result(30).path
-    sampler = client.create_sampling_client(model_path=sampler_path)
+    sampler = client.create_sampling_client(model_path=sampler_path).result()
     prompt = tinker.ModelInput.from_ints(TEXT[:8])
     response = sampler.sample(prompt, 2, tinker.SamplingParams(max_tokens=5, seed=3)).result(30)
     assert len(response.sequences) == 2 and all(len(s.tokens) == 5 for s in response.sequences)
@@ -60,11 +60,11 @@ def test_ephemeral_sampler_and_async_api(client: tinker.ServiceClient) -> None:
     async def run() -> tinker.SampleResponse:
         capabilities = await client.get_server_capabilities_async()  # from this loop, not the IoLoop
         assert "tiny-byte" in {m.model_name for m in capabilities.supported_models}
-        training = await client.create_lora_training_client_async("tiny-byte", rank=2)
+        training = await client.create_lora_training_client("tiny-byte", rank=2)
         assert (await training.get_info_async()).model_id == training.model_id
         future = await training.forward_backward_async([datum(TEXT[:20])], "cross_entropy")
         await future
-        sampler = await training.save_weights_and_get_sampling_client_async()
+        sampler = await training.save_weights_and_get_sampling_client()
         return await sampler.sample_async(tinker.ModelInput.from_ints(TEXT[:4]), 1,
                                           tinker.SamplingParams(max_tokens=3, stop=[ord(" ")]))
 
@@ -73,23 +73,23 @@ def test_ephemeral_sampler_and_async_api(client: tinker.ServiceClient) -> None:
 
 
 def test_bad_input_is_a_typed_error_before_the_wire(client: tinker.ServiceClient, service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     before = service.stats.snapshot()
     with pytest.raises(tinker.InvalidInputError):
         training.forward_backward([datum(TEXT[:10])], "not_a_loss")
     with pytest.raises(tinker.InvalidInputError):
         training.save_state("../escape")
     with pytest.raises(tinker.InvalidInputError):
-        client.create_sampling_client(model_path="s3://nope")
+        client.create_sampling_client(model_path="s3://nope").result()
     with pytest.raises(tinker.InvalidInputError):
-        client.create_lora_training_client("tiny-byte", train_mlp=False, train_attn=False, train_unembed=False)
+        client.create_lora_training_client("tiny-byte", train_mlp=False, train_attn=False, train_unembed=False).result()
     assert service.stats.snapshot() == before  # nothing was sent
 
 
 def test_chunked_batch_is_combined(client: tinker.ServiceClient) -> None:
     from tinker_actors.training import ChunkLimits
 
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     training._chunk_limits = ChunkLimits(max_datums=2)
     batch = [datum(TEXT[i:i + 11]) for i in range(5)]
     combined = training.forward(batch, "cross_entropy").result(30)
@@ -99,7 +99,7 @@ def test_chunked_batch_is_combined(client: tinker.ServiceClient) -> None:
 
 
 def test_sampling_client_handle_pickles(client: tinker.ServiceClient) -> None:
-    sampler = client.create_sampling_client(base_model="tiny-byte")
+    sampler = client.create_sampling_client(base_model="tiny-byte").result()
     clone = pickle.loads(pickle.dumps(sampler))
     assert clone.sampling_session_id == sampler.sampling_session_id
     result = clone.sample(tinker.ModelInput.from_ints(TEXT[:4]), 1, tinker.SamplingParams(max_tokens=2)).result(30)
@@ -110,7 +110,7 @@ def test_partial_chunk_failure_is_detectable(client: tinker.ServiceClient, servi
     from tinker_actors.local import FaultRule
     from tinker_actors.training import ChunkLimits
 
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     training._chunk_limits = ChunkLimits(max_datums=1)
     batch = [datum(TEXT[i:i + 11]) for i in range(3)]
     # The second chunk's POST is refused (400, not retried): chunk 0 ran, 1 failed, 2 was never sent.

@@ -20,7 +20,7 @@ PROMPT = tinker.ModelInput.from_ints(TEXT[:6])
 
 
 def test_408_queue_states_are_reported_once_per_period(client: tinker.ServiceClient, service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     service.faults.add(FaultRule(endpoint="retrieve_future", status=408, queue_state="paused_capacity", times=5))
     with structlog.testing.capture_logs() as logs:
         result = training.forward_backward([datum(TEXT[:20])], "cross_entropy").result(30)
@@ -30,7 +30,7 @@ def test_408_queue_states_are_reported_once_per_period(client: tinker.ServiceCli
 
 
 def test_410_on_a_training_future_is_typed(client: tinker.ServiceClient, service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     service.faults.add(FaultRule(endpoint="retrieve_future", status=410, times=1))
     with pytest.raises(tinker.APIStatusError) as info:
         training.forward_backward([datum(TEXT[:20])], "cross_entropy").result(30)
@@ -39,7 +39,7 @@ def test_410_on_a_training_future_is_typed(client: tinker.ServiceClient, service
 
 def test_410_on_a_sample_is_resubmitted(client: tinker.ServiceClient, service: LocalService) -> None:
     sampler = client.create_sampling_client(base_model="tiny-byte",
-                                            retry_config=tinker.RetryConfig(retry_delay_base=0.01))
+                                            retry_config=tinker.RetryConfig(retry_delay_base=0.01)).result()
     service.faults.add(FaultRule(endpoint="retrieve_future", status=410, times=1, request_type="Sample"))
     response = sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=3)).result(30)
     assert len(response.sequences[0].tokens) == 3
@@ -47,7 +47,7 @@ def test_410_on_a_sample_is_resubmitted(client: tinker.ServiceClient, service: L
 
 def test_410_forever_on_samples_ends_with_a_typed_error(client: tinker.ServiceClient, service: LocalService) -> None:
     sampler = client.create_sampling_client(base_model="tiny-byte", retry_config=tinker.RetryConfig(
-        retry_delay_base=0.01, retry_delay_max=0.02, max_retries=3))
+        retry_delay_base=0.01, retry_delay_max=0.02, max_retries=3)).result()
     service.faults.add(FaultRule(endpoint="retrieve_future", status=410, request_type="Sample"))
     with pytest.raises(tinker.APIStatusError):
         sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=3)).result(30)
@@ -58,10 +58,10 @@ def test_dropped_connections_are_retried(client: tinker.ServiceClient, service: 
     service.faults.add(FaultRule(endpoint=endpoint, action=FaultAction.DROP, times=2))
     if endpoint == "asample":
         sampler = client.create_sampling_client(base_model="tiny-byte",
-                                                retry_config=tinker.RetryConfig(retry_delay_base=0.01))
+                                                retry_config=tinker.RetryConfig(retry_delay_base=0.01)).result()
         assert sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2)).result(30).sequences
     else:
-        training = client.create_lora_training_client("tiny-byte", rank=2)
+        training = client.create_lora_training_client("tiny-byte", rank=2).result()
         assert training.forward_backward([datum(TEXT[:20])], "cross_entropy").result(30).metrics
 
 
@@ -70,7 +70,7 @@ def test_slow_answers_past_the_timeout_end_typed(service: LocalService) -> None:
                     timeouts=Timeouts(default=0.3), retry=RetryPolicy(max_retries=2, base_delay=0.01, deadline=3.0),
                     poll_backoff=PollBackoff(initial=0.01, max=0.05))
     with tinker.ServiceClient(config=config) as svc:
-        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        training = svc.create_lora_training_client("tiny-byte", rank=2).result()
         service.faults.add(FaultRule(endpoint="forward_backward", action=FaultAction.DELAY, delay_s=1.0))
         started = time.monotonic()
         with pytest.raises(tinker.APITimeoutError):
@@ -80,7 +80,7 @@ def test_slow_answers_past_the_timeout_end_typed(service: LocalService) -> None:
 
 
 def test_service_restart_mid_run_ends_every_wait(client: tinker.ServiceClient, service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     saved = training.save_state("before-restart").result(30)
     service.faults.add(FaultRule(endpoint="forward_backward", action=FaultAction.NEVER_COMPLETE, times=1))
     pending = training.forward_backward([datum(TEXT[:20])], "cross_entropy")
@@ -89,18 +89,18 @@ def test_service_restart_mid_run_ends_every_wait(client: tinker.ServiceClient, s
     with pytest.raises(tinker.TinkerError):  # the server forgot the request: a typed error, not a hang
         pending.result(30)
     # The checkpoint survived the restart (same data dir): a new client resumes from it.
-    resumed = client.create_training_client_from_state(saved.path)
+    resumed = client.create_training_client_from_state(saved.path).result()
     assert resumed.forward([datum(TEXT[:20])], "cross_entropy").result(30).metrics["loss:sum"] > 0
 
 
 def test_retryable_exceptions_of_retry_config_resubmit(client: tinker.ServiceClient, service: LocalService) -> None:
     """The official SDK's RetryConfig.retryable_exceptions works: a failed sample is resubmitted."""
     config = tinker.RetryConfig(retry_delay_base=0.01, retryable_exceptions=(tinker.RequestFailedError,))
-    sampler = client.create_sampling_client(base_model="tiny-byte", retry_config=config)
+    sampler = client.create_sampling_client(base_model="tiny-byte", retry_config=config).result()
     failure = {"error": "transient sampler failure", "category": "server"}
     service.faults.add(FaultRule(endpoint="retrieve_future", status=200, body=failure, times=1, request_type="Sample"))
     assert sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2)).result(30).sequences
-    plain = client.create_sampling_client(base_model="tiny-byte")
+    plain = client.create_sampling_client(base_model="tiny-byte").result()
     service.faults.add(FaultRule(endpoint="retrieve_future", status=200, body=failure, times=1, request_type="Sample"))
     with pytest.raises(tinker.RequestFailedError):
         plain.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2)).result(30)
@@ -109,8 +109,8 @@ def test_retryable_exceptions_of_retry_config_resubmit(client: tinker.ServiceCli
 def test_a_429_pauses_every_sampling_client_of_the_key(client: tinker.ServiceClient, service: LocalService) -> None:
     """S4: the 429 backoff is shared per (service, API key), not per client."""
     config = tinker.RetryConfig(rate_limit_backoff=0.6)
-    first = client.create_sampling_client(base_model="tiny-byte", retry_config=config)
-    second = client.create_sampling_client(base_model="tiny-byte", retry_config=config)
+    first = client.create_sampling_client(base_model="tiny-byte", retry_config=config).result()
+    second = client.create_sampling_client(base_model="tiny-byte", retry_config=config).result()
     first.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=1)).result(30)  # warm both paths up
     second.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=1)).result(30)
     service.faults.add(FaultRule(endpoint="asample", status=429, times=1))
@@ -126,7 +126,7 @@ def test_a_429_pauses_every_sampling_client_of_the_key(client: tinker.ServiceCli
 def test_byte_budget_limits_request_bytes_in_flight(client: tinker.ServiceClient, service: LocalService) -> None:
     """S4: with a budget smaller than one request, sample submissions go one at a time."""
     def timed(config: tinker.RetryConfig) -> float:
-        sampler = client.create_sampling_client(base_model="tiny-byte", retry_config=config)
+        sampler = client.create_sampling_client(base_model="tiny-byte", retry_config=config).result()
         service.faults.add(FaultRule(endpoint="asample", action=FaultAction.DELAY, delay_s=0.3, times=3))
         started = time.monotonic()
         futures = [sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=1)) for _ in range(3)]

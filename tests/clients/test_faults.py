@@ -15,14 +15,14 @@ TEXT = list(b"fault tolerant actors never leave a caller hanging. " * 2)
 
 
 def test_5xx_burst_is_retried_to_success(client: tinker.ServiceClient, service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     service.faults.add(FaultRule(endpoint="forward_backward", status=503, times=2))
     assert training.forward_backward([datum(TEXT[:20])], "cross_entropy").result(30).metrics["loss:sum"] > 0
 
 
 def test_future_that_never_completes_fails_typed_without_a_timeout(client: tinker.ServiceClient,
                                                                     service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     object.__setattr__(client._context, "poll", type(client._context.poll)(
         initial_delay=0.01, max_delay=0.05, no_progress_timeout=1.0, pending_timeout=1.5, request_timeout=5.0))
     service.faults.add(FaultRule(endpoint="forward_backward", action=FaultAction.NEVER_COMPLETE, times=1))
@@ -33,7 +33,7 @@ def test_future_that_never_completes_fails_typed_without_a_timeout(client: tinke
 
 
 def test_caller_timeout_is_typed_and_the_request_goes_on(client: tinker.ServiceClient, service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     service.faults.add(FaultRule(endpoint="retrieve_future", status=408, times=20))  # pending for a while
     future = training.forward_backward([datum(TEXT[:20])], "cross_entropy")
     with pytest.raises(tinker.TinkerTimeoutError):
@@ -42,7 +42,7 @@ def test_caller_timeout_is_typed_and_the_request_goes_on(client: tinker.ServiceC
 
 
 def test_request_failed_answer_is_typed(client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     too_long = datum(list(range(200)) * 10)  # longer than the model's context window
     with pytest.raises(tinker.RequestFailedError) as info:
         training.forward_backward([too_long], "cross_entropy").result(30)
@@ -50,7 +50,7 @@ def test_request_failed_answer_is_typed(client: tinker.ServiceClient) -> None:
 
 
 def test_malformed_poll_answer_is_typed(client: tinker.ServiceClient, service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     service.faults.add(FaultRule(endpoint="retrieve_future", action=FaultAction.MALFORMED_JSON, times=1))
     with pytest.raises(tinker.APIResponseValidationError):
         training.forward_backward([datum(TEXT[:20])], "cross_entropy").result(30)
@@ -58,7 +58,7 @@ def test_malformed_poll_answer_is_typed(client: tinker.ServiceClient, service: L
 
 def test_sample_429_backpressure_then_success(client: tinker.ServiceClient, service: LocalService) -> None:
     sampler = client.create_sampling_client(base_model="tiny-byte",
-                                            retry_config=tinker.RetryConfig(rate_limit_backoff=0.05))
+                                            retry_config=tinker.RetryConfig(rate_limit_backoff=0.05)).result()
     service.faults.add(FaultRule(endpoint="asample", status=429, times=3))
     response = sampler.sample(tinker.ModelInput.from_ints(TEXT[:4]), 1, tinker.SamplingParams(max_tokens=2)).result(30)
     assert len(response.sequences) == 1
@@ -77,7 +77,7 @@ def test_server_down_is_reported_in_seconds() -> None:
 
 def test_order_is_kept_under_concurrency_and_optim_never_duplicated(client: tinker.ServiceClient,
                                                                     service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     executed_before = service.stats.snapshot()["endpoints"].get("optim_step", {}).get("executed", 0)
     service.faults.add(FaultRule(endpoint="optim_step", action=FaultAction.DROP_AFTER, times=1))
     futures: list[tinker.APIFuture[object]] = []
@@ -110,7 +110,7 @@ def test_close_fails_pending_futures(service: LocalService, protocol: str) -> No
     from tinker_actors.config import Config
 
     svc = tinker.ServiceClient(config=Config(api_key="tml-k", base_url=service.base_url, protocol=protocol))
-    training = svc.create_lora_training_client("tiny-byte", rank=2)
+    training = svc.create_lora_training_client("tiny-byte", rank=2).result()
     service.faults.add(FaultRule(endpoint="forward_backward", action=FaultAction.NEVER_COMPLETE, times=1))
     future = training.forward_backward([datum(TEXT[:20])], "cross_entropy")
     time.sleep(0.2)
@@ -122,7 +122,7 @@ def test_close_fails_pending_futures(service: LocalService, protocol: str) -> No
 
 def test_actor_crash_is_repaired_and_accepted_requests_still_resolve(client: tinker.ServiceClient,
                                                                     service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     service.faults.add(FaultRule(endpoint="retrieve_future", action=FaultAction.DELAY, delay_s=0.5, times=1))
     accepted = training.forward_backward([datum(TEXT[:20])], "cross_entropy")
     deadline = time.monotonic() + 5
@@ -143,8 +143,9 @@ def test_polls_back_off_even_when_the_server_does_not_long_poll() -> None:
 
     with LocalService(long_poll_s=0.0) as quick:
         quick.faults.add(FaultRule(endpoint="forward_backward", action=FaultAction.NEVER_COMPLETE))
-        with tinker.ServiceClient(config=Config(api_key="tml-k", base_url=quick.base_url, telemetry_enabled=False)) as svc:
-            training = svc.create_lora_training_client("tiny-byte", rank=2)
+        config = Config(api_key="tml-k", base_url=quick.base_url, telemetry_enabled=False)
+        with tinker.ServiceClient(config=config) as svc:
+            training = svc.create_lora_training_client("tiny-byte", rank=2).result()
             future = training.forward_backward([datum(TEXT[:20])], "cross_entropy")
             time.sleep(0.3)  # let the backoff reach its cap
             before = quick.stats.snapshot()["endpoints"]["retrieve_future"]["received"]

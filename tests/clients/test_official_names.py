@@ -21,7 +21,7 @@ PARAMS = tinker.SamplingParams(max_tokens=3)
 
 def test_training_queue_states_reach_on_queue_state_change(client: tinker.ServiceClient,
                                                            service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     assert isinstance(training, QueueStateObserver)
     seen: list[QueueState] = []
     training.on_queue_state_change = seen.append  # type: ignore[method-assign]
@@ -34,7 +34,7 @@ def test_training_queue_states_reach_on_queue_state_change(client: tinker.Servic
 
 def test_sampling_queue_states_reach_the_callback_and_a_failing_callback_is_logged_and_harmless(
         client: tinker.ServiceClient, service: LocalService) -> None:
-    sampler = client.create_sampling_client(base_model="tiny-byte")
+    sampler = client.create_sampling_client(base_model="tiny-byte").result()
     assert isinstance(sampler, QueueStateObserver)
     seen: list[QueueState] = []
 
@@ -59,19 +59,19 @@ def test_unknown_queue_states_are_unknown() -> None:
 
 def test_get_telemetry_is_none_when_disabled_and_the_session_telemetry_otherwise(
         client: tinker.ServiceClient, service: LocalService) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
-    sampler = client.create_sampling_client(base_model="tiny-byte")
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
+    sampler = client.create_sampling_client(base_model="tiny-byte").result()
     for handle in (client, training, sampler, client.create_rest_client()):
         assert handle.get_telemetry() is None
     with tinker.ServiceClient(base_url=service.base_url, api_key=service.api_key, telemetry_enabled=True) as svc:
         telemetry = svc.get_telemetry()
         assert telemetry is not None and telemetry is svc.telemetry and telemetry.enabled
-        assert svc.create_sampling_client(base_model="tiny-byte").get_telemetry() is telemetry
+        assert svc.create_sampling_client(base_model="tiny-byte").result().get_telemetry() is telemetry
         assert svc.create_rest_client().get_telemetry() is telemetry
 
 
 def test_training_client_creates_sampling_clients_the_official_ways(client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     path = training.save_weights_for_sampler("official-names").result(30).path
 
     sampler = asyncio.run(training.create_sampling_client_async(path))

@@ -70,7 +70,7 @@ def posts(wire: WireCapture, path: str) -> list[WireRecord]:
 def test_auto_speaks_038_when_the_server_answers_client_config(service: LocalService, wire: WireCapture) -> None:
     with make(service) as svc:
         assert (svc.protocol.version, svc.protocol.how, svc.protocol.sdk_version) == ("0.38", "negotiated", "0.38.0")
-        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        training = svc.create_lora_training_client("tiny-byte", rank=2).result()
         out = training.forward([datum(0), datum(9)], "cross_entropy").result(30)
         assert len(out.loss_fn_outputs) == 2
     paths = [record.path for record in wire.snapshot()]
@@ -86,10 +86,10 @@ def test_auto_falls_back_to_063_on_404_with_one_info_line(service: LocalService,
     service.faults.add(FaultRule(endpoint="client_config", status=404, body={"detail": "Not Found"}))
     with structlog.testing.capture_logs() as logs, make(service, log_level="info") as svc:
         assert (svc.protocol.version, svc.protocol.how) == ("0.6.3", "fallback")
-        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        training = svc.create_lora_training_client("tiny-byte", rank=2).result()
         training.forward([datum(0)], "cross_entropy").result(30)
-        svc.create_sampling_client(base_model="tiny-byte").sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2)
-                                                                  ).result(30)
+        sampler = svc.create_sampling_client(base_model="tiny-byte").result()
+        sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2)).result(30)
     lines = [line for line in logs if line["event"] == "protocol.fallback"]
     assert len(lines) == 1 and lines[0]["log_level"] == "info" and lines[0]["protocol"] == "0.6.3"
     assert not posts(wire, "/api/v1/client/dynamic_config")  # nothing more is asked of an older server
@@ -115,7 +115,8 @@ def test_pinned_038_refuses_a_server_without_client_config(service: LocalService
 def test_pinned_063_asks_nothing_and_sends_063(service: LocalService, wire: WireCapture) -> None:
     with make(service, protocol="0.6.3") as svc:
         assert (svc.protocol.version, svc.protocol.how) == ("0.6.3", "pinned")
-        svc.create_lora_training_client("tiny-byte", rank=2).forward_backward([datum(0)], "cross_entropy").result(30)
+        training = svc.create_lora_training_client("tiny-byte", rank=2).result()
+        training.forward_backward([datum(0)], "cross_entropy").result(30)
     assert not posts(wire, "/api/v1/client/config")
     assert posts(wire, "/api/v1/forward_backward")[0].content_type == "application/json"
 
@@ -136,7 +137,7 @@ def test_038_fetches_the_models_info_at_creation_and_answers_get_info_from_it(
     """As the official 0.38 SDK: one get_info right after create_model, none when get_info() is called."""
     with make(service, protocol="0.38") as svc:
         assert svc.protocol.info_on_create
-        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        training = svc.create_lora_training_client("tiny-byte", rank=2).result()
         (fetched,) = posts(wire, "/api/v1/get_info")
         assert fetched.decoded() == {"model_id": training.model_id, "type": "get_info"}
         assert fetched.headers["x-sdk-method"] == "ServiceClient.create_lora_training_client"
@@ -147,7 +148,7 @@ def test_038_fetches_the_models_info_at_creation_and_answers_get_info_from_it(
 def test_063_asks_for_the_models_info_on_the_first_get_info(service: LocalService, wire: WireCapture) -> None:
     with make(service, protocol="0.6.3") as svc:
         assert not svc.protocol.info_on_create
-        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        training = svc.create_lora_training_client("tiny-byte", rank=2).result()
         assert not posts(wire, "/api/v1/get_info")
         assert training.get_info().model_id == training.model_id
         assert len(posts(wire, "/api/v1/get_info")) == 1
@@ -158,7 +159,7 @@ def test_063_asks_for_the_models_info_on_the_first_get_info(service: LocalServic
 def test_chunk_limit_and_compression_flags_shape_the_wire(service: LocalService, wire: WireCapture) -> None:
     service.protocol.set_flags({"fwdbwd_max_chunk_len": 2, "proto_compress_fwdbwd": True})
     with make(service) as svc:
-        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        training = svc.create_lora_training_client("tiny-byte", rank=2).result()
         out = training.forward_backward([datum(i) for i in range(0, 45, 9)], "cross_entropy").result(30)
         assert len(out.loss_fn_outputs) == 5
     chunks = posts(wire, "/api/v1/forward_backward")
@@ -170,7 +171,7 @@ def test_the_byte_limit_of_a_chunk_is_the_servers(service: LocalService, wire: W
     # A datum here: 8 tokens (int32) + 8 target tokens (int64) + 8 weights (float32) = 128 bytes.
     service.protocol.set_flags({"fwdbwd_max_chunk_bytes_count": 300})
     with make(service) as svc:
-        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        training = svc.create_lora_training_client("tiny-byte", rank=2).result()
         training.forward_backward([datum(i) for i in range(0, 45, 9)], "cross_entropy").result(30)
     chunks = posts(wire, "/api/v1/forward_backward")
     assert [len(record.decoded()["data"]) for record in chunks] == [2, 2, 1]
@@ -194,7 +195,8 @@ def test_unknown_flags_are_ignored_and_no_flags_mean_the_defaults(service: Local
         assert (profile.max_concurrent_samples, profile.sample_bytes_in_flight, profile.response_bytes_in_flight,
                 profile.forward_backward_bytes_in_flight) == (2000, 10 * 1024 * 1024, 50 * 1024 * 1024, 50_000_000)
         assert profile.dynamic == DynamicFlags()
-        svc.create_lora_training_client("tiny-byte", rank=2).forward_backward([datum(0)], "cross_entropy").result(30)
+        training = svc.create_lora_training_client("tiny-byte", rank=2).result()
+        training.forward_backward([datum(0)], "cross_entropy").result(30)
     with make(service, protocol="0.6.3") as svc:
         assert svc.protocol.chunk_limits == LEGACY_CHUNK_LIMITS and svc.protocol.max_concurrent_samples is None
 
@@ -226,15 +228,15 @@ def test_a_failed_refresh_keeps_the_last_flags(service: LocalService) -> None:
         service.faults.add(FaultRule(endpoint="client_dynamic_config", status=503))
         time.sleep(1.3)
         assert svc.protocol.dynamic is not None and svc.protocol.dynamic.sample_cancel_max_batch_size == 7
-        svc.create_sampling_client(base_model="tiny-byte").sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2)
-                                                                  ).result(30)
+        sampler = svc.create_sampling_client(base_model="tiny-byte").result()
+        sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2)).result(30)
 
 
 def test_the_servers_sampling_concurrency_caps_the_clients(service: LocalService) -> None:
     service.protocol.set_flags({"sample_max_concurrent_requests": 1})
     service.faults.add(FaultRule(endpoint="asample", action=FaultAction.DELAY, delay_s=0.3))
     with make(service) as svc:
-        sampler = svc.create_sampling_client(base_model="tiny-byte")  # RetryConfig allows 256
+        sampler = svc.create_sampling_client(base_model="tiny-byte").result()  # RetryConfig allows 256
         started = time.monotonic()
         futures = [sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=1)) for _ in range(3)]
         for future in futures:
@@ -247,7 +249,7 @@ def test_sample_no_retries_fails_at_the_first_error(service: LocalService) -> No
     service.faults.add(FaultRule(endpoint="asample", status=500, times=1))
     with make(service) as svc:
         sampler = svc.create_sampling_client(base_model="tiny-byte", retry_config=tinker.RetryConfig(
-            retry_delay_base=0.01))
+            retry_delay_base=0.01)).result()
         with pytest.raises(tinker.InternalServerError):
             sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=1)).result(30)
         assert sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=1)).result(30).sequences
@@ -258,10 +260,10 @@ def test_results_announced_by_their_size_first_are_fetched(service: LocalService
     service.protocol.set_flags({"inflight_response_bytes_semaphore_size": 1})  # each result alone
     try:
         with make(service) as svc:
-            training = svc.create_lora_training_client("tiny-byte", rank=2)
+            training = svc.create_lora_training_client("tiny-byte", rank=2).result()
             futures = [training.forward([datum(i)], "cross_entropy") for i in range(0, 27, 9)]
             assert [len(future.result(30).loss_fn_outputs) for future in futures] == [1, 1, 1]
-            sample = svc.create_sampling_client(base_model="tiny-byte").sample(
+            sample = svc.create_sampling_client(base_model="tiny-byte").result().sample(
                 PROMPT, 2, tinker.SamplingParams(max_tokens=2)).result(30)
             assert len(sample.sequences) == 2
             assert svc._context.response_budget is not None and svc._context.response_budget.used == 0
@@ -274,7 +276,7 @@ def test_results_announced_by_their_size_first_are_fetched(service: LocalService
 def test_sample_sequence_ids(service: LocalService, protocol: str) -> None:
     # The sample's future names its sequences (0.38 requires it; the local service names them for every client).
     with make(service, protocol=protocol) as svc:
-        response = svc.create_sampling_client(base_model="tiny-byte").sample(
+        response = svc.create_sampling_client(base_model="tiny-byte").result().sample(
             PROMPT, 3, tinker.SamplingParams(max_tokens=2)).result(30)
     ids = [sequence.sequence_id for sequence in response.sequences]
     assert len(set(ids)) == 3 and all(ids)
@@ -284,7 +286,7 @@ def test_sample_sequence_ids(service: LocalService, protocol: str) -> None:
 
 def test_038_requests_name_the_sdk_version_and_the_method(service: LocalService, wire: WireCapture) -> None:
     with make(service, sdk_version="0.40.1") as svc:
-        training = svc.create_lora_training_client("tiny-byte", rank=2)
+        training = svc.create_lora_training_client("tiny-byte", rank=2).result()
         training.forward_backward([datum(0)], "cross_entropy").result(30)
     assert posts(wire, "/api/v1/client/config")[0].decoded() == {"sdk_version": "0.40.1"}
     assert posts(wire, "/api/v1/create_session")[0].decoded()["sdk_version"] == "0.40.1"

@@ -16,11 +16,11 @@ TEXT = list(b"rest calls and tokenizers, all offline. ")
 
 
 def test_every_rest_call(client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=3)
+    training = client.create_lora_training_client("tiny-byte", rank=3).result()
     training.forward_backward([datum(TEXT[:16])], "cross_entropy").result(30)
     weights = training.save_state("rest-w").result(30).path
     sampler_weights = training.save_weights_for_sampler("rest-s").result(30).path
-    sampler = client.create_sampling_client(model_path=sampler_weights)
+    sampler = client.create_sampling_client(model_path=sampler_weights).result()
     rest = client.create_rest_client()
 
     run = rest.get_training_run(training.model_id).result(10)
@@ -70,7 +70,7 @@ def test_rest_rejects_bad_paths_before_the_wire(client: tinker.ServiceClient) ->
 
 
 def test_tokenizer_from_the_training_client_matches_the_model(client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-bpe", rank=2)
+    training = client.create_lora_training_client("tiny-bpe", rank=2).result()
     tokenizer = training.get_tokenizer()
     ids = tokenizer.encode("The keeper climbed the tower.", add_special_tokens=False)
     assert tokenizer.decode(ids) == "The keeper climbed the tower."

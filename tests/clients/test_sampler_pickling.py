@@ -46,7 +46,7 @@ def no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_pickle_holds_no_key(owner: tinker.ServiceClient) -> None:
-    sampler = owner.create_sampling_client(base_model="tiny-byte")
+    sampler = owner.create_sampling_client(base_model="tiny-byte").result()
     for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
         dumped = pickle.dumps(sampler, protocol=protocol)
         assert API_KEY.encode() not in dumped
@@ -57,7 +57,7 @@ def test_the_pickle_holds_no_key(owner: tinker.ServiceClient) -> None:
 @pytest.mark.usefixtures("no_env_key")
 def test_unpickled_in_the_process_that_made_it_the_handle_reattaches_through_its_owner(
         owner: tinker.ServiceClient) -> None:
-    sampler = owner.create_sampling_client(base_model="tiny-byte")
+    sampler = owner.create_sampling_client(base_model="tiny-byte").result()
     for clone in (pickle.loads(pickle.dumps(sampler)), copy.deepcopy(sampler)):
         assert clone.sampling_session_id == sampler.sampling_session_id
         result = clone.sample(tinker.ModelInput.from_ints(PROMPT), 1, tinker.SamplingParams(max_tokens=2)).result(30)
@@ -67,7 +67,7 @@ def test_unpickled_in_the_process_that_made_it_the_handle_reattaches_through_its
 def test_without_a_key_in_the_environment_the_first_use_raises_a_typed_error(
         keyed_service: LocalService, no_env_key: None) -> None:
     with tinker.ServiceClient(config=config_for(keyed_service)) as service:
-        dumped = pickle.dumps(service.create_sampling_client(base_model="tiny-byte"))
+        dumped = pickle.dumps(service.create_sampling_client(base_model="tiny-byte").result())
     clone = pickle.loads(dumped)  # unpickling never fails: in a pool worker that would be an opaque crash
     assert clone.sampling_session_id
     for _ in range(2):  # each use tries again, and says again why it cannot
@@ -82,7 +82,7 @@ def test_the_key_of_the_unpickling_process_environment_is_the_one_used(
     # The owner goes away without finishing its session (as an owner in another process would look from here):
     # closing it would finish the session, and the server drops a finished session's samplers.
     service = tinker.ServiceClient(config=config_for(keyed_service))
-    dumped = pickle.dumps(service.create_sampling_client(base_model="tiny-byte"))
+    dumped = pickle.dumps(service.create_sampling_client(base_model="tiny-byte").result())
     del service
     gc.collect()
     monkeypatch.setenv("TINKER_API_KEY", "tml-not-the-right-key")
@@ -98,7 +98,7 @@ def test_the_key_of_the_unpickling_process_environment_is_the_one_used(
 def test_spawned_workers_take_the_key_from_their_environment(
         owner: tinker.ServiceClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker started with TINKER_API_KEY samples; one started without it gets the typed error, not a hang."""
-    sampler = owner.create_sampling_client(base_model="tiny-byte")
+    sampler = owner.create_sampling_client(base_model="tiny-byte").result()
     spawn = multiprocessing.get_context("spawn")
     monkeypatch.setenv("TINKER_API_KEY", API_KEY)  # a spawned child starts with a copy of this environment
     with_key = concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn)

@@ -23,7 +23,7 @@ def asample_received(service: LocalService) -> int:
 
 def test_samples_beyond_the_start_limit_wait_and_then_all_complete(client: tinker.ServiceClient) -> None:
     sampler = client.create_sampling_client(base_model="tiny-byte",
-                                            retry_config=tinker.RetryConfig(max_connections=2))
+                                            retry_config=tinker.RetryConfig(max_connections=2)).result()
     futures = [sampler.sample(PROMPT, 1, PARAMS) for _ in range(30)]
     results = [future.result(timeout=30) for future in futures]
     assert all(len(result.sequences) == 1 for result in results)
@@ -37,7 +37,7 @@ def test_queued_samples_are_never_sent_and_fail_not_sent_when_the_client_closes(
         before = asample_received(service)
         with tinker.ServiceClient(config=fast_config) as client:
             sampler = client.create_sampling_client(base_model="tiny-byte",
-                                                    retry_config=tinker.RetryConfig(max_connections=2))
+                                                    retry_config=tinker.RetryConfig(max_connections=2)).result()
             futures = [sampler.sample(PROMPT, 1, PARAMS) for _ in range(12)]
             deadline = time.monotonic() + 10
             while asample_received(service) - before < 2 and time.monotonic() < deadline:

@@ -64,10 +64,10 @@ def test_no_session_until_a_call_needs_one(service: LocalService) -> None:
         assert not client.has_session and "session_id=None" in repr(client)
         assert received(service, "create_session") == before
 
-        training = client.create_lora_training_client("tiny-byte", rank=2)
+        training = client.create_lora_training_client("tiny-byte", rank=2).result()
         assert client.has_session and received(service, "create_session") == before + 1
         session_id = client.session_id
-        sampler = client.create_sampling_client(base_model="tiny-byte")
+        sampler = client.create_sampling_client(base_model="tiny-byte").result()
         assert client.session_id == session_id and received(service, "create_session") == before + 1
         assert training.model_id.startswith(session_id) and sampler.sampling_session_id.startswith(session_id)
 
@@ -102,10 +102,10 @@ def test_a_failed_creation_is_tried_again_by_the_next_use(service: LocalService)
     with tinker.ServiceClient(config=config(service)) as client:
         service.faults.add(FaultRule(endpoint="create_session", status=503, times=10))
         with pytest.raises(tinker.InternalServerError):
-            client.create_lora_training_client("tiny-byte", rank=2)
+            client.create_lora_training_client("tiny-byte", rank=2).result()
         service.faults.clear()
         assert not client.has_session
-        assert client.create_lora_training_client("tiny-byte", rank=2).model_id.startswith(client.session_id)
+        assert client.create_lora_training_client("tiny-byte", rank=2).result().model_id.startswith(client.session_id)
 
 
 def test_a_rest_client_of_its_own_needs_no_session(service: LocalService) -> None:
@@ -150,7 +150,7 @@ def test_close_sends_status_and_detail_once(service: LocalService) -> None:
     assert summary(service, session_id).status == {"type": "client_finished", "reason": {"type": "interrupted"},
                                                    "detail": "preempted"}
     with pytest.raises(tinker.ClientStoppedError):
-        client.create_sampling_client(base_model="tiny-byte")
+        client.create_sampling_client(base_model="tiny-byte").result()
 
 
 def test_a_client_without_a_session_finishes_nothing(service: LocalService) -> None:

@@ -202,7 +202,7 @@ def test_watch_is_silent_when_warnings_are_not_wanted() -> None:
 
 def test_poll_answering_500_forever_ends_at_no_progress_timeout(make_client: Callable[..., tinker.ServiceClient],
                                                                 service: LocalService) -> None:
-    training = make_client().create_lora_training_client("tiny-byte", rank=2)
+    training = make_client().create_lora_training_client("tiny-byte", rank=2).result()
     service.faults.add(FaultRule(endpoint="retrieve_future", status=500))
     with structlog.testing.capture_logs() as logs:
         elapsed, error = timed(lambda: training.forward_backward([datum(TEXT[:20])], "cross_entropy").result(),
@@ -218,7 +218,7 @@ def test_pending_forever_ends_at_pending_timeout(make_client: Callable[..., tink
                                                  service: LocalService, answer: str) -> None:
     # pending_timeout (2 s) is longer than no_progress_timeout (1 s): "pending" answers are useful answers.
     training = make_client(no_progress_timeout=1.0, pending_timeout=2.0).create_lora_training_client(
-        "tiny-byte", rank=2)
+        "tiny-byte", rank=2).result()
     if answer == "408":
         service.faults.add(FaultRule(endpoint="retrieve_future", status=408, queue_state="paused_capacity"))
     else:
@@ -241,7 +241,7 @@ def test_pending_forever_ends_at_pending_timeout(make_client: Callable[..., tink
 def test_polls_that_never_answer_end_at_no_progress_timeout(make_client: Callable[..., tinker.ServiceClient],
                                                             service: LocalService) -> None:
     """The future is lost to us: every poll's connection drops."""
-    training = make_client().create_lora_training_client("tiny-byte", rank=2)
+    training = make_client().create_lora_training_client("tiny-byte", rank=2).result()
     service.faults.add(FaultRule(endpoint="retrieve_future", action=FaultAction.DROP))
     with structlog.testing.capture_logs() as logs:
         elapsed, _ = timed(lambda: training.forward_backward([datum(TEXT[:20])], "cross_entropy").result(),
@@ -253,7 +253,7 @@ def test_polls_that_never_answer_end_at_no_progress_timeout(make_client: Callabl
 def test_500_on_every_post_ends_at_the_retry_deadline(make_client: Callable[..., tinker.ServiceClient],
                                                       service: LocalService) -> None:
     client = make_client(retry=RetryPolicy(max_retries=1000, base_delay=0.05, max_delay=0.1, deadline=1.5))
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     service.faults.add(FaultRule(endpoint="forward_backward", status=500))
     with structlog.testing.capture_logs() as logs:
         # The last attempt's error: the 500, or (on a slow machine) the deadline passing during that attempt.
@@ -270,7 +270,7 @@ def test_server_killed_ends_typed(when: str) -> None:
     try:
         config = config_for(own, retry=RetryPolicy(max_retries=1000, base_delay=0.05, max_delay=0.1, deadline=1.5))
         with tinker.ServiceClient(config=config) as client:
-            training = client.create_lora_training_client("tiny-byte", rank=2)
+            training = client.create_lora_training_client("tiny-byte", rank=2).result()
             with structlog.testing.capture_logs() as logs:
                 if when == "before the request":
                     own.stop()
@@ -295,7 +295,7 @@ def test_server_killed_ends_typed(when: str) -> None:
 def test_asample_429_forever_ends_at_progress_timeout(make_client: Callable[..., tinker.ServiceClient],
                                                       service: LocalService) -> None:
     sampler = make_client().create_sampling_client(base_model="tiny-byte", retry_config=tinker.RetryConfig(
-        progress_timeout=1.5, rate_limit_backoff=0.05))
+        progress_timeout=1.5, rate_limit_backoff=0.05)).result()
     service.faults.add(FaultRule(endpoint="asample", status=429))
     with structlog.testing.capture_logs() as logs:
         elapsed, error = timed(lambda: sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2)).result(),
@@ -310,7 +310,7 @@ def test_sample_future_never_completing_ends_at_progress_timeout(
         make_client: Callable[..., tinker.ServiceClient], service: LocalService) -> None:
     # pending_timeout is 60 s here: the sampling client's own bound must end it first.
     sampler = make_client().create_sampling_client(base_model="tiny-byte", retry_config=tinker.RetryConfig(
-        progress_timeout=1.5))
+        progress_timeout=1.5)).result()
     service.faults.add(FaultRule(endpoint="asample", action=FaultAction.NEVER_COMPLETE))
     with structlog.testing.capture_logs() as logs:
         elapsed, _ = timed(lambda: sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2)).result(),
@@ -322,7 +322,7 @@ def test_sample_future_never_completing_ends_at_progress_timeout(
 def test_410_on_every_sample_poll_ends_after_the_retries(make_client: Callable[..., tinker.ServiceClient],
                                                          service: LocalService) -> None:
     sampler = make_client().create_sampling_client(base_model="tiny-byte", retry_config=tinker.RetryConfig(
-        max_retries=6, retry_delay_base=0.2, retry_delay_max=0.3))
+        max_retries=6, retry_delay_base=0.2, retry_delay_max=0.3)).result()
     service.faults.add(FaultRule(endpoint="retrieve_future", status=410, request_type="Sample"))
     with structlog.testing.capture_logs() as logs:
         elapsed, error = timed(lambda: sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2)).result(),
@@ -334,7 +334,7 @@ def test_410_on_every_sample_poll_ends_after_the_retries(make_client: Callable[.
 
 def test_an_idle_sampling_client_does_not_time_out(make_client: Callable[..., tinker.ServiceClient]) -> None:
     sampler = make_client().create_sampling_client(base_model="tiny-byte", retry_config=tinker.RetryConfig(
-        progress_timeout=0.5))
+        progress_timeout=0.5)).result()
     assert sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2)).result(30).sequences
     time.sleep(1.0)  # idle for twice progress_timeout: the clock runs only while a sample is in flight
     assert sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2)).result(30).sequences
@@ -344,7 +344,7 @@ def test_an_idle_sampling_client_does_not_time_out(make_client: Callable[..., ti
 
 def test_result_timeout_keeps_the_result(make_client: Callable[..., tinker.ServiceClient],
                                          service: LocalService) -> None:
-    sampler = make_client().create_sampling_client(base_model="tiny-byte")
+    sampler = make_client().create_sampling_client(base_model="tiny-byte").result()
     service.faults.add(FaultRule(endpoint="retrieve_future", status=408, times=20, request_type="Sample"))
     future = sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2))
     with pytest.raises(tinker.TinkerTimeoutError):
@@ -367,7 +367,7 @@ def assert_polling_stopped(service: LocalService) -> None:
 
 
 def test_cancel_stops_polling(make_client: Callable[..., tinker.ServiceClient], service: LocalService) -> None:
-    training = make_client().create_lora_training_client("tiny-byte", rank=2)
+    training = make_client().create_lora_training_client("tiny-byte", rank=2).result()
     service.faults.add(FaultRule(endpoint="forward_backward", action=FaultAction.NEVER_COMPLETE))
     future = training.forward_backward([datum(TEXT[:20])], "cross_entropy")
     wait_for_polls(service, polls(service) + 3)
@@ -382,11 +382,11 @@ def test_dropping_the_future_stops_polling(make_client: Callable[..., tinker.Ser
                                            kind: str) -> None:
     client = make_client()
     if kind == "training":
-        training = client.create_lora_training_client("tiny-byte", rank=2)
+        training = client.create_lora_training_client("tiny-byte", rank=2).result()
         service.faults.add(FaultRule(endpoint="forward_backward", action=FaultAction.NEVER_COMPLETE))
         future: tinker.APIFuture[Any] = training.forward_backward([datum(TEXT[:20])], "cross_entropy")
     else:
-        sampler = client.create_sampling_client(base_model="tiny-byte")
+        sampler = client.create_sampling_client(base_model="tiny-byte").result()
         service.faults.add(FaultRule(endpoint="asample", action=FaultAction.NEVER_COMPLETE))
         future = sampler.sample(PROMPT, 1, tinker.SamplingParams(max_tokens=2))
     wait_for_polls(service, polls(service) + 3)
@@ -402,7 +402,7 @@ def test_dropping_the_future_stops_polling(make_client: Callable[..., tinker.Ser
 
 def test_a_dropped_training_request_is_still_sent(make_client: Callable[..., tinker.ServiceClient],
                                                   service: LocalService) -> None:
-    training = make_client().create_lora_training_client("tiny-byte", rank=2)
+    training = make_client().create_lora_training_client("tiny-byte", rank=2).result()
     executed = service.stats.snapshot()["endpoints"].get("optim_step", {}).get("executed", 0)
     training.forward_backward([datum(TEXT[:20])], "cross_entropy")  # neither future is kept
     training.optim_step(tinker.AdamParams())

@@ -138,7 +138,7 @@ def _our_calls(service: LocalService) -> None:
                                          telemetry_enabled=False)
     try:
         training = client.create_lora_training_client(base_model=s["base_model"], rank=s["rank"], seed=s["seed"],
-                                                       user_metadata=s["user_metadata"])
+                                                       user_metadata=s["user_metadata"]).result()
         data = [_datum(d["tokens"], d["inputs"]) for d in s["datums"]]
         ppo = s["ppo"]
         n = len(ppo["tokens"]) - 1
@@ -152,7 +152,7 @@ def _our_calls(service: LocalService) -> None:
         training.load_state(state_path).result(timeout=TIMEOUT_S)
         training.load_state_with_optimizer(state_path).result(timeout=TIMEOUT_S)
         saved = training.save_weights_for_sampler(s["sampler_name"]).result(timeout=TIMEOUT_S)
-        sampler = client.create_sampling_client(model_path=saved.path)
+        sampler = client.create_sampling_client(model_path=saved.path).result()
         prompt = types.ModelInput.from_ints(s["prompt"])
         sampler.sample(prompt, s["num_samples"], types.SamplingParams(max_tokens=s["max_tokens"], temperature=0.0),
                        include_prompt_logprobs=True, topk_prompt_logprobs=s["topk_prompt_logprobs"]

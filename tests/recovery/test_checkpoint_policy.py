@@ -33,7 +33,7 @@ def _listed(client: tinker.ServiceClient, model_id: str) -> list[str]:
 
 def test_every_n_steps_keeps_the_last_k_and_deletes_older_ones_through_the_rest_api(
         client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client(base_model="tiny-byte", rank=4)
+    training = client.create_lora_training_client(base_model="tiny-byte", rank=4).result()
     training.enable_periodic_checkpoints(CheckpointPolicy(every_steps=2, keep_last=2))
     for step in range(1, 8):
         train_step(training)
@@ -51,7 +51,7 @@ def test_every_n_steps_keeps_the_last_k_and_deletes_older_ones_through_the_rest_
 
 
 def test_every_t_seconds_saves_only_when_a_step_completed_and_sets_the_ttl(client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client(base_model="tiny-byte", rank=4)
+    training = client.create_lora_training_client(base_model="tiny-byte", rank=4).result()
     training.enable_periodic_checkpoints(CheckpointPolicy(every_seconds=0.2, ttl_seconds=7200, keep_last=None))
     train_step(training)
     wait_until(lambda: _status(training).saves == 1, what="a timed save")
@@ -68,7 +68,7 @@ def test_every_t_seconds_saves_only_when_a_step_completed_and_sets_the_ttl(clien
 
 def test_a_failed_save_is_reported_and_training_goes_on(client: tinker.ServiceClient, faults: FaultHelper,
                                                         service: LocalService) -> None:
-    training = client.create_lora_training_client(base_model="tiny-byte", rank=4)
+    training = client.create_lora_training_client(base_model="tiny-byte", rank=4).result()
     training.enable_periodic_checkpoints(CheckpointPolicy(every_steps=1, keep_last=None))
     refused = faults.fail("save_weights", status=400, times=1)  # the first save is refused
     with structlog.testing.capture_logs() as logs:
@@ -85,7 +85,7 @@ def test_a_failed_save_is_reported_and_training_goes_on(client: tinker.ServiceCl
 def test_a_save_whose_result_is_lost_is_reported_as_an_event(service: LocalService, faults: FaultHelper) -> None:
     # Telemetry on: the failure reaches the session's telemetry as a checkpoint.save_failed event.
     with tinker.ServiceClient(config=config(service, telemetry_enabled=True)) as client:
-        training = client.create_lora_training_client(base_model="tiny-byte", rank=4)
+        training = client.create_lora_training_client(base_model="tiny-byte", rank=4).result()
         training.enable_periodic_checkpoints(CheckpointPolicy(every_steps=1, keep_last=None))
         faults.expire_futures(request_type="SaveWeights", times=1)  # the save's poll answers 410
         for _ in range(3):
@@ -107,6 +107,6 @@ def test_a_policy_needs_a_period_and_sane_values() -> None:
 
 
 def test_without_a_policy_there_is_no_status(client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client(base_model="tiny-byte", rank=4)
+    training = client.create_lora_training_client(base_model="tiny-byte", rank=4).result()
     assert training.checkpoint_status() is None
     assert training.forward(batch(), "cross_entropy").result(timeout=30).metrics

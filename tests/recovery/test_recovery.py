@@ -33,7 +33,7 @@ def protocol(request: pytest.FixtureRequest) -> str:
 
 def _training(client: tinker.ServiceClient, *, every_steps: int | None = 3,
               policy: RecoveryPolicy = FAST) -> tinker.TrainingClient:
-    training = client.create_lora_training_client(base_model="tiny-byte", rank=4)
+    training = client.create_lora_training_client(base_model="tiny-byte", rank=4).result()
     if every_steps is not None:
         training.enable_periodic_checkpoints(CheckpointPolicy(every_steps=every_steps, keep_last=2))
     training.enable_recovery(policy)
@@ -210,7 +210,7 @@ def test_without_recovery_the_same_faults_give_todays_typed_errors(fault: str) -
     with LocalService(long_poll_s=0.3, gap_timeout_s=0.3) as service:
         faults = FaultHelper(service)
         with tinker.ServiceClient(config=config(service)) as client:
-            training = client.create_lora_training_client(base_model="tiny-byte", rank=4)
+            training = client.create_lora_training_client(base_model="tiny-byte", rank=4).result()
             training.enable_periodic_checkpoints(CheckpointPolicy(every_steps=1))  # steps counted, no recovery
             train_step(training)
             if fault == "drop":
@@ -229,7 +229,7 @@ def test_without_recovery_the_same_faults_give_todays_typed_errors(fault: str) -
 
 def test_a_lost_poll_without_recovery_stays_a_future_expired_error(client: tinker.ServiceClient,
                                                                    faults: FaultHelper) -> None:
-    training = client.create_lora_training_client(base_model="tiny-byte", rank=4)
+    training = client.create_lora_training_client(base_model="tiny-byte", rank=4).result()
     faults.expire_futures(request_type="ForwardBackward", times=1)
     with pytest.raises(FutureExpiredError):
         training.forward_backward(batch(), "cross_entropy").result(timeout=30)

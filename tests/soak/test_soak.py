@@ -54,9 +54,9 @@ def test_soak() -> None:
         config = config.replace(base_url=service.base_url)
         threads_before = threading.active_count()
         with tinker.ServiceClient(config=config) as client:
-            training = client.create_lora_training_client("tiny-byte", rank=2)
+            training = client.create_lora_training_client("tiny-byte", rank=2).result()
             sampler = client.create_sampling_client(base_model="tiny-byte",
-                                                    retry_config=tinker.RetryConfig(retry_delay_base=0.05))
+                                                    retry_config=tinker.RetryConfig(retry_delay_base=0.05)).result()
             optims_ok = 0
             last_kill = 0.0
             deadline = time.monotonic() + seconds

@@ -92,7 +92,7 @@ def test_user_error_is_raised_at_once_while_telemetry_retries(service: LocalServ
     with tinker.ServiceClient(config=make_config(flush_interval=0.05, upload_attempts=10)) as client:
         started = time.monotonic()
         with pytest.raises(tinker.BadRequestError):
-            client.create_sampling_client(base_model="tiny-byte")
+            client.create_sampling_client(base_model="tiny-byte").result()
         assert time.monotonic() - started < 1.0
         # The three failed uploads are retried in the background until the report lands.
         wait_for(lambda: any(e.get("event_name") == "user_error" for e in session_events(service, client.session_id)))
@@ -108,11 +108,12 @@ def test_server_error_becomes_unhandled_exception_without_secrets(service: Local
     service.faults.add(FaultRule(endpoint="create_sampling_session", status=500, times=1,
                                  body={"error": f"boom {service.api_key}"}))
     with tinker.ServiceClient(config=make_config()) as client, pytest.raises(tinker.InternalServerError):
-        client.create_sampling_client(base_model="tiny-byte")
+        client.create_sampling_client(base_model="tiny-byte").result()
     events = [e for e in session_events(service, client.session_id) if e["event"] == "UNHANDLED_EXCEPTION"]
     assert len(events) == 1
     assert events[0]["error_type"] == "InternalServerError" and events[0]["severity"] == "ERROR"
-    assert "Traceback" in events[0]["traceback"] and "create_sampling_client" in events[0]["traceback"]
+    # The creation's error arrives through its future (0.38's call style): the traceback is the request's.
+    assert "Traceback" in events[0]["traceback"] and "create_sampling_session" in events[0]["traceback"]
     for event in session_events(service, client.session_id):
         assert service.api_key not in str(event)
 
@@ -121,7 +122,7 @@ def test_one_report_per_error_and_future_errors_are_captured(service: LocalServi
                                                              make_config: MakeConfig) -> None:
     with tinker.ServiceClient(config=make_config()) as client:
         assert client.session_id  # created on first use; errors before there is a session have none to go to
-        # create_lora_training_client -> create_lora_training_client_future: both wrapped, one report.
+        # Refused before anything is sent: reported once, naming the call made.
         with pytest.raises(tinker.InvalidInputError):
             client.create_lora_training_client("tiny-byte", train_mlp=False, train_attn=False, train_unembed=False)
         # An error that arrives through the returned future (unknown checkpoint path).
@@ -132,7 +133,7 @@ def test_one_report_per_error_and_future_errors_are_captured(service: LocalServi
     assert names.count("user_error") == 2
     methods = [e["event_data"].get("method") for e in session_events(service, client.session_id)
                if e.get("event_name") == "user_error"]
-    assert methods[0].endswith("create_lora_training_client_future")
+    assert methods[0].endswith("create_lora_training_client")
     assert methods[1].endswith("get_training_run")
 
 
@@ -185,7 +186,7 @@ def test_disabled_sends_nothing(service: LocalService) -> None:
         assert not client.telemetry.enabled
         client.telemetry.log("ignored")
         with pytest.raises(tinker.InvalidInputError):
-            client.create_sampling_client()
+            client.create_sampling_client().result()
         reporters = [child.child_id for child in
                      Runtime.get().root.supervisor("telemetry_reporter").which_children()]
         assert f"session-{client.session_id}" not in reporters

@@ -78,7 +78,7 @@ def test_038_batches_have_the_fields_of_the_official_038_sdk(service: LocalServi
     assert done.returncode == 0, done.stderr[-2000:]
     with service.wire_log.capture() as ours, \
             tinker.ServiceClient(config=make_config().replace(protocol="0.38")) as client:
-        client.create_lora_training_client("tiny-byte", rank=2)  # as the official session above
+        client.create_lora_training_client("tiny-byte", rank=2).result()  # as the official session above
     official_fields, official_events = _shape(_batches(official.records))
     our_fields, our_events = _shape(_batches(ours.records))
     assert official_fields == {"platform", "sdk_version", "session_id", "process_uuid"}

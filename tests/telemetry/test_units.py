@@ -285,7 +285,7 @@ def test_library_never_configures_logging_and_never_logs_the_key(capfd: pytest.C
         with tinker.ServiceClient(config=config) as client:
             client.telemetry.log("with key", {"api_key": service.api_key, "note": f"key={service.api_key}"})
             with pytest.raises(tinker.InvalidInputError):
-                client.create_sampling_client()
+                client.create_sampling_client().result()
         received = str(service.telemetry_events())
     out, err = capfd.readouterr()
     assert "http.response" in out  # debug logging really was on
@@ -319,7 +319,7 @@ def test_the_callers_span_reaches_the_wire_through_actor_and_ioloop(
         server.script("POST", "/api/v1/retrieve_future", Reply(200, {"model_id": "m"}), Reply(200, {"metrics": {}}))
         server.script("POST", "/api/v1/optim_step", Reply(200, {"request_id": "r2"}))
         with tinker.ServiceClient(config=Config(api_key="tml-k", base_url=server.url, telemetry_enabled=False)) as svc:
-            training = svc.create_lora_training_client("tiny-byte", rank=2)
+            training = svc.create_lora_training_client("tiny-byte", rank=2).result()
             token = context_otel.set(parent)
             try:
                 training.optim_step(tinker.AdamParams()).result(10)  # handle -> actor -> IoLoop -> HTTP

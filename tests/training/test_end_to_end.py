@@ -91,7 +91,7 @@ class MeanNLL:
 
 
 def test_custom_loss_with_regularizers_trains_in_order(wire: WireCapture, client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=4, seed=0)
+    training = client.create_lora_training_client("tiny-byte", rank=4, seed=0).result()
     regs = [Regularizer("l2", L2(center=-1.0), 0.001), Regularizer("kl", KLPenalty([np.zeros(23)] * 3, "k2"), 0.0)]
     losses = []
     for _ in range(6):
@@ -110,7 +110,7 @@ def test_custom_loss_with_regularizers_trains_in_order(wire: WireCapture, client
 
 def test_optim_step_submitted_right_after_never_overtakes_the_backward(
         wire: WireCapture, client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=4, seed=0)
+    training = client.create_lora_training_client("tiny-byte", rank=4, seed=0).result()
 
     def slow_loss(data: list[tinker.Datum], logprobs: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         time.sleep(0.4)  # the optim_step below is queued long before the gradient exists
@@ -128,7 +128,7 @@ def test_optim_step_submitted_right_after_never_overtakes_the_backward(
 
 
 def test_wire_weights_are_the_negated_gradient(service: LocalService, client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=4, seed=0)
+    training = client.create_lora_training_client("tiny-byte", rank=4, seed=0).result()
 
     def squared(data: list[tinker.Datum], logprobs: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         loss = torch.stack([(lp * lp).sum() for lp in logprobs]).sum()
@@ -145,7 +145,7 @@ def test_wire_weights_are_the_negated_gradient(service: LocalService, client: ti
 def test_backward_chunks_keep_their_places(service: LocalService, wire: WireCapture, protocol: str) -> None:
     config = Config(api_key=service.api_key, base_url=service.base_url, telemetry_enabled=False, protocol=protocol)
     with tinker.ServiceClient(config=config, chunk_limits=ChunkLimits(max_datums=2)) as svc:
-        training = svc.create_lora_training_client("tiny-byte", rank=4, seed=0)
+        training = svc.create_lora_training_client("tiny-byte", rank=4, seed=0).result()
         custom = training.forward_backward_custom(batch(), MeanNLL())
         training.optim_step(tinker.AdamParams(learning_rate=1e-3)).result(30)
         assert len(custom.result(30).loss_fn_outputs) == 3
@@ -155,7 +155,7 @@ def test_backward_chunks_keep_their_places(service: LocalService, wire: WireCapt
 
 def test_a_failing_loss_sends_neither_backward_nor_what_follows(
         wire: WireCapture, client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=4, seed=0)
+    training = client.create_lora_training_client("tiny-byte", rank=4, seed=0).result()
 
     class Broken:
         def value_and_grad(self, data: Sequence[tinker.Datum], logprobs: Logprobs) -> TermValue:
@@ -172,8 +172,8 @@ def test_a_failing_loss_sends_neither_backward_nor_what_follows(
 
 
 def test_kl_penalty_against_a_sampling_clients_reference(client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=4, seed=0)
-    reference = reference_logprobs(training.save_weights_and_get_sampling_client(), batch())
+    training = client.create_lora_training_client("tiny-byte", rank=4, seed=0).result()
+    reference = reference_logprobs(training.save_weights_and_get_sampling_client().result(), batch())
     forward = training.forward(batch(), "cross_entropy").result(30)
     for ref, output in zip(reference, forward.loss_fn_outputs, strict=True):
         np.testing.assert_allclose(ref, output["logprobs"].to_numpy(), atol=1e-3)  # same weights, same logprobs

@@ -180,7 +180,7 @@ def test_what_is_not_built_is_refused_before_anything_is_sent(client: tinker.Ser
     training = client.create_lora_training_client("tiny-byte", rank=4, seed=5).result(30)
     with service.wire_log.capture() as wire:
         with pytest.raises(UnsupportedFeatureError, match="optimizer other than Adam"):
-            client.create_lora_training_client("tiny-byte", rank=4, optimizer=types.DimuonOptimizerConfig())
+            client.create_lora_training_client("tiny-byte", rank=4, optimizer=types.DimuonOptimizerConfig()).result()
         with pytest.raises(UnsupportedFeatureError, match="stable_reinforce"):
             training.forward_backward([_plain(TEXT)], "stable_reinforce")
     assert [r.path for r in wire.records if "heartbeat" not in r.path and "telemetry" not in r.path] == []

@@ -65,7 +65,7 @@ class MeanNLL:
 
 def test_an_empty_batch_sends_nothing_and_the_optim_step_after_it_runs(service: LocalService,
                                                                        client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2, seed=0)
+    training = client.create_lora_training_client("tiny-byte", rank=2, seed=0).result()
     sent_before = {name: received(service, name) for name in ("forward_backward", "forward")}
     for output in (training.forward_backward([], "importance_sampling").result(5),
                    training.forward([], "cross_entropy").result(5),
@@ -79,7 +79,7 @@ def test_an_empty_batch_sends_nothing_and_the_optim_step_after_it_runs(service: 
 
 
 def test_an_empty_batch_from_async_code(client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
 
     async def run() -> tinker.ForwardBackwardOutput:
         future = await training.forward_backward_async([], "cross_entropy")
@@ -89,7 +89,7 @@ def test_an_empty_batch_from_async_code(client: tinker.ServiceClient) -> None:
 
 
 def test_an_empty_custom_batch_does_not_call_the_loss(client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     calls: list[int] = []
 
     def loss(data: Any, logprobs: Any) -> Any:
@@ -103,7 +103,7 @@ def test_an_empty_custom_batch_does_not_call_the_loss(client: tinker.ServiceClie
 # ---- unload_model ----------------------------------------------------------------------------------
 
 def test_unload_model_unloads_it_on_the_server(service: LocalService, client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     training.forward_backward([datum(TEXT[:12])], "cross_entropy").result(30)
     unloads = received(service, "unload_model")
     response = training.unload_model()
@@ -122,7 +122,7 @@ def test_unload_model_unloads_it_on_the_server(service: LocalService, client: ti
 
 
 def test_unload_model_async(service: LocalService, client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     response = asyncio.run(training.unload_model_async(timeout=30))
     assert response.model_id == training.model_id
 
@@ -164,7 +164,7 @@ def bad_calls(training: tinker.TrainingClient) -> list[tuple[str, Any]]:
 
 def test_bad_input_is_refused_by_the_call_before_anything_is_queued(service: LocalService,
                                                                     client: tinker.ServiceClient) -> None:
-    training = client.create_lora_training_client("tiny-byte", rank=2)
+    training = client.create_lora_training_client("tiny-byte", rank=2).result()
     for says, call in bad_calls(training):
         with pytest.raises(tinker.InvalidInputError, match=says) as info:
             call()
@@ -186,7 +186,7 @@ def test_adam_params_out_of_range_are_refused_at_construction() -> None:
 
 def test_a_constant_regularizer_is_a_zero_gradient_term(client: tinker.ServiceClient) -> None:
     torch = pytest.importorskip("torch")
-    training = client.create_lora_training_client("tiny-byte", rank=2, seed=0)
+    training = client.create_lora_training_client("tiny-byte", rank=2, seed=0).result()
     batch = [datum(TEXT[:12]), datum(TEXT[8:20])]
 
     def constant(data: Any, logprobs: Any) -> Any:

@@ -40,7 +40,7 @@ def test_numpy_inputs_and_results_never_become_lists(service: LocalService) -> N
     batch = [_numpy_datum(rng, length) for length in (16, 9, 12)]
     config = Config(api_key="tml-test-key", base_url=service.base_url, telemetry_enabled=False, protocol="0.38")
     with tinker.ServiceClient(config=config) as client:
-        training = client.create_lora_training_client("tiny-byte", rank=4, seed=0)
+        training = client.create_lora_training_client("tiny-byte", rank=4, seed=0).result()
         output = training.forward_backward(batch, "cross_entropy").result(30)
     inputs = [tensor for datum in batch for tensor in datum.loss_fn_inputs.values()]
     assert all(_unlisted(tensor, "data") for tensor in inputs)

@@ -41,7 +41,10 @@ import structlog
 from supervisors import ChildSpec, ExitKind, ExitReason, Restart, Strategy, SupervisedActor, Supervisor, Timer
 from tinker_actors.auth.client_auth import ClientAuth
 from tinker_actors.auth.sources import credential_source
+from tinker_actors.call_style import refuse_blocking, warn_deprecated
+from tinker_actors.clients.backcompat import BackcompatSamplingClientFuture, BackcompatTrainingClientFuture
 from tinker_actors.clients.context import ClientContext
+from tinker_actors.clients.from_state import FromState, check_request, from_state_settings, load_creating_model
 from tinker_actors.clients.protocol import DynamicFlags, ProtocolProfile, fetch_dynamic_flags, negotiate
 from tinker_actors.clients.rest import RestClient
 from tinker_actors.clients.sampling import RetryConfig, SamplingClient
@@ -51,7 +54,7 @@ from tinker_actors.clients.session import EndSession, TrackSession
 from tinker_actors.clients.training import TrainingClient, fetch_model_info
 from tinker_actors.config import Config, RetryPolicy
 from tinker_actors.errors import ActorCrashedError, ClientStoppedError, InvalidInputError, TinkerTimeoutError
-from tinker_actors.futures import APIFuture, PollSettings, poll_future
+from tinker_actors.futures import APIFuture, PollSettings, detached, poll_future
 from tinker_actors.http import HttpLayer, Purpose
 from tinker_actors.logs import level_enabled
 from tinker_actors.runtime import Runtime
@@ -97,6 +100,7 @@ log = structlog.get_logger("tinker_actors.protocol")
 session_log = structlog.get_logger("tinker_actors.session")
 
 T = TypeVar("T")
+FutureT = TypeVar("FutureT", bound=APIFuture[Any])  # the class of future a client-creation call returns
 
 
 # ---- messages -------------------------------------------------------------------------------------
@@ -500,9 +504,15 @@ class ServiceClient:
     def create_lora_training_client(self, base_model: str, rank: int = 32, seed: int | None = None,
                                     train_mlp: bool = True, train_attn: bool = True, train_unembed: bool = True,
                                     user_metadata: dict[str, str] | None = None,
-                                    optimizer: OptimizerConfig | None = None) -> TrainingClient:
-        return self._result(self.create_lora_training_client_future(base_model, rank, seed, train_mlp, train_attn,
-                                                                    train_unembed, user_metadata, optimizer))
+                                    optimizer: OptimizerConfig | None = None) -> BackcompatTrainingClientFuture:
+        """A future of a TrainingClient on a new LoRA model, returned at once, as in the official SDK 0.38:
+        ``.result()`` it, or ``await`` it. Bad arguments raise here, before anything is sent; a refusal by the
+        server is raised by the future. Using the future as the client, as code for the SDK 0.6.3 does, still
+        works with a deprecation warning (:mod:`tinker_actors.clients.backcompat`). ``optimizer``: the optimizer
+        the model keeps for life (protocol 0.38; None: AdamW, the only one built here; each step's settings
+        come with ``optim_step``)."""
+        return self._lora_training_client(base_model, rank, seed, train_mlp, train_attn, train_unembed, user_metadata,
+                                          optimizer, into=BackcompatTrainingClientFuture)
 
     def _placeholder_session(self) -> str:
         """A request is checked on the caller's thread before the session exists: it names the session once
@@ -514,15 +524,25 @@ class ServiceClient:
                                                 train_unembed: bool = True,
                                                 user_metadata: dict[str, str] | None = None,
                                                 optimizer: OptimizerConfig | None = None) -> TrainingClient:
-        return await self.create_lora_training_client_future(base_model, rank, seed, train_mlp, train_attn,
-                                                             train_unembed, user_metadata, optimizer)
+        """Deprecated, as in the official SDK 0.38: ``await service.create_lora_training_client(...)``."""
+        warn_deprecated("ServiceClient.create_lora_training_client_async()",
+                        "use `await service_client.create_lora_training_client(...)`")
+        client: TrainingClient = await self._lora_training_client(
+            base_model, rank, seed, train_mlp, train_attn, train_unembed, user_metadata, optimizer, into=APIFuture)
+        return client
 
     def create_lora_training_client_future(self, base_model: str, rank: int = 32, seed: int | None = None,
                                            train_mlp: bool = True, train_attn: bool = True,
                                            train_unembed: bool = True, user_metadata: dict[str, str] | None = None,
                                            optimizer: OptimizerConfig | None = None) -> APIFuture[TrainingClient]:
-        """``optimizer``: the optimizer the model keeps for life (protocol 0.38; None: AdamW, the only one
-        built here; each step's settings come with ``optim_step``)."""
+        """:meth:`create_lora_training_client`'s future, as a plain :class:`APIFuture` (the name kept from before
+        that call returned a future)."""
+        return self._lora_training_client(base_model, rank, seed, train_mlp, train_attn, train_unembed, user_metadata,
+                                          optimizer, into=APIFuture)
+
+    def _lora_training_client(self, base_model: str, rank: int, seed: int | None, train_mlp: bool, train_attn: bool,
+                              train_unembed: bool, user_metadata: dict[str, str] | None,
+                              optimizer: OptimizerConfig | None, *, into: type[FutureT]) -> FutureT:
         if not (train_mlp or train_attn or train_unembed):
             raise InvalidInputError("at least one of train_mlp, train_attn and train_unembed must be True")
         if not base_model:
@@ -547,9 +567,10 @@ class ServiceClient:
             raise InvalidInputError(f"invalid create_lora_training_client arguments: {invalid}") from None
         session = self._session_future()  # the first client creates the session (in the IoLoop, below)
         raw = self._context.submit(self._create_model(session, request))
-        future: APIFuture[tuple[str, GetInfoResponse | None]] = APIFuture(raw, on_cancel=raw.cancel)
+        # Detached: dropping the future does not stop the creation (as in the official SDK 0.38).
+        future: APIFuture[tuple[str, GetInfoResponse | None]] = detached(raw)
         return future.map(lambda created: TrainingClient(self, created[0], base_model, info=created[1],
-                                                         chunk_limits=self._chunk_limits))
+                                                         chunk_limits=self._chunk_limits), into=into)
 
     async def _create_model(self, session: concurrent.futures.Future[str], request: CreateModelRequest
                             ) -> tuple[str, GetInfoResponse | None]:
@@ -567,42 +588,93 @@ class ServiceClient:
             return created.model_id, None
         return created.model_id, await fetch_model_info(self._context, created.model_id)
 
-    def create_training_client_from_state(self, path: str, user_metadata: dict[str, str] | None = None
-                                          ) -> TrainingClient:
-        return self._from_state(path, user_metadata, optimizer=False)
+    def create_training_client_from_state(self, path: str, base_model: str | dict[str, str] | None = None,
+                                          user_metadata: dict[str, str] | None = None,
+                                          weights_access_token: str | None = None,
+                                          optimizer: OptimizerConfig | None = None
+                                          ) -> BackcompatTrainingClientFuture:
+        """A future of a TrainingClient on a new model holding the weights saved at ``path`` (a fresh optimizer:
+        ``optimizer``, AdamW by default), returned at once as :meth:`create_lora_training_client`'s. Protocol 0.38:
+        one load that creates the model; ``base_model`` overrides the checkpoint's (it must be compatible);
+        ``weights_access_token`` reads a checkpoint of another account (docs/reference.md). A dict as the second
+        positional argument is 0.6.3's ``user_metadata``."""
+        settings = from_state_settings("create_training_client_from_state", path, base_model, user_metadata,
+                                       weights_access_token, optimizer, optimizer=False)
+        return self._from_state(settings, into=BackcompatTrainingClientFuture)
 
     def create_training_client_from_state_with_optimizer(self, path: str,
-                                                         user_metadata: dict[str, str] | None = None
-                                                         ) -> TrainingClient:
-        return self._from_state(path, user_metadata, optimizer=True)
+                                                         base_model: str | dict[str, str] | None = None,
+                                                         user_metadata: dict[str, str] | None = None,
+                                                         weights_access_token: str | None = None
+                                                         ) -> BackcompatTrainingClientFuture:
+        """As :meth:`create_training_client_from_state`, with the optimizer (and its state) saved at ``path``."""
+        settings = from_state_settings("create_training_client_from_state_with_optimizer", path, base_model,
+                                       user_metadata, weights_access_token, None, optimizer=True)
+        return self._from_state(settings, into=BackcompatTrainingClientFuture)
 
-    async def create_training_client_from_state_async(self, path: str, user_metadata: dict[str, str] | None = None
-                                                      ) -> TrainingClient:
-        return await self._from_state_async(path, user_metadata, optimizer=False)
+    async def create_training_client_from_state_async(self, path: str,
+                                                      base_model: str | dict[str, str] | None = None,
+                                                      user_metadata: dict[str, str] | None = None,
+                                                      weights_access_token: str | None = None,
+                                                      optimizer: OptimizerConfig | None = None) -> TrainingClient:
+        """Deprecated, as in the official SDK 0.38: ``await service.create_training_client_from_state(...)``."""
+        warn_deprecated("ServiceClient.create_training_client_from_state_async()",
+                        "use `await service_client.create_training_client_from_state(...)`")
+        settings = from_state_settings("create_training_client_from_state", path, base_model, user_metadata,
+                                       weights_access_token, optimizer, optimizer=False)
+        client: TrainingClient = await self._from_state(settings, into=APIFuture)
+        return client
 
     async def create_training_client_from_state_with_optimizer_async(
-            self, path: str, user_metadata: dict[str, str] | None = None) -> TrainingClient:
-        return await self._from_state_async(path, user_metadata, optimizer=True)
-
-    def _from_state(self, path: str, user_metadata: dict[str, str] | None, *, optimizer: bool) -> TrainingClient:
-        info = self._wait(self._context.submit(self._weights_info(path)), "weights_info")
-        client = self._result(self._client_for_weights(info, user_metadata))
-        self._result(client.load_state_with_optimizer(path) if optimizer else client.load_state(path))
+            self, path: str, base_model: str | dict[str, str] | None = None,
+            user_metadata: dict[str, str] | None = None, weights_access_token: str | None = None) -> TrainingClient:
+        """Deprecated, as in the official SDK 0.38:
+        ``await service.create_training_client_from_state_with_optimizer(...)``."""
+        warn_deprecated("ServiceClient.create_training_client_from_state_with_optimizer_async()",
+                        "use `await service_client.create_training_client_from_state_with_optimizer(...)`")
+        settings = from_state_settings("create_training_client_from_state_with_optimizer", path, base_model,
+                                       user_metadata, weights_access_token, None, optimizer=True)
+        client: TrainingClient = await self._from_state(settings, into=APIFuture)
         return client
 
-    async def _from_state_async(self, path: str, user_metadata: dict[str, str] | None, *,
-                                optimizer: bool) -> TrainingClient:
-        info = await asyncio.wrap_future(self._context.submit(self._weights_info(path)))
-        client = await self._client_for_weights(info, user_metadata)
-        await (client.load_state_with_optimizer(path) if optimizer else client.load_state(path))
+    def _from_state(self, settings: FromState, *, into: type[FutureT]) -> FutureT:
+        if self._context.profile.version == "0.38":
+            check_request(settings)  # a setting the types refuse: typed, on the caller's thread, nothing sent
+            with self._seq_lock:
+                model_seq = next(self._model_seq)
+            session = self._session_future()  # the first client creates the session (in the IoLoop, below)
+            raw = self._context.submit(self._from_state_in_one_load(session, settings, model_seq))
+        else:
+            if settings.needs_038:
+                raise InvalidInputError(
+                    f"create_training_client_from_state: {', '.join(settings.needs_038)} need protocol 0.38 (its "
+                    f"one-call load); this client speaks {self._context.profile.version} (nothing was sent)")
+            raw = self._context.submit(self._from_state_steps(settings))
+        return detached(raw).map(lambda client: client, into=into)
+
+    async def _from_state_in_one_load(self, session: concurrent.futures.Future[str], settings: FromState,
+                                      model_seq: int) -> TrainingClient:
+        """In the IoLoop, protocol 0.38: the load that creates the model, then its info (as the official SDK)."""
+        model_id = await load_creating_model(self._context, settings, await _shared_result(session), model_seq)
+        info = await fetch_model_info(self._context, model_id)
+        base_model = info.model_data.model_name or settings.base_model or ""
+        return TrainingClient(self, model_id, base_model, info=info, chunk_limits=self._chunk_limits)
+
+    async def _from_state_steps(self, settings: FromState) -> TrainingClient:
+        """In the IoLoop, protocol 0.6.3: the checkpoint's base model and rank, a new model of that shape, the
+        state loaded."""
+        path = settings.path
+        info = await self._weights_info(path)
+        client = await self._client_for_weights(info, settings.user_metadata, settings.optimizer_config)
+        await (client.load_state_with_optimizer(path) if settings.optimizer else client.load_state(path))
         return client
 
-    def _client_for_weights(self, info: WeightsInfoResponse, user_metadata: dict[str, str] | None
-                            ) -> APIFuture[TrainingClient]:
+    def _client_for_weights(self, info: WeightsInfoResponse, user_metadata: dict[str, str] | None,
+                            optimizer: OptimizerConfig | None = None) -> APIFuture[TrainingClient]:
         if not info.is_lora or info.lora_rank is None:
             raise InvalidInputError("only LoRA checkpoints can be loaded into a new training client")
         return self.create_lora_training_client_future(info.base_model, rank=info.lora_rank,
-                                                       user_metadata=user_metadata)
+                                                       user_metadata=user_metadata, optimizer=optimizer)
 
     async def _weights_info(self, path: str) -> WeightsInfoResponse:
         ParsedCheckpointTinkerPath.from_tinker_path(path)
@@ -615,28 +687,36 @@ class ServiceClient:
     # -- sampling clients --
 
     def create_sampling_client(self, model_path: str | None = None, base_model: str | None = None,
-                               retry_config: RetryConfig | None = None) -> SamplingClient:
-        # The private form: the public future's telemetry watcher would race this call's own report of the
-        # same error and could win with a traceback that does not name this call.
-        return self._result(self._sampling_client_future(model_path, base_model, retry_config))
+                               retry_config: RetryConfig | None = None) -> BackcompatSamplingClientFuture:
+        """A future of a SamplingClient on a new sampling session (of saved weights at ``model_path``, or of
+        ``base_model``), returned at once as :meth:`create_lora_training_client`'s: ``.result()`` or ``await``
+        it. Bad arguments raise here, before anything is sent."""
+        return self._sampling_client_future(model_path, base_model, retry_config, into=BackcompatSamplingClientFuture)
 
     async def create_sampling_client_async(self, model_path: str | None = None, base_model: str | None = None,
                                            retry_config: RetryConfig | None = None) -> SamplingClient:
-        return await self._sampling_client_future(model_path, base_model, retry_config)
+        """Deprecated, as in the official SDK 0.38: ``await service.create_sampling_client(...)``."""
+        warn_deprecated("ServiceClient.create_sampling_client_async()",
+                        "use `await service_client.create_sampling_client(...)`")
+        client: SamplingClient = await self._sampling_client_future(model_path, base_model, retry_config,
+                                                                    into=APIFuture)
+        return client
 
     def create_sampling_client_future(self, model_path: str | None = None, base_model: str | None = None,
                                       retry_config: RetryConfig | None = None) -> APIFuture[SamplingClient]:
-        """A future of a SamplingClient on a new sampling session (bad arguments raise at once)."""
-        return self._sampling_client_future(model_path, base_model, retry_config)
+        """:meth:`create_sampling_client`'s future, as a plain :class:`APIFuture` (the name kept from before that
+        call returned a future)."""
+        return self._sampling_client_future(model_path, base_model, retry_config, into=APIFuture)
 
     def _sampling_client_future(self, model_path: str | None, base_model: str | None,
-                                retry_config: RetryConfig | None) -> APIFuture[SamplingClient]:
+                                retry_config: RetryConfig | None, *, into: type[FutureT]) -> FutureT:
         request = self._sampling_session_request(model_path, base_model)
         session = self._session_future()  # the first client creates the session (in the IoLoop, below)
         raw = self._context.submit(self._open_sampling_session(session, request))
-        opened: APIFuture[tuple[str, str | None]] = APIFuture(raw, on_cancel=raw.cancel)
+        opened: APIFuture[tuple[str, str | None]] = detached(raw)
         return opened.map(lambda session: SamplingClient(self, session[0], base_model=session[1],
-                                                         model_path=model_path, retry_config=retry_config))
+                                                         model_path=model_path, retry_config=retry_config),
+                          into=into)
 
     async def _open_sampling_session(self, session: concurrent.futures.Future[str],
                                      request: CreateSamplingSessionRequest) -> tuple[str, str | None]:
@@ -694,7 +774,11 @@ class ServiceClient:
     def _wait(self, future: concurrent.futures.Future[T], what: str, *, cancel: bool = True) -> T:
         """Wait for ``future`` as a blocking call does: at most ``_wait_limit()``, extended while requests of this
         client are paused on a 402 (billing) until that pause is over or gives up (it is bounded and announced).
-        On a timeout the future is cancelled if ``cancel``."""
+        On a timeout the future is cancelled if ``cancel``. Refused where blocking would wait on itself
+        (:func:`~tinker_actors.call_style.refuse_blocking`)."""
+        if not future.done():
+            refuse_blocking(f"A blocking ServiceClient call (waiting for {what})",
+                            "Make it from a thread of your own, or use its async form.")
         limit = self._wait_limit()
         deadline = time.monotonic() + limit
         while True:
@@ -710,20 +794,6 @@ class ServiceClient:
                     future.cancel()
                 raise TinkerTimeoutError(f"no answer from {self._config.base_url} about {what} within "
                                          f"{limit:.0f} s") from None
-
-    def _result(self, future: APIFuture[T]) -> T:
-        """:meth:`_wait` for an APIFuture (its timeout only stops the wait; the request goes on)."""
-        limit = self._wait_limit()
-        deadline = time.monotonic() + limit
-        while True:
-            try:
-                return future.result(max(deadline - time.monotonic(), 0.0))
-            except TinkerTimeoutError:
-                billing = self._context.http.billing
-                gives_up_at = billing.gives_up_at()
-                if not (billing.paused and gives_up_at is not None and gives_up_at + limit > deadline):
-                    raise
-                deadline = gives_up_at + limit
 
     def circuit_states(self) -> dict[str, str]:
         """``{endpoint: closed | open | half_open}`` when ``Config.circuit_breaker`` is set (else empty)."""

@@ -18,11 +18,12 @@ import itertools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
 from supervisors import ChildSpec, ExitKind, ExitReason, NamedRef, Restart, SupervisedActor
+from tinker_actors.call_style import warn_deprecated
 from tinker_actors.clients.checkpoint_options import save_options
 from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.ledger import TrainingLedger
@@ -81,6 +82,7 @@ from tinker_actors.types.training import adam_params_of, check_loss
 from tinker_actors.wire import CONTENT_TYPE_JSON, ClientCodec, EncodedBody, EncodedRequest, PreparedRequest
 
 if TYPE_CHECKING:
+    from tinker_actors.clients.backcompat import BackcompatSamplingClientFuture
     from tinker_actors.clients.sampling import SamplingClient
     from tinker_actors.clients.service import ServiceClient
     from tinker_actors.recovery.policy import RecoveryPolicy, RecoveryStatus
@@ -89,6 +91,8 @@ if TYPE_CHECKING:
     from tinker_actors.training.checkpoint_policy import CheckpointPolicy, CheckpointStatus
 
 __all__ = ["OpFinished", "SubmitOp", "TrainingClient", "TrainingClientActor", "TrainingOp", "fetch_model_info"]
+
+FutureT = TypeVar("FutureT", bound=APIFuture[Any])  # the class of future a sampling-client call returns
 
 
 # ---- messages -------------------------------------------------------------------------------------
@@ -573,20 +577,27 @@ class TrainingClient(QueueStateObserver):
                              parse, model_id=model_id)
 
     def save_weights_and_get_sampling_client(self, name: str | None = None, retry_config: Any = None, *,
-                                             kind: SamplingClientKind = "snapshot") -> SamplingClient:
-        """Save ephemeral sampler weights and return a SamplingClient on them (``name`` is ignored).
-        ``kind="inflight"`` (protocol 0.38): the client samples with this model's latest weights, following later
-        training steps (docs/guides/async_rl.md)."""
-        # The private form, as in ServiceClient.create_sampling_client: a public future's telemetry watcher
-        # would race this call's own report of the same error.
-        return self._sampling_client_after_save(retry_config, kind=kind).result(
-            self._context.config.no_progress_timeout + 60)
+                                             kind: SamplingClientKind = "snapshot"
+                                             ) -> BackcompatSamplingClientFuture:
+        """Save ephemeral sampler weights; returns at once a future of a SamplingClient on them, as in the
+        official SDK 0.38 (``.result()`` or ``await`` it; using it as the client still works, deprecated).
+        ``name`` has no effect (deprecated there too). ``kind="inflight"`` (protocol 0.38): the client samples
+        with this model's latest weights, following later training steps (docs/guides/async_rl.md)."""
+        from tinker_actors.clients.backcompat import BackcompatSamplingClientFuture
+
+        if name is not None:
+            warn_deprecated("TrainingClient.save_weights_and_get_sampling_client(name=...)",
+                            "leave the name out: it has no effect (for a named checkpoint, save_weights_for_sampler"
+                            "(name), then create_sampling_client(path))")
+        return self._sampling_client_after_save(retry_config, into=BackcompatSamplingClientFuture, kind=kind)
 
     def save_weights_and_get_sampling_client_future(self, retry_config: Any = None) -> APIFuture[SamplingClient]:
-        return self._sampling_client_after_save(retry_config)
+        """:meth:`save_weights_and_get_sampling_client`'s future, as a plain :class:`APIFuture` (the name kept
+        from before that call returned a future)."""
+        return self._sampling_client_after_save(retry_config, into=APIFuture)
 
-    def _sampling_client_after_save(self, retry_config: Any, *,
-                                    kind: SamplingClientKind = "snapshot") -> APIFuture[SamplingClient]:
+    def _sampling_client_after_save(self, retry_config: Any, *, into: type[FutureT],
+                                    kind: SamplingClientKind = "snapshot") -> FutureT:
         from tinker_actors.clients.sampling import SamplingClient
 
         _check_sampler_kind(kind, self._context.profile.version)
@@ -603,17 +614,28 @@ class TrainingClient(QueueStateObserver):
             return SamplingClient(self._service, response.sampling_session_id, base_model=self._ledger.base_model,
                                   retry_config=retry_config)
 
-        return raw.map(to_client)
+        return raw.map(to_client, into=into)
 
     async def save_weights_and_get_sampling_client_async(self, name: str | None = None,
                                                          retry_config: Any = None) -> SamplingClient:
-        return await self._sampling_client_after_save(retry_config)
+        """Deprecated, as in the official SDK 0.38: ``await training.save_weights_and_get_sampling_client()``."""
+        warn_deprecated("TrainingClient.save_weights_and_get_sampling_client_async()",
+                        "use `await training_client.save_weights_and_get_sampling_client()`")
+        client: SamplingClient = await self._sampling_client_after_save(retry_config, into=APIFuture)
+        return client
 
-    def create_sampling_client(self, model_path: str, retry_config: Any = None) -> SamplingClient:
+    def create_sampling_client(self, model_path: str, retry_config: Any = None) -> BackcompatSamplingClientFuture:
+        """A future of a SamplingClient on the weights saved at ``model_path``, returned at once
+        (``ServiceClient.create_sampling_client``'s)."""
         return self._service.create_sampling_client(model_path=model_path, retry_config=retry_config)
 
     async def create_sampling_client_async(self, model_path: str, retry_config: Any = None) -> SamplingClient:
-        return await self._service.create_sampling_client_async(model_path=model_path, retry_config=retry_config)
+        """Deprecated, as in the official SDK 0.38: ``await training.create_sampling_client(path)``."""
+        warn_deprecated("TrainingClient.create_sampling_client_async()",
+                        "use `await training_client.create_sampling_client(path)`")
+        client: SamplingClient = await self._service.create_sampling_client(model_path=model_path,
+                                                                            retry_config=retry_config)
+        return client
 
     def save_weights_and_get_sampling_client_submit(self, retry_config: Any = None) -> APIFuture[SamplingClient]:
         """The official SDK's name for :meth:`save_weights_and_get_sampling_client_future`."""
