@@ -123,13 +123,13 @@ def end_to_end_child(kind: str, url: str, api_key: str, datums: int, tokens: int
         service: Any = sdk.ServiceClient(base_url=url, api_key=api_key, protocol=kind.removeprefix("ours-"),
                                          telemetry_enabled=False)
         types: Any = sdk
-        training = service.create_lora_training_client(WIDE_MODEL, rank=8)
+        training = service.create_lora_training_client(WIDE_MODEL, rank=8).result()
     else:
         import tinker as sdk
 
         service = sdk.ServiceClient(base_url=url, api_key=api_key)
         types = sdk.types
-        training = service.create_lora_training_client(base_model=WIDE_MODEL, rank=8)
+        training = service.create_lora_training_client(base_model=WIDE_MODEL, rank=8).result()
         if hasattr(training, "result"):  # 0.38: creation returns a future
             training = training.result()
 
@@ -169,7 +169,7 @@ def floor_child(url: str, api_key: str, inputs: list[tuple[Any, Any, Any]], repe
             for toks, y, w in inputs]
     halves = [data[: len(data) // 2], data[len(data) // 2:]]
     with sdk.ServiceClient(base_url=url, api_key=api_key, protocol="0.38", telemetry_enabled=False) as service:
-        model_id = service.create_lora_training_client(WIDE_MODEL, rank=8).model_id
+        model_id = service.create_lora_training_client(WIDE_MODEL, rank=8).result().model_id
         prepared = [v0_38.CODEC.prepare_forward_backward(model_id, sdk.types.ForwardBackwardInput(
             data=half, loss_fn="cross_entropy")) for half in halves]
         seq_ids = iter(range(1, 1_000_000))
@@ -281,7 +281,7 @@ def chunk_sends(url: str, api_key: str, args: argparse.Namespace) -> dict[str, f
 
     with sdk.ServiceClient(base_url=url, api_key=api_key, protocol="0.38", telemetry_enabled=False) as service:
         def bodies() -> list[bytes]:  # a fresh model each time: its seq ids start at 1
-            model_id = service.create_lora_training_client(WIDE_MODEL, rank=8).model_id
+            model_id = service.create_lora_training_client(WIDE_MODEL, rank=8).result().model_id
             return [v0_38.CODEC.prepare_forward_backward(
                 model_id, sdk.types.ForwardBackwardInput(data=half, loss_fn="cross_entropy")).body(seq).content
                 for seq, half in enumerate(halves, start=1)]

@@ -67,7 +67,7 @@ def run_ours(url: str, api_key: str, count: int, settle: float) -> dict[str, flo
     import tinker_actors as tinker
 
     service = tinker.ServiceClient(base_url=url, api_key=api_key)
-    sampler = service.create_sampling_client(base_model=BASE_MODEL)
+    sampler = service.create_sampling_client(base_model=BASE_MODEL).result()
     prompt = tinker.ModelInput.from_ints(PROMPT)
     params = tinker.SamplingParams(max_tokens=4)
     return measure(lambda: sampler.sample(prompt, 1, params), count, settle)
@@ -77,7 +77,7 @@ def run_official(url: str, api_key: str, count: int, settle: float) -> dict[str,
     import tinker
 
     service = tinker.ServiceClient(base_url=url, api_key=api_key)
-    sampler = service.create_sampling_client(base_model=BASE_MODEL)
+    sampler = service.create_sampling_client(base_model=BASE_MODEL).result()
     prompt = tinker.types.ModelInput.from_ints(PROMPT)
     params = tinker.types.SamplingParams(max_tokens=4)
     return measure(lambda: sampler.sample(prompt=prompt, num_samples=1, sampling_params=params), count, settle)

@@ -135,7 +135,7 @@ async def run_ours(url: str, api_key: str, concurrency: int, seconds: float, pro
 
     service = tinker.ServiceClient(base_url=url, api_key=api_key, protocol=protocol)
     try:
-        sampler = service.create_sampling_client(base_model=BASE_MODEL)
+        sampler = service.create_sampling_client(base_model=BASE_MODEL).result()
         prompt = tinker.ModelInput.from_ints(PROMPT)
         params = tinker.SamplingParams(max_tokens=MAX_TOKENS)
         return await drive(lambda: sampler.sample_async(prompt, 1, params), concurrency, seconds)
@@ -168,7 +168,7 @@ async def run_official(url: str, api_key: str, concurrency: int, seconds: float)
     import tinker
 
     service = tinker.ServiceClient(base_url=url, api_key=api_key)
-    sampler = service.create_sampling_client(base_model=BASE_MODEL)
+    sampler = service.create_sampling_client(base_model=BASE_MODEL).result()
     prompt = tinker.types.ModelInput.from_ints(PROMPT)
     params = tinker.types.SamplingParams(max_tokens=MAX_TOKENS)
     return await drive(lambda: sampler.sample_async(prompt=prompt, num_samples=1, sampling_params=params),

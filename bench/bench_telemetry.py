@@ -26,7 +26,7 @@ def run(service: LocalService, failure_rate: float, events: int, settings: Telem
     service.faults.add(FaultRule(endpoint="create_sampling_session", status=400, times=1))
     started = time.monotonic()
     with contextlib.suppress(tinker.BadRequestError):  # the point: how fast it is raised
-        client.create_sampling_client(base_model="tiny-byte")
+        client.create_sampling_client(base_model="tiny-byte").result()
     error_latency = time.monotonic() - started
     for n in range(events):
         client.telemetry.log("bench", {"n": n})

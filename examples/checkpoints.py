@@ -33,7 +33,7 @@ def main() -> None:
 
     with service_endpoint() as endpoint, \
             tinker.ServiceClient(base_url=endpoint.base_url, api_key=endpoint.api_key) as service:
-        training = service.create_lora_training_client(base_model=args.base_model, rank=4, seed=0)
+        training = service.create_lora_training_client(base_model=args.base_model, rank=4, seed=0).result()
         tokens = training.get_tokenizer().encode(corpus_text(), add_special_tokens=False)
         for step in range(args.saves):
             training.forward_backward(corpus_windows(tokens, 32, 4, rng), "cross_entropy")

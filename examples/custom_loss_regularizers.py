@@ -47,9 +47,9 @@ def main(steps: int = 20) -> None:
     text = corpus_text()
     rng = np.random.default_rng(0)
     with LocalService() as local, tinker.ServiceClient(base_url=local.base_url, api_key=local.api_key) as svc:
-        training = svc.create_lora_training_client("tiny-bpe", rank=8, seed=0)
+        training = svc.create_lora_training_client("tiny-bpe", rank=8, seed=0).result()
         tokens = training.get_tokenizer().encode(text, add_special_tokens=False)
-        reference_model = training.save_weights_and_get_sampling_client()
+        reference_model = training.save_weights_and_get_sampling_client().result()
         adam = tinker.AdamParams(learning_rate=5e-3)
 
         print(f"{'step':>4} {'base loss':>10} {'l2':>9} {'kl':>9} {'total':>9}")

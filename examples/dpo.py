@@ -76,9 +76,9 @@ def main(steps: int = 25, pairs: int = 6) -> None:
     rng = np.random.default_rng(0)
     with service_endpoint() as endpoint, tinker.ServiceClient(base_url=endpoint.base_url,
                                                               api_key=endpoint.api_key) as svc:
-        training = svc.create_lora_training_client("tiny-bpe", rank=8, seed=0)
+        training = svc.create_lora_training_client("tiny-bpe", rank=8, seed=0).result()
         tokens = training.get_tokenizer().encode(corpus_text(), add_special_tokens=False)
-        reference = training.save_weights_and_get_sampling_client()  # the starting weights, frozen
+        reference = training.save_weights_and_get_sampling_client().result()  # the starting weights, frozen
         adam = tinker.AdamParams(learning_rate=3e-4)
         # A small fixed preference set, as in a DPO epoch loop; the reference logprobs are computed once.
         data: list[tinker.Datum] = []

@@ -43,7 +43,7 @@ def main() -> None:
 
     with service_endpoint() as endpoint, \
             tinker.ServiceClient(base_url=endpoint.base_url, api_key=endpoint.api_key) as service:
-        runs = {rate: service.create_lora_training_client(base_model=args.base_model, rank=4, seed=0)
+        runs = {rate: service.create_lora_training_client(base_model=args.base_model, rank=4, seed=0).result()
                 for rate in rates}
         tokenizer = next(iter(runs.values())).get_tokenizer()
         tokens = tokenizer.encode(corpus_text(), add_special_tokens=False)
@@ -63,7 +63,7 @@ def main() -> None:
 
         # Chat against a checkpoint while training continues on the same model.
         path = best.save_weights_for_sampler("chat").result(timeout=60).path
-        chat = service.create_sampling_client(model_path=path)
+        chat = service.create_sampling_client(model_path=path).result()
         prompt = tokenizer.encode("The keeper", add_special_tokens=False)
         replies: list[str] = []
 
@@ -87,8 +87,8 @@ def main() -> None:
         # The pickle holds no API key: a spawned worker starts with a copy of this process's environment
         # and takes TINKER_API_KEY from it (already set when the service came from the environment).
         os.environ["TINKER_API_KEY"] = endpoint.api_key
-        shared = service.create_sampling_client(model_path=path)
-        reference = service.create_sampling_client(model_path=path)
+        shared = service.create_sampling_client(model_path=path).result()
+        reference = service.create_sampling_client(model_path=path).result()
         prompts = [tokenizer.encode(text, add_special_tokens=False) for text in ("The sea", "A light", "She")]
         prompts = prompts[:max(1, args.workers)]
         seeds = list(range(len(prompts)))

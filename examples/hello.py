@@ -27,7 +27,7 @@ def main() -> None:
         models = [m.model_name for m in service.get_server_capabilities().supported_models]
         print(f"models: {', '.join(str(name) for name in models)}")
 
-        sampler = service.create_sampling_client(base_model=args.base_model)
+        sampler = service.create_sampling_client(base_model=args.base_model).result()
         tokenizer = sampler.get_tokenizer()
         prompt = tinker.ModelInput.from_ints(tokenizer.encode(args.prompt, add_special_tokens=False))
         params = tinker.SamplingParams(max_tokens=20, temperature=0.8, seed=1)

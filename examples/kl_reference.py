@@ -2,7 +2,7 @@
 
     .venv/bin/python examples/kl_reference.py [--steps 8] [--kl-coef 0.01]
 
-``ref = svc.create_sampling_client(base_model=M)`` is the frozen reference (for distillation: a
+``ref = await svc.create_sampling_client(base_model=M)`` is the frozen reference (for distillation: a
 teacher's ``model_path``). Each step samples from the current policy, then computes the reference's
 log-probabilities of every sampled sequence concurrently with
 ``asyncio.gather(ref.compute_logprobs_async(seq) ...)``. The per-token penalty
@@ -23,8 +23,8 @@ import tinker_actors as tinker
 
 
 async def run(args: argparse.Namespace, service: tinker.ServiceClient) -> None:
-    training = await service.create_lora_training_client_async(base_model=args.base_model, rank=8, seed=0)
-    reference = await service.create_sampling_client_async(base_model=args.base_model)
+    training = await service.create_lora_training_client(base_model=args.base_model, rank=8, seed=0)
+    reference = await service.create_sampling_client(base_model=args.base_model)
     tokenizer = training.get_tokenizer()
     prompts = [tokenizer.encode(text, add_special_tokens=False) for text in PROMPTS]
     alphabet = frozenset(args.alphabet.encode())
@@ -33,7 +33,7 @@ async def run(args: argparse.Namespace, service: tinker.ServiceClient) -> None:
 
     history: list[tuple[float, float]] = []
     for step in range(args.steps):
-        policy = await training.save_weights_and_get_sampling_client_async()
+        policy = await training.save_weights_and_get_sampling_client()
         responses = await asyncio.gather(*(policy.sample_async(tinker.ModelInput.from_ints(p), args.group, params)
                                            for p in prompts))
         rollouts = [(prompt, seq) for prompt, response in zip(prompts, responses, strict=True)

@@ -35,13 +35,13 @@ def main() -> None:
                                                               api_key=endpoint.api_key) as svc:
         if endpoint.local is not None:
             print(f"local service on {endpoint.base_url} (data in {endpoint.local.config.data_dir})")
-        training = svc.create_lora_training_client(args.base_model, rank=8, seed=0)
+        training = svc.create_lora_training_client(args.base_model, rank=8, seed=0).result()
         tokenizer = training.get_tokenizer()
         tokens = tokenizer.encode(text, add_special_tokens=False)
         prompt = tinker.ModelInput.from_ints(tokenizer.encode("The keeper climbed", add_special_tokens=False))
         params = tinker.SamplingParams(max_tokens=24, temperature=0.7, seed=7)
 
-        before = training.save_weights_and_get_sampling_client().sample(prompt, 1, params).result(60)
+        before = training.save_weights_and_get_sampling_client().result().sample(prompt, 1, params).result(60)
         print(f"\nbefore: The keeper climbed{tokenizer.decode(before.sequences[0].tokens)!r}\n")
 
         adam = tinker.AdamParams(learning_rate=args.learning_rate)
@@ -58,11 +58,11 @@ def main() -> None:
                 print(f"{step:>4} {loss:>17.3f} {held:>20.3f}")
 
         checkpoint = training.save_state("quickstart-final").result(60)
-        after = training.save_weights_and_get_sampling_client().sample(prompt, 1, params).result(60)
+        after = training.save_weights_and_get_sampling_client().result().sample(prompt, 1, params).result(60)
         print(f"\nafter:  The keeper climbed{tokenizer.decode(after.sequences[0].tokens)!r}")
         print(f"saved:  {checkpoint.path}")
 
-        resumed = svc.create_training_client_from_state_with_optimizer(checkpoint.path)
+        resumed = svc.create_training_client_from_state_with_optimizer(checkpoint.path).result()
         batch = corpus_windows(tokens, args.length, args.batch, rng)
         resumed.forward_backward(batch, "cross_entropy")
         resumed.optim_step(adam).result(60)

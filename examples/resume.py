@@ -49,14 +49,14 @@ def trainer(args: argparse.Namespace) -> None:
     with tinker.ServiceClient(base_url=os.environ["TINKER_BASE_URL"], api_key=os.environ["TINKER_API_KEY"]) as svc:
         record = last_checkpoint(index)
         if record is None:
-            training = svc.create_lora_training_client(base_model=args.base_model, rank=8, seed=0)
+            training = svc.create_lora_training_client(base_model=args.base_model, rank=8, seed=0).result()
             start = 0
             print(f"[trainer] fresh run {training.model_id}")
         else:
             state_path = str(record["state_path"])
             run = svc.create_rest_client().get_training_run_by_tinker_path(state_path).result(timeout=60)
             assert run.base_model == args.base_model, f"checkpoint is for {run.base_model}, not {args.base_model}"
-            training = svc.create_training_client_from_state_with_optimizer(state_path)
+            training = svc.create_training_client_from_state_with_optimizer(state_path).result()
             start = int(str(record["step"]))
             print(f"[trainer] resumed {run.training_run_id} (rank {run.lora_rank}) at step {start} "
                   f"as {training.model_id}")
@@ -104,7 +104,7 @@ def main() -> None:
         assert record is not None and record["step"] == args.steps, record
 
         with tinker.ServiceClient(base_url=endpoint.base_url, api_key=endpoint.api_key) as svc:
-            warm = svc.create_training_client_from_state(str(record["state_path"]))  # weights only
+            warm = svc.create_training_client_from_state(str(record["state_path"])).result()  # weights only
             tokens = warm.get_tokenizer().encode(corpus_text(), add_special_tokens=False)
             loss = warm.forward(batch_for(0, tokens), "cross_entropy").result(timeout=60).metrics["loss:sum"] / 384
             print(f"warm start {warm.model_id} from step {record['step']}: loss/token on batch 0 is {loss:.3f}")

@@ -78,17 +78,17 @@ async def trainer(training: tinker.TrainingClient, current: list[Policy], groups
             optim = await training.optim_step_async(adam)
             await fwd_bwd
             await optim
-            current[0] = Policy(step + 1, await training.save_weights_and_get_sampling_client_async())
+            current[0] = Policy(step + 1, await training.save_weights_and_get_sampling_client())
     finally:
         stop.set()
     return rewards_per_step
 
 
 async def run(args: argparse.Namespace, service: tinker.ServiceClient) -> None:
-    training = await service.create_lora_training_client_async(base_model=args.base_model, rank=8, seed=0)
+    training = await service.create_lora_training_client(base_model=args.base_model, rank=8, seed=0)
     tokenizer = training.get_tokenizer()
     prompts = [tokenizer.encode(text, add_special_tokens=False) for text in PROMPTS]
-    current = [Policy(0, await training.save_weights_and_get_sampling_client_async())]
+    current = [Policy(0, await training.save_weights_and_get_sampling_client())]
     groups: asyncio.Queue[Group] = asyncio.Queue(maxsize=args.workers * 2)
     stop = asyncio.Event()
     async with asyncio.TaskGroup() as tasks:

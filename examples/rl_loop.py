@@ -5,7 +5,7 @@
 A toy task the tiny byte-level model can learn in seconds: the reward of a completion is the fraction
 of its bytes that are in ``--alphabet`` (default: lowercase vowels). Each step:
 
-1. ``sc = tc.save_weights_and_get_sampling_client()`` (ephemeral weights of the current policy);
+1. ``sc = tc.save_weights_and_get_sampling_client().result()`` (ephemeral weights of the current policy);
 2. submit one ``sc.sample(prompt, num_samples=--group, ...)`` per prompt, then collect them;
 3. advantages = reward - mean reward of its group (GRPO); groups where every reward is equal teach
    nothing and are dropped;
@@ -57,12 +57,12 @@ def main() -> None:
 
     with service_endpoint() as endpoint, \
             tinker.ServiceClient(base_url=endpoint.base_url, api_key=endpoint.api_key) as service:
-        training = service.create_lora_training_client(base_model=args.base_model, rank=8, seed=0)
+        training = service.create_lora_training_client(base_model=args.base_model, rank=8, seed=0).result()
         tokenizer = training.get_tokenizer()
         prompts = [tokenizer.encode(text, add_special_tokens=False) for text in PROMPTS]
         params = tinker.SamplingParams(max_tokens=args.max_tokens, temperature=1.0)
         adam = tinker.AdamParams(learning_rate=args.learning_rate)
-        sampler = training.save_weights_and_get_sampling_client()
+        sampler = training.save_weights_and_get_sampling_client().result()
         mean_rewards: list[float] = []
 
         for step in range(args.steps):
@@ -87,10 +87,10 @@ def main() -> None:
             if (step + 1) % args.save_every == 0:
                 training.save_state(f"rl-{step + 1:04d}").result(timeout=60)
                 path = training.save_weights_for_sampler(f"rl-{step + 1:04d}").result(timeout=60).path
-                sampler = training.create_sampling_client(path)  # a persisted checkpoint this time
+                sampler = training.create_sampling_client(path).result()  # a persisted checkpoint this time
                 print(f"  checkpoint {path}")
             else:
-                sampler = training.save_weights_and_get_sampling_client()
+                sampler = training.save_weights_and_get_sampling_client().result()
 
     first, last = np.mean(mean_rewards[:3]), np.mean(mean_rewards[-3:])
     print(f"reward rose from {first:.3f} to {last:.3f}" if last > first else

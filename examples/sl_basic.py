@@ -30,7 +30,7 @@ def main() -> None:
 
     with service_endpoint() as endpoint, \
             tinker.ServiceClient(base_url=endpoint.base_url, api_key=endpoint.api_key) as service:
-        training = service.create_lora_training_client(base_model=args.base_model, rank=8, seed=0)
+        training = service.create_lora_training_client(base_model=args.base_model, rank=8, seed=0).result()
         tokenizer = training.get_tokenizer()
         tokens = tokenizer.encode(corpus_text(), add_special_tokens=False)
         adam = tinker.AdamParams(learning_rate=args.learning_rate)
@@ -54,7 +54,7 @@ def main() -> None:
         print(f"final state:           {state.path}")
         print(f"final sampler weights: {sampler_weights.path}")
 
-        sampler = training.create_sampling_client(sampler_weights.path)
+        sampler = training.create_sampling_client(sampler_weights.path).result()
         prompt = tinker.ModelInput.from_ints(tokenizer.encode("The keeper", add_special_tokens=False))
         sample = sampler.sample(prompt, 1, tinker.SamplingParams(max_tokens=16, temperature=0.5, seed=3))
         print(f"sample: The keeper{tokenizer.decode(sample.result(timeout=60).sequences[0].tokens)!r}")

@@ -25,7 +25,7 @@ Pair = tuple[int, tinker.APIFuture[tinker.ForwardBackwardOutput], tinker.APIFutu
 
 
 async def train(args: argparse.Namespace, service: tinker.ServiceClient) -> None:
-    training = await service.create_lora_training_client_async(base_model=args.base_model, rank=8, seed=0)
+    training = await service.create_lora_training_client(base_model=args.base_model, rank=8, seed=0)
     tokenizer = training.get_tokenizer()
     tokens = tokenizer.encode(corpus_text(), add_special_tokens=False)
     rng = np.random.default_rng(0)
@@ -60,7 +60,7 @@ async def train(args: argparse.Namespace, service: tinker.ServiceClient) -> None
         await drain_oldest()
     print(f"{args.steps} steps in {time.monotonic() - started:.1f} s with {args.in_flight} pairs in flight")
 
-    sampler = await training.save_weights_and_get_sampling_client_async()  # ephemeral: not a checkpoint
+    sampler = await training.save_weights_and_get_sampling_client()  # ephemeral: not a checkpoint
     prompt = tinker.ModelInput.from_ints(tokenizer.encode("The keeper", add_special_tokens=False))
     params = tinker.SamplingParams(max_tokens=12, temperature=0.7)
     samples = await asyncio.gather(*(sampler.sample_async(prompt, 1, params) for _ in range(4)))
