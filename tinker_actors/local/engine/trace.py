@@ -24,6 +24,7 @@ carry the request id, the HTTP status, the method, and the model, sampler and se
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
@@ -43,13 +44,32 @@ _FUTURE_ANSWER_MAX = 4096  # a future's answer ({"request_id": ...}) is small; a
 
 @dataclass(frozen=True, slots=True)
 class TraceEvent:
-    """One slice of a trace: a request (``track`` = its endpoint) or a future's work (``future`` True)."""
+    """One slice of a trace: a request (``track`` = its endpoint) or a future's work (``future`` True).
+
+    Values are kept as the request gave them (cheap to record); :meth:`args` picks and names them on export."""
 
     track: str
     start_us: int  # wall clock, microseconds since the epoch
     duration_us: int
-    args: tuple[tuple[str, Any], ...]
+    status: int | str | None = None
+    request_id: str | None = None
+    method: str | None = None
+    path: str | None = None
+    ids: tuple[Any, ...] = ()  # the body's values of _ARG_FIELDS, in that order
     future: bool = False
+
+    def args(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        if self.method is not None:
+            found["method"] = self.method
+            found["path"] = self.path
+        found["status"] = self.status if self.status is not None else "no answer"
+        if self.request_id is not None:
+            found["request_id"] = self.request_id
+        for name, value in zip(_ARG_FIELDS, self.ids, strict=False):
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                found[name] = value
+        return found
 
 
 def _now_us() -> int:
@@ -94,16 +114,12 @@ class RequestTracer:
         session_id = self._session_of(call, fields, answer)
         if session_id is None:
             return
-        args: list[tuple[str, Any]] = [("method", call.request.method), ("path", call.request.path),
-                                       ("status", status if status is not None else "no answer")]
         request_id = _answered_request_id(call.endpoint, answer)
         polled = fields.get("request_id") if call.endpoint == "retrieve_future" else None
-        if request_id is not None:
-            args.append(("request_id", request_id))
-        elif isinstance(polled, str):
-            args.append(("request_id", polled))
-        args.extend((name, fields[name]) for name in _ARG_FIELDS if isinstance(fields.get(name), str | int))
-        self._add(session_id, TraceEvent(call.endpoint, start_us, max(0, end_us - start_us), tuple(args)))
+        named = request_id if request_id is not None else polled if isinstance(polled, str) else None
+        ids = tuple(map(fields.get, _ARG_FIELDS)) if fields else ()
+        self._add(session_id, TraceEvent(call.endpoint, start_us, max(0, end_us - start_us), status, named,
+                                         call.request.method, call.request.path, ids))
         if request_id is not None:
             self._remember(request_id, _Pending(session_id, call.user, call.endpoint, start_us))
         if isinstance(polled, str) and status == 200:
@@ -165,8 +181,7 @@ class RequestTracer:
             return
         del self._pending[request_id]
         self._add(pending.session_id, TraceEvent(
-            pending.endpoint, pending.start_us, max(0, end_us - pending.start_us),
-            (("request_id", request_id), ("status", "done")), future=True))
+            pending.endpoint, pending.start_us, max(0, end_us - pending.start_us), "done", request_id, future=True))
 
 
 def _fields(call: Call) -> dict[str, Any]:
@@ -184,22 +199,24 @@ def _fields(call: Call) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _json_field(body: bytes, name: str) -> Any:
+def _json_field(body: bytes, name: str) -> str | None:
+    """A string field of a small JSON answer (a future's ``{"request_id": ...}``, a session's ``session_id``).
+    A regular expression, not a parse: this runs for every answered request."""
     if not body or len(body) > _FUTURE_ANSWER_MAX or body[:1] != b"{":
         return None
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    return data.get(name) if isinstance(data, dict) else None
+    found = _STRING_FIELDS[name].search(body)
+    return found.group(1).decode("utf-8", "replace") if found is not None else None
+
+
+_STRING_FIELDS = {name: re.compile(rb'"' + name.encode() + rb'"\s*:\s*"([^"\\]{1,256})"')
+                  for name in ("request_id", "session_id")}
 
 
 def _answered_request_id(endpoint: str, answer: HttpResponse | DropConnection | None) -> str | None:
     """The request id of a future the request was answered with (``{"request_id": ...}``), if any."""
     if endpoint == "retrieve_future" or not isinstance(answer, HttpResponse) or answer.status != 200:
         return None
-    value = _json_field(answer.body, "request_id")
-    return value if isinstance(value, str) else None
+    return _json_field(answer.body, "request_id")
 
 
 # ---- export ----------------------------------------------------------------------------------
@@ -233,7 +250,7 @@ def trace_events_json(session_id: str, events: Iterable[TraceEvent], *, exported
             out.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name", "args": {"name": name}})
         out.append({"ph": "X", "pid": pid, "tid": tid, "name": event.track,
                     "cat": "future" if event.future else "request", "ts": event.start_us,
-                    "dur": event.duration_us, "args": dict(event.args)})
+                    "dur": event.duration_us, "args": event.args()})
     return json.dumps({"traceEvents": out, "displayTimeUnit": "ms",
                        "otherData": {"session_id": session_id, "exported_at_us": exported_at_us,
                                      "producer": "tinker-actors local service"}}).encode()
