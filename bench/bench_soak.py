@@ -206,6 +206,7 @@ class Settings:
     stall_after: float
     kill_targets: tuple[str, ...]
     trace_server_memory: bool
+    trace_client_memory: bool
 
 
 @dataclass
@@ -213,7 +214,7 @@ class Ledger:
     """What the training loop was told about each step (steps numbered from 1 in the order of optim_step)."""
 
     submitted: int = 0
-    acked: set[int] = field(default_factory=set)
+    acked: Any = None  # a StepSet (a few ranges): the loop's own memory stays flat however long it runs
     rolled_back: set[int] = field(default_factory=set)  # a call of the step raised StepRolledBackError
     not_sent: set[int] = field(default_factory=set)     # the optim_step was never sent (NotSentError)
     errors: collections.Counter[str] = field(default_factory=collections.Counter)  # other outcomes, by type
@@ -241,7 +242,9 @@ class Soak:
         self.out = out
         self.rng = random.Random(settings.seed)
         self.lock = threading.Lock()
-        self.ledger = Ledger()
+        from tinker_actors.recovery import StepSet
+
+        self.ledger = Ledger(acked=StepSet())
         self.counts = Counts()
         self.rows: list[dict[str, Any]] = []
         self.stopping = threading.Event()
@@ -254,6 +257,9 @@ class Soak:
             "session_timeout_s": 120.0, "fault_seed": settings.seed, "token_lifetime": settings.token_lifetime,
             "protocol_flags": {"pjwt_auth_enabled": True}, "trace_memory": settings.trace_server_memory})
         self.memory_baseline_taken = False
+        self.client_memory_baseline: list[Any] = []
+        if settings.trace_client_memory:
+            tracemalloc.start(12)
         self.config = Config(
             api_key=self.server.api_key, base_url=self.server.base_url, protocol=settings.protocol,
             heartbeat_interval=2.0, no_progress_timeout=60.0,
@@ -364,7 +370,7 @@ class Soak:
             if "rolled_back" in ended.values():
                 self.ledger.rolled_back.add(step)
             elif ended["optim_step"] == "ok":
-                self.ledger.acked.add(step)
+                self.ledger.acked = self.ledger.acked.with_step(step)
             elif ended["optim_step"] == "not_sent":
                 self.ledger.not_sent.add(step)
             elif ended["optim_step"] == "hung":
@@ -501,7 +507,7 @@ class Soak:
             row["samples_per_s"] = round((samples_done - last_samples) / elapsed, 1)
             last_cpu, last_server_cpu, last_at, last_samples = (row["cpu_s"], row["server"]["cpu_s"], now,
                                                                 samples_done)
-            self.rows.append(row)
+            self.rows.append(slim(row))  # what the flatness check reads (a full row is kept in --jsonl)
             if self.out is not None:
                 self.out.write(json.dumps(row) + "\n")
                 self.out.flush()
@@ -509,9 +515,11 @@ class Soak:
                 print(TABLE_HEADER, flush=True)
                 printed_header = True
             print(table_row(row), flush=True)
-            if self.settings.trace_server_memory and not self.memory_baseline_taken and row["t"] >= \
-                    self.settings.warmup:
-                self.memory_baseline_taken = self._quietly("memory", self.server.call, "memory") is not None
+            if row["t"] >= self.settings.warmup:
+                if self.settings.trace_server_memory and not self.memory_baseline_taken:
+                    self.memory_baseline_taken = self._quietly("memory", self.server.call, "memory") is not None
+                if self.settings.trace_client_memory and not self.client_memory_baseline:
+                    _memory_growth(self.client_memory_baseline)
             if row["steps"]["acked"] != progress[0]:
                 progress, stall_reported = (row["steps"]["acked"], now), False
             elif now - progress[1] >= self.settings.stall_after and not stall_reported:
@@ -616,9 +624,10 @@ class Soak:
         reported = {step for report in status.recoveries for step in report.rolled_back_steps}
         ledger = self.ledger
         applied = self.server_step(training.model_id)
-        survived = ledger.acked - reported
+        acked = set(ledger.acked)
+        survived = acked - reported
         everything = set(range(1, ledger.submitted + 1))
-        unaccounted = sorted(everything - ledger.acked - reported - ledger.not_sent)
+        unaccounted = sorted(everything - acked - reported - ledger.not_sent)
         requests = self.server.call("requests")
         try:
             checkpoints = training.checkpoint_status()
@@ -630,7 +639,7 @@ class Soak:
             "steps_submitted": ledger.submitted,
             "steps_acked": len(ledger.acked),
             "steps_rolled_back_reported": len(reported),
-            "steps_acked_then_rolled_back": len(ledger.acked & reported),
+            "steps_acked_then_rolled_back": len(acked & reported),
             "steps_failed_rolled_back": len(ledger.rolled_back),
             "rolled_back_not_reported": sorted(ledger.rolled_back - reported),
             "steps_not_sent": len(ledger.not_sent),
@@ -659,6 +668,8 @@ class Soak:
         }
         if self.memory_baseline_taken:
             summary["server_memory_growth"] = self.server.call("memory")
+        if self.client_memory_baseline:
+            summary["client_memory_growth"] = _memory_growth(self.client_memory_baseline)
         summary["ledger_exact"] = bool(
             applied == len(survived) and not unaccounted and not summary["rolled_back_not_reported"]
             and not requests["twice"] and ledger.hung == 0 and not ledger.errors)
@@ -707,22 +718,30 @@ def random_fault(rng: random.Random) -> dict[str, Any]:
     return {"endpoint": "retrieve_future", "status": 408, "queue_state": "paused_capacity", "times": times}
 
 
+def slim(row: dict[str, Any]) -> dict[str, Any]:
+    """The figures of a row the flatness check compares."""
+    kept = {key: row[key] for key in ("t", "rss_mb", "threads", "fds", "actors", "io_tasks", "futures_in_flight")}
+    kept["server"] = {key: row["server"][key] for key in ("rss_mb", "threads", "fds")}
+    return kept
+
+
 # ---- flatness ---------------------------------------------------------------------------------------------
 
 
 def windows(rows: list[dict[str, Any]], warmup: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """An early and a late window of equal length after ``warmup`` s: each a fifth of what follows the
-    warm-up, at least two rows."""
+    """An early and a late window after ``warmup`` s, each a fifth of what follows the warm-up (two rows or more)."""
     after = [row for row in rows if row["t"] >= warmup]
     size = max(2, len(after) // 5)
-    if len(after) < 2 * size:
-        return after[:size], after[-size:]
     return after[:size], after[-size:]
 
 
 def flatness(rows: list[dict[str, Any]], warmup: float) -> dict[str, Any]:
-    """Early window vs late window of the figures that would grow with a leak."""
+    """What would grow with a leak, late against early: RSS as the medians of the early and the late window;
+    counts (threads, fds, actors, tasks, futures) as the highest of the first half after the warm-up against the
+    highest of the late window (a count dips while the service restarts, so one early window can be low)."""
     early, late = windows(rows, warmup)
+    after = [row for row in rows if row["t"] >= warmup]
+    first_half = after[:max(2, len(after) // 2)]
     if not early or not late:
         return {}
 
@@ -735,7 +754,7 @@ def flatness(rows: list[dict[str, Any]], warmup: float) -> dict[str, Any]:
                        "late": round(statistics.median(pick(late, key)), 1)}
         result[key]["growth"] = round(result[key]["late"] - result[key]["early"], 1)
     for key in ("threads", "fds", "actors", "io_tasks", "futures_in_flight", "server_threads", "server_fds"):
-        result[key] = {"early_max": max(pick(early, key)), "late_max": max(pick(late, key))}
+        result[key] = {"early_max": max(pick(first_half, key)), "late_max": max(pick(late, key))}
     return result
 
 
@@ -806,6 +825,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trace-server-memory", action="store_true",
                         help="trace the service's allocations (tracemalloc; slower) and print where they grew "
                         "after the warm-up")
+    parser.add_argument("--trace-client-memory", action="store_true",
+                        help="the same for this process (the client)")
     parser.add_argument("--check", action="store_true", help="exit 1 if the ledger or the flatness check fails")
     parser.add_argument("--rss-growth-mb", type=float, default=20.0, help="--check: bound on client RSS growth")
     return parser.parse_args(argv)
@@ -821,7 +842,8 @@ def main(argv: list[str] | None = None) -> int:
         kill_every=args.kill_every, model_fault_every=args.model_fault_every, restart_every=args.restart_every,
         warmup=args.warmup if args.warmup is not None else max(30.0, args.seconds / 10),
         result_timeout=args.result_timeout, stall_after=args.stall_after,
-        trace_server_memory=args.trace_server_memory, kill_targets=tuple(args.kill_targets))
+        trace_server_memory=args.trace_server_memory, trace_client_memory=args.trace_client_memory,
+        kill_targets=tuple(args.kill_targets))
     with _output(args.jsonl) as out:
         soak = Soak(settings, out)
         try:
