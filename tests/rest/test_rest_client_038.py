@@ -133,3 +133,13 @@ def test_listing_filters_by_project_and_access_scope(svc: LocalService, alice: t
     assert seen.last_checkpoint is not None and seen.last_checkpoint.tinker_path == published
     assert bob_rest.get_training_run_by_tinker_path(published, "accessible").result(WAIT_S).training_run_id \
         == alpha.model_id
+
+    def paths(response: tinker.types.CheckpointsListResponse) -> list[str]:
+        return [c.tinker_path for c in response.checkpoints]
+
+    assert paths(alice_rest.list_user_checkpoints(project_id="alpha").result(WAIT_S)) == [published]
+    assert paths(alice_rest.list_user_checkpoints(project_id="nowhere").result(WAIT_S)) == []
+    assert paths(bob_rest.list_user_checkpoints().result(WAIT_S)) == []
+    assert paths(asyncio.run(bob_rest.list_user_checkpoints_async(access_scope="accessible"))) == [published]
+    assert alice_rest.list_sessions(project_id="alpha").result(WAIT_S).sessions == [alice.session_id]
+    assert asyncio.run(bob_rest.list_sessions_async(project_id="alpha")).sessions == []

@@ -187,11 +187,16 @@ class RestClient:
     async def _list_checkpoints(self, training_run_id: str) -> CheckpointsListResponse:
         return await self._get(f"/api/v1/training_runs/{_seg(training_run_id)}/checkpoints", CheckpointsListResponse)
 
-    def list_user_checkpoints(self, limit: int = 100, offset: int = 0) -> APIFuture[CheckpointsListResponse]:
-        return self._future(self._list_user_checkpoints(limit, offset))
+    def list_user_checkpoints(self, limit: int = 100, offset: int = 0, access_scope: AccessScope | None = None,
+                              project_id: str | None = None) -> APIFuture[CheckpointsListResponse]:
+        """A page of checkpoints, newest first; ``access_scope`` and ``project_id`` (ours: the official SDK sends
+        neither here) are sent only when given."""
+        return self._future(self._list_user_checkpoints(limit, offset, access_scope, project_id))
 
-    async def _list_user_checkpoints(self, limit: int = 100, offset: int = 0) -> CheckpointsListResponse:
-        return await self._get("/api/v1/checkpoints", CheckpointsListResponse, {"limit": limit, "offset": offset})
+    async def _list_user_checkpoints(self, limit: int = 100, offset: int = 0, access_scope: AccessScope | None = None,
+                                     project_id: str | None = None) -> CheckpointsListResponse:
+        params = _given({"limit": limit, "offset": offset, "access_scope": access_scope, "project_id": project_id})
+        return await self._get("/api/v1/checkpoints", CheckpointsListResponse, params)
 
     def _checkpoint_path(self, training_run_id: str, checkpoint_id: str) -> str:
         kind, _, name = checkpoint_id.partition("/")
@@ -280,13 +285,14 @@ class RestClient:
 
     # -- sessions and samplers --
 
-    def list_sessions(self, limit: int = 20, offset: int = 0, access_scope: AccessScope | None = None
-                      ) -> APIFuture[ListSessionsResponse]:
-        return self._future(self._list_sessions(limit, offset, access_scope))
+    def list_sessions(self, limit: int = 20, offset: int = 0, access_scope: AccessScope | None = None,
+                      project_id: str | None = None) -> APIFuture[ListSessionsResponse]:
+        """A page of session ids, newest first; ``project_id`` (ours) keeps that project's."""
+        return self._future(self._list_sessions(limit, offset, access_scope, project_id))
 
-    async def _list_sessions(self, limit: int = 20, offset: int = 0, access_scope: AccessScope | None = None
-                             ) -> ListSessionsResponse:
-        params = _given({"limit": limit, "offset": offset, "access_scope": access_scope})
+    async def _list_sessions(self, limit: int = 20, offset: int = 0, access_scope: AccessScope | None = None,
+                             project_id: str | None = None) -> ListSessionsResponse:
+        params = _given({"limit": limit, "offset": offset, "access_scope": access_scope, "project_id": project_id})
         return await self._get("/api/v1/sessions", ListSessionsResponse, params)
 
     def get_session(self, session_id: str, access_scope: AccessScope | None = None) -> APIFuture[GetSessionResponse]:
@@ -486,8 +492,10 @@ class RestClient:
     async def list_checkpoints_async(self, training_run_id: str) -> CheckpointsListResponse:
         return await self._in_loop(self._list_checkpoints(training_run_id))
 
-    async def list_user_checkpoints_async(self, limit: int = 100, offset: int = 0) -> CheckpointsListResponse:
-        return await self._in_loop(self._list_user_checkpoints(limit, offset))
+    async def list_user_checkpoints_async(self, limit: int = 100, offset: int = 0,
+                                          access_scope: AccessScope | None = None,
+                                          project_id: str | None = None) -> CheckpointsListResponse:
+        return await self._in_loop(self._list_user_checkpoints(limit, offset, access_scope, project_id))
 
     async def delete_checkpoint_async(self, training_run_id: str, checkpoint_id: str) -> None:
         return await self._in_loop(self._delete_checkpoint(training_run_id, checkpoint_id))
@@ -515,9 +523,9 @@ class RestClient:
     async def get_weights_info_by_tinker_path_async(self, tinker_path: str) -> WeightsInfoResponse:
         return await self._in_loop(self._get_weights_info_by_tinker_path(tinker_path))
 
-    async def list_sessions_async(self, limit: int = 20, offset: int = 0, access_scope: AccessScope | None = None
-                                  ) -> ListSessionsResponse:
-        return await self._in_loop(self._list_sessions(limit, offset, access_scope))
+    async def list_sessions_async(self, limit: int = 20, offset: int = 0, access_scope: AccessScope | None = None,
+                                  project_id: str | None = None) -> ListSessionsResponse:
+        return await self._in_loop(self._list_sessions(limit, offset, access_scope, project_id))
 
     async def get_session_async(self, session_id: str, access_scope: AccessScope | None = None
                                 ) -> GetSessionResponse:
