@@ -86,17 +86,12 @@ KNOWN_GAPS: dict[str, str] = {
     "tinker.types.auth_token_response": "accounts: tinker_actors.auth.api.AuthTokenResponse moves to types",
     "tinker.types.AuthTokenResponse": "accounts: tinker_actors.auth.api.AuthTokenResponse moves to types",
     # sampling (S6)
-    "tinker.SampleResponse.prompt_cache_hit_tokens": "sampling S6: the prefix cache of the local service",
     "tinker.SamplingClient.get_base_model": "sampling S6",
     "tinker.SamplingClient.get_base_model_async": "sampling S6",
     "tinker.lib.retry_handler.RetryConfig.enable_stuck_detection": "sampling S6 (sample_enable_stuck_detection)",
     "tinker.BackcompatSamplingClientFuture.get_base_model": "sampling S6 (forwarded to SamplingClient)",
     "tinker.BackcompatSamplingClientFuture.get_base_model_async": "sampling S6 (forwarded to SamplingClient)",
     # training (T11)
-    "tinker.TrainingClient.save_weights_external": "training T11: save_weights_external",
-    "tinker.TrainingClient.save_weights_external_async": "training T11: save_weights_external",
-    "tinker.BackcompatTrainingClientFuture.save_weights_external": "training T11 (forwarded to TrainingClient)",
-    "tinker.BackcompatTrainingClientFuture.save_weights_external_async": "training T11 (forwarded to TrainingClient)",
     "tinker.ServiceClient.create_custom_loss": "training: server-side custom losses (LossHandle)",
     "tinker.DmelChunk.length": "audio inputs: reading the DMel tensor container",
     # links into the hosted service's web console
