@@ -235,7 +235,7 @@ class SamplingClientActor(SupervisedActor):
 
     async def _run(self, op_id: int, op: SampleOp) -> None:
         try:
-            resolve(op.future, await self._sample(op.body))
+            resolve(op.future, await self._sample(op.body, op.future))
         except asyncio.CancelledError:
             fail(op.future, ClientStoppedError("the sample was cancelled"))
             raise
@@ -247,7 +247,7 @@ class SamplingClientActor(SupervisedActor):
             with contextlib.suppress(Exception):
                 self.actor_ref.tell(SampleFinished(op_id))
 
-    async def _sample(self, request: SampleRequest) -> SampleResponse:
+    async def _sample(self, request: SampleRequest, outcome: concurrent.futures.Future[Any]) -> SampleResponse:
         loop = asyncio.get_running_loop()
         if self._pressure is None:
             self._pressure = _Backpressure(self._retry, self._context, self._session)
@@ -268,6 +268,8 @@ class SamplingClientActor(SupervisedActor):
         try:
             while True:
                 async with pressure.slots:
+                    if outcome.done():  # failed while it waited for its slot (the client closing): never sent
+                        raise ClientStoppedError("the sample ended before it was sent")
                     wait = pressure.rate_limit.until - loop.time()
                     if wait > 0:
                         await asyncio.sleep(min(wait, left()))
@@ -334,11 +336,14 @@ class SamplingClientActor(SupervisedActor):
         await poller.wait_for(request_id, within)
 
     def on_terminate(self, reason: ExitReason) -> None:
-        for op, task in self._in_flight.values():
+        for op, _ in self._in_flight.values():
             # Started samples may or may not have run on the server; sampling has no side effects, so the
             # error says it is safe to sample again (retryable) without claiming it was never sent.
             fail(op.future, ClientStoppedError(
                 f"the sampling client actor {reason.kind.value} while this sample was in flight", retryable=True))
+        # Cancelled only once every future failed: a cancelled sample frees its slot on the I/O loop, and the
+        # sample waiting for that slot must find its own future already failed, not send its request.
+        for _, task in self._in_flight.values():
             task.cancel()
         self._in_flight.clear()
         while self._waiting:
