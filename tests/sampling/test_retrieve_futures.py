@@ -45,9 +45,10 @@ def test_batched_polls_resolve_every_sample_with_fewer_requests() -> None:
     assert all(len(r.sequences[0].tokens) == 24 for r in results + batched_results)
     assert batched_off == 0 and batched > 0
     assert fetches == MANY  # each result read once, answered at once
-    # Fewer requests in all (each result is still read once, but the waiting is shared). How many fewer depends on
-    # how long samples wait behind one another (about half on an idle machine, less under load): bench/bench_batched_polls.py
-    # measures it; here only the direction is asserted, so that a loaded CI machine does not make it flaky.
+    # Fewer requests in all (each result is still read once, but the waiting is shared). How many fewer
+    # depends on how long samples wait behind one another (about half on an idle machine, less under load):
+    # bench/bench_batched_polls.py measures it; here only the direction is asserted, so that a loaded CI
+    # machine does not make it flaky.
     assert fetches + batched < per_future, (per_future, fetches, batched)
 
 
