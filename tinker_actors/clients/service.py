@@ -26,6 +26,7 @@ stops everything too, without telling the server (the session then expires there
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import itertools
@@ -390,7 +391,8 @@ class ServiceClient:
         except BaseException:
             self._teardown()
             raise
-        self._finalizer = weakref.finalize(self, _close_quietly, self._runtime, name, context)
+        self._finalizer = weakref.finalize(self, _close_after_collection, self._runtime, name, context)
+        _note_exit_once()
 
     def _negotiate(self) -> None:
         """Settle the protocol through the service actor (the network part runs in the IoLoop)."""
@@ -841,6 +843,43 @@ class ServiceClient:
 
     def __repr__(self) -> str:
         return f"ServiceClient(base_url={self._config.base_url!r}, session_id={self._context.session_id or None!r})"
+
+
+_exiting = False
+_exit_hook_registered = False
+_exit_hook_lock = threading.Lock()
+
+
+def _note_exit_once() -> None:
+    """Register, once and after the first client's finalizer (atexit runs hooks last-in first-out), a hook that
+    marks interpreter exit before weakref runs the remaining finalizers."""
+    global _exit_hook_registered
+    with _exit_hook_lock:
+        if not _exit_hook_registered:
+            atexit.register(_mark_exiting)
+            _exit_hook_registered = True
+
+
+def _mark_exiting() -> None:
+    global _exiting
+    _exiting = True
+
+
+def _close_after_collection(runtime: Runtime, supervisor_name: str, context: ClientContext) -> None:
+    """The finalizer of a ServiceClient nobody holds any more.
+
+    Garbage collection runs it on whichever thread allocated at that moment: an actor's own thread (whose stop the
+    teardown waits for) or one inside a lock the teardown needs. The teardown waits, so it runs on a thread of its
+    own; at interpreter exit it runs in place, where a daemon thread would be cut short.
+    """
+    if not _exiting:
+        try:
+            threading.Thread(target=_close_quietly, args=(runtime, supervisor_name, context),
+                             name="tinker-service-teardown", daemon=True).start()
+            return
+        except RuntimeError:  # no new threads at this point of shutdown
+            pass
+    _close_quietly(runtime, supervisor_name, context)
 
 
 def _close_quietly(runtime: Runtime, supervisor_name: str, context: ClientContext, *,

@@ -87,7 +87,9 @@ class IoLoop:
 
     def __init__(self, name: str = "tinker-ioloop") -> None:
         self._name = name
-        self._lock = threading.Lock()
+        # Reentrant: scheduling allocates, an allocation can start a garbage collection, and a finalizer run by it
+        # on this same thread may submit too (a dropped client's teardown); a plain Lock would deadlock there.
+        self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._accepting = False
