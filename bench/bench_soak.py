@@ -345,9 +345,10 @@ class Soak:
         # What each call ended with: "ok", "rolled_back", "not_sent" (never left the client: a killed actor's
         # queue), "hung" (no answer within the timeout) or the type of any other error.
         ended: dict[str, str] = {}
+        deadline = time.monotonic() + self.settings.result_timeout  # one wait for the step, not one per call
         for name, future in (("forward_backward", backward), ("optim_step", update)):
             try:
-                future.result(timeout=self.settings.result_timeout)
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
                 ended[name] = "ok"
             except StepRolledBackError as error:
                 # Steps are numbered in the order of the optim_step calls: the same number as ours, unless a call
@@ -379,6 +380,8 @@ class Soak:
     # -- sampling (its own thread) --
 
     def _sampling(self) -> None:
+        from tinker_actors.errors import TinkerTimeoutError
+
         tinker = self.tinker
         prompt = tinker.ModelInput.from_ints(TEXT[:6])
         params = tinker.SamplingParams(max_tokens=4, temperature=1.0)
@@ -394,10 +397,13 @@ class Soak:
             futures = [sampler.sample(prompt, 1, params) for _ in range(self.settings.samples_in_flight)]
             with self.lock:
                 self.samples_pending = len(futures)
+            deadline = time.monotonic() + self.settings.result_timeout  # one wait for the round
             for future in futures:
                 try:
-                    future.result(timeout=self.settings.result_timeout)
+                    future.result(timeout=max(0.0, deadline - time.monotonic()))
                     key = "ok"
+                except TinkerTimeoutError:
+                    key = "hung"
                 except Exception as error:  # a killed actor's samples: ClientStoppedError (retryable), NotSentError
                     key = type(error).__name__
                 with self.lock:
@@ -493,7 +499,7 @@ class Soak:
         last_samples = 0
         next_at = started + self.settings.interval
         printed_header = False
-        progress = (-1, started)  # (steps acknowledged, when that number last changed)
+        progress = ((-1, -1), started)  # ((steps acknowledged, samples ok), when both last changed)
         stall_reported = False
         while True:
             finished = self.chaos_stopped.wait(max(0.0, next_at - time.monotonic()))
@@ -520,8 +526,9 @@ class Soak:
                     self.memory_baseline_taken = self._quietly("memory", self.server.call, "memory") is not None
                 if self.settings.trace_client_memory and not self.client_memory_baseline:
                     _memory_growth(self.client_memory_baseline)
-            if row["steps"]["acked"] != progress[0]:
-                progress, stall_reported = (row["steps"]["acked"], now), False
+            done = (row["steps"]["acked"], row["samples"].get("ok", 0))
+            if done[0] != progress[0][0] and done[1] != progress[0][1]:  # training and sampling both moved on
+                progress, stall_reported = (done, now), False
             elif now - progress[1] >= self.settings.stall_after and not stall_reported:
                 stall_reported = True
                 self.report_stall(now - progress[1])
@@ -560,7 +567,8 @@ class Soak:
         return row
 
     def report_stall(self, seconds: float) -> None:
-        """No step acknowledged for ``seconds``: print (and record) what the client and the service are doing."""
+        """Training or sampling made no progress for ``seconds``: print (and record) what the client and the
+        service are doing."""
         async def stacks() -> list[str]:
             described = []
             for task in asyncio.all_tasks():
@@ -585,8 +593,8 @@ class Soak:
                 stall[what] = call()
             except Exception as error:
                 stall[what] = repr(error)
-        print(f"STALL: no step acknowledged for {seconds:.0f} s\n" + json.dumps(stall, indent=1, default=str),
-              file=sys.stderr, flush=True)
+        print(f"STALL: training or sampling made no progress for {seconds:.0f} s\n"
+              + json.dumps(stall, indent=1, default=str), file=sys.stderr, flush=True)
         if self.out is not None:
             self.out.write(json.dumps({"stall": stall}, default=str) + "\n")
             self.out.flush()
@@ -786,6 +794,10 @@ def problems(summary: dict[str, Any], *, rss_growth_mb: float, thread_slack: int
     found: list[str] = []
     if not summary["ledger_exact"]:
         found.append("the ledger is not exact")
+    odd = {key: count for key, count in summary["samples"].items()
+           if key not in ("ok", "ClientStoppedError", "NotSentError")}
+    if odd:
+        found.append(f"samples that hung or failed unexpectedly: {odd}")
     flat = summary["flatness"]
     if flat:
         if flat["rss_mb"]["growth"] > rss_growth_mb:
@@ -821,7 +833,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default: a tenth of the run, at least 30)")
     parser.add_argument("--result-timeout", type=float, default=180.0, help="longest wait for one result")
     parser.add_argument("--stall-after", type=float, default=60.0,
-                        help="print what the client and the service are doing after this long without a step")
+                        help="print what the client and the service are doing after this long without progress")
     parser.add_argument("--trace-server-memory", action="store_true",
                         help="trace the service's allocations (tracemalloc; slower) and print where they grew "
                         "after the warm-up")
