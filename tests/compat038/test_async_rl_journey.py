@@ -31,6 +31,7 @@ from tinker_actors.local.engine.sample_work import sample_counters_of
 
 JOURNEY = "journey_async_rl.py"
 FLAGS = {"sample_use_retrieve_futures": True, "sample_cancel_enabled": True}
+SECONDS_PER_TOKEN = 0.005  # the 400-token sample then takes 2 s or more
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ def outcome(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     if request.param == "official":
         official_python()
     with service_with_flags(FLAGS) as service:
+        # a loaded sampler: the long sample is surely still running when the journey cancels it 0.3 s in
+        service.faults.slow_sampling(SECONDS_PER_TOKEN)
         home = tmp_path_factory.mktemp(f"async-rl-{request.param}")
         run = run_official(JOURNEY, service, home) if request.param == "official" else _ours(service, home)
         yield _Outcome(run, service.request_counts()["endpoints"], sample_counters_of(service.stats).snapshot())

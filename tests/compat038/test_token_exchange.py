@@ -73,11 +73,11 @@ def test_the_official_loop_passes_with_token_exchange(jwt_loop: _JwtRun) -> None
 
 
 def test_the_sdk_exchanged_its_key_and_sent_tokens(jwt_loop: _JwtRun) -> None:
-    """Tokens were fetched again and again during the run (each lives 3 s, the run takes longer), and
-    everything but client/config and the exchanges themselves carried a token, not the key."""
+    """Tokens were fetched again during the run (each lives 3 s and the SDK replaces a token with less than a
+    minute left before a request: every exchange after the first replaced a token), and everything but
+    client/config and the exchanges themselves carried a token, not the key."""
     exchanges = _received(jwt_loop, "auth_token")
     assert exchanges > 1 and jwt_loop.auth["tokens_issued"] == exchanges
-    assert jwt_loop.run.seconds > TOKEN_LIFETIME_S  # so some tokens expired and were replaced during the run
     assert jwt_loop.auth["keys_accepted"] == exchanges + _received(jwt_loop, "client_config")
     assert jwt_loop.auth["tokens_accepted"] >= _received(jwt_loop, "forward_backward") \
         + _received(jwt_loop, "retrieve_future") + _received(jwt_loop, "asample")

@@ -22,6 +22,9 @@ from tinker_actors.local.engine.sample_work import sample_counters_of
 LONG = 400  # tokens per sequence of the long sample (tiny-byte: well inside its context window)
 SEQUENCES = 4
 CANCEL_FLAGS = {"sample_cancel_enabled": True, "sample_cancel_max_batch_size": 2}
+# a loaded sampler (the slow-sampling fault): a long sample runs 0.8 s or more, so the cancel surely finds it
+# running however fast the machine is
+SECONDS_PER_TOKEN = 0.002
 
 
 def _long_params(seed: int = 9) -> tinker.SamplingParams:
@@ -56,6 +59,7 @@ def _sampler(client: Any) -> Any:
 
 def test_a_cancelled_running_sample_stops_at_its_next_token() -> None:
     with service_with(CANCEL_FLAGS) as service, tinker.ServiceClient(config=config(service)) as client:
+        service.faults.slow_sampling(SECONDS_PER_TOKEN)
         sampler = _sampler(client)
         future = sampler.sample(tinker.ModelInput.from_ints(PROMPT), SEQUENCES, _long_params())
         _wait_until(lambda: _tokens(service) > 0)  # it is running
@@ -87,6 +91,7 @@ def test_a_cancelled_queued_sample_never_runs() -> None:
 
 def test_a_dropped_future_is_cancelled_on_the_server_too() -> None:
     with service_with(CANCEL_FLAGS) as service, tinker.ServiceClient(config=config(service)) as client:
+        service.faults.slow_sampling(SECONDS_PER_TOKEN)
         sampler = _sampler(client)
         future = sampler.sample(tinker.ModelInput.from_ints(PROMPT), SEQUENCES, _long_params())
         _wait_until(lambda: _tokens(service) > 0)  # it is running
@@ -117,3 +122,18 @@ def test_cancel_future_is_idempotent_and_only_the_owners(tmp_path: Any) -> None:
             answer = http.post("/api/v1/cancel_future", json={"request_id": "req-unknown"})
             assert answer.status_code == 200 and answer.json()["cancelled"] is False
             assert http.post("/api/v1/cancel_future", json={}).status_code == 400
+
+
+def test_the_slow_sampling_fault_paces_every_step_and_turns_off() -> None:
+    with service_with({}) as service, tinker.ServiceClient(config=config(service)) as client:
+        sampler = _sampler(client)
+        params = tinker.SamplingParams(max_tokens=50, temperature=1.0, seed=1, stop=[])
+        service.faults.slow_sampling(0.02)
+        started = time.monotonic()
+        assert len(sampler.sample(tinker.ModelInput.from_ints(PROMPT), 1, params).result(timeout=60)
+                   .sequences[0].tokens) == 50
+        assert time.monotonic() - started >= 50 * 0.02  # one pause per generated token
+        service.faults.slow_sampling(0)
+        assert service.faults.seconds_per_token == 0
+        with pytest.raises(ValueError, match="seconds_per_token"):
+            service.faults.slow_sampling(-1)

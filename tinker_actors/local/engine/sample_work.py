@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -89,18 +91,27 @@ class SampleCounters:
 
 
 class SampleWork:
-    def __init__(self, counters: SampleCounters | None = None) -> None:
+    def __init__(self, counters: SampleCounters | None = None,
+                 seconds_per_token: Callable[[], float] = lambda: 0.0) -> None:
         self._samples: dict[str, _Sample] = {}
         self._queues: dict[tuple[str, int], _Queue] = {}
         self.counters = counters if counters is not None else SampleCounters()
+        self._seconds_per_token = seconds_per_token  # the slow-sampling fault (FaultRegistry.slow_sampling)
 
     # ---- samples -------------------------------------------------------------------------------
     def begin(self, request_id: str, sampler_id: str, seq_id: int | None, owner: str) -> GenerationControl:
         """A new sample's control (its stop switch): queued until its worker starts it."""
-        control = GenerationControl(self.counters.add_tokens)
+        control = GenerationControl(self._count_tokens)
         clone = (seq_id or 0) // CLONE_SEQ_IDS
         self._samples[request_id] = _Sample((sampler_id, clone), owner, control)
         return control
+
+    def _count_tokens(self, tokens: int) -> None:
+        # on the sample's worker thread: sleeping here slows that sample only
+        self.counters.add_tokens(tokens)
+        pause = self._seconds_per_token()
+        if pause > 0:
+            time.sleep(pause)
 
     def cancel(self, request_id: str, owner: str) -> bool:
         """Stop ``owner``'s sample; False if it is unknown to ``owner`` or already finished."""
@@ -163,5 +174,6 @@ def sample_work_of(state: ServiceState) -> SampleWork:
     """The one :class:`SampleWork` of a running service (its ``ServiceState``; a restart starts a new one)."""
     work = _BY_STATE.get(state)
     if work is None:
-        work = _BY_STATE[state] = SampleWork(sample_counters_of(state.stats))
+        faults = state.faults
+        work = _BY_STATE[state] = SampleWork(sample_counters_of(state.stats), lambda: faults.seconds_per_token)
     return work

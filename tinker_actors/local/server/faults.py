@@ -141,6 +141,19 @@ class FaultRegistry:
         self._rules: list[_Armed] = []
         self._ids = itertools.count(1)
         self._models = models
+        self._seconds_per_token = 0.0
+
+    # ---- a slow sampler --------------------------------------------------------------------------
+    def slow_sampling(self, seconds_per_token: float) -> None:
+        """Every sampling step from now on takes at least ``seconds_per_token`` longer (0 turns it off): a
+        loaded sampler, so a test can act while a sample is surely still running (cancel it, kill a client)."""
+        if not 0 <= seconds_per_token <= 10:
+            raise ValueError(f"seconds_per_token must be within [0, 10], got {seconds_per_token}")
+        self._seconds_per_token = float(seconds_per_token)
+
+    @property
+    def seconds_per_token(self) -> float:
+        return self._seconds_per_token
 
     # ---- models lost at once (they need the running service) -------------------------------------
     def drop_model(self, model_id: str) -> bool:
