@@ -14,6 +14,11 @@ exception in ``on_start``          logs, stops; neither hook is called         r
 abandoned after a stop timeout     (nothing: a thread cannot be killed)        exit after the handler
 =================================  ==========================================  ================
 
+Whatever the way, no message is lost silently (:mod:`supervisors.inbox`): what is still queued when the actor
+ends is taken out at once; queued asks fail with ``ActorDeadError`` (as in pykka) and queued tells go to
+:meth:`SupervisedActor.on_undelivered` (pykka drops them), where an actor fails the reply a tell carries;
+a message sent after the end is refused like one sent to a dead actor.
+
 Subclasses override :meth:`SupervisedActor.on_init` and :meth:`SupervisedActor.on_terminate`
 instead of pykka's ``on_start`` / ``on_stop`` / ``on_failure``; ``on_terminate`` runs exactly once,
 whatever the reason, so clean-up lives in one place.
@@ -32,9 +37,11 @@ from typing import Any, ClassVar, Concatenate, NoReturn, ParamSpec, TypeVar, fin
 
 import pykka
 from pykka import ActorDeadError, ActorRef, ActorRegistry
+from pykka.messages import _ActorStop
 
 from supervisors.errors import FatalHandlerError
 from supervisors.exits import ChildExited, ExitKind, ExitReason
+from supervisors.inbox import WAKE, ClosableInbox
 from supervisors.timers import Timer, TimerService, default_timer_service
 
 __all__ = ["ChildLink", "SupervisedActor", "crash_on_error", "current_actor"]
@@ -79,6 +86,7 @@ class ChildLink:
         if actor is not None:
             ActorRegistry.unregister(actor.actor_ref)
             actor.actor_stopped.set()
+            actor._answer_undelivered(ExitReason.killed())  # its thread may never come back to do it
 
 
 _offered = threading.local()
@@ -162,6 +170,15 @@ class SupervisedActor(pykka.ThreadingActor):
     def on_terminate(self, reason: ExitReason) -> None:
         """Release resources. Called once, in the actor thread, for every kind of exit."""
 
+    def on_undelivered(self, message: Any, reason: ExitReason) -> None:
+        """A tell that was still queued when this actor ended (``reason``); it was never handled.
+
+        Fail the reply it carries, if any, so its sender does not wait forever. Called after
+        :meth:`on_terminate`, in the actor thread, or in the supervisor's thread for an abandoned actor:
+        touch nothing of the actor's state, only the message. The default drops it with a debug line.
+        """
+        logger.debug("%s ended (%s) before handling %r", self, reason.kind.value, type(message).__name__)
+
     # ---- what subclasses may call ---------------------------------------------------------------
 
     @property
@@ -200,6 +217,10 @@ class SupervisedActor(pykka.ThreadingActor):
 
     # ---- pykka hooks, closed ----------------------------------------------------------------------
 
+    @staticmethod
+    def _create_actor_inbox() -> ClosableInbox:
+        return ClosableInbox()
+
     @final
     def on_start(self) -> None:
         self._link.thread = threading.current_thread()
@@ -229,6 +250,10 @@ class SupervisedActor(pykka.ThreadingActor):
         self._exit(ExitReason.crashed(error))
 
     def _handle_receive(self, message: Any) -> Any:
+        if message is WAKE:  # the inbox was closed while this thread waited on it: the loop sees the stop
+            if self._link.killed and self._exit_reason is None:
+                self._exit(ExitReason.killed())
+            return None
         try:
             return super()._handle_receive(message)
         except self.expected_errors:
@@ -262,9 +287,28 @@ class SupervisedActor(pykka.ThreadingActor):
             self.on_terminate(reason)
         except BaseException:  # clean-up must not prevent the report
             logger.exception("%s: on_terminate raised (ignored)", self)
+        self._answer_undelivered(reason)
         self._link.exit_reason = reason
         self._report(reason)
         self._link.exited.set()
+
+    def _answer_undelivered(self, reason: ExitReason) -> None:
+        """Close the inbox; answer each queued ask as pykka does and give each queued tell to the hook."""
+        inbox = self.actor_inbox
+        if not isinstance(inbox, ClosableInbox):  # pragma: no cover - only if a subclass swapped the inbox
+            return
+        for envelope in inbox.close(str(self.actor_ref)):
+            if envelope.reply_to is not None:
+                if isinstance(envelope.message, _ActorStop):
+                    envelope.reply_to.set(None)  # a stop asked for while stopping: done
+                else:
+                    error = ActorDeadError(f"{self.actor_ref} stopped before handling the message")
+                    envelope.reply_to.set_exception(exc_info=(ActorDeadError, error, None))
+                continue
+            try:
+                self.on_undelivered(envelope.message, reason)
+            except BaseException:  # one bad message must not keep the others from being answered
+                logger.exception("%s: on_undelivered raised (ignored)", self)
 
     def _report(self, reason: ExitReason) -> None:
         parent = self._link.parent

@@ -10,7 +10,7 @@ import structlog
 
 import tinker_actors as tinker
 from tests.recovery.conftest import batch, config, train_step, wait_until
-from tinker_actors.errors import InvalidInputError
+from tinker_actors.errors import ClientStoppedError, InvalidInputError
 from tinker_actors.local import LocalService
 from tinker_actors.testing import FaultHelper
 from tinker_actors.training.checkpoint_policy import CheckpointPolicy, CheckpointStatus
@@ -110,3 +110,13 @@ def test_without_a_policy_there_is_no_status(client: tinker.ServiceClient) -> No
     training = client.create_lora_training_client(base_model="tiny-byte", rank=4).result()
     assert training.checkpoint_status() is None
     assert training.forward(batch(), "cross_entropy").result(timeout=30).metrics
+
+
+def test_the_status_of_a_policy_that_stopped_is_a_typed_error(service: LocalService) -> None:
+    with tinker.ServiceClient(config=config(service)) as client:
+        training = client.create_lora_training_client(base_model="tiny-byte", rank=4).result()
+        training.enable_periodic_checkpoints(CheckpointPolicy(every_steps=100))
+        assert _status(training).saves == 0
+    # closed: the policy's actor is gone with its supervisor (as after a give-up), and the question says so
+    with pytest.raises(ClientStoppedError, match="not running anymore"):
+        training.checkpoint_status()

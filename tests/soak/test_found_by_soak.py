@@ -1,10 +1,11 @@
 """What the soak found, pinned by fast, deterministic tests (these run in the normal suite, not only when soaking).
 
-A training client's call that is queued in its actor's mailbox *behind* a crash is dropped with the dead actor
-(pykka discards the tells left in a stopped actor's inbox; only asks get ``ActorDeadError``): its caller's
-future never resolves. In the soak (``bench/bench_soak.py``, actor kills every ~30 s) this showed as a step
-whose ``forward_backward`` and ``optim_step`` hung, after which the recovery's step numbers were one behind the
-caller's count of ``optim_step`` calls. Marked ``xfail(strict=True)`` until fixed; the fix makes it pass.
+A client's call queued in its actor's mailbox *behind* a crash was dropped with the dead actor (pykka discards
+the tells left in a stopped actor's inbox; only asks get ``ActorDeadError``): its caller's future never
+resolved. In the soak (``bench/bench_soak.py``, actor kills every ~30 s) this showed as a step whose
+``forward_backward`` and ``optim_step`` hung. Fixed in ``supervisors.inbox``: what is queued when an actor ends
+goes to its ``on_undelivered``, where the client actors fail the call with ``CrashedBeforeSendError`` (never
+sent, safe to send again), and the restarted actor serves the calls made after.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import pytest
 
 import tinker_actors as tinker
 from tinker_actors.clients.ledger import TrainingLedger
+from tinker_actors.clients.sampling import SamplingClientActor
 from tinker_actors.config import Config, PollBackoff, RetryPolicy
-from tinker_actors.errors import NotSentError, TinkerTimeoutError
+from tinker_actors.errors import ClientStoppedError, CrashedBeforeSendError, NotSentError
 from tinker_actors.futures import APIFuture
 from tinker_actors.local import LocalService
 
@@ -40,8 +42,6 @@ def _training(client: tinker.ServiceClient) -> tinker.TrainingClient:
     return training
 
 
-@pytest.mark.xfail(strict=True, raises=TinkerTimeoutError,
-                   reason="a call queued behind a crash of the training client's actor is dropped: its caller hangs")
 def test_a_call_queued_behind_a_crash_of_the_training_actor_is_answered(
         client: tinker.ServiceClient, monkeypatch: pytest.MonkeyPatch) -> None:
     training = _training(client)
@@ -66,6 +66,37 @@ def test_a_call_queued_behind_a_crash_of_the_training_actor_is_answered(
     with pytest.raises(RuntimeError, match="crashed on purpose"):
         crash.get(timeout=10)
     assert first.exception(timeout=30) is None or isinstance(first.exception(), NotSentError)  # handled: it ends
-    # The second call never reached a handler: it must end (sent by the restarted actor, or NotSentError), not hang.
+    # The second call never reached a handler: it ends at once, typed as never sent, not hanging.
     error = second.exception(timeout=5)
-    assert error is None or isinstance(error, NotSentError), error
+    assert isinstance(error, CrashedBeforeSendError) and "crashed on purpose" in str(error.cause), error
+    # The restarted actor serves what comes next.
+    assert training.forward_backward(batch, "cross_entropy").result(timeout=30).loss_fn_outputs
+
+
+def test_a_sample_queued_behind_a_crash_of_the_sampling_actor_is_answered(
+        client: tinker.ServiceClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    sampler: Any = client.create_sampling_client(base_model="tiny-byte")
+    sampler = sampler.result(timeout=30) if isinstance(sampler, APIFuture) else sampler
+    handling, release = threading.Event(), threading.Event()
+    start = SamplingClientActor._start
+
+    def held_once(actor: SamplingClientActor, op: Any) -> None:
+        if not handling.is_set():
+            handling.set()
+            release.wait(10)
+        start(actor, op)
+
+    monkeypatch.setattr(SamplingClientActor, "_start", held_once)
+    params = tinker.SamplingParams(max_tokens=4, temperature=1.0)
+    prompt = tinker.ModelInput.from_ints(TEXT)
+    first = sampler.sample(prompt, 1, params)
+    assert handling.wait(10)
+    crash = sampler.actor.resolve(2.0).proxy().crash(RuntimeError("crashed on purpose"))
+    second = sampler.sample(prompt, 1, params)
+    release.set()
+    with pytest.raises(RuntimeError, match="crashed on purpose"):
+        crash.get(timeout=10)
+    assert first.exception(timeout=30) is None or isinstance(first.exception(), ClientStoppedError)
+    error = second.exception(timeout=5)
+    assert isinstance(error, CrashedBeforeSendError), error
+    assert len(sampler.sample(prompt, 1, params).result(timeout=30).sequences) == 1  # the restarted actor samples

@@ -28,7 +28,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from pykka import ActorDeadError, ActorRef
 
-from supervisors import ChildSpec, ExitReason, NamedRef, Restart, SupervisedActor, TerminateChild
+from supervisors import ChildSpec, ExitKind, ExitReason, NamedRef, Restart, SupervisedActor, TerminateChild
 from tinker_actors.auth.sources import credential_source
 from tinker_actors.clients.batched_polls import CLONE_SEQ_IDS, SessionPoller
 from tinker_actors.clients.cancellation import SampleCancels
@@ -43,6 +43,7 @@ from tinker_actors.errors import (
     APIStatusError,
     APITimeoutError,
     ClientStoppedError,
+    CrashedBeforeSendError,
     FutureExpiredError,
     InvalidInputError,
     NoProgressError,
@@ -347,7 +348,19 @@ class SamplingClientActor(SupervisedActor):
             task.cancel()
         self._in_flight.clear()
         while self._waiting:
-            fail(self._waiting.popleft().future, NotSentError(f"the sampling client actor {reason.kind.value}"))
+            fail(self._waiting.popleft().future, _not_sent(reason))
+
+    def on_undelivered(self, message: Any, reason: ExitReason) -> None:
+        # A sample queued behind the end of this incarnation was never started: it was never sent.
+        if isinstance(message, SampleOp):
+            fail(message.future, _not_sent(reason))
+
+
+def _not_sent(reason: ExitReason) -> NotSentError:
+    message = f"the sample was not sent: its sampling client actor {reason.kind.value}"
+    if reason.kind is ExitKind.CRASHED:
+        return CrashedBeforeSendError(message, cause=reason.error)
+    return NotSentError(message)
 
 
 _NO_RETRY = RetryPolicy(max_retries=0, deadline=None)  # sampling does its own retrying, above

@@ -324,6 +324,11 @@ class TrainingClientActor(SupervisedActor):
                     entry.task.cancel()
         self._in_flight.clear()
 
+    def on_undelivered(self, message: Any, reason: ExitReason) -> None:
+        # A call queued behind the end of this incarnation never got an op id: it was never sent.
+        if isinstance(message, SubmitOp):
+            fail(message.op.future, _not_sent_error(message.op.kind, reason))
+
 
 def _not_sent_error(kind: str, reason: ExitReason) -> NotSentError:
     message = f"{kind} was not sent: its training client actor {reason.kind.value}"

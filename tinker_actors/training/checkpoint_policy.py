@@ -25,8 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from supervisors import ChildSpec, ExitReason, Restart, SupervisedActor, Timer
-from tinker_actors.errors import InvalidInputError
+from supervisors import (
+    ChildNotRunning,
+    ChildSpec,
+    ExitReason,
+    NameLookupTimeout,
+    Restart,
+    SupervisedActor,
+    SupervisorNotRunning,
+    Timer,
+)
+from tinker_actors.errors import ClientStoppedError, InvalidInputError
 from tinker_actors.logs import level_enabled
 from tinker_actors.runtime.ioloop import Outcome
 from tinker_actors.telemetry.bus import emit
@@ -323,6 +332,10 @@ def checkpoint_status(port: ClientPort) -> CheckpointStatus | None:
     watch = port.ledger.watch
     if watch is None or not watch.has_step_listener:
         return None
-    status: CheckpointStatus = port.supervisor.child(port.checkpoints_child).ask(StatusQuery(),
-                                                                                 timeout=_STATUS_TIMEOUT_S)
+    try:
+        status: CheckpointStatus = port.supervisor.child(port.checkpoints_child).ask(StatusQuery(),
+                                                                                     timeout=_STATUS_TIMEOUT_S)
+    except (ChildNotRunning, SupervisorNotRunning, NameLookupTimeout) as gone:
+        # the client was closed, or its supervisor gave up after too many crashes: typed, not a supervision error
+        raise ClientStoppedError(f"the periodic checkpoint policy is not running anymore ({gone})") from None
     return status
