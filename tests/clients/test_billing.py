@@ -139,6 +139,24 @@ def test_the_pause_does_not_use_up_the_deadline_of_a_blocking_call(service: Loca
         assert training.model_id and time.monotonic() - started >= 1.5
 
 
+def test_a_sample_paused_longer_than_its_progress_timeout_goes_on_after_the_top_up(service: LocalService) -> None:
+    """A sample's no-progress bound (RetryConfig.progress_timeout, here 0.5 s) is held while a 402 pauses it: the
+    billing pause bounds it instead, so a 2 s pause then a top-up is a sample, not a NoProgressError."""
+    with tinker.ServiceClient(config=config(service, log_level="info")) as client:
+        sampler = client.create_sampling_client(
+            base_model="tiny-byte", retry_config=tinker.RetryConfig(progress_timeout=0.5)).result()
+        service.billing.set_budget(USER, 0)
+        with structlog.testing.capture_logs() as logs:
+            future = sampler.sample(tinker.ModelInput.from_ints([1, 2, 3]), 1,
+                                    tinker.SamplingParams(max_tokens=3, temperature=1.0))
+            wait_until(lambda: client._context.http.billing.paused == 1)
+            time.sleep(2.0)  # four times the progress timeout
+            assert not future.done()
+            service.billing.top_up(USER, 1_000_000)
+            assert len(future.result(10).sequences[0].tokens) == 3
+        assert [e["event"] for e in logs if e["event"].startswith("billing.")] == ["billing.paused", "billing.resumed"]
+
+
 def test_heartbeats_and_telemetry_never_pause(service: LocalService) -> None:
     with tinker.ServiceClient(config=config(service)) as client:
         assert client.session_id

@@ -42,6 +42,7 @@ from tinker_actors.errors import (
     APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
+    BillingError,
     ClientStoppedError,
     CrashedBeforeSendError,
     FutureExpiredError,
@@ -287,7 +288,7 @@ class SamplingClientActor(SupervisedActor):
                                 response_model=UntypedAPIFuture, retry=_NO_RETRY,
                                 headers={**_BACKPRESSURE, IDEMPOTENCY_KEY: request_id},
                                 timeout=min(self._context.config.timeouts.default, max(left(), 0.05)),
-                                endpoint="asample")
+                                endpoint="asample", on_pause=lambda error: _billing_paused(clock, error))
                         request_id = submitted.data.request_id
                         try:
                             await self._announced(request_id, seq_id, left())
@@ -365,6 +366,12 @@ def _not_sent(reason: ExitReason) -> NotSentError:
 
 _NO_RETRY = RetryPolicy(max_retries=0, deadline=None)  # sampling does its own retrying, above
 _BACKPRESSURE = {"X-Tinker-Sampling-Backpressure": "1"}
+
+
+def _billing_paused(clock: StallWatch, error: BillingError) -> None:
+    """A 402 holds the sample: the billing pause bounds it (``Config.billing_pause``), not progress_timeout."""
+    clock.answer("HTTP 402 (billing pause)", status=402, error=error.message)
+    clock.progress()
 
 
 def _tighter(ours: int, servers: int | None) -> int:

@@ -42,7 +42,7 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar, overload
 
 import httpx
@@ -192,7 +192,8 @@ class HttpLayer:
                       timeout: float | None = None, retry: RetryPolicy | None = None,
                       headers: Mapping[str, str] | None = None,
                       accept_status: frozenset[int] = _NO_STATUSES,
-                      endpoint: str | None = None, billing_pause: bool = True) -> HttpResponse[M]: ...
+                      endpoint: str | None = None, billing_pause: bool = True,
+                      on_pause: Callable[[BillingError], None] | None = None) -> HttpResponse[M]: ...
 
     @overload
     async def request(self, purpose: Purpose | str, method: str, path: str, *, content: bytes | None = None,
@@ -200,14 +201,16 @@ class HttpLayer:
                       timeout: float | None = None, retry: RetryPolicy | None = None,
                       headers: Mapping[str, str] | None = None,
                       accept_status: frozenset[int] = _NO_STATUSES,
-                      endpoint: str | None = None, billing_pause: bool = True) -> HttpResponse[Any]: ...
+                      endpoint: str | None = None, billing_pause: bool = True,
+                      on_pause: Callable[[BillingError], None] | None = None) -> HttpResponse[Any]: ...
 
     async def request(self, purpose: Purpose | str, method: str, path: str, *, content: bytes | None = None,
                       params: QueryParams | None = None, response_model: type[BaseModel] | None = None,
                       timeout: float | None = None, retry: RetryPolicy | None = None,
                       headers: Mapping[str, str] | None = None,
                       accept_status: frozenset[int] = _NO_STATUSES,
-                      endpoint: str | None = None, billing_pause: bool = True) -> HttpResponse[Any]:
+                      endpoint: str | None = None, billing_pause: bool = True,
+                      on_pause: Callable[[BillingError], None] | None = None) -> HttpResponse[Any]:
         """Send one call, retrying per ``retry`` (default: the config's policy).
 
         ``content`` is the already-encoded JSON body. A 2xx answer is validated into
@@ -216,7 +219,9 @@ class HttpLayer:
         the archive call, which is then not followed). ``timeout`` is the
         per-attempt timeout (default by purpose: futures 45 s, telemetry 5 s, else 60 s).
         ``endpoint`` names the call in :meth:`stats` (default ``"<METHOD> <first path segment>"``).
-        ``billing_pause``: whether a 402 pauses the call (never for telemetry).
+        ``billing_pause``: whether a 402 pauses the call (never for telemetry). ``on_pause`` is told of each
+        402 before and after its wait (a caller with its own no-progress clock, the sampler, holds it meanwhile:
+        the pause has its own bound and its own announcements).
         """
         if self._closed:
             raise ClientStoppedError("The HTTP layer is closed.")
@@ -272,10 +277,14 @@ class HttpLayer:
                     continue
                 if billing_pause and isinstance(outcome.error, BillingError):
                     paused += 1
+                    if on_pause is not None:
+                        on_pause(outcome.error)
                     waited = await self._billing.pause(outcome.error, paused)  # raises once the pause ran out
                     deadline = None if deadline is None else deadline + waited
                     if watch is not None:
                         watch.progress()  # the pause is announced by the billing module, not as a stall
+                    if on_pause is not None:
+                        on_pause(outcome.error)
                     continue
                 if watch is not None:
                     watch.answer(_condition(outcome.error), attempt=retries + 1, attempts=policy.max_retries + 1,
