@@ -1,8 +1,9 @@
 """docs/reference.md lists signatures "as they are in the code": every listed one is checked against it.
 
 The listings are ```text blocks under a ``### `ClassName` `` heading, one ``def``/``async def`` line per
-method (``@classmethod`` prefixed where it is one). Each must equal ``inspect.signature`` of that method
-of ``tinker_actors.<ClassName>`` (annotations as written, without quotes).
+method (``@classmethod`` / ``@staticmethod`` prefixed where it is one). Each must equal ``inspect.signature`` of
+that method of ``tinker_actors.<ClassName>`` (annotations as written, without quotes), and every public method
+of those classes is listed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tinker_actors
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
 _HEADING = re.compile(r"^### `(?P<cls>\w+)`")
-_DEF = re.compile(r"^(?:@classmethod )?(?:async )?def (?P<name>\w+)(?P<signature>\(.*)$")
+_DEF = re.compile(r"^(?:@classmethod |@staticmethod )?(?:async )?def (?P<name>\w+)(?P<signature>\(.*)$")
 
 
 def listed_signatures() -> list[tuple[str, str, str, int]]:
@@ -55,3 +56,13 @@ def test_a_listed_signature_is_the_codes(cls: str, name: str, listed: str, line:
         method = method.__func__
     actual = str(inspect.signature(inspect.unwrap(method))).replace("'", "")
     assert listed == actual, f"docs/reference.md:{line} lists {cls}.{name}{listed}; the code has {actual}"
+
+
+def test_every_public_method_of_a_listed_class_is_listed() -> None:
+    listed = {(cls, name) for cls, name, *_ in SIGNATURES}
+    missing = sorted(f"{cls}.{name}" for cls in {cls for cls, *_ in SIGNATURES}
+                     for name, member in vars(getattr(tinker_actors, cls)).items()
+                     if not name.startswith("_") and not isinstance(member, property)
+                     and (callable(member) or isinstance(member, classmethod | staticmethod))
+                     and (cls, name) not in listed)
+    assert missing == [], f"public methods missing from docs/reference.md: {missing}"
