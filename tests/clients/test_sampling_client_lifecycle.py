@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import tinker_actors as tinker
+from tinker_actors.clients import sampling as sampling_module
 from tinker_actors.clients.sampling import RetryConfig, SamplingClient
 from tinker_actors.config import Config, PollBackoff, RetryPolicy
 from tinker_actors.errors import ClientStoppedError
@@ -83,6 +84,8 @@ def test_two_hundred_dropped_clients_leave_no_thread_and_no_child_behind(svc: ti
         assert settles(lambda: children(svc) == kids), f"{children(svc)} children after dropping a batch"
     assert settles(lambda: threading.active_count() <= threads + 2), (
         f"{threading.active_count()} threads after 200 dropped clients, {threads} before")
+    # nor an entry each in the table unpickled handles find their ServiceClient by
+    assert settles(lambda: not [key for key in sampling_module._owners if key[0] == svc.config.base_url])
 
 
 def test_a_dropped_clients_pending_samples_still_resolve(svc: tinker.ServiceClient, service: LocalService) -> None:

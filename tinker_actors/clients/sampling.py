@@ -414,10 +414,20 @@ def _retry_after(error: APIStatusError | APIConnectionError) -> float | None:
 _client_ids = itertools.count()
 
 
-# The ServiceClient that created each live sampling session of this process, by (base URL, session id):
-# a handle unpickled in the process that made it (copy.deepcopy, a thread pool that pickles, Ray's local
-# mode) re-attaches through it, without looking for credentials.
-_owners: weakref.WeakValueDictionary[tuple[str, str], ServiceClient] = weakref.WeakValueDictionary()
+class _SessionOwner:
+    """The ServiceClient that created a sampling session, held by every live handle of that session here."""
+
+    __slots__ = ("__weakref__", "service")
+
+    def __init__(self, service: ServiceClient) -> None:
+        self.service = service
+
+
+# The owner of each sampling session with a live handle in this process, by (base URL, session id): a handle
+# unpickled in the process that made it (copy.deepcopy, a thread pool that pickles, Ray's local mode)
+# re-attaches through it, without looking for credentials. An entry goes with the session's last handle, so a
+# long run that makes a sampling client per weights version does not grow it.
+_owners: weakref.WeakValueDictionary[tuple[str, str], _SessionOwner] = weakref.WeakValueDictionary()
 
 
 @names_sdk_methods  # x-sdk-method on the wire (protocol 0.38)
@@ -482,7 +492,10 @@ class SamplingClient(QueueStateObserver):
                                                                      life),
                          restart=Restart.TRANSIENT)
         self._actor: NamedRef | None = service.clients_supervisor.start_child(spec, timeout=10.0)
-        _owners.setdefault((self._base_url, session), service)
+        owner = _owners.get((self._base_url, session))
+        if owner is None or owner.service._closed:
+            owner = _owners[(self._base_url, session)] = _SessionOwner(service)
+        self._session_owner = owner  # keeps the entry while this handle lives
         # Dropping this handle stops its actor once its pending samples are done. Not at interpreter exit:
         # closing the ServiceClient (or the process ending) stops every actor anyway.
         self._on_drop = weakref.finalize(self, _handle_dropped, life, context.runtime.ioloop.loop)
@@ -676,8 +689,8 @@ def _service_for(base_url: str, sampling_session_id: str) -> ServiceClient:
     from tinker_actors.clients.service import ServiceClient
 
     owner = _owners.get((base_url, sampling_session_id))
-    if owner is not None and not owner._closed:
-        return owner
+    if owner is not None and not owner.service._closed:
+        return owner.service
     config = Config.from_env(base_url=base_url)
     try:
         credential_source(config)
