@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 import tinker_actors as tinker
@@ -51,3 +52,23 @@ def test_inflight_is_refused_before_sending_on_protocol_0_6_3_and_a_bad_kind_is_
             training.save_weights_and_get_sampling_client(kind="live")
         after = service.request_counts()["endpoints"].get("save_weights_for_sampler", {}).get("received", 0)
         assert after == before
+
+
+def test_an_ended_session_frees_its_inflight_weights_and_completion_queues() -> None:
+    """A long-running service must not keep the published weights or completion queues of sessions that ended."""
+    flags = {"sample_use_retrieve_futures": True}
+    with service_with(flags) as service:
+        def health() -> dict[str, int]:
+            answer = httpx.get(f"{service.base_url}/local/v1/health", headers={"X-API-Key": "tml-test-key"})
+            return {key: answer.json()[key] for key in ("loaded_samplers", "inflight_weights", "completion_queues")}
+
+        for _ in range(3):  # three sessions, one after the other
+            with tinker.ServiceClient(config=config(service, **{"protocol": "0.38"})) as client:
+                training = done(client.create_lora_training_client(base_model="tiny-byte", rank=8, seed=3))
+                inflight = done(training.save_weights_and_get_sampling_client(kind="inflight"))
+                train_step(training)
+                sample_tokens(inflight)
+                live = health()
+                assert live["inflight_weights"] == 1 and live["completion_queues"] >= 1, live
+        # each session was finished by close(): nothing of theirs is kept
+        assert health() == {"loaded_samplers": 0, "inflight_weights": 0, "completion_queues": 0}

@@ -15,6 +15,8 @@ import pydantic
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local.api.rest_api import RestApi
 from tinker_actors.local.api.routes import Router
+from tinker_actors.local.engine.inflight import inflight_of
+from tinker_actors.local.engine.sample_work import sample_work_of
 from tinker_actors.local.engine.state import ApiError, Call, ServiceState
 from tinker_actors.local.server.faults import FaultRule
 from tinker_actors.local.server.http_server import HttpResponse
@@ -55,6 +57,10 @@ class AdminApi:
             "models": sum(1 for slot in state.models.values() if slot.gone is None),
             "pending_futures": state.futures.pending_count,
             "base_models": [m.name for m in state.backend.base_models()],
+            # what the engine keeps for live sessions (freed when a session ends): a growing number is a leak
+            "loaded_samplers": len(state.samplers),
+            "inflight_weights": len(inflight_of(state)),
+            "completion_queues": sample_work_of(state).queue_count,
         })
 
     async def list_faults(self, call: Call) -> HttpResponse:

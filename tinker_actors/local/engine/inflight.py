@@ -13,8 +13,12 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tinker_actors.local.engine.backend import SamplerEngine, Trainer
+
+if TYPE_CHECKING:
+    from tinker_actors.local.engine.state import EndedSession, ServiceState
 
 __all__ = ["InflightSamplers", "inflight_of"]
 
@@ -67,15 +71,34 @@ class InflightSamplers:
     def forget(self, sampler_id: str) -> None:
         model_id = self._model_of.pop(sampler_id, None)
         if model_id is not None:
-            self._followers.get(model_id, set()).discard(sampler_id)
+            followers = self._followers.get(model_id)
+            if followers is not None:
+                followers.discard(sampler_id)
+                if not followers:  # nobody follows it: its latest weights need not be kept
+                    del self._followers[model_id]
+                    self._published.pop(model_id, None)
+
+    def session_ended(self, ended: EndedSession) -> None:
+        """Free what an ended session's samplers and models kept here (a published sampler holds weights)."""
+        for sampler_id in ended.sampler_ids:
+            self.forget(sampler_id)
+        for model_id in ended.model_ids:
+            if not self._followers.get(model_id):  # a follower in a live session keeps the last weights
+                self._followers.pop(model_id, None)
+                self._published.pop(model_id, None)
+
+    def __len__(self) -> int:
+        """Models with published weights kept here."""
+        return len(self._published)
 
 
-_BY_STATE: weakref.WeakKeyDictionary[object, InflightSamplers] = weakref.WeakKeyDictionary()
+_BY_STATE: weakref.WeakKeyDictionary[ServiceState, InflightSamplers] = weakref.WeakKeyDictionary()
 
 
-def inflight_of(state: object) -> InflightSamplers:
+def inflight_of(state: ServiceState) -> InflightSamplers:
     """The one :class:`InflightSamplers` of a running service (its ``ServiceState``), made on first use."""
     samplers = _BY_STATE.get(state)
     if samplers is None:
         samplers = _BY_STATE[state] = InflightSamplers()
+        state.session_end_listeners.append(samplers.session_ended)
     return samplers

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from tinker_actors.local.model.generation_stop import GenerationControl
 
 if TYPE_CHECKING:
-    from tinker_actors.local.engine.state import ServiceState
+    from tinker_actors.local.engine.state import EndedSession, ServiceState
     from tinker_actors.local.engine.stats import RequestStats
 
 __all__ = ["CANCELLED_MESSAGE", "CLONE_SEQ_IDS", "Completion", "SampleCounters", "SampleWork", "sample_counters_of",
@@ -153,9 +153,15 @@ class SampleWork:
         events = [event for event in queue.events if event.cursor > prev_cursor]
         return events, (events[-1].cursor if events else prev_cursor)
 
-    def forget_session(self, sampler_id: str) -> None:
-        for key in [key for key in self._queues if key[0] == sampler_id]:
+    def session_ended(self, ended: EndedSession) -> None:
+        """Drop the completion queues of an ended session's sampling sessions (and their clones)."""
+        gone = set(ended.sampler_ids)
+        for key in [key for key in self._queues if key[0] in gone]:
             del self._queues[key]
+
+    @property
+    def queue_count(self) -> int:
+        return len(self._queues)
 
 
 _BY_STATE: weakref.WeakKeyDictionary[ServiceState, SampleWork] = weakref.WeakKeyDictionary()
@@ -176,4 +182,5 @@ def sample_work_of(state: ServiceState) -> SampleWork:
     if work is None:
         faults = state.faults
         work = _BY_STATE[state] = SampleWork(sample_counters_of(state.stats), lambda: faults.seconds_per_token)
+        state.session_end_listeners.append(work.session_ended)
     return work

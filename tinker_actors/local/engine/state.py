@@ -188,6 +188,15 @@ class SamplerSlot:
     building: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+@dataclass(frozen=True)
+class EndedSession:
+    """A session that ended, with the models and the (loaded) sampling sessions it had."""
+
+    session_id: str
+    model_ids: tuple[str, ...]
+    sampler_ids: tuple[str, ...]
+
+
 class ServiceState:
     """Everything one running service knows. Created on, and used from, the service loop."""
 
@@ -208,6 +217,9 @@ class ServiceState:
         self.model_requests: dict[tuple[str, int], str] = {}  # (session, model_seq_id) -> request id
         self.samplers: dict[str, SamplerSlot] = {}
         self.expired_sessions: set[str] = set()
+        # Told when a session ends (expired or finished), after its models and samplers are released: the
+        # engine's other parts (inflight samplers, completion queues) free what they keep for them.
+        self.session_end_listeners: list[Callable[[EndedSession], None]] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self._engines: OrderedDict[str, SamplerEngine] = OrderedDict()
         self.pending_samples = 0
@@ -264,12 +276,18 @@ class ServiceState:
 
     def _end_session(self, session_id: str, reason: str) -> None:
         self.expired_sessions.add(session_id)
-        for slot in self.models.values():
-            if slot.session_id == session_id and slot.gone is None:
+        models = [model_id for model_id, slot in self.models.items() if slot.session_id == session_id]
+        for model_id in models:
+            slot = self.models[model_id]
+            if slot.gone is None:
                 slot.release(reason)
-        for sampler_id in [sid for sid, s in self.samplers.items() if s.record.session_id == session_id]:
+        samplers = [sid for sid, s in self.samplers.items() if s.record.session_id == session_id]
+        for sampler_id in samplers:
             del self.samplers[sampler_id]
             self.drop_engine(sampler_id)
+        ended = EndedSession(session_id, tuple(models), tuple(samplers))
+        for listener in self.session_end_listeners:
+            listener(ended)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
