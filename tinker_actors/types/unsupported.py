@@ -21,7 +21,7 @@ from typing import Any
 
 from tinker_actors.errors import UnsupportedFeatureError
 
-__all__ = ["NOT_SUPPORTED_YET", "NotBuilt", "refuse_not_built"]
+__all__ = ["NOT_SUPPORTED_YET", "NotBuilt", "feature_in_words", "refuse_not_built"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,3 +108,11 @@ def refuse_not_built(type_name: str, values: Mapping[str, Any]) -> None:
                 f"{type_name}.{name} asks for {not_built.feature}: not supported yet by tinker-actors "
                 f"(leave {name} at {not_built.leave}; see 'Coming from the official SDK 0.38' in "
                 f"docs/porting-from-official-sdk.md)", feature=f"{type_name}.{name}")
+
+
+def feature_in_words(feature: str) -> str:
+    """What an :class:`UnsupportedFeatureError`'s ``feature`` (``"Type.field"``) turns on, in words (the
+    local service answers with it: a server does not point its callers at a client's porting guide)."""
+    type_name, _, name = feature.partition(".")
+    not_built = NOT_SUPPORTED_YET.get(type_name, {}).get(name)
+    return not_built.feature if not_built is not None else feature

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import pydantic
 
+from tinker_actors.errors import UnsupportedFeatureError
 from tinker_actors.local.config import LocalServiceConfig
 from tinker_actors.local.engine.backend import Backend, LoraSpec, SamplerEngine, Trainer
 from tinker_actors.local.engine.billing import BillingLedger
@@ -31,6 +32,7 @@ from tinker_actors.local.engine.storage import DEFAULT_OWNER, FinishReason, Inva
 from tinker_actors.local.server.faults import FaultRegistry
 from tinker_actors.local.server.http_server import HttpRequest, HttpResponse
 from tinker_actors.types import encode_json
+from tinker_actors.types.unsupported import feature_in_words
 
 __all__ = [
     "PARSE_INLINE_BYTES",
@@ -92,7 +94,12 @@ def validation_message(what: str, error: pydantic.ValidationError) -> str:
     problems = []
     for item in error.errors()[:8]:
         location = ".".join(str(part) for part in item["loc"]) or "body"
-        problems.append(f"{location}: {item['msg']}")
+        cause = item.get("ctx", {}).get("error")
+        if isinstance(cause, UnsupportedFeatureError):  # the shared types refuse it: so does this server
+            problems.append(f"{location}: {cause.feature} asks for {feature_in_words(cause.feature)}, which "
+                            "the local service does not implement")
+        else:
+            problems.append(f"{location}: {item['msg']}")
     return f"invalid {what} request: " + "; ".join(problems)
 
 
