@@ -10,12 +10,9 @@ are sent at once and all awaited. The last stdout line is ``{"steps": {name: "ok
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-import traceback
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 if sys.argv[1:2] == ["tinker_actors"]:
     import tinker_actors as tinker
@@ -24,7 +21,11 @@ else:
     import tinker
     from tinker import types
 
-T = TypeVar("T")
+try:
+    from journey_kit import Journey, done  # run as a script: its folder is first on sys.path
+except ImportError:  # imported by a test, for its constants
+    from tests.compat038.journey_kit import Journey, done
+
 TIMEOUT_S = 60.0
 PROMPT = list(b"the cat ")
 TEXT = list(b"the cat sat on the mat. the cat sat on the mat.")
@@ -32,22 +33,7 @@ MANY = 32
 
 
 def _done(value: Any) -> Any:
-    return value.result(timeout=TIMEOUT_S) if hasattr(value, "result") else value
-
-
-class _Journey:
-    def __init__(self) -> None:
-        self.steps: dict[str, str] = {}
-        self.values: dict[str, Any] = {}
-
-    def step(self, name: str, body: Callable[[], T]) -> T | None:
-        try:
-            result = body()
-        except Exception:
-            self.steps[name] = traceback.format_exc(limit=8)
-            return None
-        self.steps[name] = "ok"
-        return result
+    return done(value, TIMEOUT_S)
 
 
 def _sample(sampler: Any, max_tokens: int = 12) -> dict[str, Any]:
@@ -65,7 +51,7 @@ def _train_step(training: Any) -> None:
 
 
 def main() -> None:
-    journey = _Journey()
+    journey = Journey()
     service = tinker.ServiceClient()
     training = _done(service.create_lora_training_client(base_model="tiny-byte", rank=8, seed=3))
     inflight = journey.step("inflight_sampler", lambda: _done(
@@ -97,7 +83,7 @@ def main() -> None:
             return sum(len(f.result(timeout=TIMEOUT_S).sequences) for f in futures)
 
         journey.values["many"] = journey.step("many_samples", many_at_once)
-    print(json.dumps({"steps": journey.steps, "values": journey.values}))
+    journey.report()
 
 
 if __name__ == "__main__":

@@ -10,11 +10,8 @@ with a base-model override that fits (same logprobs as the source) and one that 
 
 from __future__ import annotations
 
-import json
 import sys
-import traceback
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 if sys.argv[1:2] == ["tinker_actors"]:
     import tinker_actors as tinker
@@ -23,37 +20,17 @@ else:
     import tinker  # type: ignore[no-redef]
     from tinker import types  # type: ignore[no-redef]
 
-T = TypeVar("T")
+try:
+    from journey_kit import Journey, done  # run as a script: its folder is first on sys.path
+except ImportError:  # imported by a test, for its constants
+    from tests.compat038.journey_kit import Journey, done
+
 TIMEOUT_S = 30.0
 SEQUENCE = list(b"the cat sat on the mat")
 
 
 def _done(value: Any) -> Any:
-    return value.result(timeout=TIMEOUT_S) if hasattr(value, "result") else value
-
-
-class _Journey:
-    def __init__(self) -> None:
-        self.steps: dict[str, str] = {}
-        self.values: dict[str, Any] = {}
-
-    def step(self, name: str, body: Callable[[], T]) -> T | None:
-        try:
-            result = body()
-        except Exception:
-            self.steps[name] = traceback.format_exc(limit=8)
-            return None
-        self.steps[name] = "ok"
-        return result
-
-    def refusal(self, name: str, body: Callable[[], Any]) -> None:
-        try:
-            body()
-        except Exception as error:
-            self.values[name] = {"refused": type(error).__name__, "message": str(error)}
-            self.steps[name] = "ok"
-        else:
-            self.steps[name] = "not refused"
+    return done(value, TIMEOUT_S)
 
 
 def _datum() -> Any:
@@ -67,7 +44,7 @@ def _logprobs(training: Any) -> list[float]:
 
 
 def main() -> None:
-    journey = _Journey()
+    journey = Journey()
     client = tinker.ServiceClient()
     training = _done(client.create_lora_training_client(base_model="tiny-byte", rank=4, seed=3))
     journey.step("train", lambda: (training.forward_backward([_datum()], "cross_entropy").result(timeout=TIMEOUT_S),
@@ -101,7 +78,7 @@ def main() -> None:
         journey.values["external_path_kind"] = external.split("/")[-2]
         urls = journey.step("external_urls", lambda: _done(rest.get_external_weights_urls(external)).urls)
         journey.values["external_files"] = sorted(urls or {})
-    print(json.dumps({"steps": journey.steps, "values": journey.values}))
+    journey.report()
 
 
 if __name__ == "__main__":

@@ -19,10 +19,8 @@ import hashlib
 import inspect
 import json
 import sys
-import traceback
 import urllib.request
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 if sys.argv[1:2] == ["tinker_actors"]:
     import tinker_actors as tinker
@@ -31,7 +29,11 @@ else:
     import tinker
     from tinker import types
 
-T = TypeVar("T")
+try:
+    from journey_kit import Journey, done  # run as a script: its folder is first on sys.path
+except ImportError:  # imported by a test, for its constants
+    from tests.compat038.journey_kit import Journey, done
+
 TIMEOUT_S = 60.0
 TOKENS = list(b"the cat sat on the mat")
 PROMPT = types.ModelInput.from_ints(list(b"the cat "))
@@ -39,25 +41,7 @@ PARAMS = types.SamplingParams(max_tokens=8, temperature=1.0, seed=5)
 
 
 def _done(value: Any) -> Any:
-    """A factory call's client: 0.38 returns a future of it (``.result()``), older call styles the client."""
-    return value.result(timeout=TIMEOUT_S) if hasattr(value, "result") else value
-
-
-class _Journey:
-    def __init__(self) -> None:
-        self.steps: dict[str, str] = {}
-        self.values: dict[str, Any] = {}
-
-    def step(self, name: str, body: Callable[[], T]) -> T | None:
-        try:
-            result = body()
-        except Exception:
-            self.steps[name] = traceback.format_exc(limit=8)
-            return None
-        self.steps[name] = "ok"
-        if result is not None:
-            self.values[name] = result
-        return result
+    return done(value, TIMEOUT_S)
 
 
 def _train(training: Any) -> None:
@@ -83,13 +67,13 @@ def _tokens(service: Any, model_path: str) -> list[int]:
 
 
 def main() -> None:
-    journey = _Journey()
+    journey = Journey(keep_results=True)
     external = sys.argv[2] if len(sys.argv) > 2 else None
     service = tinker.ServiceClient(project_id="journey")
     training = journey.step("create", lambda: _done(service.create_lora_training_client(
         base_model="tiny-byte", rank=2, seed=3)))
     if training is None:
-        print(json.dumps({"steps": journey.steps, "values": journey.values}, default=str))
+        journey.report()
         return
     run_id = training.model_id
     session_id = run_id.rsplit(":train:", 1)[0]
@@ -167,7 +151,7 @@ def main() -> None:
         return checkpoint(copied["path"]) is None
 
     journey.step("delete_copy", delete_copy)
-    print(json.dumps({"steps": journey.steps, "values": journey.values}, default=str))
+    journey.report()
 
 
 if __name__ == "__main__":

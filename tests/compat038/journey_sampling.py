@@ -16,11 +16,8 @@ The last stdout line is ``{"steps": {name: "ok" | error}, "values": {...}}``.
 
 from __future__ import annotations
 
-import json
 import sys
-import traceback
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +28,11 @@ else:
     import tinker  # type: ignore[no-redef]
     from tinker import types  # type: ignore[no-redef]
 
-T = TypeVar("T")
+try:
+    from journey_kit import Journey, done  # run as a script: its folder is first on sys.path
+except ImportError:  # imported by a test, for its constants
+    from tests.compat038.journey_kit import Journey, done
+
 TIMEOUT_S = 60.0
 BASE = "tiny-byte"
 EOS = 256  # tiny-byte's <|endoftext|>
@@ -44,24 +45,7 @@ ALT_K = 3
 
 
 def _done(value: Any) -> Any:
-    """A factory call's client: 0.38 returns a future of it (``.result()``), older call styles the client."""
-    return value.result(timeout=TIMEOUT_S) if hasattr(value, "result") else value
-
-
-class _Journey:
-    def __init__(self) -> None:
-        self.steps: dict[str, str] = {}
-        self.values: dict[str, Any] = {}
-
-    def step(self, name: str, body: Callable[[], T]) -> T | None:
-        try:
-            result = body()
-        except Exception:
-            self.steps[name] = traceback.format_exc(limit=8)
-            return None
-        self.steps[name] = "ok"
-        self.values[name] = result
-        return result
+    return done(value, TIMEOUT_S)
 
 
 def _target_ids() -> np.ndarray:
@@ -81,7 +65,7 @@ def _sparse_targets() -> Any:
                             sparse_crow_indices=np.cumsum(crow).tolist(), sparse_col_indices=cols.tolist())
 
 
-def base_model_outputs(journey: _Journey, sampler: Any) -> None:
+def base_model_outputs(journey: Journey, sampler: Any) -> None:
     prompt = types.ModelInput.from_ints(PROMPT)
 
     def topk() -> dict[str, Any]:
@@ -138,7 +122,7 @@ def base_model_outputs(journey: _Journey, sampler: Any) -> None:
     journey.step("prompt_cache_hits", cache_hits)
 
 
-def end_of_text(journey: _Journey, service: Any) -> None:
+def end_of_text(journey: Journey, service: Any) -> None:
     """A model trained to say end-of-text: stop left out stops there, stop=[] runs to max_tokens."""
     text = list(b"the quick brown fox jumps over the lazy dog. ")
 
@@ -177,7 +161,7 @@ def end_of_text(journey: _Journey, service: Any) -> None:
 
 
 def main() -> None:
-    journey = _Journey()
+    journey = Journey(keep_results=True)
     service = tinker.ServiceClient()
     sampler = journey.step("create_sampler", lambda: _done(service.create_sampling_client(base_model=BASE)))
     if sampler is not None:
@@ -185,7 +169,7 @@ def main() -> None:
         base_model_outputs(journey, sampler)
     end_of_text(journey, service)
     journey.values.pop("train_to_end_text", None)
-    print(json.dumps({"steps": journey.steps, "values": journey.values}, default=str))
+    journey.report()
 
 
 if __name__ == "__main__":

@@ -16,11 +16,8 @@ The last stdout line is ``{"steps": {name: "ok" | error}, "values": {...}}``; a 
 
 from __future__ import annotations
 
-import json
 import sys
-import traceback
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +28,11 @@ else:
     import tinker  # type: ignore[no-redef]
     from tinker import types  # type: ignore[no-redef]
 
-T = TypeVar("T")
+try:
+    from journey_kit import Journey, done  # run as a script: its folder is first on sys.path
+except ImportError:  # imported by a test, for its constants
+    from tests.compat038.journey_kit import Journey, done
+
 TIMEOUT_S = 30.0
 PROMPT = list(b"the ")
 GOOD = PROMPT + list(b"cat sat on the mat")
@@ -44,33 +45,7 @@ GSPO_CONFIG = {"clip_low_threshold": 0.5, "clip_high_threshold": 2.0}
 
 
 def _done(value: Any) -> Any:
-    """A factory call's client: 0.38 returns a future of it (``.result()``), older call styles the client."""
-    return value.result(timeout=TIMEOUT_S) if hasattr(value, "result") else value
-
-
-class _Journey:
-    def __init__(self) -> None:
-        self.steps: dict[str, str] = {}
-        self.values: dict[str, Any] = {}
-
-    def step(self, name: str, body: Callable[[], T]) -> T | None:
-        try:
-            result = body()
-        except Exception:
-            self.steps[name] = traceback.format_exc(limit=8)
-            return None
-        self.steps[name] = "ok"
-        return result
-
-    def refusal(self, name: str, body: Callable[[], Any]) -> None:
-        """``body`` must fail (before or after the request): the error is the value."""
-        try:
-            body()
-        except Exception as error:
-            self.values[name] = {"refused": type(error).__name__, "message": str(error)}
-            self.steps[name] = "ok"
-        else:
-            self.steps[name] = "not refused"
+    return done(value, TIMEOUT_S)
 
 
 def _policy_datum(sequence: list[int], sampler_logprobs: np.ndarray, advantage: float) -> types.Datum:
@@ -90,7 +65,7 @@ def _plain_datum(sequence: list[int]) -> types.Datum:
                        loss_fn_inputs={"target_tokens": sequence[1:], "weights": [1.0] * (len(sequence) - 1)})
 
 
-def gspo(journey: _Journey, training: Any) -> None:
+def gspo(journey: Journey, training: Any) -> None:
     def sample_logprobs() -> list[np.ndarray]:
         out = training.forward([_plain_datum(GOOD), _plain_datum(BAD)], "cross_entropy").result(timeout=TIMEOUT_S)
         return [np.asarray(o["logprobs"].tolist(), dtype=np.float64) for o in out.loss_fn_outputs]
@@ -140,7 +115,7 @@ def _csr(dense: np.ndarray) -> types.TensorData:
                             sparse_crow_indices=crow, sparse_col_indices=cols.tolist())
 
 
-def distillation(journey: _Journey, training: Any) -> None:
+def distillation(journey: Journey, training: Any) -> None:
     targets, weights = _top_k()
     model_input = types.ModelInput.from_ints(TEXT[:-1])
 
@@ -163,7 +138,7 @@ def distillation(journey: _Journey, training: Any) -> None:
 
 
 def main() -> None:
-    journey = _Journey()
+    journey = Journey()
     service = tinker.ServiceClient()
     training = journey.step("create_with_adamw", lambda: _done(service.create_lora_training_client(
         base_model="tiny-byte", rank=8, seed=11, optimizer=types.AdamOptimizerConfig())))
@@ -177,7 +152,7 @@ def main() -> None:
             [text_datum], "stable_reinforce").result(timeout=TIMEOUT_S))
     journey.refusal("create_with_dimuon", lambda: _done(service.create_lora_training_client(
         base_model="tiny-byte", rank=8, optimizer=types.DimuonOptimizerConfig())))
-    print(json.dumps({"steps": journey.steps, "values": journey.values}, default=str))
+    journey.report()
 
 
 if __name__ == "__main__":
