@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -49,6 +50,9 @@ class OneAnswerPerConnection:
                 time.sleep(0.05)  # let the client finish reading before we hang up
 
     def close(self) -> None:
+        # close() alone does not wake a thread blocked in accept() (on Linux): shutdown() does, at once
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self._thread.join(timeout=5)
 

@@ -55,8 +55,12 @@ class RawServer:
             self._handler(conn)
 
     def close(self) -> None:
+        # close() alone does not wake a thread blocked in accept() (on Linux): shutdown() does, at once
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self._thread.join(timeout=5)
+        assert not self._thread.is_alive(), "the accept thread did not end"
 
 
 @pytest.fixture
