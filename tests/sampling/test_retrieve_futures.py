@@ -35,21 +35,24 @@ def _polls(service: LocalService) -> tuple[int, int]:
 
 def test_batched_polls_resolve_every_sample_with_fewer_requests() -> None:
     # a short long poll and one model worker: samples wait longer than a poll is held, as on a busy service
+    # (the slow-sampling fault makes that so on any machine: 48 samples of 24 steps of 2 ms or more, one after
+    # the other, take 2.4 s or more, while each held poll lasts 0.2 s)
     options: dict[str, Any] = {"long_poll_s": 0.2, "workers": 1}
     with service_with({}, **options) as service:
+        service.faults.slow_sampling(0.002)
         results = _sample_many(service)
         per_future, batched_off = _polls(service)
     with service_with(BATCHED, **options) as service:
+        service.faults.slow_sampling(0.002)
         batched_results = _sample_many(service)
         fetches, batched = _polls(service)
     assert all(len(r.sequences[0].tokens) == 24 for r in results + batched_results)
     assert batched_off == 0 and batched > 0
     assert fetches == MANY  # each result read once, answered at once
-    # Fewer requests in all (each result is still read once, but the waiting is shared). How many fewer
-    # depends on how long samples wait behind one another (about half on an idle machine, less under load):
-    # bench/bench_batched_polls.py measures it; here only the direction is asserted, so that a loaded CI
-    # machine does not make it flaky.
-    assert fetches + batched < per_future, (per_future, fetches, batched)
+    # Fewer requests in all (each result is still read once, but the waiting is shared): bench/bench_batched_polls.py
+    # measures how many fewer; here each of the 48 per-sample polls is held about 6 times on average, the
+    # session's batched poll answers as each sample ends, so half as many is a wide margin.
+    assert 2 * (fetches + batched) < per_future, (per_future, fetches, batched)
 
 
 def test_a_refusing_batched_endpoint_gives_typed_errors_and_no_hang() -> None:
