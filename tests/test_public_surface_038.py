@@ -79,12 +79,6 @@ OMITTED: dict[str, str] = {
 
 # Official modules, names and members not built yet, and what builds them (issue 12 and its areas).
 KNOWN_GAPS: dict[str, str] = {
-    # accounts (FEATURES A*): the auth work's AuthTokenResponse lives in tinker_actors.auth.api for now
-    "tinker.auth.get_tinker_token": "accounts: the credential a process would use, without running a command",
-    "tinker.auth.raise_if_tinker_not_accessible": "accounts: one get_server_capabilities, errors typed",
-    "tinker.auth.tinker_has_credentials": "accounts: whether a credential is configured",
-    "tinker.types.auth_token_response": "accounts: tinker_actors.auth.api.AuthTokenResponse moves to types",
-    "tinker.types.AuthTokenResponse": "accounts: tinker_actors.auth.api.AuthTokenResponse moves to types",
     # sampling (S6)
     "tinker.SamplingClient.get_base_model": "sampling S6",
     "tinker.SamplingClient.get_base_model_async": "sampling S6",

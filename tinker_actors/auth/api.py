@@ -12,30 +12,18 @@ Each call authenticates with whatever token the given :class:`~tinker_actors.htt
 
 from __future__ import annotations
 
-from typing import NoReturn
-
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict
 
 from tinker_actors.auth.store import KeyDetails
 from tinker_actors.errors import AuthenticationError
 from tinker_actors.http import HttpLayer, Purpose
+from tinker_actors.types.auth_token_response import AuthTokenResponse  # here too: its old home
 
 __all__ = ["API_KEY_ME_PATH", "AUTH_TOKEN_PATH", "ApiKeyInfo", "AuthTokenResponse", "delete_api_key",
            "exchange_token", "get_api_key_info"]
 
 AUTH_TOKEN_PATH = "/api/v1/auth/token"
 API_KEY_ME_PATH = "/api/v1/auth/apikey/me"
-
-
-class AuthTokenResponse(BaseModel):
-    """The answer of ``auth/token``. The token is a secret: never in a repr."""
-
-    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
-
-    jwt: SecretStr
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("an AuthTokenResponse holds a token and is never pickled")
 
 
 class ApiKeyInfo(BaseModel):

@@ -157,6 +157,7 @@ class FlagsRefreshed:
 
 
 _REFRESH_RETRY = RetryPolicy(max_retries=0, deadline=None)  # the next tick is the retry
+_CHECK_RETRY = RetryPolicy(max_retries=0, deadline=None)  # check_accessible wants the error, not a wait
 
 
 class ServiceClientActor(SupervisedActor):
@@ -500,6 +501,16 @@ class ServiceClient:
         response = await self._context.http.request(Purpose.TRAINING, "GET", "/api/v1/get_server_capabilities",
                                                     response_model=GetServerCapabilitiesResponse)
         return response.data
+
+    def check_accessible(self) -> None:
+        """One ``get_server_capabilities``, neither retried nor paused on a 402: returns when the service accepted
+        this client's credential, else raises the typed error at once (``AuthenticationError``, ``BillingError``,
+        ``APIConnectionError``, ...). What :func:`tinker_actors.auth.raise_if_tinker_not_accessible` runs."""
+        async def ask_once() -> None:
+            await self._context.http.request(Purpose.TRAINING, "GET", "/api/v1/get_server_capabilities",
+                                             response_model=GetServerCapabilitiesResponse, retry=_CHECK_RETRY,
+                                             billing_pause=False, endpoint="check_accessible")
+        self._wait(self._context.submit(ask_once()), "check_accessible")
 
     # -- training clients --
 

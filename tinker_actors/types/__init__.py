@@ -15,6 +15,7 @@ from tinker_actors.types._base import RequestModel, ResponseModel, encode_json, 
 from tinker_actors.types.aliases import FutureRetrieveResponse, LossFnInputs, LossFnOutput, ModelID, RequestID
 from tinker_actors.types.audit_log_entry import AuditLogEntry
 from tinker_actors.types.audit_log_response import AuditLogResponse
+from tinker_actors.types.auth_token_response import AuthTokenResponse
 from tinker_actors.types.billing import (
     BillingEventInfo,
     BillingUsageEvent,
@@ -198,6 +199,7 @@ __all__ = [
     "AssignSessionProjectRequest",
     "AuditLogEntry",
     "AuditLogResponse",
+    "AuthTokenResponse",
     "BillingEventInfo",
     "BillingUsageEvent",
     "BillingUsageResponse",
