@@ -39,13 +39,23 @@ class BackcompatClientFuture(APIFuture[C]):
 
     def _client_for(self, name: str) -> C:
         """The client, for a use of its attribute ``name`` on this future: warns once per class and name."""
-        what = self._client_name
-        warn_deprecated(f"Using the future that a client-creation call returns as the {what} (.{name} on a "
-                        f"{type(self).__name__})", f"call .result() (or await it) to get the client, then .{name}")
+        what = self._warn_use(name)
         if not self._future.done():
             refuse_blocking(f"Using the future of a client-creation call as the {what} (.{name})",
                             "Await the future to get the client, and use that.")
         return self.result()
+
+    async def _client_async(self, name: str) -> C:
+        """The client, for a use of its coroutine method ``name`` on this future: awaited, never blocking."""
+        self._warn_use(name)
+        return await self.result_async()
+
+    def _warn_use(self, name: str) -> str:
+        """Warn (once per class and name) that the future is used as the client; the client's kind."""
+        what = self._client_name
+        warn_deprecated(f"Using the future that a client-creation call returns as the {what} (.{name} on a "
+                        f"{type(self).__name__})", f"call .result() (or await it) to get the client, then .{name}")
+        return what
 
     def __getattr__(self, name: str) -> Any:
         # The client's instance attributes (its class does not show them). Private and dunder names are never
@@ -91,11 +101,12 @@ class _Forwarded:
 
 def _forwarding(client_class: type) -> Callable[[type[F]], type[F]]:
     """Forward every public attribute of ``client_class`` (a base of the decorated future class, so that the
-    future is an instance of it) that the future does not answer itself."""
+    future is an instance of it) that the future does not answer itself (its APIFuture API, and what the future
+    class defines: coroutine methods that await the client instead of blocking for it)."""
 
     def decorate(future_class: type[F]) -> type[F]:
         for name in dir(client_class):
-            if not name.startswith("_") and name not in _OWN:
+            if not name.startswith("_") and name not in _OWN and name not in vars(future_class):
                 setattr(future_class, name, _Forwarded(client_class, name))
         return future_class
 
@@ -124,3 +135,8 @@ class BackcompatSamplingClientFuture(BackcompatClientFuture[SamplingClient], Sam
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return self._client_for("__reduce__").__reduce__()
+
+    async def get_base_model_async(self) -> str:
+        """The client's :meth:`~SamplingClient.get_base_model_async`, once the client is ready (awaited)."""
+        client = await self._client_async("get_base_model_async")
+        return await client.get_base_model_async()

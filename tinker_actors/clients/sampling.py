@@ -30,6 +30,7 @@ from pykka import ActorDeadError, ActorRef
 
 from supervisors import ChildSpec, ExitKind, ExitReason, NamedRef, Restart, SupervisedActor, TerminateChild
 from tinker_actors.auth.sources import credential_source
+from tinker_actors.call_style import warn_deprecated
 from tinker_actors.clients.batched_polls import CLONE_SEQ_IDS, SessionPoller
 from tinker_actors.clients.cancellation import SampleCancels
 from tinker_actors.clients.context import ClientContext
@@ -576,9 +577,33 @@ class SamplingClient(QueueStateObserver):
     def get_tokenizer(self, *, add_special_tokens: bool = True) -> Any:
         from tinker_actors.tokenizer import get_tokenizer
 
+        return get_tokenizer(self.get_base_model(), add_special_tokens=add_special_tokens)
+
+    def get_base_model(self) -> str:
+        """The name of the base model this client samples (``"Qwen/Qwen3-8B"``), also for saved weights and for a
+        training client's sampler. Known from the client's creation, as in the official SDK 0.38; a client that
+        was not told it (one made from a sampling session id, or whose creation could not learn it) asks the
+        server once (``GET samplers/{id}``), a blocking call bounded as the others are."""
         if self.base_model is None:
-            raise InvalidInputError("this sampling client does not know its base model")
-        return get_tokenizer(self.base_model, add_special_tokens=add_special_tokens)
+            context = self._attached_context()
+            self.base_model = context.call(self._fetched_base_model())
+        return self.base_model
+
+    async def get_base_model_async(self) -> str:
+        """Deprecated, as in the official SDK 0.38: :meth:`get_base_model` answers without a request."""
+        warn_deprecated("SamplingClient.get_base_model_async()",
+                        "use `sampling_client.get_base_model()`: it answers from the client")
+        if self.base_model is None:
+            context = self._attached_context()
+            self.base_model = await asyncio.wrap_future(context.submit(self._fetched_base_model()))
+        return self.base_model
+
+    async def _fetched_base_model(self) -> str:
+        """The base model, as the server's record of this sampler names it (in the IoLoop)."""
+        service = self._service
+        if service is None or service._closed:
+            raise ClientStoppedError("the ServiceClient of this sampling client is closed")
+        return (await service._get_sampler(self.sampling_session_id)).base_model
 
     def get_telemetry(self) -> SessionTelemetry | None:
         """The session's telemetry (``ServiceClient.telemetry``), or None when telemetry is disabled."""
