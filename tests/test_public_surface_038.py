@@ -80,7 +80,6 @@ OMITTED: dict[str, str] = {
 # Official modules, names and members not built yet, and what builds them (issue 12 and its areas).
 KNOWN_GAPS: dict[str, str] = {
     # sampling (S6)
-    "tinker.lib.retry_handler.RetryConfig.enable_stuck_detection": "sampling S6 (sample_enable_stuck_detection)",
     # training (T11)
     "tinker.ServiceClient.create_custom_loss": "training: server-side custom losses (LossHandle)",
     "tinker.DmelChunk.length": "audio inputs: reading the DMel tensor container",

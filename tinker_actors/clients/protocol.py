@@ -75,6 +75,9 @@ class ServerFlags(BaseModel):
     sample_dispatch_bytes_semaphore_size: int = Field(10 * 1024 * 1024, ge=1)
     inflight_response_bytes_semaphore_size: int = Field(50 * 1024 * 1024, ge=1)
     sample_no_retries: bool = False
+    sample_enable_stuck_detection: bool = True
+    """Samples fail once none of their client finished for ``RetryConfig.progress_timeout`` ("stuck"); false:
+    that clock only announces (``RetryConfig.enable_stuck_detection`` is then off whatever the client says)."""
     pjwt_auth_enabled: bool = False
     """Exchange the credential for short-lived tokens (``POST auth/token``) and send those."""
     credential_default_source: str = "api_key"
@@ -118,6 +121,8 @@ class ProtocolProfile:
     sample_bytes_in_flight: int | None = None
     response_bytes_in_flight: int | None = None
     sample_retries: bool = True
+    sample_stuck_detection: bool = True
+    """``sample_enable_stuck_detection``: a sampling client's no-progress clock may fail its samples."""
     info_on_create: bool = False
     """Fetch ``get_info`` right after a training model is created and answer ``TrainingClient.get_info()``
     from it, as the official 0.38 SDK does; otherwise ``get_info`` is asked for on the first call."""
@@ -173,7 +178,8 @@ def _profile_038(config: Config, flags: ServerFlags, dynamic: DynamicFlags) -> P
         max_concurrent_samples=flags.sample_max_concurrent_requests,
         sample_bytes_in_flight=flags.sample_dispatch_bytes_semaphore_size,
         response_bytes_in_flight=flags.inflight_response_bytes_semaphore_size,
-        sample_retries=not flags.sample_no_retries, info_on_create=True, sends_process_uuid=True,
+        sample_retries=not flags.sample_no_retries, sample_stuck_detection=flags.sample_enable_stuck_detection,
+        info_on_create=True, sends_process_uuid=True,
         token_exchange=flags.pjwt_auth_enabled,
         credential_cmd_required=flags.pjwt_auth_enabled and flags.credential_default_source == "credential_cmd",
         finishes_sessions=True, flags=flags, dynamic=dynamic)

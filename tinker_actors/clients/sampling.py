@@ -7,7 +7,9 @@ them as others finish, so a pending sample costs ~2 KB instead of a task and cor
 The coroutine does the whole life of a sample: wait for a concurrency slot (``RetryConfig.max_connections``)
 and for any shared 429 backoff, POST ``asample``, poll its future, retry what is retryable (429 waits for
 the shared backoff; connection errors, 5xx and 410 resubmit with a new seq id and backoff), and give up
-with :class:`NoProgressError` once ``progress_timeout`` passes with no sample of this client finishing.
+with :class:`NoProgressError` once ``progress_timeout`` passes with no sample of this client finishing (stuck
+detection: ``RetryConfig.enable_stuck_detection`` and the server's ``sample_enable_stuck_detection``; without it,
+once the sample has waited ``Config.pending_timeout``).
 """
 
 from __future__ import annotations
@@ -86,6 +88,10 @@ class RetryConfig(BaseModel):
     max_connections: int = Field(256, ge=1, description="samples in flight at once for this client")
     progress_timeout: float = Field(600.0, gt=0, description=(
         "fail in-flight samples when none finished this long; the clock runs only while a sample is in flight"))
+    enable_stuck_detection: bool = Field(True, description=(
+        "whether progress_timeout fails samples ('stuck'); off (or the server's sample_enable_stuck_detection "
+        "false): the clock only announces the stall, and each request keeps its own bounds "
+        "(Config.no_progress_timeout, Config.pending_timeout)"))
     retry_delay_base: float = Field(0.5, ge=0)
     retry_delay_max: float = Field(10.0, ge=0)
     jitter_factor: float = Field(0.25, ge=0, le=1)
@@ -146,7 +152,10 @@ class _Backpressure:
     and the no-progress clock (``RetryConfig.progress_timeout``), which also announces a stall.
 
     The server's flags (protocol 0.38) cap the concurrency and the byte budget: the tighter of them and the
-    client's ``RetryConfig`` applies.
+    client's ``RetryConfig`` applies. Stuck detection (the clock failing samples) needs both
+    ``RetryConfig.enable_stuck_detection`` and the server's ``sample_enable_stuck_detection``; without it the
+    clock has no limit and only announces, and each sample is bounded on its own by ``Config.pending_timeout`` (a
+    sample answered 429 for ever still ends).
     """
 
     def __init__(self, config: RetryConfig, context: ClientContext, session: str) -> None:
@@ -154,9 +163,26 @@ class _Backpressure:
         self.slots = asyncio.Semaphore(_tighter(config.max_connections, profile.max_concurrent_samples))
         self.bytes = ByteBudget(_tighter(config.max_bytes_in_flight, profile.sample_bytes_in_flight))
         self.rate_limit = _rate_limit_for(context)
+        self.stuck_detection = config.enable_stuck_detection and profile.sample_stuck_detection
+        self._pending_timeout = context.config.pending_timeout
         # Runs only while a sample is in flight (begin/end), so a client left idle never times out.
-        self.progress = StallWatch("Sample", context.poll.warnings, limit=config.progress_timeout,
+        self.progress = StallWatch("Sample", context.poll.warnings,
+                                   limit=config.progress_timeout if self.stuck_detection else None,
                                    labels={"sampling_session_id": session}, start=False)
+
+    def left(self, now: float, started: float) -> float:
+        """Seconds left to a sample that began at ``started``: until the clock fails it, or without stuck
+        detection until ``Config.pending_timeout`` after it began."""
+        end = self.progress.at() if self.stuck_detection else started + self._pending_timeout
+        return max(end - now, 0.0)
+
+    def exceeded(self, waited: float) -> NoProgressError:
+        """The error of a sample that ran out of :meth:`left` after ``waited`` seconds."""
+        if self.stuck_detection:
+            return self.progress.exceeded()
+        return NoProgressError(f"Sample: no result after {waited:.0f} s (Config.pending_timeout "
+                               f"{self._pending_timeout:g} s; stuck detection is off; last answer: "
+                               f"{self.progress.last_answer})")
 
 
 class HandleLife:
@@ -262,9 +288,11 @@ class SamplingClientActor(SupervisedActor):
         retries = config.enable_retry_logic and context.profile.sample_retries
         reader = ResultReader(codec.decode_sample_response, codec.result_accept)
         clock = pressure.progress  # every wait below ends by clock.at(): no sample of this client finished since
+        deadline = clock if pressure.stuck_detection else None  # else the poll's own bounds, and left() below
+        started = loop.time()
 
         def left() -> float:
-            return max(clock.at() - loop.time(), 0.0)
+            return pressure.left(loop.time(), started)
 
         attempt = 0
         clock.begin()
@@ -277,7 +305,7 @@ class SamplingClientActor(SupervisedActor):
                     if wait > 0:
                         await asyncio.sleep(min(wait, left()))
                     if not left():
-                        raise clock.exceeded()
+                        raise pressure.exceeded(loop.time() - started)
                     seq_id = next(self._seq_ids)
                     body = codec.encode_json(request.model_copy(update={"seq_id": seq_id}))
                     # Until the server names the request, its idempotency key is what identifies it (in logs too).
@@ -295,7 +323,7 @@ class SamplingClientActor(SupervisedActor):
                             await self._announced(request_id, seq_id, left())
                             result = await poll_future(http, request_id, "Sample", reader, settings=context.poll,
                                                        observer=self._queue_log, submitted_at=loop.time(),
-                                                       watch=clock, deadline=clock, codec=codec,
+                                                       watch=clock, deadline=deadline, codec=codec,
                                                        response_budget=context.response_budget)
                         except asyncio.CancelledError:
                             self._cancels.cancel(request_id)  # nobody waits for it: the server may stop the work
