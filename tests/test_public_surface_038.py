@@ -52,7 +52,7 @@ OMITTED: dict[str, str] = {
     "tinker.lib.base_url": "internal; the base URL is Config.base_url (TINKER_BASE_URL)",
     "tinker.lib.chunked_fwdbwd_helpers": "internal: chunk results are combined by the TrainingClient",
     "tinker.lib.client_connection_pool_type": "internal: our pools are Config.pools",
-    "tinker.lib.console_urls": "links into the hosted service's web console",
+    "tinker.lib.console_urls": "internal; the console links are tinker_actors.console's (Config.console_url)",
     "tinker.lib.credentials": "internal to the official CLI's login; the same file is tinker_actors.auth.store's",
     "tinker.lib.internal_client_holder": "internal: there is no holder here",
     "tinker.lib.queue_state_logger": "internal; queue states reach on_queue_state_change and the log here",
@@ -79,17 +79,9 @@ OMITTED: dict[str, str] = {
 
 # Official modules, names and members not built yet, and what builds them (issue 12 and its areas).
 KNOWN_GAPS: dict[str, str] = {
-    # sampling (S6)
     # training (T11)
     "tinker.ServiceClient.create_custom_loss": "training: server-side custom losses (LossHandle)",
     "tinker.DmelChunk.length": "audio inputs: reading the DMel tensor container",
-    # links into the hosted service's web console
-    "tinker.ServiceClient.get_console_url": "console links (the hosted service's web pages)",
-    "tinker.TrainingClient.get_console_url": "console links (the hosted service's web pages)",
-    "tinker.BackcompatTrainingClientFuture.get_console_url": "console links (forwarded to TrainingClient)",
-    "tinker.types.SaveWeightsResponse.get_console_url": "console links (the hosted service's web pages)",
-    "tinker.types.SaveWeightsForSamplerResponse.get_console_url": "console links (the hosted service's web pages)",
-    "tinker.types.SaveWeightsForSamplerResponse.get_playground_url": "console links (the hosted playground)",
 }
 
 

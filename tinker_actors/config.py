@@ -348,6 +348,9 @@ class Config(_Frozen):
         "hold a secret of its own)"))
     auth: AuthSettings = AuthSettings()
     base_url: str = DEFAULT_BASE_URL
+    console_url: str | None = Field(None, description=(
+        "the service's web console, for get_console_url() links; None: the hosted console for the hosted service, "
+        "none otherwise (tinker_actors.console)"))
     tags: tuple[str, ...] = ()
     telemetry_enabled: bool = True
     log_level: LogLevel = "warning"
@@ -400,6 +403,16 @@ class Config(_Frozen):
         value = value.strip()
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("console_url")
+    @classmethod
+    def _check_console_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"console_url must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
 
     @field_validator("tags", mode="before")

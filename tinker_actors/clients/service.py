@@ -54,6 +54,7 @@ from tinker_actors.clients.service_options import build_config
 from tinker_actors.clients.session import EndSession, TrackSession
 from tinker_actors.clients.training import TrainingClient, fetch_model_info
 from tinker_actors.config import Config, RetryPolicy
+from tinker_actors.console import console_for
 from tinker_actors.errors import ActorCrashedError, ClientStoppedError, InvalidInputError, TinkerTimeoutError
 from tinker_actors.futures import APIFuture, PollSettings, detached, poll_future
 from tinker_actors.http import HttpLayer, Purpose
@@ -501,6 +502,14 @@ class ServiceClient:
         response = await self._context.http.request(Purpose.TRAINING, "GET", "/api/v1/get_server_capabilities",
                                                     response_model=GetServerCapabilitiesResponse)
         return response.data
+
+    def get_console_url(self) -> str:
+        """This session's page in the service's web console, or the sessions page while no session exists (none is
+        created for it). ``Config.console_url``; the hosted console for the hosted service. The local service has
+        none: :class:`~tinker_actors.console.NoConsoleError`."""
+        console = console_for(self._config)
+        session_id = self._context.session_id
+        return console.session(session_id) if session_id else console.sessions()
 
     def check_accessible(self) -> None:
         """One ``get_server_capabilities``, neither retried nor paused on a 402: returns when the service accepted

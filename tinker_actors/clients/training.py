@@ -29,6 +29,7 @@ from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.ledger import TrainingLedger
 from tinker_actors.clients.queue_state import ClientQueueLog, QueueState, QueueStateObserver
 from tinker_actors.clients.sdk_method import names_sdk_methods
+from tinker_actors.console import console_for
 from tinker_actors.errors import (
     ClientStoppedError,
     CrashedBeforeSendError,
@@ -69,6 +70,7 @@ from tinker_actors.types import (
     SaveWeightsExternalResponse,
     SaveWeightsExternalResponseInternal,
     SaveWeightsForSamplerRequest,
+    SaveWeightsForSamplerResponse,
     SaveWeightsForSamplerResponseInternal,
     SaveWeightsRequest,
     SaveWeightsResponse,
@@ -93,6 +95,7 @@ if TYPE_CHECKING:
 __all__ = ["OpFinished", "SubmitOp", "TrainingClient", "TrainingClientActor", "TrainingOp", "fetch_model_info"]
 
 FutureT = TypeVar("FutureT", bound=APIFuture[Any])  # the class of future a sampling-client call returns
+Saved = TypeVar("Saved", SaveWeightsResponse, SaveWeightsForSamplerResponse)  # a save's answer, with console links
 
 
 # ---- messages -------------------------------------------------------------------------------------
@@ -513,7 +516,7 @@ class TrainingClient(QueueStateObserver):
         model_id = self.model_id
         return self._json_op("save_weights", "/api/v1/save_weights", "SaveWeights",
                              lambda seq: SaveWeightsRequest(model_id=model_id, path=name, seq_id=seq, **options),
-                             SaveWeightsResponse.model_validate, model_id=model_id)
+                             self._links_read(SaveWeightsResponse), model_id=model_id)
 
     def _load(self, path: str, optimizer: bool) -> APIFuture[LoadWeightsResponse]:
         ParsedCheckpointTinkerPath.from_tinker_path(path)
@@ -530,7 +533,8 @@ class TrainingClient(QueueStateObserver):
         return self._load(path, True)
 
     def save_weights_for_sampler(self, name: str, ttl_seconds: int | None = None,
-                                 user_metadata: dict[str, str] | None = None) -> APIFuture[SaveWeightsResponse]:
+                                 user_metadata: dict[str, str] | None = None
+                                 ) -> APIFuture[SaveWeightsForSamplerResponse]:
         """Save sampler weights as ``tinker://<model>/sampler_weights/<name>``; ``ttl_seconds`` and
         ``user_metadata`` as :meth:`save_state`'s (protocol 0.38; a used name is replaced)."""
         validate_checkpoint_name(name)
@@ -538,11 +542,13 @@ class TrainingClient(QueueStateObserver):
                                user_metadata=user_metadata)
         model_id = self.model_id
 
-        def parse(payload: Any) -> SaveWeightsResponse:
+        read = self._links_read(SaveWeightsForSamplerResponse)
+
+        def parse(payload: Any) -> SaveWeightsForSamplerResponse:
             internal = SaveWeightsForSamplerResponseInternal.model_validate(payload)
             if internal.path is None:
                 raise InvalidInputError("the server returned no path for a named sampler save")
-            return SaveWeightsResponse(path=internal.path)
+            return read({"path": internal.path, "type": internal.type})
 
         return self._json_op("save_weights_for_sampler", "/api/v1/save_weights_for_sampler", "SaveWeightsForSampler",
                              lambda seq: SaveWeightsForSamplerRequest(model_id=model_id, path=name, seq_id=seq,
@@ -658,6 +664,16 @@ class TrainingClient(QueueStateObserver):
 
     # -- info --
 
+    def get_console_url(self) -> str:
+        """This training run's page in the service's web console (``Config.console_url``; the hosted console for the
+        hosted service). The local service has none: :class:`~tinker_actors.console.NoConsoleError`."""
+        return console_for(self._context.config).training_run(self.model_id)
+
+    def _links_read(self, response_type: type[Saved]) -> Callable[[Any], Saved]:
+        """Reads a save's answer as ``response_type``, whose links go to this service's console."""
+        context = {"console": console_for(self._context.config)}
+        return lambda payload: response_type.model_validate(payload, context=context)
+
     def get_info(self) -> GetInfoResponse:
         if self._info is None:
             self._info = self._context.call(self._get_info())
@@ -739,7 +755,7 @@ class TrainingClient(QueueStateObserver):
 
     async def save_weights_for_sampler_async(self, name: str, ttl_seconds: int | None = None,
                                              user_metadata: dict[str, str] | None = None
-                                             ) -> APIFuture[SaveWeightsResponse]:
+                                             ) -> APIFuture[SaveWeightsForSamplerResponse]:
         return self.save_weights_for_sampler(name, ttl_seconds=ttl_seconds, user_metadata=user_metadata)
 
     async def save_weights_external_async(self, name: str, ttl_seconds: int | None = None,
@@ -854,7 +870,7 @@ class TrainingClient(QueueStateObserver):
         options = {"overwrite": True} if self._context.profile.version == "0.38" else {}
         return self._json_op("save_weights", "/api/v1/save_weights", "SaveWeights",
                              lambda seq: SaveWeightsRequest(model_id=model_id, path=name, seq_id=seq, **options),
-                             SaveWeightsResponse.model_validate, model_id=model_id, poisons=False)
+                             self._links_read(SaveWeightsResponse), model_id=model_id, poisons=False)
 
 
 def _fwd_retarget(codec: ClientCodec, fb_input: ForwardBackwardInput, backward: bool,

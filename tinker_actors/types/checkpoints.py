@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
+from tinker_actors.console import HOSTED_CONSOLE, Console
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.types._base import RequestModel, ResponseModel
 from tinker_actors.types.optimizer import AdamOptimizerConfig, OptimizerConfig
@@ -61,7 +62,29 @@ class SaveWeightsRequest(RequestModel):
     type: Literal["save_weights"] = "save_weights"
 
 
-class SaveWeightsResponse(ResponseModel):
+class _LinksToTheConsole(ResponseModel):
+    """A saved checkpoint's links into the web console of the service that saved it: a client reads the answer with
+    ``model_validate(..., context={"console": console_for(config)})``; one built otherwise links into the hosted
+    console, as the official SDK's do (tinker_actors.console)."""
+
+    path: str
+    _console: Console = PrivateAttr(default=HOSTED_CONSOLE)
+
+    @model_validator(mode="after")
+    def _console_of_the_reader(self, info: ValidationInfo) -> Self:
+        console = info.context.get("console") if isinstance(info.context, dict) else None
+        if isinstance(console, Console):
+            self._console = console
+        return self
+
+    def get_console_url(self) -> str:
+        """This checkpoint's page in the web console (``NoConsoleError``: the service has none, as the local
+        service)."""
+        parsed = ParsedCheckpointTinkerPath.from_tinker_path(self.path)
+        return self._console.checkpoint(parsed.training_run_id, parsed.checkpoint_id)
+
+
+class SaveWeightsResponse(_LinksToTheConsole):
     path: str
     type: Literal["save_weights"] | None = None
 
@@ -82,9 +105,13 @@ class SaveWeightsForSamplerRequest(RequestModel):
     type: Literal["save_weights_for_sampler"] = "save_weights_for_sampler"
 
 
-class SaveWeightsForSamplerResponse(ResponseModel):
+class SaveWeightsForSamplerResponse(_LinksToTheConsole):
     path: str
     type: Literal["save_weights_for_sampler"] | None = None
+
+    def get_playground_url(self) -> str:
+        """The web console's playground with these sampler weights loaded (``NoConsoleError``: no console)."""
+        return self._console.playground(self.path)
 
 
 class SaveWeightsForSamplerResponseInternal(ResponseModel):
