@@ -81,7 +81,6 @@ OMITTED: dict[str, str] = {
 KNOWN_GAPS: dict[str, str] = {
     # training (T11)
     "tinker.ServiceClient.create_custom_loss": "training: server-side custom losses (LossHandle)",
-    "tinker.DmelChunk.length": "audio inputs: reading the DMel tensor container",
 }
 
 
