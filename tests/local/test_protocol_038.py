@@ -411,11 +411,26 @@ def test_prompt_logprobs_of_the_last_n_prompt_tokens_only(api038: Api038, model:
     assert [row is None for row in result.topk_prompt_logprobs] == [True, True, False, False]
 
 
+def test_record_stability_info_is_accepted_and_changes_nothing(api038: Api038, model: str) -> None:
+    """The official SDK sends it with every sample of a client made with record_stability_info=True; the local
+    service records nothing (stable_reinforce, the one loss that would read it, is a 400 here) and samples as usual."""
+    sampler_id = _sampler(api038, model)
+    results = []
+    for seq_id, recording in enumerate((True, False)):
+        body = sample_body_038(sampler_id, seq_id, record_stability_info=recording,
+                               sampling_params={"max_tokens": 3, "temperature": 0.0, "top_k": -1, "top_p": 1.0})
+        future = api038.post("/api/v1/asample", body)
+        assert future.status_code == 200, future.text
+        assert len(future.json()["sample_sequence_ids"]) == 2
+        response = api038.finished(future.json()["request_id"])
+        results.append([s.tokens for s in v0_38.CODEC.decode_sample_response(response.content, PROTOBUF).sequences])
+    assert results[0] == results[1]
+
+
 @pytest.mark.parametrize(("changes", "message"), [
     ({"topk_sample_logprobs": -2}, "topk_sample_logprobs"),
     ({"topk_sample_logprobs": 65}, "topk_sample_logprobs"),
     ({"prompt_alt_tokens_k": -1}, "prompt_alt_tokens_k"),
-    ({"record_stability_info": True}, "record_stability_info"),
     ({"target_prompt_logprobs": {"data": [1, 2, 3], "dtype": "int64"}}, "target_prompt_logprobs"),
     ({"prompt_logprobs": True, "prompt_logprobs_last_n": 4}, "prompt_logprobs_last_n"),
     ({"prompt_logprobs_last_n": 1}, "needs prompt_logprobs"),

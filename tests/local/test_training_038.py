@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from tests.local.support import Api
+from tinker_actors import types
 from tinker_actors.local import LocalService
+from tinker_actors.wire import ForwardBackwardCall, v0_38
 
 TOKENS = list(b"the keeper climbed the stairs")
 
@@ -127,3 +129,32 @@ def test_stable_reinforce_is_refused(api: Api, model_id: str) -> None:
     assert response.status_code == 400 and "stable_reinforce" in error
     # the server's own words, not the client's refusal (which points at the client's porting guide)
     assert "the local service does not implement" in error and "porting" not in error, error
+
+
+def test_stable_reinforce_with_provenance_is_refused_over_protobuf_and_the_model_goes_on(api: Api,
+                                                                                       model_id: str) -> None:
+    """The request the official 0.38 SDK sends (protobuf, spans naming sampled sequences): a 400 at once, and its
+    seq_id is used up, so the next request runs without waiting for it. Spans on another loss are read and ignored
+    (the official SDK sends them with cross_entropy too, in forward_backward_custom)."""
+    tokens = TOKENS[:9]
+    datum = types.Datum(model_input=types.ModelInput.from_ints(tokens[:-1]),
+                        loss_fn_inputs={"target_tokens": tokens[1:], "advantages": [0.5] * 8})
+    datum = datum.with_provenance([types.PromptProvenanceSpan(sequence_id="req-x:0", length=4),
+                                   types.SampledProvenanceSpan(sequence_id="req-x:0", length=4)],
+                                  [types.PromptProvenanceSpan(sequence_id="req-x:0", offset=1, length=3),
+                                   types.SampledProvenanceSpan(sequence_id="req-x:0", length=5)])
+
+    def send(loss_fn: str, inputs: dict[str, Any]) -> Any:
+        fb_input = types.ForwardBackwardInput(data=[datum.model_copy(update={"loss_fn_inputs": inputs})],
+                                              loss_fn=loss_fn)
+        request = v0_38.CODEC.encode_forward_backward(ForwardBackwardCall(model_id, next(_seq), fb_input, False))
+        return api.http.post(request.path, content=request.body.content, headers=request.body.headers())
+
+    refused = send("stable_reinforce", datum.loss_fn_inputs)
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error.startswith("forward_backward: the local service does not implement stable_reinforce"), error
+    assert "objective is not published" in error
+    taken = send("cross_entropy", {"target_tokens": datum.loss_fn_inputs["target_tokens"]})
+    assert taken.status_code == 200, taken.text
+    assert "loss:sum" in api.result(taken.json()["request_id"])["metrics"]

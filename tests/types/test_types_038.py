@@ -35,7 +35,7 @@ from tinker_actors.types.unsupported import NOT_SUPPORTED_YET
 from tinker_actors.wire import v0_6_3, v0_38
 
 # Accepted by the official types, refused here until the feature is built (types/unsupported.py).
-REFUSED_HERE = {"sample_stability_true", "create_model_dimuon"}
+REFUSED_HERE = {"create_model_dimuon"}
 # Accepted by the official types and refused by the server (400); refused here, before sending.
 CHECKED_BEFORE_SENDING = {"sample_last_n_without_logprobs", "sample_last_n_too_long"}
 
@@ -101,22 +101,18 @@ SAMPLING = types.SamplingParams(max_tokens=4)
 DATUM = types.Datum(model_input=types.ModelInput.from_ints([1, 2, 3]),
                     loss_fn_inputs={"target_tokens": [2, 3, 4], "weights": [1.0, 1.0, 1.0]})
 SPANS = [types.PromptProvenanceSpan(sequence_id="s", length=3)]
+SAMPLED = [types.SampledProvenanceSpan(sequence_id="s", length=3)]
 # Per refused field: a valid request of that type, and a value that asks for the feature.
 VALID: dict[str, dict[str, Any]] = {
-    "SampleRequest": {"prompt": PROMPT, "sampling_params": SAMPLING},
     "CreateModelRequest": {"session_id": "s", "model_seq_id": 0, "base_model": "b"},
     "OptimStepRequest": {"model_id": "m", "adam_params": types.AdamParams()},
     "ForwardBackwardInput": {"data": [DATUM], "loss_fn": "cross_entropy"},
-    "Datum": {"model_input": DATUM.model_input, "loss_fn_inputs": DATUM.loss_fn_inputs},
     "ModelInput": {"chunks": [types.EncodedTextChunk(tokens=[1])]},
 }
 ASKING: dict[str, Any] = {
-    "SampleRequest.record_stability_info": True,
     "CreateModelRequest.optimizer_config": types.DimuonOptimizerConfig(),
     "OptimStepRequest.optim_params": types.DimuonParams(learning_rate=0.01),
-    "ForwardBackwardInput.loss_fn": "stable_reinforce",
-    "Datum.model_input_spans": SPANS,
-    "Datum.loss_fn_input_spans": SPANS,
+    "ForwardBackwardInput.loss_fn": "custom",
     "ModelInput.chunks": [types.DmelChunk(dmel=b"\x00\x01")],
 }
 REFUSED = [f"{type_name}.{field}" for type_name, fields in NOT_SUPPORTED_YET.items() for field in fields]
@@ -154,7 +150,7 @@ def test_a_value_that_asks_for_nothing_new_is_taken() -> None:
                                topk_sample_logprobs=0, prompt_alt_tokens_k=0).record_stability_info is False
     assert types.CreateModelRequest(session_id="s", model_seq_id=0, base_model="b",
                                     optimizer_config={"type": "adamw"}).optimizer_config == types.AdamOptimizerConfig()
-    for loss in ("cross_entropy", "importance_sampling", "ppo", "cispo", "dro"):
+    for loss in ("cross_entropy", "importance_sampling", "ppo", "cispo", "dro", "gspo", "stable_reinforce"):
         types.ForwardBackwardInput(data=[DATUM], loss_fn=loss, loss_fn_config={"beta": "0.5"})
 
 
@@ -164,12 +160,40 @@ def test_an_adam_step_is_taken_under_its_0_38_name() -> None:
     assert types.encode_json(step) == b'{"adam_params":{"learning_rate":0.01},"model_id":"m"}'
 
 
-def test_with_provenance_checks_the_tiling_then_refuses() -> None:
-    with pytest.raises(InvalidInputError, match="model_input spans cover 2 positions but the field has 3") as miscount:
-        DATUM.with_provenance([types.PromptProvenanceSpan(sequence_id="s", length=2)], SPANS)
-    assert not isinstance(miscount.value, UnsupportedFeatureError)
-    with pytest.raises(UnsupportedFeatureError, match="provenance spans on datums"):
-        DATUM.with_provenance(SPANS, [types.SampledProvenanceSpan(sequence_id="s", length=3)])
+def test_stability_info_and_provenance_are_taken_as_the_official_types_take_them() -> None:
+    assert types.SampleRequest(prompt=PROMPT, sampling_params=SAMPLING, record_stability_info=True
+                               ).record_stability_info is True
+    with_spans = DATUM.with_provenance(SPANS, SAMPLED)
+    assert (with_spans.model_input_spans, with_spans.loss_fn_input_spans) == (SPANS, SAMPLED)
+    assert DATUM.model_input_spans is None  # a copy: the datum itself is unchanged
+    assert types.ForwardBackwardInput(data=[with_spans], loss_fn="stable_reinforce").data[0] == with_spans
+
+
+def test_with_provenance_checks_the_tiling() -> None:
+    with pytest.raises(InvalidInputError, match="model_input spans cover 2 positions but the field has 3"):
+        DATUM.with_provenance([types.PromptProvenanceSpan(sequence_id="s", length=2)], SAMPLED)
+    with pytest.raises(InvalidInputError, match="loss_fn_inputs spans cover 4 positions but the field has 3"):
+        DATUM.with_provenance(SPANS, [*SAMPLED, types.SampledProvenanceSpan(sequence_id="t", offset=2, length=1)])
+    two_d = types.Datum(model_input=DATUM.model_input, loss_fn_inputs={"target_tokens": [[2, 0], [3, 0], [4, 0]]})
+    assert two_d.with_provenance(SPANS, []).loss_fn_input_spans == []  # 2-D targets: not counted, as officially
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda: types.PromptProvenanceSpan(sequence_id="", length=1), "sequence_id"),
+    (lambda: types.PromptProvenanceSpan(sequence_id="s", length=-1), "length"),
+    (lambda: types.SampledProvenanceSpan(sequence_id="s", offset=-2, length=1), "offset"),
+    (lambda: types.SampledProvenanceSpan(sequence_id="s"), "length"),
+    (lambda: types.Datum(model_input=DATUM.model_input, loss_fn_inputs={}, model_input_spans=SPANS),
+     "provenance comes as a pair"),
+    (lambda: types.Datum(model_input=DATUM.model_input, loss_fn_inputs={}, model_input_spans=SPANS,
+                         loss_fn_input_spans=[{"sequence_id": "s", "length": 3}]), r"loss_fn_input_spans\[0\]"),
+    (lambda: DATUM.with_provenance(SPANS, [("s", 0, 3)]), r"loss_fn_inputs\[0\] must be a PromptProvenanceSpan"),
+], ids=["empty-sequence-id", "negative-length", "negative-offset", "no-length", "half-a-pair", "a-dict",
+        "a-tuple"])
+def test_bad_provenance_is_a_typed_error_before_anything_is_sent(build: Any, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message) as refused:
+        build()
+    assert not isinstance(refused.value, UnsupportedFeatureError)
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +212,7 @@ def test_a_client_call_asking_for_a_setting_not_built_fails_before_anything_is_s
             with pytest.raises(UnsupportedFeatureError, match=r"OptimStepRequest\.optim_params"):
                 training.optim_step(types.DimuonParams(learning_rate=0.01))  # type: ignore[arg-type]
             with pytest.raises(UnsupportedFeatureError, match=r"ForwardBackwardInput\.loss_fn"):
-                training.forward_backward([DATUM], "stable_reinforce")
+                training.forward_backward([DATUM], "custom")
             training.forward_backward([DATUM], "cross_entropy").result(30)  # the client still works
         sent = [record.path for record in wire.records]
         assert sent.count("/api/v1/forward_backward") == 1 and "/api/v1/optim_step" not in sent

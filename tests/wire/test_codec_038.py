@@ -21,6 +21,8 @@ from tinker_actors.types import (
     ImageAssetPointerChunk,
     ImageChunk,
     ModelInput,
+    PromptProvenanceSpan,
+    SampledProvenanceSpan,
     SampledSequence,
     SampleResponse,
     TensorData,
@@ -358,11 +360,61 @@ def test_the_service_refuses_what_the_domain_cannot_hold() -> None:
             server_decode(bad.SerializeToString())
 
 
-def test_provenance_spans_are_read_and_dropped() -> None:
+def test_provenance_spans_are_read_into_the_datum() -> None:
+    message = plain_request()
+    prompt = message.data[0].model_input_spans.add().prompt_tokens
+    prompt.sequence_id, prompt.length = "s-1", 2
+    sampled = message.data[0].loss_fn_input_spans.add().sampled_tokens
+    sampled.sequence_id, sampled.offset, sampled.length = "s-2", 1, 3
+    datum = server_decode(message.SerializeToString()).input.data[0]
+    assert datum.model_input_spans == [PromptProvenanceSpan(sequence_id="s-1", length=2)]
+    assert datum.loss_fn_input_spans == [SampledProvenanceSpan(sequence_id="s-2", offset=1, length=3)]
+    plain = server_decode(plain_request().SerializeToString()).input.data[0]
+    assert plain.model_input_spans is None and plain.loss_fn_input_spans is None
+    assert datum.model_copy(update={"model_input_spans": None, "loss_fn_input_spans": None}) == plain
+
+
+def test_runs_in_one_span_field_only_read_as_a_pair() -> None:
+    """The wire cannot tell an empty list from None: runs in one field give an empty list in the other."""
     message = plain_request()
     message.data[0].model_input_spans.add().prompt_tokens.sequence_id = "s-1"
-    message.data[0].loss_fn_input_spans.add().sampled_tokens.sequence_id = "s-2"
-    assert server_decode(message.SerializeToString()) == server_decode(plain_request().SerializeToString())
+    datum = server_decode(message.SerializeToString()).input.data[0]
+    assert datum.model_input_spans == [PromptProvenanceSpan(sequence_id="s-1", length=0)]
+    assert datum.loss_fn_input_spans == []
+
+
+@pytest.mark.parametrize(("set_span", "expected"), [
+    (lambda span: span, "names no kind of run"),
+    (lambda span: setattr(span.prompt_tokens, "length", -1), "length"),
+    (lambda span: setattr(span.sampled_tokens, "offset", 5), "sequence_id"),
+], ids=["no-kind", "negative-length", "no-sequence-id"])
+def test_a_malformed_span_is_refused_by_the_server(set_span: Any, expected: str) -> None:
+    message = plain_request()
+    span = message.data[0].model_input_spans.add()
+    set_span(span)
+    with pytest.raises(InvalidInputError, match=expected):
+        server_decode(message.SerializeToString())
+
+
+def test_our_spans_are_the_official_wire_form_and_read_back() -> None:
+    """Each run one ProvenanceSpan, its kind the oneof member, in order; read back as it was sent."""
+    spans = ([PromptProvenanceSpan(sequence_id="req-a:0", length=2),
+              SampledProvenanceSpan(sequence_id="req-a:0", length=1)],
+             [PromptProvenanceSpan(sequence_id="req-a:0", offset=1, length=1),
+              SampledProvenanceSpan(sequence_id="req-a:0", length=1),
+              SampledProvenanceSpan(sequence_id="req-b:1", offset=4, length=1)])
+    datum = Datum(model_input=ModelInput.from_ints([1, 2, 3]),
+                  loss_fn_inputs={"target_tokens": [2, 3, 4], "advantages": [1.0, 1.0, 1.0]}).with_provenance(*spans)
+    call = ForwardBackwardCall("m", 4, ForwardBackwardInput(data=[datum], loss_fn="stable_reinforce"), False)
+    body = CODEC.encode_forward_backward(call).body.content
+    message = pb.ForwardBackwardRequest()
+    message.ParseFromString(body)
+    assert [span.WhichOneof("span") for span in message.data[0].model_input_spans] == \
+        ["prompt_tokens", "sampled_tokens"]
+    assert [(s.sampled_tokens.sequence_id, s.sampled_tokens.offset) for s in message.data[0].loss_fn_input_spans[1:]] \
+        == [("req-a:0", 0), ("req-b:1", 4)]
+    assert message.SerializeToString() == body  # canonical field order, as protobuf itself writes it
+    assert server_decode(body) == call
 
 
 def test_int32_and_bfloat16_loss_inputs_widen_to_the_domain_dtypes() -> None:

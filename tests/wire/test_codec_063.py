@@ -6,13 +6,17 @@ import json
 
 import pytest
 
-from tinker_actors.errors import APIResponseValidationError
+from tinker_actors.errors import APIResponseValidationError, UnsupportedFeatureError
 from tinker_actors.types import (
     Datum,
     ForwardBackwardInput,
     ForwardBackwardRequest,
     ForwardRequest,
     ModelInput,
+    PromptProvenanceSpan,
+    SampledProvenanceSpan,
+    SampleRequest,
+    SamplingParams,
     encode_json,
 )
 from tinker_actors.wire import ForwardBackwardCall, client_codec
@@ -53,3 +57,21 @@ def test_results_are_json_and_bad_ones_are_response_validation_errors() -> None:
 def test_the_codec_is_found_by_its_version() -> None:
     assert client_codec("0.6.3") is CODEC
     assert CODEC.result_accept == "application/json"
+
+
+def test_stable_reinforce_and_provenance_spans_need_protocol_0_38() -> None:
+    """0.6.3's Datum has no spans and its service no StableReinforce: refused typed, before anything is sent."""
+    spans = [PromptProvenanceSpan(sequence_id="req-a:0", length=2)]
+    with_spans = FB_INPUT.data[0].with_provenance(spans, [SampledProvenanceSpan(sequence_id="req-a:0", length=2)])
+    cases = {"Datum.model_input_spans": FB_INPUT.model_copy(update={"data": [with_spans]}),
+             "ForwardBackwardInput.loss_fn": FB_INPUT.model_copy(update={"loss_fn": "stable_reinforce"})}
+    for feature, fb_input in cases.items():
+        for forward_only in (False, True):
+            with pytest.raises(UnsupportedFeatureError, match="needs? protocol 0.38") as refused:
+                CODEC.prepare_forward_backward("run-0", fb_input, forward_only=forward_only)
+            assert refused.value.feature == feature
+            with pytest.raises(UnsupportedFeatureError):
+                CODEC.encode_forward_backward(ForwardBackwardCall("run-0", 1, fb_input, forward_only))
+    with pytest.raises(UnsupportedFeatureError, match="record_stability_info needs protocol 0.38"):
+        CODEC.encode_json(SampleRequest(prompt=ModelInput.from_ints([1]), sampling_params=SamplingParams(),
+                                        record_stability_info=True))

@@ -22,6 +22,8 @@ from tinker_actors.types import (
     ForwardBackwardOutput,
     ImageChunk,
     ModelInput,
+    PromptProvenanceSpan,
+    SampledProvenanceSpan,
     SampledSequence,
     SampleResponse,
     TensorData,
@@ -60,7 +62,17 @@ REQUESTS: dict[str, dict[str, Any]] = {
                     "inputs": {"target_tokens": tensor(list(range(1, 301)), "int64", [300]),
                                "logprobs": tensor([-0.1 * i for i in range(300)], "float32", [300]),
                                "advantages": tensor([(-1.0) ** i for i in range(300)], "float32", [300])}}]},
+    "stable_reinforce_with_provenance": {  # the runs of official_038.py's _official_datum (seq-a, seq-b)
+        "model_id": "run-2", "seq_id": 3, "loss_fn": "stable_reinforce", "loss_fn_config": {"kl_coeff": 0.05},
+        "datums": [{"chunks": [text([5, 6])], "provenance": True,
+                    "inputs": {"target_tokens": tensor([6, 7], "int64", [2]),
+                               "advantages": tensor([0.5, 0.5], "float32", [2])}},
+                   {"chunks": [text([9])], "inputs": {"target_tokens": tensor([1], "int64", [1]),
+                                                      "advantages": tensor([1.0], "float32", [1])}}]},
 }
+# The runs official_038.py attaches to a datum whose spec says "provenance".
+SPANS = {"model_input_spans": [PromptProvenanceSpan(sequence_id="seq-a", offset=0, length=2)],
+         "loss_fn_input_spans": [SampledProvenanceSpan(sequence_id="seq-b", offset=1, length=2)]}
 
 
 def our_call(case: dict[str, Any]) -> ForwardBackwardCall:
@@ -72,7 +84,8 @@ def our_call(case: dict[str, Any]) -> ForwardBackwardCall:
                              for c in spec["chunks"]]
         inputs = {name: TensorData(data=t["data"], dtype=t["dtype"], shape=t["shape"]) if t["shape"] is not None
                   else TensorData(data=t["data"], dtype=t["dtype"]) for name, t in spec["inputs"].items()}
-        data.append(Datum(model_input=ModelInput(chunks=chunks), loss_fn_inputs=inputs))
+        data.append(Datum(model_input=ModelInput(chunks=chunks), loss_fn_inputs=inputs,
+                          **(SPANS if spec.get("provenance") else {})))
     fb_input = ForwardBackwardInput(data=data, loss_fn=case["loss_fn"], loss_fn_config=case.get("loss_fn_config"))
     return ForwardBackwardCall(model_id=case["model_id"], seq_id=case["seq_id"], input=fb_input,
                                forward_only=case.get("forward_only", False))
@@ -117,6 +130,10 @@ def test_the_service_reads_official_requests_with_provenance(official: Official0
     theirs = official.call("encode_forward_backward", case=case, compress=False)
     call = CODEC.decode_forward_backward(bytes.fromhex(theirs["body_hex"]), content_type=CONTENT_TYPE_PROTOBUF)
     assert call.input.data[0].model_input.to_ints() == [5, 6, 7, 2**31 - 1]
+    first, second = call.input.data
+    assert (first.model_input_spans, first.loss_fn_input_spans) == (SPANS["model_input_spans"],
+                                                                    SPANS["loss_fn_input_spans"])
+    assert second.model_input_spans is None and second.loss_fn_input_spans is None  # none sent, none read
 
 
 # -- results ---------------------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinker_actors.errors import APIResponseValidationError, InvalidInputError
+from tinker_actors.errors import APIResponseValidationError, InvalidInputError, UnsupportedFeatureError
 from tinker_actors.types import SampleResponse, TensorData
 
-__all__ = ["AskedOutputs", "sample_outputs_asked"]
+__all__ = ["AskedOutputs", "sample_outputs_asked", "stability_setting"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +65,17 @@ def sample_outputs_asked(target_prompt_logprobs: TensorData | None, prompt_alt_t
     if prompt_alt_tokens_k > 0 or prompt_logprobs_last_n is not None:
         return AskedOutputs(prompt_alt_tokens_k, prompt_logprobs_last_n)
     return None
+
+
+def stability_setting(value: object, protocol: str | None = None) -> bool:
+    """``record_stability_info`` as given to a sampling client's factory: a bool (a truthy string must not turn
+    recording on by accident), and True only on protocol 0.38 when the protocol is known (``None``: not yet).
+    Else :class:`InvalidInputError` / :class:`UnsupportedFeatureError`, before anything is sent."""
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"record_stability_info is True or False, got {type(value).__name__}")
+    if value and protocol is not None and protocol != "0.38":
+        raise UnsupportedFeatureError(
+            f"SampleRequest.record_stability_info needs protocol 0.38; this client speaks {protocol} with its server "
+            "(leave record_stability_info at False, or use a server that speaks 0.38: docs/protocols.md)",
+            feature="SampleRequest.record_stability_info")
+    return value

@@ -37,7 +37,7 @@ from tinker_actors.clients.batched_polls import CLONE_SEQ_IDS, SessionPoller
 from tinker_actors.clients.cancellation import SampleCancels
 from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.queue_state import ClientQueueLog, QueueState, QueueStateObserver
-from tinker_actors.clients.sample_checks import sample_outputs_asked
+from tinker_actors.clients.sample_checks import sample_outputs_asked, stability_setting
 from tinker_actors.clients.sdk_method import names_sdk_methods
 from tinker_actors.config import Config, MissingApiKeyError, RetryPolicy
 from tinker_actors.errors import (
@@ -469,15 +469,21 @@ class SamplingClient(QueueStateObserver):
     session with its own credentials: the ServiceClient that created the session if it lives in that
     process, else ``TINKER_API_KEY`` from that process's environment. Without either, the first
     ``sample()`` raises :class:`~tinker_actors.config.MissingApiKeyError` (unpickling itself never fails).
+
+    ``record_stability_info`` (protocol 0.38, set when the client is created): every sample of this client asks
+    the server to record stability information for its sequences, which ``stable_reinforce`` training reads
+    through the provenance spans that name them (``Datum.with_provenance``; docs/guides/sampling-outputs.md).
+    Pickles and sampler handles keep it, as the official SDK's do.
     """
 
     def __init__(self, service: ServiceClient, sampling_session_id: str, *, base_model: str | None = None,
                  model_path: str | None = None, retry_config: RetryConfig | None = None,
-                 first_seq_id: int | None = 0) -> None:
+                 first_seq_id: int | None = 0, record_stability_info: bool = False) -> None:
         self.sampling_session_id = sampling_session_id
         self.base_model = base_model
         self.model_path = model_path
         self.retry_config = retry_config or RetryConfig()
+        self.record_stability_info = stability_setting(record_stability_info)
         self._base_url = service.config.base_url
         self._attach_lock = threading.Lock()
         self._born = fork_generation()
@@ -485,8 +491,8 @@ class SamplingClient(QueueStateObserver):
 
     @staticmethod
     def create(service: ServiceClient, *, model_path: str | None = None, base_model: str | None = None,
-               sampling_session_id: str | None = None, retry_config: RetryConfig | None = None
-               ) -> APIFuture[SamplingClient]:
+               sampling_session_id: str | None = None, retry_config: RetryConfig | None = None,
+               record_stability_info: bool = False) -> APIFuture[SamplingClient]:
         """The official SDK's factory: a future of a client on a new sampling session (of ``model_path`` or
         ``base_model``), or on an existing one (``sampling_session_id``, e.g. from another process).
 
@@ -499,10 +505,12 @@ class SamplingClient(QueueStateObserver):
                                     f"its internal holder), got {type(service).__name__}")
         if sampling_session_id is None:
             return service.create_sampling_client_future(model_path=model_path, base_model=base_model,
-                                                         retry_config=retry_config)
+                                                         retry_config=retry_config,
+                                                         record_stability_info=record_stability_info)
         # Others may sample on this session too: a clone numbers its samples in a block of its own.
         client = SamplingClient(service, sampling_session_id, base_model=base_model, model_path=model_path,
-                                retry_config=retry_config, first_seq_id=None)
+                                retry_config=retry_config, first_seq_id=None,
+                                record_stability_info=record_stability_info)
         future: APIFuture[SamplingClient] = APIFuture()
         resolve(future.raw, client)
         return future
@@ -554,7 +562,8 @@ class SamplingClient(QueueStateObserver):
         (refused with :class:`~tinker_actors.errors.UnsupportedFeatureError` on 0.6.3): the top-k logprobs of each
         sampled token, the logprobs of chosen token ids at prompt positions (an int64 ``[len(prompt) - 1, K]``
         tensor, -1 where nothing is asked; dense or sparse), ``k`` alternative tokens drawn at every prompt
-        position after the first, and scoring only the last N prompt tokens (docs/guides/sampling-outputs.md)."""
+        position after the first, and scoring only the last N prompt tokens (docs/guides/sampling-outputs.md).
+        A client created with ``record_stability_info=True`` asks for it in every request."""
         asked = sample_outputs_asked(target_prompt_logprobs, prompt_alt_tokens_k, prompt_logprobs_last_n,
                                      include_prompt_logprobs)
         # 0.38's settings only when asked for: a set field is sent by 0.6.3's encoding (only the fields set)
@@ -562,6 +571,8 @@ class SamplingClient(QueueStateObserver):
             ("topk_sample_logprobs", topk_sample_logprobs, 0), ("target_prompt_logprobs", target_prompt_logprobs, None),
             ("prompt_alt_tokens_k", prompt_alt_tokens_k, 0), ("prompt_logprobs_last_n", prompt_logprobs_last_n, None),
         ) if value is not default and value != default}
+        if self.record_stability_info:
+            added["record_stability_info"] = True
         try:
             request = SampleRequest(num_samples=num_samples, prompt=prompt, sampling_params=sampling_params,
                                     sampling_session_id=self.sampling_session_id, seq_id=0,
@@ -640,7 +651,8 @@ class SamplingClient(QueueStateObserver):
     def get_sampler_handle(self) -> str:
         """A string naming this sampler, without credentials, to give to other processes instead of a pickle:
         :meth:`from_sampler_handle` makes a new client of the same sampling session from it (docs/guides/ray.md)."""
-        return SamplerHandle(self._base_url, self.sampling_session_id, self.base_model, self.model_path).encode()
+        return SamplerHandle(self._base_url, self.sampling_session_id, self.base_model, self.model_path,
+                             self.record_stability_info).encode()
 
     @staticmethod
     def from_sampler_handle(handle: str, *, api_key: str | None = None) -> SamplingClient:
@@ -659,7 +671,8 @@ class SamplingClient(QueueStateObserver):
             service = _service_for(described.base_url, described.sampling_session_id)
         refuse_if_forked(service.runtime.fork_generation, "The ServiceClient this SamplingClient attaches to")
         return SamplingClient(service, described.sampling_session_id, base_model=described.base_model,
-                              model_path=described.model_path, first_seq_id=None)
+                              model_path=described.model_path, first_seq_id=None,
+                              record_stability_info=described.record_stability_info)
 
     def backoff_remaining(self) -> float:
         """Seconds this process's samples for this client's service and key still hold back after a 429 (0: none).
@@ -710,7 +723,7 @@ class SamplingClient(QueueStateObserver):
         # Never the API key: a pickle is bytes anyone may log, store or ship to a cluster. The process that
         # unpickles takes its own credentials (see the class docstring and docs/guides/fan_out.md).
         return (_rebuild_sampling_client, (self._base_url, self.sampling_session_id, self.base_model,
-                                           self.model_path, self.retry_config))
+                                           self.model_path, self.retry_config, self.record_stability_info))
 
     def __repr__(self) -> str:
         return f"SamplingClient(sampling_session_id={self.sampling_session_id!r})"
@@ -757,7 +770,8 @@ def _service_for(base_url: str, sampling_session_id: str) -> ServiceClient:
 
 
 def _rebuild_sampling_client(base_url: str, sampling_session_id: str, base_model: str | None,
-                             model_path: str | None, retry_config: RetryConfig) -> SamplingClient:
+                             model_path: str | None, retry_config: RetryConfig,
+                             record_stability_info: bool = False) -> SamplingClient:
     """Unpickle a handle. Attaches now if this process has credentials; else the first use says why it cannot.
 
     Never raises: an error while unpickling the arguments of a pool's task would kill the worker and surface
@@ -768,6 +782,7 @@ def _rebuild_sampling_client(base_url: str, sampling_session_id: str, base_model
     client.base_model = base_model
     client.model_path = model_path
     client.retry_config = retry_config
+    client.record_stability_info = record_stability_info
     client._base_url = base_url
     client._attach_lock = threading.Lock()
     client._born = fork_generation()

@@ -48,6 +48,7 @@ from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.from_state import FromState, check_request, from_state_settings, load_creating_model
 from tinker_actors.clients.protocol import DynamicFlags, ProtocolProfile, fetch_dynamic_flags, negotiate
 from tinker_actors.clients.rest import RestClient
+from tinker_actors.clients.sample_checks import stability_setting
 from tinker_actors.clients.sampling import RetryConfig, SamplingClient
 from tinker_actors.clients.sdk_method import names_sdk_methods
 from tinker_actors.clients.service_options import build_config
@@ -709,42 +710,56 @@ class ServiceClient:
     # -- sampling clients --
 
     def create_sampling_client(self, model_path: str | None = None, base_model: str | None = None,
-                               retry_config: RetryConfig | None = None) -> BackcompatSamplingClientFuture:
+                               retry_config: RetryConfig | None = None,
+                               record_stability_info: bool = False) -> BackcompatSamplingClientFuture:
         """A future of a SamplingClient on a new sampling session (of saved weights at ``model_path``, or of
         ``base_model``), returned at once as :meth:`create_lora_training_client`'s: ``.result()`` or ``await``
-        it. Bad arguments raise here, before anything is sent."""
-        return self._sampling_client_future(model_path, base_model, retry_config, into=BackcompatSamplingClientFuture)
+        it. Bad arguments raise here, before anything is sent. ``record_stability_info`` (protocol 0.38): every
+        sample of the client has the server record stability information for its sequences, for
+        ``stable_reinforce`` training (docs/guides/sampling-outputs.md); on 0.6.3 the future fails with
+        :class:`~tinker_actors.errors.UnsupportedFeatureError` before the sampling session is created."""
+        return self._sampling_client_future(model_path, base_model, retry_config, record_stability_info,
+                                            into=BackcompatSamplingClientFuture)
 
     async def create_sampling_client_async(self, model_path: str | None = None, base_model: str | None = None,
-                                           retry_config: RetryConfig | None = None) -> SamplingClient:
+                                           retry_config: RetryConfig | None = None,
+                                           record_stability_info: bool = False) -> SamplingClient:
         """Deprecated, as in the official SDK 0.38: ``await service.create_sampling_client(...)``."""
         warn_deprecated("ServiceClient.create_sampling_client_async()",
                         "use `await service_client.create_sampling_client(...)`")
         client: SamplingClient = await self._sampling_client_future(model_path, base_model, retry_config,
-                                                                    into=APIFuture)
+                                                                    record_stability_info, into=APIFuture)
         return client
 
     def create_sampling_client_future(self, model_path: str | None = None, base_model: str | None = None,
-                                      retry_config: RetryConfig | None = None) -> APIFuture[SamplingClient]:
+                                      retry_config: RetryConfig | None = None,
+                                      record_stability_info: bool = False) -> APIFuture[SamplingClient]:
         """:meth:`create_sampling_client`'s future, as a plain :class:`APIFuture` (the name kept from before that
         call returned a future)."""
-        return self._sampling_client_future(model_path, base_model, retry_config, into=APIFuture)
+        return self._sampling_client_future(model_path, base_model, retry_config, record_stability_info,
+                                            into=APIFuture)
 
     def _sampling_client_future(self, model_path: str | None, base_model: str | None,
-                                retry_config: RetryConfig | None, *, into: type[FutureT]) -> FutureT:
+                                retry_config: RetryConfig | None, record_stability_info: bool = False, *,
+                                into: type[FutureT]) -> FutureT:
+        stability_setting(record_stability_info)  # a typed error now; the protocol is checked once negotiated
         request = self._sampling_session_request(model_path, base_model)
         session = self._session_future()  # the first client creates the session (in the IoLoop, below)
-        raw = self._context.submit(self._open_sampling_session(session, request))
+        raw = self._context.submit(self._open_sampling_session(session, request, record_stability_info))
         opened: APIFuture[tuple[str, str | None]] = detached(raw)
         return opened.map(lambda session: SamplingClient(self, session[0], base_model=session[1],
-                                                         model_path=model_path, retry_config=retry_config),
+                                                         model_path=model_path, retry_config=retry_config,
+                                                         record_stability_info=record_stability_info),
                           into=into)
 
     async def _open_sampling_session(self, session: concurrent.futures.Future[str],
-                                     request: CreateSamplingSessionRequest) -> tuple[str, str | None]:
+                                     request: CreateSamplingSessionRequest,
+                                     record_stability_info: bool = False) -> tuple[str, str | None]:
         """The new session's id and its base model (for saved weights, asked of the server with
         ``GET samplers/{id}`` as the official SDK 0.38 does; None if that fails)."""
         request = request.model_copy(update={"session_id": await _shared_result(session)})
+        # Negotiated by now: a 0.6.3 server cannot record stability info, so no sampler is made for it.
+        stability_setting(record_stability_info, self._context.profile.version)
         response = await self._create_sampling_session(request)
         base_model = request.base_model
         if base_model is None and request.model_path is not None:

@@ -28,6 +28,7 @@ from tinker_actors.clients.checkpoint_options import save_options
 from tinker_actors.clients.context import ClientContext
 from tinker_actors.clients.ledger import TrainingLedger
 from tinker_actors.clients.queue_state import ClientQueueLog, QueueState, QueueStateObserver
+from tinker_actors.clients.sample_checks import stability_setting
 from tinker_actors.clients.sdk_method import names_sdk_methods
 from tinker_actors.console import console_for
 from tinker_actors.errors import (
@@ -587,31 +588,40 @@ class TrainingClient(QueueStateObserver):
                                                                     **options),
                              parse, model_id=model_id)
 
-    def save_weights_and_get_sampling_client(self, name: str | None = None, retry_config: Any = None, *,
+    def save_weights_and_get_sampling_client(self, name: str | None = None, retry_config: Any = None,
+                                             record_stability_info: bool = False,
                                              kind: SamplingClientKind = "snapshot"
                                              ) -> BackcompatSamplingClientFuture:
         """Save ephemeral sampler weights; returns at once a future of a SamplingClient on them, as in the
         official SDK 0.38 (``.result()`` or ``await`` it; using it as the client still works, deprecated).
         ``name`` has no effect (deprecated there too). ``kind="inflight"`` (protocol 0.38): the client samples
-        with this model's latest weights, following later training steps (docs/guides/async_rl.md)."""
+        with this model's latest weights, following later training steps (docs/guides/async_rl.md).
+        ``record_stability_info`` (protocol 0.38): every sample of the client has the server record stability
+        information for ``stable_reinforce`` training (docs/guides/sampling-outputs.md)."""
         from tinker_actors.clients.backcompat import BackcompatSamplingClientFuture
 
         if name is not None:
             warn_deprecated("TrainingClient.save_weights_and_get_sampling_client(name=...)",
                             "leave the name out: it has no effect (for a named checkpoint, save_weights_for_sampler"
                             "(name), then create_sampling_client(path))")
-        return self._sampling_client_after_save(retry_config, into=BackcompatSamplingClientFuture, kind=kind)
+        return self._sampling_client_after_save(retry_config, into=BackcompatSamplingClientFuture, kind=kind,
+                                                record_stability_info=record_stability_info)
 
-    def save_weights_and_get_sampling_client_future(self, retry_config: Any = None) -> APIFuture[SamplingClient]:
+    def save_weights_and_get_sampling_client_future(self, retry_config: Any = None,
+                                                    record_stability_info: bool = False
+                                                    ) -> APIFuture[SamplingClient]:
         """:meth:`save_weights_and_get_sampling_client`'s future, as a plain :class:`APIFuture` (the name kept
         from before that call returned a future)."""
-        return self._sampling_client_after_save(retry_config, into=APIFuture)
+        return self._sampling_client_after_save(retry_config, into=APIFuture,
+                                                record_stability_info=record_stability_info)
 
     def _sampling_client_after_save(self, retry_config: Any, *, into: type[FutureT],
-                                    kind: SamplingClientKind = "snapshot") -> FutureT:
+                                    kind: SamplingClientKind = "snapshot",
+                                    record_stability_info: bool = False) -> FutureT:
         from tinker_actors.clients.sampling import SamplingClient
 
         _check_sampler_kind(kind, self._context.profile.version)
+        stability_setting(record_stability_info, self._context.profile.version)  # before the save is sent
         model_id = self.model_id
         sampling_seq = self._service._reserve_sampling_seq()
         raw = self._json_op("save_weights_for_sampler", "/api/v1/save_weights_for_sampler", "SaveWeightsForSampler",
@@ -623,34 +633,42 @@ class TrainingClient(QueueStateObserver):
             if response.sampling_session_id is None:
                 raise InvalidInputError("the server returned no sampling_session_id for an ephemeral save")
             return SamplingClient(self._service, response.sampling_session_id, base_model=self._ledger.base_model,
-                                  retry_config=retry_config)
+                                  retry_config=retry_config, record_stability_info=record_stability_info)
 
         return raw.map(to_client, into=into)
 
     async def save_weights_and_get_sampling_client_async(self, name: str | None = None,
-                                                         retry_config: Any = None) -> SamplingClient:
+                                                         retry_config: Any = None,
+                                                         record_stability_info: bool = False,
+                                                         kind: SamplingClientKind = "snapshot") -> SamplingClient:
         """Deprecated, as in the official SDK 0.38: ``await training.save_weights_and_get_sampling_client()``."""
         warn_deprecated("TrainingClient.save_weights_and_get_sampling_client_async()",
                         "use `await training_client.save_weights_and_get_sampling_client()`")
-        client: SamplingClient = await self._sampling_client_after_save(retry_config, into=APIFuture)
+        client: SamplingClient = await self._sampling_client_after_save(
+            retry_config, into=APIFuture, kind=kind, record_stability_info=record_stability_info)
         return client
 
-    def create_sampling_client(self, model_path: str, retry_config: Any = None) -> BackcompatSamplingClientFuture:
+    def create_sampling_client(self, model_path: str, retry_config: Any = None,
+                               record_stability_info: bool = False) -> BackcompatSamplingClientFuture:
         """A future of a SamplingClient on the weights saved at ``model_path``, returned at once
-        (``ServiceClient.create_sampling_client``'s)."""
-        return self._service.create_sampling_client(model_path=model_path, retry_config=retry_config)
+        (``ServiceClient.create_sampling_client``'s, ``record_stability_info`` included)."""
+        return self._service.create_sampling_client(model_path=model_path, retry_config=retry_config,
+                                                    record_stability_info=record_stability_info)
 
-    async def create_sampling_client_async(self, model_path: str, retry_config: Any = None) -> SamplingClient:
+    async def create_sampling_client_async(self, model_path: str, retry_config: Any = None,
+                                           record_stability_info: bool = False) -> SamplingClient:
         """Deprecated, as in the official SDK 0.38: ``await training.create_sampling_client(path)``."""
         warn_deprecated("TrainingClient.create_sampling_client_async()",
                         "use `await training_client.create_sampling_client(path)`")
-        client: SamplingClient = await self._service.create_sampling_client(model_path=model_path,
-                                                                            retry_config=retry_config)
+        client: SamplingClient = await self._service.create_sampling_client(
+            model_path=model_path, retry_config=retry_config, record_stability_info=record_stability_info)
         return client
 
-    def save_weights_and_get_sampling_client_submit(self, retry_config: Any = None) -> APIFuture[SamplingClient]:
+    def save_weights_and_get_sampling_client_submit(self, retry_config: Any = None,
+                                                    record_stability_info: bool = False
+                                                    ) -> APIFuture[SamplingClient]:
         """The official SDK's name for :meth:`save_weights_and_get_sampling_client_future`."""
-        return self.save_weights_and_get_sampling_client_future(retry_config)
+        return self.save_weights_and_get_sampling_client_future(retry_config, record_stability_info)
 
     # -- telemetry and queue state (as in the official SDK) --
 

@@ -3,7 +3,8 @@
 ``SamplingClient.get_sampler_handle()`` writes one; ``SamplingClient.from_sampler_handle(handle)`` reads it
 in any process, any number of times, each time making a new client of the same sampling session that
 authenticates with that process's own credentials. A handle holds the base URL, the sampling session id,
-the base model and the model path: never a credential. It is URL-safe base64 of a small JSON object.
+the base model, the model path and whether the client records stability info (``record_stability_info``, as
+the official SDK's handles do): never a credential. It is URL-safe base64 of a small JSON object.
 Handles written by the official 0.38 SDK are read too (its credential field, empty there, is ignored).
 """
 
@@ -31,10 +32,13 @@ class SamplerHandle:
     sampling_session_id: str
     base_model: str | None = None
     model_path: str | None = None
+    record_stability_info: bool = False
 
     def encode(self) -> str:
         fields = {"v": _VERSION, "base_url": self.base_url, "sampling_session_id": self.sampling_session_id,
                   "base_model": self.base_model, "model_path": self.model_path}
+        if self.record_stability_info:  # only when set: a handle of a plain client reads as before
+            fields["record_stability_info"] = True
         return base64.urlsafe_b64encode(json.dumps(fields, separators=(",", ":")).encode()).decode("ascii")
 
     @classmethod
@@ -60,7 +64,8 @@ class SamplerHandle:
         if version != _VERSION:
             raise InvalidSamplerHandleError(f"a sampler handle of version {version!r}; this SDK reads version "
                                             f"{_VERSION} (upgrade tinker-actors where the handle is read)")
-        return cls(base_url, session, _optional_str(fields.get("base_model")), _optional_str(fields.get("model_path")))
+        return cls(base_url, session, _optional_str(fields.get("base_model")), _optional_str(fields.get("model_path")),
+                   fields.get("record_stability_info") is True)
 
 
 def _optional_str(value: Any) -> str | None:

@@ -234,10 +234,12 @@ def _targets(datum: Datum, index: int) -> TensorData:
 
 
 def linear_datums(data: Sequence[Datum], grads: Logprobs) -> list[Datum]:
-    """Datums whose cross-entropy has the gradient of the custom loss: target_tokens, weights = -grad."""
+    """Datums whose cross-entropy has the gradient of the custom loss: target_tokens, weights = -grad (with the
+    datum's provenance spans, which the official SDK 0.38 sends along too)."""
     return [Datum(model_input=datum.model_input,
                   loss_fn_inputs={"target_tokens": _targets(datum, i),
-                                  "weights": TensorData.from_numpy((-grad).astype(np.float32).reshape(-1))})
+                                  "weights": TensorData.from_numpy((-grad).astype(np.float32).reshape(-1))},
+                  model_input_spans=datum.model_input_spans, loss_fn_input_spans=datum.loss_fn_input_spans)
             for i, (datum, grad) in enumerate(zip(data, grads, strict=True))]
 
 

@@ -65,8 +65,10 @@ def to_tensor_data(key: str, value: Any) -> Any:
 class Datum(RequestModel):
     """``model_input`` and the named tensors the loss reads (``loss_fn_inputs``).
 
-    ``model_input_spans`` / ``loss_fn_input_spans`` (protocol 0.38): where the tokens came from, for the
-    losses that need it; not supported yet (a datum that carries them is refused, ``types/unsupported.py``).
+    ``model_input_spans`` / ``loss_fn_input_spans`` (protocol 0.38): where the tokens came from, for the losses
+    that need it (the Tinker service's ``stable_reinforce``); attach them with :meth:`with_provenance`. They come
+    as a pair (both or neither), each a list of :class:`PromptProvenanceSpan` / :class:`SampledProvenanceSpan`;
+    anything else raises :class:`InvalidInputError` here, as the official types refuse it.
     """
 
     loss_fn_inputs: dict[str, TensorData]
@@ -82,20 +84,43 @@ class Datum(RequestModel):
         inputs = data.get("loss_fn_inputs")
         if isinstance(inputs, dict):
             data["loss_fn_inputs"] = {key: to_tensor_data(key, value) for key, value in inputs.items()}
+        for name in _SPAN_FIELDS:
+            _check_span_types(name, data.get(name))
+        if (data.get("model_input_spans") is None) != (data.get("loss_fn_input_spans") is None):
+            raise InvalidInputError("a Datum's provenance comes as a pair: set both model_input_spans and "
+                                    "loss_fn_input_spans, or neither (Datum.with_provenance sets both)")
         super().__init__(**data)
 
     def with_provenance(self, model_input: Sequence[PromptProvenanceSpan | SampledProvenanceSpan],
                         loss_fn_inputs: Sequence[PromptProvenanceSpan | SampledProvenanceSpan]) -> Datum:
         """A copy carrying both span lists: ``model_input`` tiles the input tokens, ``loss_fn_inputs`` tiles
-        ``loss_fn_inputs["target_tokens"]`` (when it is 1-D). A miscount raises :class:`InvalidInputError`
-        here. Not supported yet: the copy is refused (``UnsupportedFeatureError``) until the losses that read
-        provenance are built."""
+        ``loss_fn_inputs["target_tokens"]`` (when it is 1-D). A miscount, or a run that is not a
+        :class:`PromptProvenanceSpan` / :class:`SampledProvenanceSpan`, raises :class:`InvalidInputError` here,
+        before anything is sent."""
+        _check_span_types("model_input", model_input)
+        _check_span_types("loss_fn_inputs", loss_fn_inputs)
         _check_tiling("model_input", model_input, self.model_input.length)
         targets = self.loss_fn_inputs.get("target_tokens")
         if targets is not None and targets.shape is not None and len(targets.shape) == 1:
             _check_tiling("loss_fn_inputs", loss_fn_inputs, targets.shape[0])
         return Datum(model_input=self.model_input, loss_fn_inputs=self.loss_fn_inputs,
                      model_input_spans=list(model_input), loss_fn_input_spans=list(loss_fn_inputs))
+
+
+_SPAN_FIELDS = ("model_input_spans", "loss_fn_input_spans")
+
+
+def _check_span_types(name: str, spans: object) -> None:
+    """``spans`` is None or a list (or tuple) of span objects; a dict is refused too (it could be either kind)."""
+    if spans is None:
+        return
+    if not isinstance(spans, list | tuple):
+        raise InvalidInputError(f"{name} is a list of PromptProvenanceSpan or SampledProvenanceSpan, got "
+                                f"{type(spans).__name__}")
+    for index, span in enumerate(spans):
+        if not isinstance(span, PromptProvenanceSpan | SampledProvenanceSpan):
+            raise InvalidInputError(f"{name}[{index}] must be a PromptProvenanceSpan or SampledProvenanceSpan, "
+                                    f"got {type(span).__name__}")
 
 
 def _check_tiling(name: str, spans: Sequence[PromptProvenanceSpan | SampledProvenanceSpan], length: int) -> None:

@@ -6,22 +6,42 @@ positions ``[offset, offset + length)`` of a sampled sequence's prompt (:class:`
 its sampled tokens (:class:`SampledProvenanceSpan`), the sequence named by its ``sequence_id``
 (``SampledSequence.sequence_id``). Attach them with ``Datum.with_provenance``.
 
-The official 0.38 names and checks (a non-empty ``sequence_id``, ``offset`` and ``length`` not negative).
-Not supported yet by tinker-actors: a datum that carries spans is refused (``types/unsupported.py``).
+The official 0.38 names and checks: a non-empty ``sequence_id``, ``offset`` and ``length`` not negative; a
+span that breaks one raises :class:`~tinker_actors.errors.InvalidInputError` (a ``ValueError``, as the official
+types raise). What the spans are for is the server's business: the Tinker service's ``stable_reinforce`` reads
+them with the stability information its sampler recorded (``record_stability_info``); protocol 0.38 carries
+them in the protobuf ``forward_backward`` (0.6.3 cannot: refused there before sending).
 """
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
+import pydantic
 from pydantic import Field
 
-from tinker_actors.types._base import RequestModel
+from tinker_actors.errors import InvalidInputError
+from tinker_actors.types._base import RequestModel, problems_of
 
 __all__ = ["PromptProvenanceSpan", "ProvenanceSpans", "SampledProvenanceSpan"]
 
 
-class PromptProvenanceSpan(RequestModel):
+class _Span(RequestModel):
+    """The fields and checks both kinds of run share."""
+
+    sequence_id: str = Field(min_length=1)
+    offset: int = Field(default=0, ge=0)
+    length: int = Field(ge=0)
+
+    if not TYPE_CHECKING:  # keeps the typed constructor the pydantic mypy plugin writes
+        def __init__(self, /, **data: Any) -> None:
+            try:
+                super().__init__(**data)
+            except pydantic.ValidationError as invalid:
+                raise InvalidInputError(f"invalid {type(self).__name__}: {problems_of(invalid)}") from None
+
+
+class PromptProvenanceSpan(_Span):
     """A run of tokens that were part of a sampling request's prompt."""
 
     sequence_id: str = Field(min_length=1)
@@ -32,7 +52,7 @@ class PromptProvenanceSpan(RequestModel):
     """How many consecutive tokens the run covers."""
 
 
-class SampledProvenanceSpan(RequestModel):
+class SampledProvenanceSpan(_Span):
     """A run of tokens that one sampled sequence produced (two sequences back to back are two runs)."""
 
     sequence_id: str = Field(min_length=1)

@@ -112,8 +112,7 @@ class SampleRequest(RequestModel):
     seq_id: int | None = None
     prompt_logprobs: bool | None = None
     topk_prompt_logprobs: int = 0
-    # Protocol 0.38 (refused on 0.6.3, where they do not exist). record_stability_info is refused unless left at
-    # its default (types/unsupported.py).
+    # Protocol 0.38 (refused on 0.6.3, where they do not exist).
     topk_sample_logprobs: int = 0
     """The top-k logprobs of each sampled token (``SampledSequence.topk_logprobs``)."""
     target_prompt_logprobs: TensorData | None = None
@@ -124,7 +123,9 @@ class SampleRequest(RequestModel):
     """Score only the last N prompt tokens (the earlier ones are None); needs ``prompt_logprobs``, and N from 1
     to ``len(prompt) - 1``."""
     record_stability_info: bool | None = None
-    """Have the server record stability information per sampled sequence (for StableReinforce)."""
+    """Have the server record stability information per sampled sequence, which training requests name by
+    ``sequence_id`` in provenance spans (the Tinker service's ``stable_reinforce``). A SamplingClient sets it on
+    every request when it was created with ``record_stability_info=True``."""
     type: Literal["sample"] = "sample"
 
     @field_validator("num_samples")

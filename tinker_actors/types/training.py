@@ -38,8 +38,9 @@ __all__ = [
 
 LossFnType = Literal["cross_entropy", "importance_sampling", "ppo", "cispo", "dro", "gspo", "stable_reinforce",
                      "custom"]
-"""The losses of the official SDK 0.38; ``stable_reinforce`` and ``custom`` (server-side custom losses) are refused
-when a request asks for them, until they are built (``types/unsupported.py``)."""
+"""The losses of the official SDK 0.38. ``stable_reinforce`` is sent as the official SDK sends it (protocol 0.38; the
+Tinker service computes it, the local service answers 400: its objective is not published); ``custom`` (server-side
+custom losses) is refused when a request asks for it, until it is built (``types/unsupported.py``)."""
 LOSS_FUNCTIONS: tuple[str, ...] = ("cross_entropy", "importance_sampling", "ppo", "cispo", "dro")
 """The losses of the 0.6.3 wire; 0.38's ``gspo`` may be asked for too (``LossFnType``; the local service
 computes it)."""

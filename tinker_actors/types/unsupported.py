@@ -36,16 +36,8 @@ class NotBuilt:
     """Whether a given (not yet validated) value asks for the feature."""
 
 
-def _set(value: Any) -> bool:
-    return value is not None
-
-
 def _nonzero(value: Any) -> bool:
     return value is not None and value != 0
-
-
-def _true(value: Any) -> bool:
-    return bool(value)
 
 
 def _kind_of(value: Any) -> Any:
@@ -69,9 +61,6 @@ def _not(*values: str) -> Callable[[Any], bool]:
 
 
 NOT_SUPPORTED_YET: dict[str, dict[str, NotBuilt]] = {
-    "SampleRequest": {
-        "record_stability_info": NotBuilt("stability info recorded for StableReinforce", "None or False", _true),
-    },
     "CreateModelRequest": {
         "optimizer_config": NotBuilt("an optimizer other than Adam(W)", "AdamOptimizerConfig()", _not_adam),
     },
@@ -79,13 +68,9 @@ NOT_SUPPORTED_YET: dict[str, dict[str, NotBuilt]] = {
         "optim_params": NotBuilt("an optimizer step other than Adam's", "AdamParams(...)", _not_adam),
     },
     "ForwardBackwardInput": {
-        "loss_fn": NotBuilt("the losses stable_reinforce and server-side custom losses",
-                            "one of cross_entropy, importance_sampling, ppo, cispo, dro, gspo",
-                            _one_of("stable_reinforce", "custom")),
-    },
-    "Datum": {
-        "model_input_spans": NotBuilt("provenance spans on datums", "None", _set),
-        "loss_fn_input_spans": NotBuilt("provenance spans on datums", "None", _set),
+        "loss_fn": NotBuilt("server-side custom losses",
+                            "one of cross_entropy, importance_sampling, ppo, cispo, dro, gspo, stable_reinforce",
+                            _one_of("custom")),
     },
     "ModelInput": {
         "chunks": NotBuilt("audio (DmelChunk) model inputs", "text and image chunks",

@@ -8,7 +8,9 @@ tensor goes dense (0.6.3's TensorData has no sparse form; the values are the sam
 setting of ``loss_fn_config`` goes as its number (what the 0.6.3 SDK's pydantic made of it), and any
 other text setting is an :class:`InvalidInputError` (0.6.3's ``loss_fn_config`` holds numbers only).
 Sample settings that 0.38 added do not exist in 0.6.3: a request that sets one is refused
-(:class:`UnsupportedFeatureError` naming the field, "needs protocol 0.38") before anything is sent.
+(:class:`UnsupportedFeatureError` naming the field, "needs protocol 0.38") before anything is sent. So
+are StableReinforce's training inputs: provenance spans on a datum (0.6.3's Datum has no such fields) and
+the loss ``stable_reinforce`` itself (it reads the stability information a 0.38 sampler records).
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ class JsonCodec:
 
 def as_0_6_3(fb_input: ForwardBackwardInput) -> ForwardBackwardInput:
     """``fb_input`` as protocol 0.6.3 can carry it (see the module docstring); itself when nothing changes."""
+    refuse_038_training_inputs(fb_input)
     config = fb_input.loss_fn_config
     if config is not None and any(isinstance(value, str) for value in config.values()):
         config = {name: _number(name, value) for name, value in config.items()}
@@ -134,6 +137,21 @@ def _dense(datum: Datum) -> Datum:
     inputs = {name: TensorData.from_numpy(tensor.to_numpy()) if tensor.is_sparse else tensor
               for name, tensor in datum.loss_fn_inputs.items()}
     return datum.model_copy(update={"loss_fn_inputs": inputs})
+
+
+def refuse_038_training_inputs(fb_input: ForwardBackwardInput) -> None:
+    """:class:`UnsupportedFeatureError` if ``fb_input`` asks for StableReinforce or carries provenance spans."""
+    if fb_input.loss_fn == "stable_reinforce":
+        raise UnsupportedFeatureError(
+            "ForwardBackwardInput.loss_fn 'stable_reinforce' needs protocol 0.38 (it trains on what a 0.38 sampler "
+            "recorded with record_stability_info); this client speaks 0.6.3 with its server (docs/protocols.md)",
+            feature="ForwardBackwardInput.loss_fn")
+    for index, datum in enumerate(fb_input.data):
+        if datum.model_input_spans is not None or datum.loss_fn_input_spans is not None:
+            raise UnsupportedFeatureError(
+                f"Datum.model_input_spans / loss_fn_input_spans (data[{index}]) need protocol 0.38; this client speaks "
+                "0.6.3 with its server, whose Datum has no provenance spans (drop them, or use a server that speaks "
+                "0.38: docs/protocols.md)", feature="Datum.model_input_spans")
 
 
 def refuse_038_sample_settings(request: SampleRequest) -> None:

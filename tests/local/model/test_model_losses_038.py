@@ -204,7 +204,7 @@ def test_stable_reinforce_is_refused_with_the_reason() -> None:
     trainer = _trainer()
     datum = random_datum(np.random.default_rng(50), trainer.info.vocab_size, 4,
                          logprobs=np.zeros(4), advantages=np.ones(4))
-    with pytest.raises(InvalidModelInput, match=r"record_stability_info.*is published"):
+    with pytest.raises(InvalidModelInput, match=r"does not implement stable_reinforce: its objective is not published"):
         trainer.forward_backward([datum], "stable_reinforce")
     assert trainer.pending_backwards == 0
 

@@ -3,8 +3,9 @@
 Protocol 0.38's sample settings are all computed by the model (``tinker_actors.local.model.sampler``):
 ``topk_sample_logprobs``, ``target_prompt_logprobs`` (dense, or sparse CSR: only the listed cells ask),
 ``prompt_logprobs_last_n`` (also applies to ``topk_prompt_logprobs``), ``prompt_alt_tokens_k``; results carry
-``prompt_cache_hit_tokens`` from the model's prefix cache. ``record_stability_info`` is refused (a 400 that
-names it): nothing records stability information here.
+``prompt_cache_hit_tokens`` from the model's prefix cache. ``record_stability_info`` is accepted and records
+nothing: the only loss that reads stability information, ``stable_reinforce``, is not implemented here (its
+objective is not published; a forward_backward that asks for it is a 400), so there is nothing to record it for.
 
 ``stop``: ``None`` keeps end-of-text stopping; ``[]`` turns it off (generation runs to ``max_tokens``) when
 the request speaks protocol 0.38 (it carries 0.38's sample fields or ``x-sdk-version``, as every request of
@@ -79,8 +80,6 @@ def read_sample(req: SampleRequest, added: SampleAdded, model: BaseModelDescript
     """The model's arguments for ``req`` (with 0.38's ``added`` settings). Raises ``OverLimitError`` beyond a limit
     and ``ValueError`` for a setting that cannot be served (both a 400)."""
     tokens = _prompt(req, model, limits)
-    if added.record_stability_info:
-        raise ValueError("the local service does not record stability info (record_stability_info: leave it false)")
     check_at_most("topk_prompt_logprobs", req.topk_prompt_logprobs, limits.max_topk_prompt_logprobs)
     for name in ("topk_sample_logprobs", "prompt_alt_tokens_k"):
         value = getattr(added, name)

@@ -73,6 +73,7 @@ from tinker_actors.local.engine.work_limits import (
     check_at_most,
     check_token_ids,
 )
+from tinker_actors.local.model.losses import UNSERVED_LOSSES
 from tinker_actors.local.server.http_server import HttpResponse
 from tinker_actors.types import (
     CreateModelRequest,
@@ -443,6 +444,9 @@ class TrainingApi:
     async def _submit_pass(self, call: Call, model_id: str, seq_id: int | None, data: ForwardBackwardInput,
                            *, backward: bool, request_type: str) -> HttpResponse:
         slot = self._slot(model_id, call.user)
+        unserved = UNSERVED_LOSSES.get(data.loss_fn)
+        if unserved is not None:  # refused at once, in the service's words, rather than as a failed future
+            raise ApiError(400, f"{call.endpoint}: {unserved}")
         vocab_size = self._vocab_size(slot)
         limits = self._state.config.work_limits
         try:

@@ -57,10 +57,10 @@ LOSS_FUNCTIONS = tuple(LOSS_CONFIG_DEFAULTS)
 
 UNSERVED_LOSSES: dict[str, str] = {
     "stable_reinforce": (
-        "stable_reinforce is not served by the local model: it needs the stability information the official "
-        "sampler records (record_stability_info) for the sequences a datum's provenance spans name, and neither "
-        "that information nor the objective that uses it is published, so it cannot be computed faithfully here; "
-        "use gspo, ppo or cispo locally"
+        "the local service does not implement stable_reinforce: its objective is not published, and it reads "
+        "stability information that the Tinker service's sampler records (record_stability_info) for the sequences "
+        "a datum's provenance spans name, which is not published either, so it cannot be computed faithfully here; "
+        "train with stable_reinforce on the Tinker service, or use gspo, ppo or cispo locally"
     ),
 }
 """Losses of protocol 0.38 that the local model refuses, and why (not faked with another objective)."""

@@ -12,8 +12,10 @@ packed from and read into numpy arrays); text loss settings go in ``loss_fn_conf
 both maps (servers that predate the v2 map read the first), as the official 0.38 SDK writes them.
 What the domain model cannot carry is refused with a typed error rather than dropped: image
 pointer chunks (0.38 has no wire form for them), audio (dmel) chunks, image ``override_dimensions``.
-Provenance spans are the exception: they are metadata about where tokens came from, do not change
-what the losses computed here compute, and are read and dropped.
+Provenance spans go both ways, as the official 0.38 SDK writes them: each run one ``ProvenanceSpan``
+whose oneof says which kind it is, a datum's ``model_input_spans`` and ``loss_fn_input_spans`` in their
+own repeated fields (an empty list and None read the same on the wire: a datum read with runs in one of
+the two gets an empty list for the other).
 Sample results carry every 0.38 field both ways (per-sequence top-k, ``target_prompt_logprobs`` dense or
 sparse, ``prompt_alt_tokens``, ``prompt_cache_hit_tokens``), read into held arrays (lists on first read).
 """
@@ -46,6 +48,7 @@ from tinker_actors.types import (
     TensorData,
 )
 from tinker_actors.types.prompt_alt_tokens import PromptAltTokens
+from tinker_actors.types.provenance_spans import PromptProvenanceSpan, SampledProvenanceSpan
 from tinker_actors.types.sparse_csr import check_csr
 from tinker_actors.types.topk_logprobs import TopkLogprobs
 from tinker_actors.wire.codec import (
@@ -257,7 +260,28 @@ def _datum_writer(datum: Datum, index: int) -> MessageWriter:
             writer.nested(_LOSS_INPUT, entry_head, dense, tail)
         else:
             writer.message(pb.Datum.LOSS_FN_INPUTS_FIELD_NUMBER, _map_entry(name, _tensor_writer(tensor, what)))
+    for number, spans in ((pb.Datum.MODEL_INPUT_SPANS_FIELD_NUMBER, datum.model_input_spans),
+                          (pb.Datum.LOSS_FN_INPUT_SPANS_FIELD_NUMBER, datum.loss_fn_input_spans)):
+        for span in spans or ():
+            writer.message(number, _span_writer(span))
     return writer
+
+
+def _span_writer(span: PromptProvenanceSpan | SampledProvenanceSpan) -> MessageWriter:
+    """One ``ProvenanceSpan``: the run under the oneof member of its kind (present even at its defaults)."""
+    run = MessageWriter()
+    run.string(_SPAN_RUN.SEQUENCE_ID_FIELD_NUMBER, span.sequence_id)
+    run.varint(_SPAN_RUN.OFFSET_FIELD_NUMBER, span.offset)
+    run.varint(_SPAN_RUN.LENGTH_FIELD_NUMBER, span.length)
+    writer = MessageWriter()
+    kind = (pb.ProvenanceSpan.SAMPLED_TOKENS_FIELD_NUMBER if isinstance(span, SampledProvenanceSpan)
+            else pb.ProvenanceSpan.PROMPT_TOKENS_FIELD_NUMBER)
+    writer.message(kind, run)
+    return writer
+
+
+# The two kinds of run have the same fields, under the same numbers (tests/wire/test_schema.py checks the schema).
+_SPAN_RUN = pb.PromptProvenanceSpan
 
 
 _TEXT_CHUNK = (pb.Datum.MODEL_INPUT_FIELD_NUMBER, pb.Chunk.ENCODED_TEXT_FIELD_NUMBER)
@@ -364,11 +388,29 @@ def _datum_from_message(message: pb.Datum, index: int) -> Datum:
     chunks = [_chunk_from_message(chunk, index) for chunk in message.model_input]
     inputs = {name: _tensor_from_message(tensor, f"loss input {name!r} of datum {index}")
               for name, tensor in message.loss_fn_inputs.items()}
-    # model_input_spans / loss_fn_input_spans: provenance only (see the module docstring).
+    spans: dict[str, Any] = {}
+    if message.model_input_spans or message.loss_fn_input_spans:
+        spans = {"model_input_spans": _spans_from_message(message.model_input_spans, index),
+                 "loss_fn_input_spans": _spans_from_message(message.loss_fn_input_spans, index)}
     try:
-        return Datum(model_input=ModelInput(chunks=chunks), loss_fn_inputs=inputs)
+        return Datum(model_input=ModelInput(chunks=chunks), loss_fn_inputs=inputs, **spans)
     except pydantic.ValidationError as invalid:
         raise WireFormatError(f"datum {index}: {_first_problem(invalid)}") from None
+
+
+def _spans_from_message(messages: Any, datum_index: int) -> list[PromptProvenanceSpan | SampledProvenanceSpan]:
+    spans: list[PromptProvenanceSpan | SampledProvenanceSpan] = []
+    for position, message in enumerate(messages):
+        kind = message.WhichOneof("span")
+        if kind is None:
+            raise WireFormatError(f"datum {datum_index}: provenance span {position} names no kind of run")
+        run = getattr(message, kind)
+        span_type = SampledProvenanceSpan if kind == "sampled_tokens" else PromptProvenanceSpan
+        try:
+            spans.append(span_type(sequence_id=run.sequence_id, offset=run.offset, length=run.length))
+        except InvalidInputError as invalid:
+            raise WireFormatError(f"datum {datum_index}: provenance span {position}: {invalid}") from None
+    return spans
 
 
 def _chunk_from_message(message: pb.Chunk, datum_index: int) -> EncodedTextChunk | ImageChunk:
