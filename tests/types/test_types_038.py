@@ -182,12 +182,13 @@ def test_with_provenance_checks_the_tiling() -> None:
     (lambda: types.PromptProvenanceSpan(sequence_id="", length=1), "sequence_id"),
     (lambda: types.PromptProvenanceSpan(sequence_id="s", length=-1), "length"),
     (lambda: types.SampledProvenanceSpan(sequence_id="s", offset=-2, length=1), "offset"),
-    (lambda: types.SampledProvenanceSpan(sequence_id="s"), "length"),
+    (lambda: types.SampledProvenanceSpan(sequence_id="s"), "length"),  # type: ignore[call-arg]
     (lambda: types.Datum(model_input=DATUM.model_input, loss_fn_inputs={}, model_input_spans=SPANS),
      "provenance comes as a pair"),
     (lambda: types.Datum(model_input=DATUM.model_input, loss_fn_inputs={}, model_input_spans=SPANS,
                          loss_fn_input_spans=[{"sequence_id": "s", "length": 3}]), r"loss_fn_input_spans\[0\]"),
-    (lambda: DATUM.with_provenance(SPANS, [("s", 0, 3)]), r"loss_fn_inputs\[0\] must be a PromptProvenanceSpan"),
+    (lambda: DATUM.with_provenance(SPANS, [("s", 0, 3)]),  # type: ignore[list-item]
+     r"loss_fn_inputs\[0\] must be a PromptProvenanceSpan"),
 ], ids=["empty-sequence-id", "negative-length", "negative-offset", "no-length", "half-a-pair", "a-dict",
         "a-tuple"])
 def test_bad_provenance_is_a_typed_error_before_anything_is_sent(build: Any, message: str) -> None:

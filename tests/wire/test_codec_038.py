@@ -398,11 +398,11 @@ def test_a_malformed_span_is_refused_by_the_server(set_span: Any, expected: str)
 
 def test_our_spans_are_the_official_wire_form_and_read_back() -> None:
     """Each run one ProvenanceSpan, its kind the oneof member, in order; read back as it was sent."""
-    spans = ([PromptProvenanceSpan(sequence_id="req-a:0", length=2),
-              SampledProvenanceSpan(sequence_id="req-a:0", length=1)],
-             [PromptProvenanceSpan(sequence_id="req-a:0", offset=1, length=1),
-              SampledProvenanceSpan(sequence_id="req-a:0", length=1),
-              SampledProvenanceSpan(sequence_id="req-b:1", offset=4, length=1)])
+    spans: tuple[list[PromptProvenanceSpan | SampledProvenanceSpan], ...] = (
+        [PromptProvenanceSpan(sequence_id="req-a:0", length=2), SampledProvenanceSpan(sequence_id="req-a:0", length=1)],
+        [PromptProvenanceSpan(sequence_id="req-a:0", offset=1, length=1),
+         SampledProvenanceSpan(sequence_id="req-a:0", length=1),
+         SampledProvenanceSpan(sequence_id="req-b:1", offset=4, length=1)])
     datum = Datum(model_input=ModelInput.from_ints([1, 2, 3]),
                   loss_fn_inputs={"target_tokens": [2, 3, 4], "advantages": [1.0, 1.0, 1.0]}).with_provenance(*spans)
     call = ForwardBackwardCall("m", 4, ForwardBackwardInput(data=[datum], loss_fn="stable_reinforce"), False)

@@ -67,11 +67,11 @@ def test_stable_reinforce_and_provenance_spans_need_protocol_0_38() -> None:
              "ForwardBackwardInput.loss_fn": FB_INPUT.model_copy(update={"loss_fn": "stable_reinforce"})}
     for feature, fb_input in cases.items():
         for forward_only in (False, True):
-            with pytest.raises(UnsupportedFeatureError, match="needs? protocol 0.38") as refused:
+            with pytest.raises(UnsupportedFeatureError, match=r"needs? protocol 0\.38") as refused:
                 CODEC.prepare_forward_backward("run-0", fb_input, forward_only=forward_only)
             assert refused.value.feature == feature
             with pytest.raises(UnsupportedFeatureError):
                 CODEC.encode_forward_backward(ForwardBackwardCall("run-0", 1, fb_input, forward_only))
-    with pytest.raises(UnsupportedFeatureError, match="record_stability_info needs protocol 0.38"):
+    with pytest.raises(UnsupportedFeatureError, match=r"record_stability_info needs protocol 0\.38"):
         CODEC.encode_json(SampleRequest(prompt=ModelInput.from_ints([1]), sampling_params=SamplingParams(),
                                         record_stability_info=True))
