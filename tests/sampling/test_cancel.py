@@ -16,7 +16,7 @@ import pytest
 import tinker_actors as tinker
 from tests.sampling.conftest import PROMPT, config, done, service_with
 from tinker_actors.errors import ClientStoppedError
-from tinker_actors.local import LocalService
+from tinker_actors.local import FaultAction, FaultRule, LocalService
 from tinker_actors.local.engine.sample_work import sample_counters_of
 
 LONG = 400  # tokens per sequence of the long sample (tiny-byte: well inside its context window)
@@ -77,6 +77,7 @@ def test_a_cancelled_running_sample_stops_at_its_next_token() -> None:
 def test_a_cancelled_queued_sample_never_runs() -> None:
     # one model worker: the second sample waits in the queue while the first runs
     with service_with(CANCEL_FLAGS, workers=1) as service, tinker.ServiceClient(config=config(service)) as client:
+        service.faults.slow_sampling(SECONDS_PER_TOKEN)  # the first sample holds the worker 0.8 s or more
         sampler = _sampler(client)
         first = sampler.sample(tinker.ModelInput.from_ints(PROMPT), 1, _long_params(1))
         _wait_until(lambda: _tokens(service) > 0)
@@ -137,3 +138,19 @@ def test_the_slow_sampling_fault_paces_every_step_and_turns_off() -> None:
         assert service.faults.seconds_per_token == 0
         with pytest.raises(ValueError, match="seconds_per_token"):
             service.faults.slow_sampling(-1)
+
+
+def test_a_sample_cancelled_while_its_request_is_out_is_cancelled_on_the_server_once_it_is_accepted() -> None:
+    with service_with(CANCEL_FLAGS) as service, tinker.ServiceClient(config=config(service)) as client:
+        service.faults.slow_sampling(SECONDS_PER_TOKEN)
+        sampler = _sampler(client)
+        service.faults.add(FaultRule(endpoint="asample", action=FaultAction.DELAY, delay_s=1.0, times=1))
+        future = sampler.sample(tinker.ModelInput.from_ints(PROMPT), SEQUENCES, _long_params())
+        _wait_until(lambda: service.request_counts()["endpoints"].get("asample", {}).get("received", 0) == 1)
+        assert future.cancel()  # the POST is still held by the service: the client knows no request id yet
+        with pytest.raises(ClientStoppedError, match="cancelled"):
+            future.result(timeout=5)
+        # once the service answered the POST, the client names the sample to cancel_future
+        _wait_until(lambda: sample_counters_of(service.stats).snapshot()["cancelled"] == 1)
+        assert service.request_counts()["endpoints"]["cancel_future"]["received"] == 1
+        assert _settled(service) < SEQUENCES * LONG // 2

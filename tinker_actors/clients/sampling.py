@@ -312,12 +312,20 @@ class SamplingClientActor(SupervisedActor):
                     request_id = new_idempotency_key()
                     try:
                         async with pressure.bytes.hold(len(body)):
-                            submitted = await http.request(
+                            submission = asyncio.ensure_future(http.request(
                                 Purpose.SAMPLING, "POST", "/api/v1/asample", content=body,
                                 response_model=UntypedAPIFuture, retry=_NO_RETRY,
                                 headers={**_BACKPRESSURE, IDEMPOTENCY_KEY: request_id},
                                 timeout=min(self._context.config.timeouts.default, max(left(), 0.05)),
-                                endpoint="asample", on_pause=lambda error: _billing_paused(clock, error))
+                                endpoint="asample", on_pause=lambda error: _billing_paused(clock, error)))
+                            try:
+                                submitted = await asyncio.shield(submission)
+                            except asyncio.CancelledError:
+                                # Cancelled while its POST is out: the server may be queuing it already. The
+                                # POST goes on (bounded by its timeout) so that the server learns, by the id it
+                                # answers, that nobody waits for this sample.
+                                submission.add_done_callback(self._cancel_once_accepted)
+                                raise
                         request_id = submitted.data.request_id
                         try:
                             await self._announced(request_id, seq_id, left())
@@ -351,6 +359,12 @@ class SamplingClientActor(SupervisedActor):
                 attempt += 1
         finally:
             clock.end()
+
+    def _cancel_once_accepted(self, submission: asyncio.Future[Any]) -> None:
+        """A sample cancelled during its POST: name it to ``cancel_future`` once the server answered its id."""
+        if submission.cancelled() or submission.exception() is not None:
+            return  # not accepted: nothing runs on the server
+        self._cancels.cancel(submission.result().data.request_id)
 
     async def _announced(self, request_id: str, seq_id: int, within: float) -> None:
         """With batched polls on (``sample_use_retrieve_futures``), wait until the session's poller reports the
