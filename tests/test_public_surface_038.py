@@ -70,18 +70,15 @@ OMITTED: dict[str, str] = {
     "tinker.lib.retry_handler.is_retryable_status_code": "internal; see tinker_actors.errors.is_retryable_status",
     "tinker.lib.public_interfaces.training_client.MODEL_ID_NOT_SET_ERROR": "an internal message",
     "tinker.lib.public_interfaces.training_client.fetch_training_info": "internal (takes the official holder)",
-    "tinker.lib.public_interfaces.custom_loss.check_loss_inputs": "internal to server-side custom losses",
-    "tinker.lib.public_interfaces.custom_loss.encode_graph": "internal to server-side custom losses",
-    "tinker.lib.public_interfaces.custom_loss.run_loss_handle": "internal to server-side custom losses",
-    "tinker.lib.public_interfaces.custom_loss.trace_loss": "internal to server-side custom losses",
+    "tinker.lib.public_interfaces.custom_loss.check_loss_inputs": "internal (here: training.loss_handles)",
+    "tinker.lib.public_interfaces.custom_loss.encode_graph": "internal (here: training.loss_handles)",
+    "tinker.lib.public_interfaces.custom_loss.run_loss_handle": "internal (here: training.loss_handles)",
+    "tinker.lib.public_interfaces.custom_loss.trace_loss": "internal (here: training.loss_handles)",
     "tinker.lib.public_interfaces.service_client.ServiceClient.holder": "internal; there is no holder here",
 }
 
 # Official modules, names and members not built yet, and what builds them (issue 12 and its areas).
-KNOWN_GAPS: dict[str, str] = {
-    # training (T11)
-    "tinker.ServiceClient.create_custom_loss": "training: server-side custom losses (LossHandle)",
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 # ---- the official surface, from the manifest ----------------------------------------------------

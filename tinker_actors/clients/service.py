@@ -33,7 +33,8 @@ import itertools
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
@@ -57,7 +58,7 @@ from tinker_actors.clients.training import TrainingClient, fetch_model_info
 from tinker_actors.config import Config, RetryPolicy
 from tinker_actors.console import console_for
 from tinker_actors.errors import ActorCrashedError, ClientStoppedError, InvalidInputError, TinkerTimeoutError
-from tinker_actors.futures import APIFuture, PollSettings, detached, poll_future
+from tinker_actors.futures import APIFuture, PollSettings, detached, fail, poll_future, resolve
 from tinker_actors.http import HttpLayer, Purpose
 from tinker_actors.logs import level_enabled
 from tinker_actors.runtime import Runtime
@@ -71,12 +72,14 @@ from tinker_actors.telemetry import (
     telemetry_for,
 )
 from tinker_actors.training.chunking import ChunkLimits
+from tinker_actors.training.loss_handles import CustomLossDefinitionError, LossHandle, PerDatumLossFn, trace_loss
 from tinker_actors.types import (
     CreateModelRequest,
     CreateModelResponse,
     CreateSamplingSessionRequest,
     CreateSamplingSessionResponse,
     CreateSessionResponse,
+    CustomLossInputRank,
     GetInfoResponse,
     GetSamplerResponse,
     GetServerCapabilitiesResponse,
@@ -373,6 +376,7 @@ class ServiceClient:
         self._sampling_seq = itertools.count()
         self._seq_lock = threading.Lock()
         self._closed = False
+        self._custom_losses: dict[str, str] = {}  # LossHandle.key -> name: a session creates each loss once
         self._telemetry: SessionTelemetry | None = None
         name = f"service-{next(_service_ids)}"
         context = self._context
@@ -789,6 +793,39 @@ class ServiceClient:
             content=self._context.profile.codec.encode_json(request),
             response_model=CreateSamplingSessionResponse, endpoint="create_sampling_session")
         return response.data
+
+    # -- custom losses (tinker_actors.training.loss_handles) --
+
+    def create_custom_loss(self, fn: PerDatumLossFn, input_ranks: Mapping[str, CustomLossInputRank]
+                           ) -> APIFuture[LossHandle]:
+        """A future of a :class:`LossHandle` for ``TrainingClient.forward_backward_custom``, as in the official SDK
+        0.38: ``fn(logprobs, *inputs) -> (loss, metrics)`` runs once per datum (losses summed; metrics keyed
+        ``custom/<name>:sum|mean``), ``input_ranks`` gives each parameter's rank (0, 1 or 2). ``fn`` is traced with
+        torch.fx and checked here: a broken rule raises :class:`CustomLossDefinitionError` (an
+        ``InvalidInputError``), no torch :class:`TorchRequiredError`, before anything is sent. The handle belongs to
+        this session (created if no call has yet); each loss is created once per session. It always runs on the
+        client, even where a server announces ``custom_loss_server_side`` (docs/custom-loss.md)."""
+        traced = trace_loss(fn, input_ranks)
+        with self._seq_lock:
+            earlier = self._custom_losses.get(traced.key)
+            if earlier is not None:
+                raise CustomLossDefinitionError(f"create_custom_loss: this session already created {earlier!r}, the "
+                                                "same traced loss; reuse its LossHandle")
+            self._custom_losses[traced.key] = traced.name
+        session = self._session_future()
+        handle: APIFuture[LossHandle] = APIFuture()
+        target = handle.raw  # the callback must not hold the APIFuture, nor cancel the shared session future
+
+        def made(opened: concurrent.futures.Future[str]) -> None:
+            if opened.cancelled():
+                fail(target, ClientStoppedError("the session was not created: the ServiceClient stopped"))
+            elif (error := opened.exception()) is not None:
+                fail(target, error)
+            else:
+                resolve(target, replace(traced, session_id=opened.result()))
+
+        session.add_done_callback(made)
+        return handle
 
     # -- REST --
 

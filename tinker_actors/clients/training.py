@@ -789,7 +789,9 @@ class TrainingClient(QueueStateObserver):
 
     def forward_backward_custom(self, data: Sequence[Datum], loss_fn: Any, *, regularizers: Sequence[Any] = (),
                                 parallel: bool = True) -> APIFuture[ForwardBackwardOutput]:
-        """Train on ``loss_fn(data, logprobs)`` plus weighted regularizers (docs/custom-loss.md); never blocks."""
+        """Train on ``loss_fn(data, logprobs)`` plus weighted regularizers (docs/custom-loss.md); never blocks.
+        ``loss_fn`` may be a ``LossHandle`` from this session's ``ServiceClient.create_custom_loss`` (run per datum,
+        on the client)."""
         return forward_backward_custom(self._custom_loss_port(), data, loss_fn, regularizers=regularizers,
                                        parallel=parallel)
 

@@ -7,8 +7,9 @@ The client evaluates L_total = L(lp) + Î£_j w_j R_j(lp) and its gradient g_i = â
 rule, g frozen at the current parameters), so the accumulated gradient is exactly that of L_total.
 
 The loss is either a torch callable with the official SDK's signature
-``loss_fn(data, logprobs: list[torch.Tensor]) -> (loss, metrics)``, differentiated with autograd, or any
-object with ``value_and_grad(data, logprobs: list[np.ndarray]) -> TermValue`` (no torch needed).
+``loss_fn(data, logprobs: list[torch.Tensor]) -> (loss, metrics)``, differentiated with autograd, any
+object with ``value_and_grad(data, logprobs: list[np.ndarray]) -> TermValue`` (no torch needed), or a
+:class:`~tinker_actors.training.loss_handles.LossHandle` (official SDK 0.38), run per datum as such a callable.
 
 Ordering: the forward and the backward chunks are queued in the training client's send chain when this is
 called; the backward chunks keep their place and take their seq ids only once the gradient is ready, so
@@ -34,6 +35,7 @@ from tinker_actors.errors import InvalidInputError, TinkerError
 from tinker_actors.futures import APIFuture, resolve
 from tinker_actors.training.chunking import ChunkLimits, empty_output, split_batch
 from tinker_actors.training.grad_norms import GradNormReport, TermNorm
+from tinker_actors.training.loss_handles import LossHandle, check_loss_inputs, handle_loss
 from tinker_actors.training.regularizers import (
     Logprobs,
     Regularizer,
@@ -60,6 +62,7 @@ __all__ = [
     "compute_custom_loss",
     "evaluate_term",
     "forward_backward_custom",
+    "forward_datums",
     "linear_datums",
 ]
 
@@ -243,6 +246,22 @@ def linear_datums(data: Sequence[Datum], grads: Logprobs) -> list[Datum]:
             for i, (datum, grad) in enumerate(zip(data, grads, strict=True))]
 
 
+def forward_datums(data: Sequence[Datum]) -> list[Datum]:
+    """The datums of the forward: only ``target_tokens`` and ``weights`` (zeros when absent), as the official SDK
+    sends; the loss's other inputs (advantages, a scalar per datum, ...) stay on the client, where it reads them,
+    and need not be inputs the server knows."""
+    forward = []
+    for i, datum in enumerate(data):
+        targets = _targets(datum, i)
+        weights = datum.loss_fn_inputs.get("weights")
+        if weights is None:
+            weights = TensorData.from_numpy(np.zeros(np.shape(targets.to_numpy()), dtype=np.float32))
+        forward.append(Datum(model_input=datum.model_input,
+                             loss_fn_inputs={"target_tokens": targets, "weights": weights},
+                             model_input_spans=datum.model_input_spans, loss_fn_input_spans=datum.loss_fn_input_spans))
+    return forward
+
+
 def _logprobs_of(output: ForwardBackwardOutput, data: Sequence[Datum]) -> Logprobs:
     if len(output.loss_fn_outputs) != len(data):
         raise CustomLossError(f"the forward returned {len(output.loss_fn_outputs)} outputs for {len(data)} datums")
@@ -260,12 +279,15 @@ def _logprobs_of(output: ForwardBackwardOutput, data: Sequence[Datum]) -> Logpro
 
 # ---- the client operation ------------------------------------------------------------------------
 
-def forward_backward_custom(port: TrainingPort, data: Sequence[Datum], loss_fn: LossFn, *,
+def forward_backward_custom(port: TrainingPort, data: Sequence[Datum], loss_fn: LossFn | LossHandle, *,
                             regularizers: Sequence[Regularizer] = (), parallel: bool = True
                             ) -> APIFuture[ForwardBackwardOutput]:
     """Queue forward and backward now (in this order, before anything submitted later); never blocks."""
     call = "forward_backward_custom"
     data = datum_list(data, call)
+    if isinstance(loss_fn, LossHandle):  # from ServiceClient.create_custom_loss: run per datum, here
+        check_loss_inputs(loss_fn, data, port.session_id)
+        loss_fn = handle_loss(loss_fn)
     if not (isinstance(loss_fn, Term) or callable(loss_fn)):
         raise InvalidInputError("loss_fn must be a torch callable or have value_and_grad(data, logprobs)")
     regularizers = regularizer_list(regularizers, call)
@@ -283,7 +305,7 @@ def forward_backward_custom(port: TrainingPort, data: Sequence[Datum], loss_fn: 
         except ValueError as invalid:
             raise InvalidInputError(f"invalid forward_backward_custom input: {invalid}") from None
 
-    forward = port.forward(data)
+    forward = port.forward(forward_datums(data))
     gradient: concurrent.futures.Future[CustomLossResult] = concurrent.futures.Future()
     model_id, session_id = port.model_id, port.session_id
 

@@ -1,6 +1,6 @@
 """``CreateCustomLossRequest`` (protocol 0.38): upload a traced custom loss to the session.
 
-Server-side custom losses are not built yet here (see ``custom_loss_input``).
+Never sent by this client: its custom losses run on the client (see ``custom_loss_input``).
 """
 
 from __future__ import annotations

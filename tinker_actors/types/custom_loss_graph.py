@@ -1,7 +1,7 @@
 """``CustomLossGraph`` (protocol 0.38): a traced custom loss as plain data, its torch.fx nodes in order.
 
-Nothing in it runs until the server rebuilds it from its own list of allowed operations. Server-side custom
-losses are not built yet here (see ``custom_loss_input``).
+Nothing in it runs until the server rebuilds it from its own list of allowed operations. This client never
+uploads one: its custom losses run on the client (see ``custom_loss_input``).
 """
 
 from __future__ import annotations

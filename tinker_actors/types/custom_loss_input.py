@@ -1,7 +1,7 @@
 """``CustomLossInput`` (protocol 0.38): one input of a server-side custom loss and its rank.
 
-Server-side custom losses (``ServiceClient.create_custom_loss``) are not built yet here; the client-side
-``forward_backward_custom`` is (docs/custom-loss.md).
+``ServiceClient.create_custom_loss`` declares them (``LossHandle.inputs``); its handles run on the client here,
+never uploaded (docs/custom-loss.md).
 """
 
 from __future__ import annotations
