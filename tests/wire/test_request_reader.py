@@ -106,6 +106,9 @@ def _odd_bodies() -> dict[str, bytes]:
     cases["negative seq_id"] = message.SerializeToString()
     cases["a field written twice (last wins)"] = plain + _plain().SerializeToString().replace(b"run-1", b"run-2")
     cases["an unknown field"] = plain + b"\x98\x06\x01"  # field 99, varint 1
+    message = _plain()
+    message.seq_id = 0  # not written: the overlong one below is the only one
+    cases["a varint with bits past 64"] = message.SerializeToString() + b"\x10" + b"\xff" * 9 + b"\x7f"
     cases["model_id as a varint"] = b"\x08\x05" + plain
     message = _plain()
     message.data[0].loss_fn_inputs["weights"].shape[:] = [2, 2]

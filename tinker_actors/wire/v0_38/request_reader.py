@@ -99,7 +99,9 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         pos += 1
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
-            return value & _UINT64_MASK, pos
+            if value > _UINT64_MASK:  # bits past 64: leave the verdict to protobuf
+                raise _Unusual
+            return value, pos
         shift += 7
         if shift >= 70:  # longer than any varint
             raise _Unusual
