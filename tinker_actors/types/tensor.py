@@ -261,7 +261,7 @@ class TensorData(RequestModel, ArrayBacked):
         it does not list.
         """
         wire_dtype = _NUMPY_DTYPES[self.dtype]
-        csr = self.csr_arrays()
+        csr = self.csr_arrays() if self.is_sparse else None
         if csr is not None:
             assert self.shape is not None  # checked when the tensor was made
             values, crow, col = csr

@@ -153,7 +153,10 @@ def datum_input(datum: Datum, loss_fn: str) -> DatumInput:
     inputs = {key: tensor.to_numpy() for key, tensor in datum.loss_fn_inputs.items()}
     if loss_fn == "cross_entropy" and "weights" not in inputs and "target_tokens" in inputs:
         inputs["weights"] = np.ones(inputs["target_tokens"].shape, dtype=np.float32)
-    tokens = np.concatenate(runs).astype(np.int64, copy=False) if runs else np.zeros(0, dtype=np.int64)
+    if len(runs) == 1:  # the common case: one copy, widened (concatenate would copy first)
+        tokens = runs[0].astype(np.int64)
+    else:
+        tokens = np.concatenate(runs).astype(np.int64, copy=False) if runs else np.zeros(0, dtype=np.int64)
     return DatumInput(tokens=tokens, loss_fn_inputs=inputs)
 
 
@@ -175,6 +178,8 @@ def check_batch(data: ForwardBackwardInput, vocab_size: int | None, limits: Work
                 total += chunk.length
     check_at_most("the number of tokens in the batch", total, limits.max_batch_tokens)
     bound = vocab_size if vocab_size is not None else MAX_TOKEN_ID + 1
+    if _held_ids_within(data, bound):
+        return
     for index, datum in enumerate(data.data):
         for chunk in datum.model_input.chunks:
             if isinstance(chunk, EncodedTextChunk):
@@ -183,6 +188,35 @@ def check_batch(data: ForwardBackwardInput, vocab_size: int | None, limits: Work
         targets = datum.loss_fn_inputs.get("target_tokens")
         if targets is not None and targets.dtype == "int64":  # an array, not a list: read from protobuf, it is one
             check_token_ids(targets.to_numpy(), bound, f"datum {index}: target_tokens")
+
+
+def _held_ids_within(data: ForwardBackwardInput, bound: int) -> bool:
+    """Whether the batch's ids all lie in ``[0, bound)``, checked in one pass over all of them, when every token
+    run and ``target_tokens`` holds an array (a protobuf request's do): a datum at a time, min and max cost more
+    than the ids. False means "look datum by datum" (out of range somewhere, or lists), which finds the first
+    id out of range and words the error."""
+    arrays: list[npt.NDArray[Any]] = []
+    for datum in data.data:
+        for chunk in datum.model_input.chunks:
+            if isinstance(chunk, EncodedTextChunk):
+                held = chunk.held_array()
+                if held is None:
+                    return False
+                arrays.append(held)
+        targets = datum.loss_fn_inputs.get("target_tokens")
+        if targets is not None and targets.dtype == "int64":
+            if targets.is_sparse or (held := targets.held_array()) is None:
+                return False
+            arrays.append(held)
+    by_dtype: dict[np.dtype[Any], list[npt.NDArray[Any]]] = {}
+    for array in arrays:
+        if array.size:
+            by_dtype.setdefault(array.dtype, []).append(array)
+    for same in by_dtype.values():
+        ids = np.concatenate(same)
+        if int(ids.min()) < 0 or int(ids.max()) >= bound:
+            return False
+    return True
 
 
 def step_output(step: StepOutput) -> ForwardBackwardOutput:
@@ -214,7 +248,7 @@ def estimated_proto_bytes(datum: Datum) -> int:
             total += len(chunk.data)
     for tensor in datum.loss_fn_inputs.values():
         total += tensor.size * _DTYPE_BYTES.get(tensor.dtype, 8)
-        csr = tensor.csr_arrays()
+        csr = tensor.csr_arrays() if tensor.is_sparse else None
         if csr is not None:  # a sparse tensor's indices: 8 bytes each
             total += 8 * (csr[1].size + csr[2].size)
     return total

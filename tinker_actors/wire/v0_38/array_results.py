@@ -25,10 +25,16 @@ from tinker_actors.errors import InvalidInputError
 from tinker_actors.wire.codec import CONTENT_TYPE_PROTOBUF, EncodedBody
 from tinker_actors.wire.v0_38 import tinker_pb2 as pb
 from tinker_actors.wire.v0_38.arrays import FLOAT32, INT64, pack, pack_int32
+from tinker_actors.wire.v0_38.writer import MessageWriter
 
 __all__ = ["SequenceArrays", "TargetArrays", "encode_forward_backward_arrays", "encode_sample_arrays",
            "sample_message", "topk_matrices"]
 
+# Field numbers of the forward_backward result (tinker.proto).
+_OUTPUT_TYPE, _OUTPUT_RECORDS, _OUTPUT_METRICS = 1, 2, 3
+_RECORD_FIELDS, _RECORD_NUM_DATUMS = 2, 3
+_BATCHED_DATA, _BATCHED_OFFSETS, _BATCHED_DTYPE, _BATCHED_TRAILING_SHAPE = 1, 2, 3, 4
+_ENTRY_KEY, _ENTRY_VALUE = 1, 2  # of a map entry
 _STOP_REASONS = {"stop": pb.STOP_REASON_STOP, "length": pb.STOP_REASON_LENGTH}
 _TOPK_EMPTY_LOGPROB = -99999.0  # an empty top-k cell: token 0 with this logprob (the official rule)
 
@@ -51,11 +57,12 @@ def encode_forward_backward_arrays(outputs: Outputs, metrics: Mapping[str, float
     """A ``ForwardBackwardOutput`` message of one output mapping per datum (name -> array)."""
     datums = [{name: _wire_array(value, f"output {name!r} of datum {index}") for name, value in out.items()}
               for index, out in enumerate(outputs)]
-    message = pb.ForwardBackwardOutput(loss_fn_output_type=loss_fn_output_type)
-    for name, number in metrics.items():
-        message.metrics[name] = float(number)
     if datums and any(set(datum) != set(datums[0]) for datum in datums):
         raise InvalidInputError("every datum of a forward_backward result must have the same output names")
+    # Written directly (writer.py): each array's bytes are copied once, by the final join. Through the
+    # generated classes they were copied four times (tobytes, a join, into the message, serialized).
+    message = MessageWriter()
+    message.string(_OUTPUT_TYPE, loss_fn_output_type)
     # As the codec: datums whose outputs share dtypes and trailing shapes share a record, in datum order.
     start = 0
     while start < len(datums):
@@ -63,26 +70,38 @@ def encode_forward_backward_arrays(outputs: Outputs, metrics: Mapping[str, float
         end = start + 1
         while end < len(datums) and _signature(datums[end]) == signature:
             end += 1
-        _write_record(message.loss_fn_outputs.add(), datums[start:end])
+        message.message(_OUTPUT_RECORDS, _record(datums[start:end]))
         start = end
-    return EncodedBody(message.SerializeToString(), CONTENT_TYPE_PROTOBUF)
+    for name, number in metrics.items():
+        entry = MessageWriter()
+        entry.string(_ENTRY_KEY, name, always=True)
+        entry.double(_ENTRY_VALUE, float(number), always=True)
+        message.message(_OUTPUT_METRICS, entry)
+    return EncodedBody(message.to_bytes(), CONTENT_TYPE_PROTOBUF)
 
 
 def _signature(datum: Mapping[str, npt.NDArray[Any]]) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
     return tuple(sorted((name, array.dtype.str, array.shape[1:]) for name, array in datum.items()))
 
 
-def _write_record(record: pb.ArrayRecord, datums: list[dict[str, npt.NDArray[Any]]]) -> None:
-    record.num_datums = len(datums)
+def _record(datums: list[dict[str, npt.NDArray[Any]]]) -> MessageWriter:
+    """An ``ArrayRecord`` of ``datums`` (which share names, dtypes and trailing shapes)."""
+    record = MessageWriter()
     for name, first in datums[0].items():
-        arrays = [datum[name] for datum in datums]
+        arrays = [np.ascontiguousarray(datum[name]) for datum in datums]
         offsets = np.zeros(len(arrays) + 1, dtype=INT64)
         np.cumsum([array.nbytes for array in arrays], out=offsets[1:])
-        batched = record.fields[name]
-        batched.dtype = pb.DTYPE_FLOAT32 if first.dtype == FLOAT32 else pb.DTYPE_INT64
-        batched.data = b"".join(np.ascontiguousarray(array).tobytes() for array in arrays)
-        batched.offsets = offsets.tobytes()
-        batched.trailing_shape.extend(first.shape[1:])
+        batched = MessageWriter()
+        batched.data_parts(_BATCHED_DATA, [array.data.cast("B") for array in arrays])
+        batched.data(_BATCHED_OFFSETS, offsets.tobytes(), always=True)
+        batched.varint(_BATCHED_DTYPE, pb.DTYPE_FLOAT32 if first.dtype == FLOAT32 else pb.DTYPE_INT64)
+        batched.packed_int64(_BATCHED_TRAILING_SHAPE, list(first.shape[1:]))
+        entry = MessageWriter()
+        entry.string(_ENTRY_KEY, name, always=True)
+        entry.message(_ENTRY_VALUE, batched)
+        record.message(_RECORD_FIELDS, entry)
+    record.varint(_RECORD_NUM_DATUMS, len(datums))
+    return record
 
 
 # ---- sample results --------------------------------------------------------------------------------

@@ -150,14 +150,14 @@ def pack_int32(values: Sequence[int] | npt.NDArray[Any], what: str, *, copy: boo
     return wide.astype(INT32).tobytes()
 
 
-def unpack(content: bytes, dtype: np.dtype[Any], what: str) -> npt.NDArray[Any]:
+def unpack(content: bytes | memoryview, dtype: np.dtype[Any], what: str) -> npt.NDArray[Any]:
     """A read-only view of ``content`` as ``dtype`` (no copy)."""
     if len(content) % dtype.itemsize:
         raise WireFormatError(f"{what} holds {len(content)} bytes, not a whole number of {dtype.name} values")
     return np.frombuffer(content, dtype=dtype)
 
 
-def unpack_proto_dtype(content: bytes, proto_dtype: int, what: str) -> npt.NDArray[Any]:
+def unpack_proto_dtype(content: bytes | memoryview, proto_dtype: int, what: str) -> npt.NDArray[Any]:
     """``content`` read as the wire ``proto_dtype`` and widened to its domain dtype (float32 / int64)."""
     return widen(unpack(content, raw_dtype_of(proto_dtype, what), what), proto_dtype)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Sequence
 
 from tinker_actors.errors import InvalidInputError
 
@@ -105,6 +106,14 @@ class MessageWriter:
         """A ``bytes`` field (a memoryview must be of bytes, ``cast("B")``, and stay unchanged until joined)."""
         if value or always:
             self._append(_key(number, _LENGTH_DELIMITED) + _varint(len(value)), value)
+
+    def data_parts(self, number: int, parts: Sequence[bytes | memoryview]) -> None:
+        """A ``bytes`` field holding ``parts`` one after another (each kept as it is until joined), written even
+        when empty."""
+        size = sum(len(part) for part in parts)
+        self._append(_key(number, _LENGTH_DELIMITED) + _varint(size))
+        self._parts.extend(parts)
+        self.size += size
 
     def string(self, number: int, value: str, *, always: bool = False) -> None:
         try:
