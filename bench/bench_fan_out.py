@@ -12,7 +12,12 @@ for them. Each setup runs ``--rollouts`` rollouts after a warm-up (workers start
 
 Samples in flight are measured, not configured: (sum of rollout durations / wall time) x samples per rollout.
 
+``--env-cpu-ms N`` gives each rollout an environment: N ms of pure-Python CPU work after its samples (a reward,
+a simulator step, a tokenization), holding the GIL as such code does. That is where fan-out pays: threads of
+one process share one GIL, worker processes each have their own.
+
     .venv/bin/python bench/bench_fan_out.py                     # about two minutes
+    .venv/bin/python bench/bench_fan_out.py --env-cpu-ms 20     # rollouts with CPU work of their own
     .venv/bin/python bench/bench_fan_out.py --workers 1,2 --rollouts 100 --modes threads,process
 """
 
@@ -38,12 +43,23 @@ PROMPT = tinker.ModelInput.from_ints([72, 101, 108, 108, 111])
 PARAMS = tinker.SamplingParams(max_tokens=4)
 
 
-def bench_rollout(sampler: tinker.SamplingClient, samples: int) -> int:
-    """One rollout: ``samples`` samples at once, then wait for all (what a group of an RL step does)."""
-    futures = [sampler.sample(PROMPT, 1, PARAMS) for _ in range(samples)]
+@dataclass(frozen=True)
+class RolloutTask:
+    samples: int
+    env_cpu_ms: float = 0.0
+
+
+def bench_rollout(sampler: tinker.SamplingClient, task: RolloutTask) -> int:
+    """One rollout: ``task.samples`` samples at once, wait for all (what a group of an RL step does), then the
+    environment's CPU work, if any."""
+    futures = [sampler.sample(PROMPT, 1, PARAMS) for _ in range(task.samples)]
     for future in futures:
         future.result(timeout=120)
-    return samples
+    if task.env_cpu_ms:
+        busy_until = time.thread_time() + task.env_cpu_ms / 1000  # this thread's CPU, not the wall clock
+        while time.thread_time() < busy_until:
+            pass
+    return task.samples
 
 
 # ---- the service, in its own process ------------------------------------------------------------
@@ -81,7 +97,7 @@ def rss_mb(pids: Iterable[int]) -> float:
     return sum(sizes) / len(sizes) if sizes else float("nan")
 
 
-def measure(mode: str, workers: int, samples: int, start: Callable[[], Iterable[Rollout[int, int]]],
+def measure(mode: str, workers: int, samples: int, start: Callable[[], Iterable[Rollout[RolloutTask, int]]],
             count: int) -> Figures:
     """Time ``start()`` (which submits ``count`` rollouts) until the last of them is read."""
     started = time.perf_counter()
@@ -102,9 +118,10 @@ def measure(mode: str, workers: int, samples: int, start: Callable[[], Iterable[
 
 def executor_run(executor: concurrent.futures.Executor, sampler: tinker.SamplingClient, args: argparse.Namespace,
                  workers: int, mode: str) -> Figures:
-    warm = list(rollouts(executor, bench_rollout, sampler, [args.samples_per_rollout] * (2 * workers), timeout=300))
+    task = RolloutTask(args.samples_per_rollout, args.env_cpu_ms)
+    warm = list(rollouts(executor, bench_rollout, sampler, [task] * (2 * workers), timeout=300))
     assert all(r.ok for r in warm), [r.error for r in warm if not r.ok]
-    tasks = [args.samples_per_rollout] * args.rollouts
+    tasks = [task] * args.rollouts
     return measure(mode, workers, args.samples_per_rollout,
                    lambda: rollouts(executor, bench_rollout, sampler, tasks, timeout=300), args.rollouts)
 
@@ -114,13 +131,14 @@ def ray_run(sampler: tinker.SamplingClient, args: argparse.Namespace, workers: i
 
     with RolloutPool(bench_rollout, sampler, workers=workers, rollouts_per_worker=args.rollouts_per_worker,
                      env_vars={"TINKER_API_KEY": api_key}) as pool:
+        task = RolloutTask(args.samples_per_rollout, args.env_cpu_ms)
         for _ in range(2 * workers * args.rollouts_per_worker):
-            pool.submit(args.samples_per_rollout)
+            pool.submit(task)
         assert all(r.ok for r in pool.as_completed(timeout=300))
 
-        def start() -> Iterable[Rollout[int, int]]:
+        def start() -> Iterable[Rollout[RolloutTask, int]]:
             for _ in range(args.rollouts):
-                pool.submit(args.samples_per_rollout)
+                pool.submit(task)
             return pool.as_completed(timeout=300)
 
         figures = measure("ray", workers, args.samples_per_rollout, start, args.rollouts)
@@ -152,6 +170,8 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, default=200)
     parser.add_argument("--samples-per-rollout", type=int, default=4)
     parser.add_argument("--rollouts-per-worker", type=int, default=4, help="threads and Ray; executors run 1")
+    parser.add_argument("--env-cpu-ms", type=float, default=0.0,
+                        help="CPU milliseconds of environment work per rollout, after its samples (default 0)")
     args = parser.parse_args()
     if args.serve:
         serve()
