@@ -14,7 +14,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
-import functools
 import itertools
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +26,6 @@ from supervisors import ChildSpec, ExitKind, ExitReason, NamedRef, Restart, Supe
 from tinker_actors.call_style import warn_deprecated
 from tinker_actors.clients.checkpoint_options import save_options
 from tinker_actors.clients.context import ClientContext
-from tinker_actors.clients.encode_ahead import EncodeAhead
 from tinker_actors.clients.ledger import TrainingLedger
 from tinker_actors.clients.queue_state import ClientQueueLog, QueueState, QueueStateObserver
 from tinker_actors.clients.sdk_method import names_sdk_methods
@@ -104,14 +102,13 @@ class TrainingOp:
     """One request to send in order: how to write it once its seq id is known, and how to read its result.
 
     The request's body is encoded when the op is made (in the caller's thread, where bad input raises a typed
-    error before anything is queued) except for its seq id, which ``build`` adds at send time; or, for a chunk
-    of a batch that cannot fail to encode, by the encoding worker meanwhile (``ahead``).
+    error before anything is queued) except for its seq id, which ``build`` adds at send time.
     """
 
     kind: str
     request_type: str
     build: Callable[[int], EncodedRequest] | None
-    """The request for a seq id; ``None`` when ``prepare`` or ``ahead`` makes it."""
+    """The request for a seq id; ``None`` when ``prepare`` makes it."""
     read: Callable[[Any], Any] | ResultReader[Any]
     """Reads the result: a JSON result's parser, or the codec's reader of a protocol-dependent one."""
     future: concurrent.futures.Future[Any]
@@ -135,12 +132,6 @@ class TrainingOp:
     poisons: bool = True
     """If its send fails for good, the ops queued behind it are not sent (order contract). A periodic checkpoint
     does not: its failure is reported, and training goes on."""
-    ahead: EncodeAhead[PreparedRequest] | None = None
-    """The request, encoded by the encoding worker (``clients/encode_ahead.py``) while the op before it is sent;
-    awaited at the op's send turn, and its body's size counts instead of ``size``. Should it fail (it is made
-    only for input that cannot), nothing is sent, as when ``prepare`` fails."""
-    next_ahead: EncodeAhead[PreparedRequest] | None = None
-    """The next chunk's ``ahead``, started once this op's body is built and about to go out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,20 +227,17 @@ class TrainingClientActor(SupervisedActor):
                     if ledger.queued_behind_failure(op_id):
                         raise NotSentError(f"{op.kind} was not sent: an earlier request of this training client "
                                            f"failed before it ({earlier})") from None
-            build, size = op.build, op.size
-            if op.ready is not None or op.prepare is not None or op.ahead is not None:
+            build = op.build
+            if op.ready is not None or op.prepare is not None:
                 try:
                     if op.ready is not None:
                         await asyncio.wrap_future(op.ready)
                     if op.prepare is not None:
                         build = await asyncio.to_thread(op.prepare)
-                    if op.ahead is not None:
-                        prepared = await asyncio.wrap_future(op.ahead.start())
-                        build, size = prepared.request, prepared.size
                 except BaseException:
                     ledger.send_failed()
                     raise
-            assert build is not None, "a TrainingOp has build, prepare or ahead"
+            assert build is not None, "a TrainingOp has build or prepare"
             while True:  # more than once only when recovery holds the op and sends it to a recreated model
                 if watch is not None:
                     build = await watch.before_send(op_id, op, build)
@@ -260,7 +248,7 @@ class TrainingClientActor(SupervisedActor):
                     watch.sending(op_id)
                 submitted_at = asyncio.get_running_loop().time()
                 try:
-                    accepted = await self._send(op, build, seq_id, size)
+                    accepted = await self._send(op, build, seq_id)
                 except BaseException as error:
                     if watch is not None and await watch.lost(op_id, op, error, accepted=False):
                         continue
@@ -304,22 +292,19 @@ class TrainingClientActor(SupervisedActor):
             with contextlib.suppress(Exception):
                 self.actor_ref.tell(OpFinished(op_id, step))
 
-    async def _send(self, op: TrainingOp, build: Callable[[int], EncodedRequest], seq_id: int,
-                    size: int) -> UntypedAPIFuture:
-        """POST the op's request (under the dispatch byte budget when ``size`` counts); the server's future."""
+    async def _send(self, op: TrainingOp, build: Callable[[int], EncodedRequest], seq_id: int) -> UntypedAPIFuture:
+        """POST the op's request (under the dispatch byte budget when it counts); the server's future."""
         request = await asyncio.to_thread(build, seq_id) if op.offload else build(seq_id)
-        if op.next_ahead is not None:
-            op.next_ahead.start()
-        budget = self._context.dispatch_budget if size else None
+        budget = self._context.dispatch_budget if op.size else None
         if budget is not None:
-            await budget.acquire(size)
+            await budget.acquire(op.size)
         try:
             response = await self._context.http.request(
                 Purpose.TRAINING, "POST", request.path, content=request.body.content,
                 headers=request.body.headers(), response_model=UntypedAPIFuture, endpoint=op.kind)
         finally:
             if budget is not None:
-                budget.release(size)
+                budget.release(op.size)
         return response.data
 
     def on_terminate(self, reason: ExitReason) -> None:
@@ -411,14 +396,12 @@ class TrainingClient(QueueStateObserver):
             prepare: Callable[[], Callable[[int], EncodedRequest]] | None = None, size: int = 0,
             offload: bool = False, model_id: str = "",
             retarget: Callable[[str], Callable[[int], EncodedRequest]] | None = None,
-            poisons: bool = True, ahead: EncodeAhead[PreparedRequest] | None = None,
-            next_ahead: EncodeAhead[PreparedRequest] | None = None) -> APIFuture[Any]:
+            poisons: bool = True) -> APIFuture[Any]:
         future: APIFuture[Any] = APIFuture()
         try:
             self._actor.tell(SubmitOp(TrainingOp(kind, request_type, build, read, future.raw, ready=ready,
                                                  prepare=prepare, size=size, offload=offload, model_id=model_id,
-                                                 retarget=retarget, poisons=poisons, ahead=ahead,
-                                                 next_ahead=next_ahead)))
+                                                 retarget=retarget, poisons=poisons)))
         except Exception as error:
             fail(future.raw, ClientStoppedError(f"{kind}: the training client is not running ({error})"))
         return future
@@ -479,41 +462,28 @@ class TrainingClient(QueueStateObserver):
             resolve(empty.raw, empty_output())
             return empty
         profile = self._context.profile
-        codec, compress = profile.codec, profile.compress_forward_backward
         model_id = self.model_id
-        prepared: list[PreparedRequest | EncodeAhead[PreparedRequest]] = []
+        prepared: list[PreparedRequest] = []
         inputs: list[ForwardBackwardInput] = []
-        # Every chunk is validated before anything is queued: bad input is a typed error here and nothing is
-        # sent (docs/concepts/failures.md). The first chunk is encoded here too (nothing could overlap it); a
-        # later one that cannot fail to encode is left to the encoding worker, which writes it while the chunk
-        # before it is sent; any other is encoded here. Only the seq id is added at send time.
-        for index, chunk in enumerate(split_batch(batch, profile.chunk_limits_for(self._chunk_limits))):
+        # Every chunk is validated and encoded before anything is queued: bad input is a typed error here and
+        # nothing is sent (docs/concepts/failures.md). Only the seq id is added at send time.
+        for chunk in split_batch(batch, profile.chunk_limits_for(self._chunk_limits)):
             try:
                 fb_input = ForwardBackwardInput(data=chunk, loss_fn=loss_fn, loss_fn_config=config)
             except ValueError as invalid:
                 raise InvalidInputError(f"invalid forward_backward input: {invalid}") from None
-            encode = functools.partial(codec.prepare_forward_backward, model_id, fb_input, forward_only=not backward,
-                                       compress=compress)
-            prepared.append(EncodeAhead(encode) if index and codec.prepares_without_error(model_id, fb_input)
-                            else encode())
+            prepared.append(profile.codec.prepare_forward_backward(
+                model_id, fb_input, forward_only=not backward, compress=profile.compress_forward_backward))
             inputs.append(fb_input)
         reader = self._fwd_reader()
         watch = self._ledger.watch
         # Only with recovery on, each chunk's input is kept until it ran, to be encoded again for a recreated model.
         recovering = watch is not None and watch.recovery_enabled
-        futures = []
-        for index, (request, fb_input) in enumerate(zip(prepared, inputs, strict=True)):
-            retarget = _fwd_retarget(codec, fb_input, backward, compress) if recovering else None
-            following = prepared[index + 1] if index + 1 < len(prepared) else None
-            next_ahead = following if isinstance(following, EncodeAhead) else None
-            if isinstance(request, PreparedRequest):
-                futures.append(self._op(kind, "ForwardBackward" if backward else "Forward", request.request, reader,
-                                        size=request.size, offload=request.compress is not None,
-                                        model_id=model_id, retarget=retarget, next_ahead=next_ahead))
-            else:
-                futures.append(self._op(kind, "ForwardBackward" if backward else "Forward", None, reader,
-                                        ahead=request, offload=compress, model_id=model_id, retarget=retarget,
-                                        next_ahead=next_ahead))
+        futures = [self._op(kind, "ForwardBackward" if backward else "Forward", request.request, reader,
+                            size=request.size, offload=request.compress is not None, model_id=model_id,
+                            retarget=_fwd_retarget(profile.codec, fb_input, backward, profile.compress_forward_backward)
+                            if recovering else None)
+                   for request, fb_input in zip(prepared, inputs, strict=True)]
         # Even one chunk is combined: its metrics are reduced as the official SDK reduces them.
         return _gather(futures, combine_outputs)
 

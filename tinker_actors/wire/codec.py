@@ -167,13 +167,6 @@ class ClientCodec(Protocol):
         :meth:`encode_forward_backward`). Raises ``InvalidInputError`` now, before any seq id is taken."""
         ...
 
-    def prepares_without_error(self, model_id: str, fb_input: ForwardBackwardInput) -> bool:
-        """Whether :meth:`prepare_forward_backward` of ``model_id`` and ``fb_input`` surely raises nothing, by a
-        look much cheaper than encoding it (False when unsure). Such a chunk may be encoded later, in another
-        thread, while the chunks before it are sent: no bad input can then surface after part of its batch
-        went out."""
-        ...
-
     def decode_forward_backward_output(self, content: bytes, content_type: str | None) -> ForwardBackwardOutput:
         """A completed forward_backward result. Raises ``APIResponseValidationError`` on a bad body."""
         ...

@@ -82,9 +82,6 @@ class JsonCodec:
                 forward_backward_input=fb_input, model_id=model_id))
         return PreparedRequest(path, CONTENT_TYPE_JSON, head[:-1] + b',"seq_id":', (b"}",), _seq_text)
 
-    def prepares_without_error(self, model_id: str, fb_input: ForwardBackwardInput) -> bool:
-        return False  # not looked into yet: every chunk is encoded where the call is made
-
     def encode_forward_backward(self, call: ForwardBackwardCall, *, compress: bool = False) -> EncodedRequest:
         call = ForwardBackwardCall(call.model_id, call.seq_id, as_0_6_3(call.input), call.forward_only)
         if call.forward_only:

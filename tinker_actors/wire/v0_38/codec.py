@@ -134,28 +134,6 @@ class ProtobufCodec:
                                _request_tail(fb_input, forward_only), _seq_field,
                                compress=_zstd if compress else None, content_encoding="zstd" if compress else None)
 
-    def prepares_without_error(self, model_id: str, fb_input: ForwardBackwardInput) -> bool:
-        """Every datum holds its arrays in the wire's own dtypes (token runs of int32, dense loss inputs of
-        their wire dtype), which :func:`_datum_writer` writes as they are, and every text is UTF-8: nothing to
-        refuse. Token lists (short runs) and other dtypes are checked while they are packed: not looked into."""
-        config = fb_input.loss_fn_config or {}
-        texts = [model_id, fb_input.loss_fn, *config, *(value for value in config.values() if isinstance(value, str))]
-        if not all(map(_is_utf8, texts)) or not all(isinstance(value, str | float) for value in config.values()):
-            return False
-        for datum in fb_input.data:
-            for chunk in datum.model_input.chunks:
-                if type(chunk) is not EncodedTextChunk:
-                    return False
-                held = chunk.held_array()
-                if held is None or held.dtype != INT32 or held.ndim != 1:
-                    return False
-            for tensor in datum.loss_fn_inputs.values():
-                held = tensor.held_array()
-                if held is None or tensor.is_sparse or held.dtype != _WIRE_NUMPY[tensor.dtype] or held.ndim != 1 \
-                        or (tensor.shape is not None and any(size > _INT64_MAX for size in tensor.shape)):
-                    return False
-        return True
-
     def decode_forward_backward_output(self, content: bytes, content_type: str | None) -> ForwardBackwardOutput:
         message = _parse_result(pb.ForwardBackwardOutput(), content, content_type, "ForwardBackwardOutput")
         try:
@@ -213,16 +191,6 @@ CODEC = ProtobufCodec()
 
 # Field numbers come from the generated module, so tinker.proto stays their one source.
 _REQUEST = pb.ForwardBackwardRequest
-_WIRE_NUMPY = {"float32": FLOAT32, "int64": INT64}  # a held array in these is written as it is
-_INT64_MAX = 2**63 - 1
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 _MAP_KEY, _MAP_VALUE = 1, 2  # every protobuf map entry is {key = 1, value = 2}
 
 
