@@ -81,6 +81,14 @@ def _wire_dtype_for_numpy(dtype: np.dtype[Any]) -> TensorDtype:
         "or integer (sent as int64)")
 
 
+def _owned_read_only(flat: npt.NDArray[Any], source: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """``flat`` as an array no one else can change: copied if it may share the caller's memory."""
+    if np.may_share_memory(flat, source):
+        flat = flat.copy()
+    flat.flags.writeable = False
+    return flat
+
+
 class TensorData(RequestModel, ArrayBacked):
     """A flattened row-major tensor: ``data``, ``dtype`` and an optional ``shape``."""
 
@@ -127,14 +135,13 @@ class TensorData(RequestModel, ArrayBacked):
         if dtype == "int64" and array.dtype.kind == "u" and array.size and \
                 int(array.max()) > np.iinfo(np.int64).max:
             raise InvalidInputError("unsigned values above the int64 range cannot be sent")
-        # Floats are not cast to float32: the values go out with their own precision (module docstring); only
-        # extended precision, which has no JSON form, becomes float64.
-        wide = np.float64 if array.dtype.itemsize > 8 else None
-        target = wide if dtype == "float32" else np.int64
-        # One copy, always: in C order (so the flat view below is not a second copy), no one else's memory.
-        flat = np.array(array, dtype=target, order="C", copy=True).reshape(-1)
-        flat.flags.writeable = False
-        return cls.from_flat_array(flat, dtype, list(array.shape))
+        if dtype == "float32":
+            # Not cast to float32: the values go out with their own precision (module docstring);
+            # only extended precision, which has no JSON form, becomes float64.
+            flat = (array.astype(np.float64) if array.dtype.itemsize > 8 else array).ravel()
+        else:
+            flat = array.astype(np.int64, copy=False).ravel()
+        return cls.from_flat_array(_owned_read_only(flat, array), dtype, list(array.shape))
 
     @classmethod
     def from_flat_array(cls, flat: npt.NDArray[Any], dtype: TensorDtype, shape: list[int] | None) -> TensorData:
