@@ -103,7 +103,7 @@ def estimate_bytes(datum: Datum) -> int:
             size += len(chunk.location)
     for tensor in datum.loss_fn_inputs.values():
         size += _BYTES_PER_VALUE.get(tensor.dtype, 8) * tensor.size
-        csr = tensor.csr_arrays()
+        csr = tensor.csr_arrays() if tensor.is_sparse else None  # is_sparse: one look, where csr_arrays makes arrays
         if csr is not None:  # a sparse tensor's row pointers and columns go as int64
             size += _BYTES_PER_INDEX * (csr[1].size + csr[2].size)
     return size
