@@ -404,7 +404,7 @@ class Soak:
                     key = "ok"
                 except TinkerTimeoutError:
                     key = "hung"
-                except Exception as error:  # a killed actor's samples: ClientStoppedError (retryable), NotSentError
+                except Exception as error:  # a killed actor's samples: EXPECTED_SAMPLE_OUTCOMES
                     key = type(error).__name__
                 with self.lock:
                     self.counts.samples[key] += 1
@@ -789,13 +789,19 @@ def table_row(row: dict[str, Any]) -> str:
             f"{pair('optim_step'):>16} | {pair('asample'):>17} | {row['samples_per_s']:5.1f} {row['cpu_pct']:4.0f}")
 
 
+# What a sample (or a sampler swap) may end with under this chaos: a killed sampling actor fails its samples in
+# flight (ClientStoppedError, retryable) and those queued behind the kill (CrashedBeforeSendError, a NotSentError;
+# NotSentError once the client closed); a swap's save queued behind a training-actor kill was never sent.
+EXPECTED_SAMPLE_OUTCOMES = frozenset({"ok", "ClientStoppedError", "NotSentError", "CrashedBeforeSendError",
+                                      "swap:NotSentError", "swap:CrashedBeforeSendError"})
+
+
 def problems(summary: dict[str, Any], *, rss_growth_mb: float, thread_slack: int, fd_slack: int) -> list[str]:
     """What failed, in words (empty: every check passed)."""
     found: list[str] = []
     if not summary["ledger_exact"]:
         found.append("the ledger is not exact")
-    odd = {key: count for key, count in summary["samples"].items()
-           if key not in ("ok", "ClientStoppedError", "NotSentError")}
+    odd = {key: count for key, count in summary["samples"].items() if key not in EXPECTED_SAMPLE_OUTCOMES}
     if odd:
         found.append(f"samples that hung or failed unexpectedly: {odd}")
     flat = summary["flatness"]
