@@ -19,7 +19,7 @@ import tinker_actors as tinker
 from tests.training.support import assert_grads_close, batch, finite_difference
 from tinker_actors.config import Config, PollBackoff, RetryPolicy
 from tinker_actors.errors import InvalidInputError
-from tinker_actors.local import LocalService
+from tinker_actors.local import FaultRule, LocalService
 from tinker_actors.local.server.wire_log import WireCapture
 from tinker_actors.training.custom_loss import CustomLossError, compute_custom_loss
 from tinker_actors.training.loss_handles import (
@@ -274,6 +274,15 @@ def test_a_session_creates_each_loss_once(service: LocalService) -> None:
         other_ranks: dict[str, CustomLossInputRank] = {**PG_RANKS, "weights": 2}
         other = svc.create_custom_loss(pg_loss, other_ranks).result(10)  # other ranks: another loss
         assert other.name == "pg_loss"
+
+
+def test_a_loss_whose_session_failed_can_be_created_again(service: LocalService) -> None:
+    rule = service.faults.add(FaultRule(endpoint="create_session", status=400, times=1))
+    with tinker.ServiceClient(config=config(service)) as svc:
+        with pytest.raises(tinker.BadRequestError):
+            svc.create_custom_loss(pg_loss, PG_RANKS).result(10)
+        assert service.faults.fired(rule) == 1
+        assert svc.create_custom_loss(pg_loss, PG_RANKS).result(10).name == "pg_loss"  # not "already created"
 
 
 def test_without_torch_the_error_says_so(service: LocalService, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -812,14 +812,22 @@ class ServiceClient:
                 raise CustomLossDefinitionError(f"create_custom_loss: this session already created {earlier!r}, the "
                                                 "same traced loss; reuse its LossHandle")
             self._custom_losses[traced.key] = traced.name
-        session = self._session_future()
+        created, lock = self._custom_losses, self._seq_lock
+        try:
+            session = self._session_future()
+        except BaseException:
+            with lock:
+                created.pop(traced.key, None)
+            raise
         handle: APIFuture[LossHandle] = APIFuture()
         target = handle.raw  # the callback must not hold the APIFuture, nor cancel the shared session future
 
         def made(opened: concurrent.futures.Future[str]) -> None:
-            if opened.cancelled():
-                fail(target, ClientStoppedError("the session was not created: the ServiceClient stopped"))
-            elif (error := opened.exception()) is not None:
+            error = ClientStoppedError("the session was not created: the ServiceClient stopped") \
+                if opened.cancelled() else opened.exception()
+            if error is not None:
+                with lock:  # no session, no loss: a later call may create it once one exists
+                    created.pop(traced.key, None)
                 fail(target, error)
             else:
                 resolve(target, replace(traced, session_id=opened.result()))
