@@ -10,9 +10,19 @@ from httpx import Timeout  # as in the official SDK: for ServiceClient(timeout=T
 
 from tinker_actors import types
 from tinker_actors._version import __version__
+from tinker_actors.auth.errors import (
+    CredentialCommandError,
+    CredentialCommandRequiredError,
+    CredentialError,
+    StoredCredentialsError,
+)
+from tinker_actors.call_style import BlockingCallError
 from tinker_actors.clients import RestClient, RetryConfig, SamplingClient, ServiceClient, TrainingClient
 from tinker_actors.clients.admin import AdminClient
 from tinker_actors.clients.backcompat import BackcompatSamplingClientFuture, BackcompatTrainingClientFuture
+from tinker_actors.clients.service_options import UnexpectedArgumentError
+from tinker_actors.config import InvalidApiKeyError, InvalidSecretError, MissingApiKeyError
+from tinker_actors.console import NoConsoleError
 from tinker_actors.errors import (
     ActorCrashedError,
     APIConnectionError,
@@ -27,6 +37,7 @@ from tinker_actors.errors import (
     ConflictError,
     CrashedBeforeSendError,
     CrossOriginRedirectError,
+    FutureExpiredError,
     InternalServerError,
     InvalidInputError,
     NoProgressError,
@@ -38,13 +49,39 @@ from tinker_actors.errors import (
     RequestFailedError,
     TinkerError,
     TinkerTimeoutError,
+    UnknownLossInputKeyError,
     UnprocessableEntityError,
     UnsupportedFeatureError,
 )
 from tinker_actors.experimental_api import ExperimentalWarning
+from tinker_actors.fanout.errors import (
+    ForkedProcessError,
+    InvalidSamplerHandleError,
+    MissingExtraError,
+    RolloutWorkerDiedError,
+)
 from tinker_actors.futures import APIFuture
+from tinker_actors.http.breaker import CircuitOpenError
 from tinker_actors.recovery import CheckpointPolicy, RecoveryFailedError, RecoveryPolicy, StepRolledBackError
-from tinker_actors.training.loss_handles import LossHandle, PerDatumLossFn
+from tinker_actors.runtime import IoLoopStoppedError, RuntimeStoppedError
+from tinker_actors.tokenizers.errors import (
+    ChatTemplateError,
+    TokenizerAccessError,
+    TokenizerFetchError,
+    TokenizerFilesMissingError,
+    TokenizerNotCachedError,
+    TokenizerRepoNotFoundError,
+    TokenizerUnavailableError,
+)
+from tinker_actors.training.custom_loss import CustomLossError
+from tinker_actors.training.loss_handles import (
+    CustomLossDefinitionError,
+    LossHandle,
+    LossHandleSessionError,
+    PerDatumLossFn,
+    TorchRequiredError,
+)
+from tinker_actors.training.regularizers import RegularizerError, RegularizerTimeoutError
 from tinker_actors.types import (
     AdamOptimizerConfig,
     AdamParams,
@@ -77,6 +114,7 @@ from tinker_actors.types import (
     TensorDtype,
     TrainingRun,
 )
+from tinker_actors.types.dmel_chunk import DmelHeaderError
 
 __all__ = [
     "APIConnectionError",
@@ -94,29 +132,48 @@ __all__ = [
     "BackcompatTrainingClientFuture",
     "BadRequestError",
     "BillingError",
+    "BlockingCallError",
+    "ChatTemplateError",
     "Checkpoint",
     "CheckpointPolicy",
     "CheckpointType",
+    "CircuitOpenError",
     "ClientStoppedError",
     "ConflictError",
     "CrashedBeforeSendError",
+    "CredentialCommandError",
+    "CredentialCommandRequiredError",
+    "CredentialError",
     "CrossOriginRedirectError",
+    "CustomLossDefinitionError",
+    "CustomLossError",
     "Datum",
     "DimuonOptimizerConfig",
     "DimuonParams",
     "DmelChunk",
+    "DmelHeaderError",
     "EncodedTextChunk",
     "ExperimentalWarning",
+    "ForkedProcessError",
     "ForwardBackwardOutput",
+    "FutureExpiredError",
     "ImageAssetPointerChunk",
     "ImageChunk",
     "InternalServerError",
+    "InvalidApiKeyError",
     "InvalidInputError",
+    "InvalidSamplerHandleError",
+    "InvalidSecretError",
+    "IoLoopStoppedError",
     "LoraConfig",
     "LossHandle",
+    "LossHandleSessionError",
+    "MissingApiKeyError",
+    "MissingExtraError",
     "ModelID",
     "ModelInput",
     "ModelInputChunk",
+    "NoConsoleError",
     "NoProgressError",
     "NotFoundError",
     "NotSentError",
@@ -131,9 +188,13 @@ __all__ = [
     "RateLimitError",
     "RecoveryFailedError",
     "RecoveryPolicy",
+    "RegularizerError",
+    "RegularizerTimeoutError",
     "RequestFailedError",
     "RestClient",
     "RetryConfig",
+    "RolloutWorkerDiedError",
+    "RuntimeStoppedError",
     "SampleRequest",
     "SampleResponse",
     "SampledProvenanceSpan",
@@ -143,13 +204,23 @@ __all__ = [
     "ServiceClient",
     "StepRolledBackError",
     "StopReason",
+    "StoredCredentialsError",
     "TensorData",
     "TensorDtype",
     "Timeout",
     "TinkerError",
     "TinkerTimeoutError",
+    "TokenizerAccessError",
+    "TokenizerFetchError",
+    "TokenizerFilesMissingError",
+    "TokenizerNotCachedError",
+    "TokenizerRepoNotFoundError",
+    "TokenizerUnavailableError",
+    "TorchRequiredError",
     "TrainingClient",
     "TrainingRun",
+    "UnexpectedArgumentError",
+    "UnknownLossInputKeyError",
     "UnprocessableEntityError",
     "UnsupportedFeatureError",
     "__title__",
