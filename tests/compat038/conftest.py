@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,18 +75,37 @@ class ScriptRun:
         return {name: outcome for name, outcome in self.steps.items() if outcome != "ok"}
 
 
-def run_official(script: str, service: LocalService, home: Path, *args: str) -> ScriptRun:
-    """Run ``tests/compat038/<script>`` with the official 0.38 interpreter against ``service``."""
-    python = official_python()
+def run_script(command: list[str], env: dict[str, str], what: str) -> ScriptRun:
+    """Run a journey ``command``; its last stdout line is the summary. A failed run raises with its output."""
     started = time.monotonic()
-    done = subprocess.run([str(python), str(HERE / script), *args], env=official_env(service, home),
-                          cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
+    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+                          check=False)
     seconds = time.monotonic() - started
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        raise AssertionError(f"{script} {' '.join(args)} exited with {done.returncode}:\n"
-                             f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+        raise AssertionError(f"{' '.join(Path(part).name for part in command[1:])} under {what} exited with "
+                             f"{done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
     return ScriptRun(summary=json.loads(lines[-1]), stderr=done.stderr, seconds=seconds)
+
+
+def run_official(script: str, service: LocalService, home: Path, *args: str,
+                 extra_env: dict[str, str] | None = None) -> ScriptRun:
+    """Run ``tests/compat038/<script>`` with the official 0.38 interpreter against ``service``."""
+    python = official_python()
+    env = {**official_env(service, home), **(extra_env or {})}
+    return run_script([str(python), str(HERE / script), *args], env, "the official SDK 0.38")
+
+
+def run_ours(script: str, service: LocalService, home: Path, *args: str, protocol: str | None = "0.38",
+             extra_env: dict[str, str] | None = None) -> ScriptRun:
+    """Run ``tests/compat038/<script> tinker_actors`` with this interpreter against ``service``, speaking
+    ``protocol`` (None: what the client chooses by itself)."""
+    # PYTHONPATH: this checkout's tinker_actors, also from a git worktree whose venv installs another one.
+    env = {**official_env(service, home), "PYTHONPATH": str(REPO), **(extra_env or {})}
+    if protocol is not None:
+        env["TINKER_ACTORS_PROTOCOL"] = protocol
+    return run_script([sys.executable, str(HERE / script), "tinker_actors", *args], env,
+                      f"tinker-actors ({protocol or 'its own protocol choice'})")
 
 
 def run_official_cli(service: LocalService, home: Path, *args: str) -> Any:

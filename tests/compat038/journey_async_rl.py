@@ -52,37 +52,39 @@ def _train_step(training: Any) -> None:
 
 def main() -> None:
     journey = Journey()
-    service = tinker.ServiceClient()
-    training = _done(service.create_lora_training_client(base_model="tiny-byte", rank=8, seed=3))
-    inflight = journey.step("inflight_sampler", lambda: _done(
-        training.save_weights_and_get_sampling_client(kind="inflight")))
-    if inflight is not None:
-        journey.values["inflight_before"] = journey.step("sample_before_step", lambda: _sample(inflight))
-        journey.step("train_step", lambda: _train_step(training))
-        journey.values["inflight_after"] = journey.step("sample_after_step", lambda: _sample(inflight))
+    # closed as the official SDK's docs close it: the session finishes and its pollers stop before the
+    # interpreter does (0.38 left to the garbage collector at exit can abort in its HTTP runtime's threads)
+    with tinker.ServiceClient() as service:
+        training = _done(service.create_lora_training_client(base_model="tiny-byte", rank=8, seed=3))
+        inflight = journey.step("inflight_sampler", lambda: _done(
+            training.save_weights_and_get_sampling_client(kind="inflight")))
+        if inflight is not None:
+            journey.values["inflight_before"] = journey.step("sample_before_step", lambda: _sample(inflight))
+            journey.step("train_step", lambda: _train_step(training))
+            journey.values["inflight_after"] = journey.step("sample_after_step", lambda: _sample(inflight))
 
-        def snapshot_after_step() -> dict[str, Any]:
-            path = training.save_weights_for_sampler(name="after-step").result(timeout=TIMEOUT_S).path
-            return _sample(_done(service.create_sampling_client(model_path=path)))
+            def snapshot_after_step() -> dict[str, Any]:
+                path = training.save_weights_for_sampler(name="after-step").result(timeout=TIMEOUT_S).path
+                return _sample(_done(service.create_sampling_client(model_path=path)))
 
-        journey.values["snapshot_after"] = journey.step("snapshot_sample", snapshot_after_step)
+            journey.values["snapshot_after"] = journey.step("snapshot_sample", snapshot_after_step)
 
-        def cancel_long_sample() -> dict[str, Any]:
-            params = types.SamplingParams(max_tokens=400, temperature=1.0, seed=9, stop=[])
-            future = inflight.sample(types.ModelInput.from_ints(PROMPT), 4, params)
-            time.sleep(0.3)
-            cancelled = future.future().cancel() if hasattr(future, "future") else future.cancel()
-            time.sleep(1.0)  # the cancel request goes out in the background
-            return {"cancelled": bool(cancelled)}
+            def cancel_long_sample() -> dict[str, Any]:
+                params = types.SamplingParams(max_tokens=400, temperature=1.0, seed=9, stop=[])
+                future = inflight.sample(types.ModelInput.from_ints(PROMPT), 4, params)
+                time.sleep(0.3)
+                cancelled = future.future().cancel() if hasattr(future, "future") else future.cancel()
+                time.sleep(1.0)  # the cancel request goes out in the background
+                return {"cancelled": bool(cancelled)}
 
-        journey.values["cancel"] = journey.step("cancel_long_sample", cancel_long_sample)
+            journey.values["cancel"] = journey.step("cancel_long_sample", cancel_long_sample)
 
-        def many_at_once() -> int:
-            params = types.SamplingParams(max_tokens=4, temperature=1.0)
-            futures = [inflight.sample(types.ModelInput.from_ints(PROMPT), 1, params) for _ in range(MANY)]
-            return sum(len(f.result(timeout=TIMEOUT_S).sequences) for f in futures)
+            def many_at_once() -> int:
+                params = types.SamplingParams(max_tokens=4, temperature=1.0)
+                futures = [inflight.sample(types.ModelInput.from_ints(PROMPT), 1, params) for _ in range(MANY)]
+                return sum(len(f.result(timeout=TIMEOUT_S).sequences) for f in futures)
 
-        journey.values["many"] = journey.step("many_samples", many_at_once)
+            journey.values["many"] = journey.step("many_samples", many_at_once)
     journey.report()
 
 

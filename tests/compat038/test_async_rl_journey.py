@@ -7,26 +7,19 @@ saved at that step.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.compat038.conftest import (
-    HERE,
-    RUN_TIMEOUT_S,
     ScriptRun,
-    official_env,
     official_python,
     run_official,
+    run_ours,
     service_with_flags,
 )
-from tinker_actors.local import LocalService
 from tinker_actors.local.engine.sample_work import sample_counters_of
 
 JOURNEY = "journey_async_rl.py"
@@ -41,17 +34,6 @@ class _Outcome:
     samples: dict[str, int]
 
 
-def _ours(service: LocalService, home: Path) -> ScriptRun:
-    env = {**official_env(service, home), "TINKER_ACTORS_PROTOCOL": "0.38"}
-    done = subprocess.run([sys.executable, str(HERE / JOURNEY), "tinker_actors"], env=env, cwd=HERE.parents[1],
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise AssertionError(f"{JOURNEY} on tinker-actors exited with {done.returncode}:\n"
-                             f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    return ScriptRun(summary=json.loads(lines[-1]), stderr=done.stderr, seconds=0.0)
-
-
 @pytest.fixture(scope="module", params=["official", "tinker_actors"])
 def outcome(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Outcome]:
     if request.param == "official":
@@ -60,7 +42,7 @@ def outcome(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         # a loaded sampler: the long sample is surely still running when the journey cancels it 0.3 s in
         service.faults.slow_sampling(SECONDS_PER_TOKEN)
         home = tmp_path_factory.mktemp(f"async-rl-{request.param}")
-        run = run_official(JOURNEY, service, home) if request.param == "official" else _ours(service, home)
+        run = (run_official if request.param == "official" else run_ours)(JOURNEY, service, home)
         yield _Outcome(run, service.request_counts()["endpoints"], sample_counters_of(service.stats).snapshot())
 
 

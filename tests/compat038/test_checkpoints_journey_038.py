@@ -5,21 +5,16 @@ create_model)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.compat038.conftest import (
-    HERE,
-    RUN_TIMEOUT_S,
     ScriptRun,
-    official_env,
     official_python,
     run_official,
+    run_ours,
     service_with_flags,
 )
 from tests.compat038.test_wire_capture import wire_requests
@@ -40,12 +35,8 @@ def official(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
 @pytest.fixture(scope="module")
 def ours(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
     with service_with_flags({}) as service, service.wire_log.capture() as capture:
-        env = {**official_env(service, tmp_path_factory.mktemp("ckpt-ours")), "TINKER_ACTORS_PROTOCOL": "0.38"}
-        done = subprocess.run([sys.executable, str(HERE / JOURNEY), "tinker_actors"], env=env,
-                              cwd=HERE.parents[1], capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
-    lines = done.stdout.strip().splitlines()
-    assert done.returncode == 0 and lines, f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
-    yield ScriptRun(summary=json.loads(lines[-1]), stderr=done.stderr, seconds=0.0), capture.snapshot()
+        run = run_ours(JOURNEY, service, tmp_path_factory.mktemp("ckpt-ours"))
+    yield run, capture.snapshot()
 
 
 def _failed(run: ScriptRun) -> dict[str, str]:

@@ -10,15 +10,12 @@ The official 0.38 virtualenv has no torch: its run gets this interpreter's torch
 from __future__ import annotations
 
 import importlib.util
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.compat038.conftest import HERE, RUN_TIMEOUT_S, ScriptRun, official_env, official_python, service_with_flags
+from tests.compat038.conftest import ScriptRun, official_python, run_official, run_ours, service_with_flags
 from tinker_actors.local.server.wire_log import WireRecord
 
 JOURNEY = "journey_custom_loss.py"
@@ -40,27 +37,17 @@ def _torch_links(folder: Path) -> Path:
     return folder
 
 
-def _run(command: list[str], env: dict[str, str], what: str) -> ScriptRun:
-    done = subprocess.run(command, env=env, cwd=HERE.parents[1], capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT_S, check=False)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise AssertionError(f"{JOURNEY} under {what} exited with {done.returncode}:\n{done.stdout[-2000:]}\n"
-                             f"{done.stderr[-4000:]}")
-    return ScriptRun(summary=json.loads(lines[-1]), stderr=done.stderr, seconds=0.0)
-
-
 def _uploads(records: list[WireRecord]) -> list[str]:
     return [r.path for r in records if "custom_loss" in r.path]
 
 
 @pytest.fixture(scope="module")
 def official(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScriptRun]:
-    python = official_python()
+    official_python()
     home = tmp_path_factory.mktemp("custom-loss-official")
     with service_with_flags({}) as service, service.wire_log.capture() as capture:
-        env = {**official_env(service, home), "PYTHONPATH": str(_torch_links(home / "torch-links"))}
-        run = _run([str(python), str(HERE / JOURNEY), "tinker"], env, "the official SDK")
+        run = run_official(JOURNEY, service, home, "tinker",
+                           extra_env={"PYTHONPATH": str(_torch_links(home / "torch-links"))})
     assert _uploads(capture.snapshot()) == []
     yield run
 
@@ -69,9 +56,7 @@ def official(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScriptRun]:
 def ours(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScriptRun]:
     home = tmp_path_factory.mktemp("custom-loss-ours")
     with service_with_flags({}) as service, service.wire_log.capture() as capture:
-        # PYTHONPATH: this checkout's tinker_actors, also from a git worktree whose venv installs another one.
-        env = {**official_env(service, home), "TINKER_ACTORS_PROTOCOL": "0.38", "PYTHONPATH": str(HERE.parents[1])}
-        run = _run([sys.executable, str(HERE / JOURNEY), "tinker_actors"], env, "tinker-actors")
+        run = run_ours(JOURNEY, service, home)
     assert _uploads(capture.snapshot()) == []
     yield run
 

@@ -33,6 +33,7 @@ from tests.compat038.conftest import (
     official_env,
     official_python,
     run_official,
+    run_ours,
 )
 from tests.wire.conftest import OFFICIAL_038_PYTHON
 from tinker_actors.local import LocalService
@@ -66,17 +67,6 @@ def prepared_service(data_dir: Path) -> Iterator[Prepared]:
         yield Prepared(service, run_id, external)
 
 
-def _ours(prepared: Prepared, home: Path) -> ScriptRun:
-    done = subprocess.run([sys.executable, str(HERE / JOURNEY), "tinker_actors", prepared.external],
-                          env=official_env(prepared.service, home), cwd=HERE.parents[1], capture_output=True,
-                          text=True, timeout=RUN_TIMEOUT_S, check=False)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise AssertionError(f"{JOURNEY} on tinker-actors exited with {done.returncode}:\n{done.stdout[-2000:]}\n"
-                             f"{done.stderr[-4000:]}")
-    return ScriptRun(summary=json.loads(lines[-1]), stderr=done.stderr, seconds=0.0)
-
-
 @pytest.fixture(scope="module")
 def official(tmp_path_factory: pytest.TempPathFactory) -> ScriptRun:
     official_python()
@@ -88,7 +78,8 @@ def official(tmp_path_factory: pytest.TempPathFactory) -> ScriptRun:
 @pytest.fixture(scope="module")
 def ours(tmp_path_factory: pytest.TempPathFactory) -> ScriptRun:
     with prepared_service(tmp_path_factory.mktemp("rest-ours-data")) as prepared:
-        return _ours(prepared, tmp_path_factory.mktemp("rest-ours"))
+        return run_ours(JOURNEY, prepared.service, tmp_path_factory.mktemp("rest-ours"), prepared.external,
+                        protocol=None)
 
 
 def _check_journey(run: ScriptRun) -> None:

@@ -10,11 +10,7 @@ and ``stop=[]``. Every number is checked against the tiny model's own forward pa
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,16 +19,13 @@ import pytest
 
 from tests.compat038 import journey_sampling as journey
 from tests.compat038.conftest import (
-    HERE,
-    RUN_TIMEOUT_S,
     ScriptRun,
-    official_env,
     official_python,
     run_official,
+    run_ours,
     service_with_flags,
 )
 from tests.compat038.test_wire_capture import wire_requests
-from tinker_actors.local import LocalService
 from tinker_actors.local.model import DatumArrays, LoraTrainer, PrefixCache
 from tinker_actors.local.server.wire_log import WireRecord
 
@@ -53,17 +46,6 @@ class _Outcome:
                 for r in wire_requests(self.records) if r["path"] == "/api/v1/asample" and r["status"] == 200]
 
 
-def _ours(service: LocalService, home: Path, protocol: str) -> ScriptRun:
-    env = {**official_env(service, home), "TINKER_ACTORS_PROTOCOL": protocol}
-    done = subprocess.run([sys.executable, str(HERE / JOURNEY), "tinker_actors"], env=env, cwd=HERE.parents[1],
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise AssertionError(f"{JOURNEY} on tinker-actors ({protocol}) exited with {done.returncode}:\n"
-                             f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    return ScriptRun(summary=json.loads(lines[-1]), stderr=done.stderr, seconds=0.0)
-
-
 @pytest.fixture(scope="module")
 def official(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Outcome]:
     official_python()
@@ -75,7 +57,8 @@ def official(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Outcome]:
 @pytest.fixture(scope="module", params=["0.38", "0.6.3"])
 def ours(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Outcome]:
     with service_with_flags({}) as service, service.wire_log.capture() as capture:
-        run = _ours(service, tmp_path_factory.mktemp(f"sampling-ours-{request.param}"), request.param)
+        run = run_ours(JOURNEY, service, tmp_path_factory.mktemp(f"sampling-ours-{request.param}"),
+                       protocol=request.param)
     yield _Outcome(run, capture.snapshot())
 
 

@@ -11,26 +11,19 @@ SDK's requests show what 0.38 puts on the wire for each feature, and ours in 0.3
 from __future__ import annotations
 
 import itertools
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.compat038.conftest import (
-    HERE,
-    RUN_TIMEOUT_S,
     ScriptRun,
-    official_env,
     official_python,
     run_official,
+    run_ours,
     service_with_flags,
 )
 from tests.compat038.test_wire_capture import wire_requests
-from tinker_actors.local import LocalService
 from tinker_actors.local.server.wire_log import WireRecord
 
 JOURNEY = "journey_training.py"
@@ -48,19 +41,6 @@ class _Outcome:
         return [r for r in wire_requests(self.records) if r["path"] in COMPARED_PATHS and r["status"] == 200]
 
 
-def _ours(service: LocalService, home: Path, protocol: str) -> ScriptRun:
-    """The journey with tinker-actors (this interpreter), the import changed, the protocol chosen."""
-    # PYTHONPATH: this checkout's tinker_actors, also from a git worktree whose venv installs another one.
-    env = {**official_env(service, home), "TINKER_ACTORS_PROTOCOL": protocol, "PYTHONPATH": str(HERE.parents[1])}
-    done = subprocess.run([sys.executable, str(HERE / JOURNEY), "tinker_actors"], env=env, cwd=HERE.parents[1],
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise AssertionError(f"{JOURNEY} on tinker-actors ({protocol}) exited with {done.returncode}:\n"
-                             f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    return ScriptRun(summary=json.loads(lines[-1]), stderr=done.stderr, seconds=0.0)
-
-
 @pytest.fixture(scope="module")
 def official(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Outcome]:
     official_python()
@@ -72,7 +52,8 @@ def official(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Outcome]:
 @pytest.fixture(scope="module", params=["0.38", "0.6.3"])
 def ours(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Outcome]:
     with service_with_flags({}) as service, service.wire_log.capture() as capture:
-        run = _ours(service, tmp_path_factory.mktemp(f"journey-ours-{request.param}"), request.param)
+        run = run_ours(JOURNEY, service, tmp_path_factory.mktemp(f"journey-ours-{request.param}"),
+                       protocol=request.param)
     yield _Outcome(run, capture.snapshot(), request.param)
 
 
