@@ -292,7 +292,8 @@ def test_archives_are_built_once_per_version_0600_and_redirect_to_the_configured
         assert len(files) == 1
         assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
         with tarfile.open(fileobj=io.BytesIO(httpx.get(location).content)) as tar:
-            assert sorted(tar.getnames()) == ["arrays.npz", "checkpoint.json"]
+            assert sorted(tar.getnames()) == ["adapter_config.json", "adapter_model.safetensors", "arrays.npz",
+                                              "checkpoint.json"]
         # A new version of the checkpoint: the old archive and its URL go away with the old version.
         api.result(api.save_weights(model_id, 2, "big").json()["request_id"])
         assert httpx.get(location).status_code == 404

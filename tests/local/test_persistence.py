@@ -69,7 +69,8 @@ def test_checkpoint_ttl_expiry_publish_and_archive(api: Api) -> None:
     assert archive.headers["expires"].endswith("GMT")
     download = httpx.get(archive.headers["location"])  # no API key: the URL is the secret
     with tarfile.open(fileobj=io.BytesIO(download.content)) as tar:
-        assert sorted(tar.getnames()) == ["arrays.npz", "checkpoint.json"]
+        assert sorted(tar.getnames()) == ["adapter_config.json", "adapter_model.safetensors", "arrays.npz",
+                                          "checkpoint.json"]
     assert httpx.get(archive.headers["location"].replace(".tar", "x.tar")).status_code == 404
 
     time.sleep(1.1)

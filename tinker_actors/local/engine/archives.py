@@ -8,18 +8,23 @@ least half its lifetime left). The file goes away with its version (a re-save or
 last URL expires, or when newer archives need its room: the archives together never take more than
 ``budget_bytes``. Files are created with mode 0600 (mkstemp), like the checkpoints themselves.
 
+Besides files on disk, an archive may hold members generated when it is built (the PEFT adapter of a
+LoRA checkpoint): they are produced only when the tarball is built, never for a reused one.
+
 Thread-safe: archives may be built on a worker thread while the service loop resolves downloads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import secrets
 import shutil
 import tarfile
 import tempfile
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,11 +39,16 @@ class ArchiveTooLargeError(Exception):
     """The archive does not fit in the disk budget even with every other archive evicted."""
 
 
-def estimated_tar_size(files: dict[str, Path]) -> int:
-    """An upper bound of the size of an uncompressed tar of ``files`` (headers, padding, end blocks)."""
+Generated = Callable[[], Mapping[str, bytes]]
+"""Members made when an archive is built: archive name -> contents."""
+
+
+def estimated_tar_size(files: Mapping[str, Path | bytes]) -> int:
+    """An upper bound of the size of an uncompressed tar of ``files`` (files on disk or contents; headers,
+    padding, end blocks)."""
     total = 2 * _BLOCK
-    for path in files.values():
-        size = path.stat().st_size
+    for member in files.values():
+        size = len(member) if isinstance(member, bytes) else member.stat().st_size
         total += _BLOCK + -(-size // _BLOCK) * _BLOCK
     return -(-total // _TAR_RECORD) * _TAR_RECORD
 
@@ -53,6 +63,14 @@ class _Entry:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _add_bytes(tar: tarfile.TarFile, arcname: str, data: bytes) -> None:
+    info = tarfile.TarInfo(arcname)
+    info.size = len(data)
+    info.mode = 0o600  # as the checkpoint files beside it
+    info.mtime = int(_now().timestamp())
+    tar.addfile(info, io.BytesIO(data))
 
 
 class ArchiveCache:
@@ -82,15 +100,19 @@ class ArchiveCache:
             return len(self._entries)
 
     def token_for(self, key: str, files: dict[str, Path], *, lifetime: timedelta,
-                  budget_bytes: int) -> tuple[str, datetime]:
-        """A download token for ``key``'s archive (built from ``files``: archive name -> file) and its
-        expiry. Raises :class:`ArchiveTooLargeError`, or ``FileNotFoundError`` if a file vanished."""
+                  budget_bytes: int, generated: Generated | None = None) -> tuple[str, datetime]:
+        """A download token for ``key``'s archive (built from ``files``: archive name -> file, followed by
+        what ``generated`` makes, called only if the archive is built now) and its expiry. Raises
+        :class:`ArchiveTooLargeError`, or ``FileNotFoundError`` if a file vanished."""
         with self._lock:
             self.sweep()
             now = _now()
             entry = self._entries.get(key)
             if entry is None:
-                entry = self._build(key, files, budget_bytes)
+                members: dict[str, Path | bytes] = dict(files)
+                if generated is not None:
+                    members.update(generated())
+                entry = self._build(key, members, budget_bytes)
             entry.last_used = now
             if entry.tokens:
                 token, expires = max(entry.tokens.items(), key=lambda item: item[1])
@@ -131,7 +153,7 @@ class ArchiveCache:
                     self._discard(entry)
 
     # ---- internals (called with the lock held) --------------------------------------------------
-    def _build(self, key: str, files: dict[str, Path], budget_bytes: int) -> _Entry:
+    def _build(self, key: str, files: Mapping[str, Path | bytes], budget_bytes: int) -> _Entry:
         estimate = estimated_tar_size(files)
         self._make_room(estimate, budget_bytes)
         self._directory.mkdir(parents=True, exist_ok=True)
@@ -139,8 +161,11 @@ class ArchiveCache:
         target = self._directory / f"{secrets.token_hex(16)}.tar"
         try:
             with os.fdopen(fd, "wb") as handle, tarfile.open(fileobj=handle, mode="w") as tar:
-                for arcname, path in files.items():
-                    tar.add(path, arcname=arcname)
+                for arcname, member in files.items():
+                    if isinstance(member, bytes):
+                        _add_bytes(tar, arcname, member)
+                    else:
+                        tar.add(member, arcname=arcname)
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -11,7 +11,9 @@ files are created with mode 0600)::
     <data_dir>/runs/<run_id>/<kind>/<name>/<version>/checkpoint.json  its metadata; written last, so
                                                        a version exists only once it is complete
     <data_dir>/runs/<run_id>/external_weights/<name>/<version>/files/...  exported weights: files, no arrays
-    <data_dir>/archives/<random>.tar                   download archives (see ``archives.py``)
+    <data_dir>/archives/<random>.tar                   download archives (see ``archives.py``): a checkpoint's
+                                                       files; a training or sampler checkpoint's also hold
+                                                       its PEFT adapter (``external_export.py``)
     <data_dir>/audit/<YYYY-MM-DD>.jsonl                the audit log (see ``audit.py``)
 
 (ids are percent-encoded in file names: ``<session>:train:0`` is stored as ``<session>%3Atrain%3A0``;
@@ -48,6 +50,7 @@ runs holding them) are readable by everyone, and changed only by their owner.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -70,6 +73,7 @@ from tinker_actors.errors import InvalidInputError
 from tinker_actors.local.engine.accounts import DEFAULT_USER
 from tinker_actors.local.engine.archives import ArchiveCache, ArchiveTooLargeError
 from tinker_actors.local.engine.audit import AuditLog
+from tinker_actors.local.engine.external_export import export_files
 from tinker_actors.types import ParsedCheckpointTinkerPath
 
 __all__ = [
@@ -851,14 +855,30 @@ class Storage:
                 return None
             directory = self._version_dir(record)
             files = {_ARRAYS: directory / _ARRAYS, _META: directory / _META}
+            adapter = None
             if record.kind == "external_weights":  # the files themselves, under their own paths
                 files = self.external_files(record) | {_META: directory / _META}
+            else:  # with the weights as a PEFT adapter, as people merge them outside Tinker
+                adapter = functools.partial(self._adapter_files, record, directory / _ARRAYS)
             try:
                 return self._archives.token_for(record.version_key, files, lifetime=lifetime,
-                                                budget_bytes=budget_bytes)
+                                                budget_bytes=budget_bytes, generated=adapter)
             except FileNotFoundError:
                 continue  # replaced or deleted while being archived: look again
         return None
+
+    def _adapter_files(self, record: CheckpointRecord, arrays_file: Path) -> dict[str, bytes]:
+        """The LoRA weights of a training or sampler checkpoint as the PEFT adapter ``save_weights_external``
+        writes (the same bytes for the same weights); none for a state without weights."""
+        run = self._runs.get(record.run_id)
+        if run is None:
+            return {}
+        state = {key: value for key, value in read_arrays(arrays_file).items() if not key.startswith("adam.")}
+        try:
+            return export_files(state, base_model=run.base_model, rank=run.lora_rank, train_mlp=run.train_mlp,
+                                train_attn=run.train_attn, train_unembed=run.train_unembed)
+        except ValueError:  # nothing to export (no weight arrays): the archive holds the files only
+            return {}
 
     def archive_path(self, token: str) -> Path | None:
         return self._archives.path(token)
