@@ -10,6 +10,11 @@ official 0.38 CLI in tests/compat038):
   "failed": [{"tinker_path", "error"}]}`` (plus ``deleted`` and ``freed_bytes``);
   ``checkpoint download PATH [-o DIR] [--force]`` -> ``{"checkpoint_path", "destination", "file_size_bytes"}``
   (external weights through their file URLs, other checkpoints as an archive);
+  ``checkpoint push-hf PATH [-r REPO] [--public] [--revision B] [--commit-message M] [--create-pr]
+  [--allow-pattern P]... [--ignore-pattern P]... [--no-model-card]`` -> ``{"checkpoint_path", "repo_id",
+  "revision"?, "public"}`` (plus ``commit_url``, ``pr_url`` and ``files``): the checkpoint as a PEFT adapter on
+  the Hugging Face Hub (``tinker_actors.checkpoints.push_checkpoint_to_hub``; token from ``HF_TOKEN`` or
+  ``hf auth login``);
 * ``run list [--limit N]`` -> ``{"runs": [...]}``; ``run info ID`` -> the run;
 * ``model list [SUBSTRING]`` -> ``{"models": [{"model_name", "max_context_length", "trainable", "sampleable"}]}``;
 * ``session export-trace ID [-o PATH] [--url-only]`` -> ``{"session_id", "destination", "file_size_bytes"}``
@@ -18,7 +23,8 @@ official 0.38 CLI in tests/compat038):
 Beyond them (tinkex's and ours): ``checkpoint save``, ``checkpoint copy PATH [--project-id P] [--ttl S]``,
 ``run sample``, ``checkpoint delete --all-runs`` (the filters over all your checkpoints, not one run's),
 ``run list --project-id/--access-scope``; publish, unpublish and set-ttl print what they did.
-``checkpoint push-hf`` is not here yet.
+``checkpoint push-hf`` also takes sampler checkpoints (the official CLI refuses them) and reports the
+branch it derived when ``--repo`` is left out.
 
 Every command takes ``--base-url`` and ``--api-key`` (else ``TINKER_BASE_URL`` / ``TINKER_API_KEY``) and
 ``-f/--format table|json`` (also before the command: ``tinker-actors -f json run list``). Errors print
@@ -31,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tarfile
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +46,7 @@ from typing import Any
 
 import httpx
 
+from tinker_actors.checkpoints import download_checkpoint, push_checkpoint_to_hub
 from tinker_actors.errors import InvalidInputError, TinkerError
 
 __all__ = ["add_manage_commands", "run_manage_command", "select_checkpoints"]
@@ -69,7 +75,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_manage_commands(commands: Any) -> None:
-    checkpoint = commands.add_parser("checkpoint", help="list, inspect, publish, expire, copy, delete, download")
+    checkpoint = commands.add_parser("checkpoint",
+                                     help="list, inspect, publish, expire, copy, delete, download, push to the Hub")
     csub = checkpoint.add_subparsers(dest="action", required=True)
     p = csub.add_parser("list", help="your checkpoints (or one run's)")
     p.add_argument("--run-id")
@@ -101,6 +108,19 @@ def add_manage_commands(commands: Any) -> None:
     p.add_argument("tinker_path")
     p.add_argument("-o", "--output", default=".")
     p.add_argument("--force", action="store_true")
+    p = csub.add_parser("push-hf", help="upload a checkpoint to the Hugging Face Hub as a PEFT adapter")
+    p.add_argument("tinker_path")
+    p.add_argument("-r", "--repo", dest="repo_id", default=None,
+                   help="repository id, e.g. you/my-adapter (default: <you>/tinker-<base model>-<run id>)")
+    p.add_argument("--public", action="store_true", help="a public repository (default: private)")
+    p.add_argument("--revision", default=None, help="branch to upload to (created if missing)")
+    p.add_argument("--commit-message", default=None)
+    p.add_argument("--create-pr", action="store_true", help="open a pull request instead of pushing to the branch")
+    p.add_argument("--allow-pattern", dest="allow_patterns", action="append", default=None,
+                   help="upload only files matching this glob (repeatable)")
+    p.add_argument("--ignore-pattern", dest="ignore_patterns", action="append", default=None,
+                   help="skip files matching this glob (repeatable)")
+    p.add_argument("--no-model-card", action="store_true", help="do not write a README.md model card")
     p = csub.add_parser("save", help="create a LoRA model and save sampler weights for it")
     p.add_argument("--base-model", required=True)
     p.add_argument("--name", default=None)
@@ -336,17 +356,6 @@ def _checkpoint_delete(args: argparse.Namespace, service: Any) -> Any:
     return Output(data, rows, tuple(report.failed.items()))
 
 
-def _download(url: str, target: Path) -> int:
-    """GET ``url`` (a key-less download URL) into ``target``; its size."""
-    size = 0
-    with httpx.stream("GET", url, timeout=60.0, follow_redirects=True) as response, target.open("wb") as out:
-        response.raise_for_status()
-        for block in response.iter_bytes():
-            out.write(block)
-            size += len(block)
-    return size
-
-
 def _checkpoint_download(args: argparse.Namespace, service: Any) -> Any:
     from tinker_actors.types import ParsedCheckpointTinkerPath
 
@@ -354,26 +363,22 @@ def _checkpoint_download(args: argparse.Namespace, service: Any) -> Any:
     target = Path(args.output) / f"{parsed.training_run_id}_{parsed.kind}_{parsed.name}".replace(":", "_")
     if target.exists() and not args.force:
         raise InvalidInputError(f"{target} exists (use --force)")
-    rest = service.create_rest_client()
-    if parsed.checkpoint_type == "external":  # one URL per file, as the official CLI 0.38 downloads
-        urls = rest.get_external_weights_urls(args.tinker_path).result(_WAIT_S).urls
-        root = target.resolve()
-        size = 0
-        for name, url in sorted(urls.items()):
-            destination = (target / name).resolve()
-            if not destination.is_relative_to(root):
-                raise InvalidInputError(f"unsafe file path {name!r} in checkpoint {args.tinker_path}")
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            size += _download(url, destination)
-        return {"checkpoint_path": args.tinker_path, "destination": str(target), "file_size_bytes": size}
-    url = rest.get_checkpoint_archive_url_from_tinker_path(args.tinker_path).result(_WAIT_S).url
-    with tempfile.TemporaryDirectory() as scratch:
-        archive = Path(scratch) / "archive.tar"
-        size = _download(url, archive)
-        target.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(target, filter="data")  # refuses absolute paths and '..'
+    size = download_checkpoint(service.create_rest_client(), args.tinker_path, target)
     return {"checkpoint_path": args.tinker_path, "destination": str(target), "file_size_bytes": size}
+
+
+def _checkpoint_push_hf(args: argparse.Namespace, service: Any) -> Any:
+    _say(args, f"Pushing {args.tinker_path} to the Hugging Face Hub...")
+    pushed = push_checkpoint_to_hub(
+        service.create_rest_client(), args.tinker_path, args.repo_id, public=args.public, revision=args.revision,
+        commit_message=args.commit_message, create_pr=args.create_pr, allow_patterns=args.allow_patterns,
+        ignore_patterns=args.ignore_patterns, model_card=not args.no_model_card)
+    data: dict[str, Any] = {"checkpoint_path": pushed.checkpoint_path, "repo_id": pushed.repo_id}
+    if pushed.revision is not None:
+        data["revision"] = pushed.revision
+    data |= {"public": pushed.public, "commit_url": pushed.commit_url, "pr_url": pushed.pr_url,
+             "files": list(pushed.files)}
+    return data
 
 
 def _checkpoint_save(args: argparse.Namespace, service: Any) -> Any:
@@ -460,6 +465,7 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("checkpoint", "copy"): _checkpoint_copy,
     ("checkpoint", "delete"): _checkpoint_delete,
     ("checkpoint", "download"): _checkpoint_download,
+    ("checkpoint", "push-hf"): _checkpoint_push_hf,
     ("checkpoint", "save"): _checkpoint_save,
     ("run", "list"): _run_list,
     ("run", "info"): _run_info,
