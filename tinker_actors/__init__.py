@@ -17,6 +17,17 @@ from tinker_actors.auth.errors import (
     StoredCredentialsError,
 )
 from tinker_actors.call_style import BlockingCallError
+from tinker_actors.checkpoints.errors import (
+    CheckpointDownloadError,
+    HubAccessError,
+    HubNotLoggedInError,
+    HubPushError,
+    HubRepoConflictError,
+    HubUnavailableError,
+    InvalidCheckpointPathError,
+    InvalidHubOptionError,
+    NoPeftAdapterError,
+)
 from tinker_actors.clients import RestClient, RetryConfig, SamplingClient, ServiceClient, TrainingClient
 from tinker_actors.clients.admin import AdminClient
 from tinker_actors.clients.backcompat import BackcompatSamplingClientFuture, BackcompatTrainingClientFuture
@@ -135,6 +146,7 @@ __all__ = [
     "BlockingCallError",
     "ChatTemplateError",
     "Checkpoint",
+    "CheckpointDownloadError",
     "CheckpointPolicy",
     "CheckpointType",
     "CircuitOpenError",
@@ -157,10 +169,17 @@ __all__ = [
     "ForkedProcessError",
     "ForwardBackwardOutput",
     "FutureExpiredError",
+    "HubAccessError",
+    "HubNotLoggedInError",
+    "HubPushError",
+    "HubRepoConflictError",
+    "HubUnavailableError",
     "ImageAssetPointerChunk",
     "ImageChunk",
     "InternalServerError",
     "InvalidApiKeyError",
+    "InvalidCheckpointPathError",
+    "InvalidHubOptionError",
     "InvalidInputError",
     "InvalidSamplerHandleError",
     "InvalidSecretError",
@@ -174,6 +193,7 @@ __all__ = [
     "ModelInput",
     "ModelInputChunk",
     "NoConsoleError",
+    "NoPeftAdapterError",
     "NoProgressError",
     "NotFoundError",
     "NotSentError",
