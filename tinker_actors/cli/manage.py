@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from tinker_actors.checkpoints import download_checkpoint, push_checkpoint_to_hub
+from tinker_actors.checkpoints import download_checkpoint
 from tinker_actors.errors import InvalidInputError, TinkerError
 
 __all__ = ["add_manage_commands", "run_manage_command", "select_checkpoints"]
@@ -368,6 +368,8 @@ def _checkpoint_download(args: argparse.Namespace, service: Any) -> Any:
 
 
 def _checkpoint_push_hf(args: argparse.Namespace, service: Any) -> Any:
+    from tinker_actors.checkpoints import push_checkpoint_to_hub  # HfApi loads in 0.3 s: only for this command
+
     _say(args, f"Pushing {args.tinker_path} to the Hugging Face Hub...")
     pushed = push_checkpoint_to_hub(
         service.create_rest_client(), args.tinker_path, args.repo_id, public=args.public, revision=args.revision,
