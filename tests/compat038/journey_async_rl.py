@@ -10,6 +10,7 @@ are sent at once and all awaited. The last stdout line is ``{"steps": {name: "ok
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -53,7 +54,7 @@ def _train_step(training: Any) -> None:
 def main() -> None:
     journey = Journey()
     # closed as the official SDK's docs close it: the session finishes and its pollers stop before the
-    # interpreter does (0.38 left to the garbage collector at exit can abort in its HTTP runtime's threads)
+    # interpreter does
     with tinker.ServiceClient() as service:
         training = _done(service.create_lora_training_client(base_model="tiny-byte", rank=8, seed=3))
         inflight = journey.step("inflight_sampler", lambda: _done(
@@ -86,6 +87,13 @@ def main() -> None:
 
             journey.values["many"] = journey.step("many_samples", many_at_once)
     journey.report()
+    if sys.argv[1:2] != ["tinker_actors"]:
+        # The official 0.38 process sometimes aborts (SIGABRT, no Python frame) while the interpreter finalizes,
+        # after this journey's work is done and reported: its HTTP runtime (pyqwest's tokio threads) outlives
+        # Python. Seen in 5 of 55 runs here without the with-block above, 1 of 245 with it. Nothing is left to
+        # check, so the official run skips finalization; tinker-actors' run exits normally, as a user's would.
+        sys.stdout.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":
