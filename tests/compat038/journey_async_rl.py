@@ -89,8 +89,8 @@ def main() -> None:
     journey.report()
     if sys.argv[1:2] != ["tinker_actors"]:
         # The official 0.38 process sometimes aborts (SIGABRT, no Python frame) while the interpreter finalizes,
-        # after this journey's work is done and reported: its HTTP runtime (pyqwest's tokio threads) outlives
-        # Python. Seen in 5 of 55 runs here without the with-block above, 1 of 245 with it. Nothing is left to
+        # after this journey's work is done and reported, its HTTP runtime's threads (pyqwest, tokio) still
+        # running. Seen in 5 of 55 runs here without the with-block above, 1 of 245 with it. Nothing is left to
         # check, so the official run skips finalization; tinker-actors' run exits normally, as a user's would.
         sys.stdout.flush()
         os._exit(0)
