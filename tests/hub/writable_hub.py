@@ -23,9 +23,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.loopback_http import serving_on_loopback
 
 TOKEN = "hf_FakeHubWriteTokenForTests0123456789"
 USER = "ada"
@@ -237,14 +239,6 @@ def _handler(hub: WritableHub) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def running_writable_hub() -> Iterator[WritableHub]:
     hub = WritableHub()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
-    server.daemon_threads = True
-    hub.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="writable-hub", daemon=True)
-    thread.start()
-    try:
+    with serving_on_loopback(_handler(hub), "writable-hub") as url:
+        hub.url = url
         yield hub
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
