@@ -112,7 +112,8 @@ def test_a_rest_client_of_its_own_needs_no_session(service: LocalService) -> Non
     before = received(service, "create_session")
     rest = tinker.RestClient(base_url=service.base_url, api_key=KEY)
     assert rest.list_training_runs().result(10).cursor is not None
-    assert rest.get_telemetry() is None
+    telemetry = rest.get_telemetry()  # session-less telemetry (docs/telemetry.md), not a session's
+    assert telemetry is not None and telemetry.session_id.startswith("sessionless-")
     assert tinker.RestClient(base_url=service.base_url, api_key=KEY)._service is rest._service  # shared
     assert received(service, "create_session") == before
     with tinker.ServiceClient(config=config(service)) as client, \

@@ -7,7 +7,7 @@ import concurrent.futures
 import contextvars
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tinker_actors.call_style import refuse_blocking
 from tinker_actors.clients.protocol import ProtocolProfile, pinned_profile
@@ -17,6 +17,9 @@ from tinker_actors.futures import PollSettings
 from tinker_actors.http import HttpLayer
 from tinker_actors.http.budget import ByteBudget
 from tinker_actors.runtime import Runtime
+
+if TYPE_CHECKING:
+    from tinker_actors.telemetry import SessionTelemetry
 
 __all__ = ["ClientContext"]
 
@@ -41,6 +44,9 @@ class ClientContext:
     """Room for results the server announced by size first (protocol 0.38), shared by the clients."""
     dispatch_budget: ByteBudget | None = None
     """Bytes of forward_backward requests being sent at once (protocol 0.38), shared by the training clients."""
+    sessionless_telemetry: SessionTelemetry | None = None
+    """Where errors of calls made without a session are reported (protocol 0.38, telemetry on): set once, by the
+    ServiceClient when its first REST client is made before the session exists."""
 
     def use_profile(self, profile: ProtocolProfile) -> None:
         """Adopt the negotiated protocol: its codec, its headers, its response budget."""

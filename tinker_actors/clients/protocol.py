@@ -128,6 +128,8 @@ class ProtocolProfile:
     from it, as the official 0.38 SDK does; otherwise ``get_info`` is asked for on the first call."""
     sends_process_uuid: bool = False
     """Telemetry batches carry the process's ``process_uuid`` (the official 0.38 SDK's do)."""
+    sessionless_telemetry: bool = False
+    """REST calls made without a session report to ``sessionless-<uuid4>`` telemetry (0.38; 0.6.3 has no such mode)."""
     token_exchange: bool = False
     """Requests send short-lived tokens exchanged for the credential (``pjwt_auth_enabled``; docs/accounts.md)."""
     credential_cmd_required: bool = False
@@ -179,7 +181,7 @@ def _profile_038(config: Config, flags: ServerFlags, dynamic: DynamicFlags) -> P
         sample_bytes_in_flight=flags.sample_dispatch_bytes_semaphore_size,
         response_bytes_in_flight=flags.inflight_response_bytes_semaphore_size,
         sample_retries=not flags.sample_no_retries, sample_stuck_detection=flags.sample_enable_stuck_detection,
-        info_on_create=True, sends_process_uuid=True,
+        info_on_create=True, sends_process_uuid=True, sessionless_telemetry=True,
         token_exchange=flags.pjwt_auth_enabled,
         credential_cmd_required=flags.pjwt_auth_enabled and flags.credential_default_source == "credential_cmd",
         finishes_sessions=True, flags=flags, dynamic=dynamic)

@@ -9,7 +9,8 @@ return an :class:`APIFuture` (``.result()``), ``*_async`` methods return the val
 It needs no session and creates none: ``ServiceClient(...).create_rest_client()`` uses that client's
 connections, and ``RestClient(base_url=..., api_key=...)`` (as the official SDK 0.38's ``RestClient()``) the
 process's shared client for that URL and key (``ServiceClient.shared``), which stays open for the life of the
-process and needs no closing.
+process and needs no closing. Without a session its errors are reported to that client's session-less telemetry
+(``sessionless-<uuid4>``, protocol 0.38; docs/telemetry.md).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def _seg(value: str) -> str:
 
 
 @names_sdk_methods  # x-sdk-method on the wire (protocol 0.38)
-@capture_exceptions  # errors reach the session's telemetry once, and the caller unchanged
+@capture_exceptions  # errors reach the session's (or session-less) telemetry once, and the caller unchanged
 class RestClient:
     """``RestClient(service)`` over a ServiceClient's connections, or ``RestClient(base_url=..., api_key=...)``
     on its own (either falls back to ``TINKER_BASE_URL`` / ``TINKER_API_KEY``); never both. No session."""
@@ -121,11 +122,17 @@ class RestClient:
                                     "ServiceClient already carries its own base URL and key")
         self._service = service
         self._context = service._context
+        if not service.has_session:
+            # Before a session (there may never be one): its errors go to session-less telemetry, as 0.38's.
+            service._sessionless_telemetry()
 
     def get_telemetry(self) -> SessionTelemetry | None:
-        """The session's telemetry (``ServiceClient.telemetry``) once the ServiceClient has a session; None
-        before (a REST client creates none) or when telemetry is disabled."""
-        return self._service.get_telemetry() if self._service.has_session else None
+        """Where this client's errors are reported: the session's telemetry (``ServiceClient.telemetry``) once the
+        ServiceClient has a session; before (a REST client creates none), its session-less telemetry (id
+        ``sessionless-<uuid4>``, protocol 0.38). None when telemetry is disabled."""
+        if self._service.has_session:
+            return self._service.get_telemetry()
+        return self._context.sessionless_telemetry
 
     # -- plumbing --
 

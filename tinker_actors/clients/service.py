@@ -68,6 +68,7 @@ from tinker_actors.telemetry import (
     TelemetryWire,
     capture_exceptions,
     start_session_telemetry,
+    start_sessionless_telemetry,
     stop_session_telemetry,
     telemetry_for,
 )
@@ -249,9 +250,7 @@ class ServiceClientActor(SupervisedActor):
         context.runtime.session_manager.tell(TrackSession(
             session_id, context.http, self._opening.owner, config.heartbeat_interval, config.heartbeat_warning_after,
             profile.codec.encode_json(SessionHeartbeatRequest(session_id=session_id))))
-        start_session_telemetry(context.runtime, config, context.http, session_id,
-                                wire=TelemetryWire(encode=profile.codec.encode_json, sdk_version=profile.sdk_version,
-                                                   sends_process_uuid=profile.sends_process_uuid))
+        start_session_telemetry(context.runtime, config, context.http, session_id, wire=_telemetry_wire(profile))
         if level_enabled(config.log_level, "info"):
             session_log.info("session.created", session_id=session_id, project_id=config.project_id,
                              display_name=config.display_name)
@@ -294,6 +293,12 @@ class ServiceClientActor(SupervisedActor):
                 if reason.kind is ExitKind.NORMAL else ActorCrashedError(
                     f"the service actor {reason.kind.value} while the session was being created", cause=reason.error)
             self._session.set_exception(error)
+
+
+def _telemetry_wire(profile: ProtocolProfile) -> TelemetryWire:
+    """How this client's protocol writes a telemetry batch."""
+    return TelemetryWire(encode=profile.codec.encode_json, sdk_version=profile.sdk_version,
+                         sends_process_uuid=profile.sends_process_uuid)
 
 
 async def _create_session(context: ClientContext, user_metadata: dict[str, Any] | None) -> CreateSessionResponse:
@@ -456,6 +461,20 @@ class ServiceClient:
             return None
         telemetry = self.telemetry
         return telemetry if telemetry.enabled else None
+
+    def _sessionless_telemetry(self) -> SessionTelemetry | None:
+        """The telemetry of this client's calls made without a session, started once, by the first REST client
+        made before the session exists (:class:`RestClient`); None when telemetry is off, the protocol has no
+        session-less mode (0.6.3) or the client is closed (docs/telemetry.md)."""
+        context = self._context
+        if context.sessionless_telemetry is not None or self._closed or not self._config.telemetry_enabled \
+                or not context.profile.sessionless_telemetry:
+            return context.sessionless_telemetry
+        with self._seq_lock:
+            if context.sessionless_telemetry is None:
+                context.sessionless_telemetry = start_sessionless_telemetry(
+                    self._runtime, self._config, context.http, wire=_telemetry_wire(context.profile))
+        return context.sessionless_telemetry
 
     @property
     def config(self) -> Config:
@@ -979,6 +998,10 @@ def _close_quietly(runtime: Runtime, supervisor_name: str, context: ClientContex
     # After the clients (their last errors are reported), before the HTTP layer closes.
     with contextlib.suppress(Exception):
         stop_session_telemetry(runtime, session_id)
+    sessionless = context.sessionless_telemetry
+    if sessionless is not None:
+        with contextlib.suppress(Exception):
+            stop_session_telemetry(runtime, sessionless.session_id)
     if finish is not None and session_id and context.profile.finishes_sessions:
         _finish_session(runtime, context, session_id, finish)
     try:

@@ -1,7 +1,8 @@
 """Telemetry: the in-process event bus, the per-session reporter actor, exception capture, OTel headers.
 
 See docs/telemetry.md. ``ServiceClient.telemetry`` is the per-session handle
-(:class:`SessionTelemetry`); :func:`emit` / :func:`attach` / :func:`detach` work on the process-wide bus.
+(:class:`SessionTelemetry`; REST calls without a session report to session-less telemetry, the same handle
+type); :func:`emit` / :func:`attach` / :func:`detach` work on the process-wide bus.
 """
 
 from tinker_actors.telemetry.bus import Event, EventBus, Handler, attach, default_bus, detach, emit
@@ -12,13 +13,16 @@ from tinker_actors.telemetry.otel import otel_available, trace_headers
 from tinker_actors.telemetry.process import process_uuid
 from tinker_actors.telemetry.reporter import TelemetryWire
 from tinker_actors.telemetry.session import (
+    SESSIONLESS_PREFIX,
     SessionTelemetry,
     start_session_telemetry,
+    start_sessionless_telemetry,
     stop_session_telemetry,
     telemetry_for,
 )
 
 __all__ = [
+    "SESSIONLESS_PREFIX",
     "STATS_EVENT",
     "USER_ERROR_EVENT",
     "DeliveryCounters",
@@ -36,6 +40,7 @@ __all__ = [
     "process_uuid",
     "report_exception",
     "start_session_telemetry",
+    "start_sessionless_telemetry",
     "stop_session_telemetry",
     "telemetry_for",
     "trace_headers",

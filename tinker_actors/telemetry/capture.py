@@ -2,7 +2,8 @@
 
 :func:`capture_exceptions` wraps every public method of a client class (ServiceClient,
 TrainingClient, SamplingClient, RestClient). An exception raised by the call, or later by the
-:class:`~tinker_actors.futures.APIFuture` it returned, is reported to the session's telemetry and then
+:class:`~tinker_actors.futures.APIFuture` it returned, is reported to the session's telemetry (before the
+client's ServiceClient has a session: to its session-less telemetry, if a REST client started one) and then
 left exactly as it was: the wrapper re-raises the same object at once and never waits for the
 report (the official SDK flushes synchronously here and, with the endpoint down, holds the user's
 error for ~30 s). Reporting is one dictionary lookup and one message.
@@ -60,7 +61,11 @@ def report_exception(client: object, error: BaseException, method: str) -> None:
 def _telemetry_of(client: object) -> SessionTelemetry | None:
     context = getattr(client, "_context", None)
     session_id = getattr(context, "session_id", None)
-    return telemetry_for(session_id) if isinstance(session_id, str) and session_id else None
+    if isinstance(session_id, str) and session_id:
+        return telemetry_for(session_id)
+    # No session (yet): the ServiceClient's session-less telemetry, which its REST clients start (ClientContext).
+    sessionless = getattr(context, "sessionless_telemetry", None)
+    return sessionless if isinstance(sessionless, SessionTelemetry) else None
 
 
 def _watch_future(client: object, future: APIFuture[Any], method: str) -> None:

@@ -4,7 +4,9 @@
 
     root
     └── telemetry_reporter     Supervisor (one_for_one), the runtime's slot
-        └── session-<id>*      TelemetryReporter, transient, one per ServiceClient session
+        ├── session-<id>*      TelemetryReporter, transient, one per ServiceClient session
+        └── sessionless-<uuid>*  TelemetryReporter, transient, one per ServiceClient whose REST calls
+                                 ran without a session (protocol 0.38)
 
 Events reach it as messages (:class:`Record`, told by its bus handler, which does nothing else).
 It keeps a bounded queue (``max_queue``; overflow is dropped and counted) and sends batches of at
@@ -21,6 +23,10 @@ whatever is still unsent then is counted as failed and the program goes on.
 A batch is written as the session's protocol writes it (:class:`TelemetryWire`, from the
 ServiceClient's ProtocolProfile): through its codec, naming its ``sdk_version``, and with this
 process's ``process_uuid`` where the protocol sends one (0.38).
+
+A session-less reporter (``SessionTelemetryState.sessionless``, as the official 0.38 SDK's REST-only
+clients) reports under a ``sessionless-<uuid4>`` id and sends only what is logged or captured: no
+SESSION_START, no SESSION_END, no ``client_stats`` (the HTTP figures are the session's to report).
 """
 
 from __future__ import annotations
@@ -147,6 +153,12 @@ class SessionTelemetryState:
     bus: EventBus
     ledger: DeliveryLedger
     started_at: float  # time.monotonic() at session start, for SESSION_END's duration
+    sessionless: bool = False
+    """No session behind it: no SESSION_START/SESSION_END and no ``client_stats`` events."""
+
+    @property
+    def sends_stats(self) -> bool:
+        return self.settings.stats_interval is not None and not self.sessionless
 
 
 @dataclass
@@ -180,12 +192,12 @@ class TelemetryReporter(SupervisedActor):
 
     def on_init(self) -> None:
         state = self._state
-        if not state.ledger.start_sent:
+        if not state.ledger.start_sent and not state.sessionless:
             state.ledger.start_sent = True
             self._enqueue(session_start(state.ledger.next_index()))
         self._handler_id = state.bus.attach(_forwarder(state.session_id, self.actor_ref, state.ledger))
         self.send_interval(self._settings.flush_interval, FlushNow())
-        if self._settings.stats_interval is not None:
+        if state.sends_stats and self._settings.stats_interval is not None:
             self.send_interval(self._settings.stats_interval, StatsTick())
 
     def on_receive(self, message: Any) -> Any:
@@ -334,9 +346,9 @@ class TelemetryReporter(SupervisedActor):
     def _drain(self) -> None:
         state, settings = self._state, self._settings
         deadline = time.monotonic() + settings.drain_timeout
-        if settings.stats_interval is not None:
+        if state.sends_stats:
             self._final_stats(deadline)
-        if not state.ledger.end_sent:
+        if not state.ledger.end_sent and not state.sessionless:
             state.ledger.end_sent = True
             duration = timedelta(seconds=time.monotonic() - state.started_at)
             self._enqueue(session_end(state.ledger.next_index(), duration), forced=True)

@@ -1,5 +1,10 @@
 """One session's telemetry: starting and stopping its reporter, and the handle users get.
 
+A ServiceClient's REST calls made without a session (a ``RestClient`` of its own, or
+``create_rest_client()`` before the session exists) report to *session-less* telemetry, as the official
+0.38 SDK's REST-only clients do: :func:`start_sessionless_telemetry` starts a reporter under a
+``sessionless-<uuid4>`` id that sends no SESSION_START/SESSION_END; the same handle type serves it.
+
 ``ServiceClient.telemetry`` is a :class:`SessionTelemetry`. Its methods never block on the network
 and never raise into the caller: they put an event on the bus and return. With telemetry disabled
 (``TINKER_TELEMETRY=0`` / ``Config.telemetry_enabled=False``, or no reporter slot) the same handle
@@ -14,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +38,14 @@ if TYPE_CHECKING:
     from tinker_actors.http import HttpLayer
     from tinker_actors.runtime import Runtime
 
-__all__ = ["SLOT", "SessionTelemetry", "start_session_telemetry", "stop_session_telemetry", "telemetry_for"]
+__all__ = ["SESSIONLESS_PREFIX", "SLOT", "SessionTelemetry", "start_session_telemetry", "start_sessionless_telemetry",
+           "stop_session_telemetry", "telemetry_for"]
 
 log = structlog.get_logger("tinker_actors.telemetry")
 
 SLOT = "telemetry_reporter"
+SESSIONLESS_PREFIX = "sessionless-"
+"""How the id of session-less telemetry starts (then a uuid4), as the official 0.38 SDK names it."""
 _EXCEPTION_EVENT = "exception"
 _POLL = 0.01
 
@@ -45,7 +54,8 @@ _registry: dict[str, SessionTelemetry] = {}
 
 
 class SessionTelemetry:
-    """The user-facing handle on one session's telemetry."""
+    """The user-facing handle on one session's telemetry (or on session-less telemetry: ``session_id`` is then
+    its ``sessionless-<uuid4>`` id)."""
 
     def __init__(self, session_id: str, *, ledger: DeliveryLedger | None = None, bus: EventBus = default_bus,
                  flush: Any = None) -> None:
@@ -113,35 +123,50 @@ def start_session_telemetry(runtime: Runtime, config: Config, http: HttpLayer, s
                             wire: TelemetryWire) -> SessionTelemetry:
     """Start the session's reporter (which queues SESSION_START); ``wire``: how the session's protocol
     writes a batch. Disabled handle if turned off."""
-    disabled = SessionTelemetry(session_id)
-    if not config.telemetry_enabled or not session_id:
-        return disabled
+    if not session_id:
+        return SessionTelemetry(session_id)
+    return _start(runtime, config, http, session_id, wire=wire, sessionless=False) or SessionTelemetry(session_id)
+
+
+def start_sessionless_telemetry(runtime: Runtime, config: Config, http: HttpLayer, *,
+                                wire: TelemetryWire) -> SessionTelemetry | None:
+    """Start a reporter for calls made without a session, under a new ``sessionless-<uuid4>`` id: no
+    SESSION_START/SESSION_END, nothing sent until something is logged. None when telemetry is off
+    (or no reporter could start): then there is nothing to report to."""
+    return _start(runtime, config, http, f"{SESSIONLESS_PREFIX}{uuid.uuid4()}", wire=wire, sessionless=True)
+
+
+def _start(runtime: Runtime, config: Config, http: HttpLayer, telemetry_id: str, *, wire: TelemetryWire,
+           sessionless: bool) -> SessionTelemetry | None:
+    if not config.telemetry_enabled:
+        return None
     try:
         parent = runtime.root.supervisor(SLOT)
     except SupervisionError:  # the slot holds something else (a test runtime): no upload
         if level_enabled(config.log_level, "debug"):
-            log.debug("telemetry.no_reporter_slot", session_id=session_id)
-        return disabled
+            log.debug("telemetry.no_reporter_slot", session_id=telemetry_id)
+        return None
     settings = config.telemetry
-    state = SessionTelemetryState(session_id=session_id, http=http, ioloop=runtime.ioloop, settings=settings,
+    state = SessionTelemetryState(session_id=telemetry_id, http=http, ioloop=runtime.ioloop, settings=settings,
                                   secrets=config.secret_values(), wire=wire, bus=default_bus, ledger=DeliveryLedger(),
-                                  started_at=time.monotonic())
-    spec = ChildSpec(_child_id(session_id), lambda: TelemetryReporter.start(state), restart=Restart.TRANSIENT,
+                                  started_at=time.monotonic(), sessionless=sessionless)
+    spec = ChildSpec(_child_id(telemetry_id), lambda: TelemetryReporter.start(state), restart=Restart.TRANSIENT,
                      shutdown=settings.drain_timeout + 2.0)
     try:
         reporter = parent.start_child(spec, timeout=10.0)
     except SupervisionError as error:
         if level_enabled(config.log_level, "warning"):
-            log.warning("telemetry.reporter_not_started", session_id=session_id, error=str(error))
-        return disabled
-    handle = SessionTelemetry(session_id, ledger=state.ledger, bus=default_bus, flush=reporter)
+            log.warning("telemetry.reporter_not_started", session_id=telemetry_id, error=str(error))
+        return None
+    handle = SessionTelemetry(telemetry_id, ledger=state.ledger, bus=default_bus, flush=reporter)
     with _registry_lock:
-        _registry[session_id] = handle
+        _registry[telemetry_id] = handle
     return handle
 
 
 def stop_session_telemetry(runtime: Runtime, session_id: str) -> None:
-    """End the session's reporter: SESSION_END queued, then a drain bounded by ``drain_timeout``."""
+    """End the session's reporter (or a session-less one, by its id): SESSION_END queued (not for a
+    session-less one), then a drain bounded by ``drain_timeout``."""
     with _registry_lock:
         handle = _registry.pop(session_id, None)
     if handle is None or runtime.stopped:
@@ -151,8 +176,8 @@ def stop_session_telemetry(runtime: Runtime, session_id: str) -> None:
         runtime.root.supervisor(SLOT).terminate_child(_child_id(session_id))
 
 
-def _child_id(session_id: str) -> str:
-    return f"session-{session_id}"
+def _child_id(telemetry_id: str) -> str:
+    return telemetry_id if telemetry_id.startswith(SESSIONLESS_PREFIX) else f"session-{telemetry_id}"
 
 
 def _slot_spec(_runtime: Runtime) -> ChildSpec:
