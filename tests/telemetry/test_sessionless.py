@@ -151,18 +151,18 @@ def test_with_telemetry_off_a_standalone_rest_client_starts_and_sends_nothing(
 @pytest.mark.parametrize("protocol", ["0.38", "0.6.3"])
 def test_a_service_clients_rest_client_reports_session_less_before_the_session_and_to_it_after(
         service: LocalService, make_config: MakeConfig, protocol: str) -> None:
-    with service.wire_log.capture() as capture:
-        with tinker.ServiceClient(config=make_config().replace(protocol=protocol)) as client:
-            early = client.create_rest_client()
-            before = early.get_telemetry()
-            with pytest.raises(tinker.NotFoundError):
-                early.get_training_run("before-the-session").result(10)
-            session_id = client.session_id  # the session exists from here on
-            later = client.create_rest_client()
-            assert early.get_telemetry() is later.get_telemetry() is client.telemetry
-            with pytest.raises(tinker.NotFoundError):
-                later.get_training_run("after-the-session").result(10)
-        # No flush: close() drains both.
+    # No flush: leaving the ServiceClient's block (close()) drains both telemetries.
+    with service.wire_log.capture() as capture, \
+            tinker.ServiceClient(config=make_config().replace(protocol=protocol)) as client:
+        early = client.create_rest_client()
+        before = early.get_telemetry()
+        with pytest.raises(tinker.NotFoundError):
+            early.get_training_run("before-the-session").result(10)
+        session_id = client.session_id  # the session exists from here on
+        later = client.create_rest_client()
+        assert early.get_telemetry() is later.get_telemetry() is client.telemetry
+        with pytest.raises(tinker.NotFoundError):
+            later.get_training_run("after-the-session").result(10)
     session = [e for e in session_events(service, session_id) if e["event"] == "GENERIC_EVENT"]
     assert [e["event_data"]["message"].count("after-the-session") for e in session] == [1]
     batches = [r.decoded() for r in _telemetry_posts(capture.records)]

@@ -380,6 +380,7 @@ class ServiceClient:
         self._model_seq = itertools.count()
         self._sampling_seq = itertools.count()
         self._seq_lock = threading.Lock()
+        self._sessionless_lock = threading.Lock()  # the session-less telemetry starts once
         self._closed = False
         self._custom_losses: dict[str, str] = {}  # LossHandle.key -> name: a session creates each loss once
         self._telemetry: SessionTelemetry | None = None
@@ -470,7 +471,7 @@ class ServiceClient:
         if context.sessionless_telemetry is not None or self._closed or not self._config.telemetry_enabled \
                 or not context.profile.sessionless_telemetry:
             return context.sessionless_telemetry
-        with self._seq_lock:
+        with self._sessionless_lock:
             if context.sessionless_telemetry is None:
                 context.sessionless_telemetry = start_sessionless_telemetry(
                     self._runtime, self._config, context.http, wire=_telemetry_wire(context.profile))

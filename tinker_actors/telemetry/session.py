@@ -132,8 +132,15 @@ def start_sessionless_telemetry(runtime: Runtime, config: Config, http: HttpLaye
                                 wire: TelemetryWire) -> SessionTelemetry | None:
     """Start a reporter for calls made without a session, under a new ``sessionless-<uuid4>`` id: no
     SESSION_START/SESSION_END, nothing sent until something is logged. None when telemetry is off
-    (or no reporter could start): then there is nothing to report to."""
-    return _start(runtime, config, http, f"{SESSIONLESS_PREFIX}{uuid.uuid4()}", wire=wire, sessionless=True)
+    (or no reporter could start): then there is nothing to report to. Never raises: it runs while a
+    ``RestClient`` is made, which telemetry must not break."""
+    telemetry_id = f"{SESSIONLESS_PREFIX}{uuid.uuid4()}"
+    try:
+        return _start(runtime, config, http, telemetry_id, wire=wire, sessionless=True)
+    except Exception as error:  # the runtime is stopping (interpreter exit): nothing would be sent anyway
+        if level_enabled(config.log_level, "debug"):
+            log.debug("telemetry.reporter_not_started", session_id=telemetry_id, error=str(error))
+        return None
 
 
 def _start(runtime: Runtime, config: Config, http: HttpLayer, telemetry_id: str, *, wire: TelemetryWire,
