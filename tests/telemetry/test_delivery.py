@@ -137,6 +137,22 @@ def test_one_report_per_error_and_future_errors_are_captured(service: LocalServi
     assert methods[1].endswith("get_training_run")
 
 
+def test_a_captured_error_is_sent_at_once_not_at_the_next_periodic_flush(service: LocalService,
+                                                                        make_config: MakeConfig) -> None:
+    # The periodic flush is 30 s away and nobody calls flush(): only the error itself can have sent it.
+    with tinker.ServiceClient(config=make_config()) as client:
+        rest = client.create_rest_client()
+        assert client.session_id
+        with pytest.raises(tinker.NotFoundError):
+            rest.get_training_run("no-such-run").result(5.0)
+        raised = time.monotonic()
+        wait_for(lambda: any(e.get("event_name") == "user_error" for e in session_events(service, client.session_id)),
+                 timeout=10.0)
+        arrived = time.monotonic() - raised
+        # Before the client closes (close drains everything): the error went out by itself.
+        assert arrived < 10.0
+
+
 def test_users_own_exception_over_our_404_reaches_the_service_as_a_user_error(
         service: LocalService, make_config: MakeConfig) -> None:
     with tinker.ServiceClient(config=make_config()) as client:

@@ -82,6 +82,10 @@ class SessionTelemetry:
         if self.enabled:
             data = {"method": method} if method else {}
             self._bus.emit(Event(_EXCEPTION_EVENT, data, "ERROR", self._session_id, error))
+            # Sent now, not at the next periodic flush (10 s): an error is what the server most needs to see,
+            # and the process may be about to end. Asked of the reporter, never waited for; a burst of errors
+            # still goes out as few batches, one on the wire at a time.
+            self.flush()
 
     def flush(self) -> None:
         """Ask the reporter to send a batch now (returns at once)."""
