@@ -85,7 +85,7 @@ def download_checkpoint(rest: RestClient, tinker_path: str, destination: Path, *
 def _fetch(url: str, target: Path, tinker_path: str, timeout_s: float) -> int:
     """One download, its failures named by the server's origin only (the URL's path and query are its secret)."""
     try:
-        return download_to_file(url, target, timeout_s=timeout_s)
+        return download_to_file(url, target, timeout_s=timeout_s, what=f"checkpoint {tinker_path}")
     except httpx.HTTPStatusError as error:
         status = error.response.status_code
         raise CheckpointDownloadError(
