@@ -24,12 +24,6 @@ import torch
 TEXT = b"the keeper climbed the stairs of the lighthouse every night"
 
 
-@pytest.fixture(scope="module")
-def service() -> Iterator[LocalService]:
-    with LocalService(long_poll_s=0.5) as svc:
-        yield svc
-
-
 @pytest.fixture(params=["0.6.3", "0.38"])
 def protocol(request: pytest.FixtureRequest) -> str:
     value: str = request.param

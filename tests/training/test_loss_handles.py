@@ -40,12 +40,6 @@ import torch.nn.functional as F
 TEXT = b"the keeper climbed the stairs of the lighthouse every night"
 
 
-@pytest.fixture(scope="module")
-def service() -> Iterator[LocalService]:
-    with LocalService(long_poll_s=0.5) as svc:
-        yield svc
-
-
 def config(service: LocalService, protocol: str = "0.38") -> Config:
     return Config(api_key=service.api_key, base_url=service.base_url, telemetry_enabled=False, protocol=protocol,
                   retry=RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.05, deadline=10.0),

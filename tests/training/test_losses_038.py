@@ -25,12 +25,6 @@ BAD = PROMPT + list(b"dog ran off a log")
 TEXT = list(b"the keeper climbed the stairs of the lighthouse")
 
 
-@pytest.fixture(scope="module")
-def service() -> Iterator[LocalService]:
-    with LocalService(long_poll_s=0.5) as svc:
-        yield svc
-
-
 @pytest.fixture(params=PROTOCOLS)
 def client(request: pytest.FixtureRequest, service: LocalService) -> Iterator[tinker.ServiceClient]:
     config = Config(api_key=service.api_key, base_url=service.base_url, telemetry_enabled=False,

@@ -21,12 +21,6 @@ from tinker_actors.training.regularizers import L2, Logprobs, Regularizer, TermV
 TEXT = list(b"the keeper climbed the stairs of the lighthouse every night")
 
 
-@pytest.fixture(scope="module")
-def service() -> Iterator[LocalService]:
-    with LocalService(long_poll_s=0.5) as svc:
-        yield svc
-
-
 @pytest.fixture
 def client(service: LocalService) -> Iterator[tinker.ServiceClient]:
     config = Config(api_key=service.api_key, base_url=service.base_url, telemetry_enabled=False,
