@@ -1,11 +1,21 @@
-"""The ``tinker-actors`` command line."""
+"""The ``tinker-actors`` command line.
+
+stdout carries only a command's answer (``-f json`` must parse). The library logs through structlog, which,
+left unconfigured, prints to stdout; while a command runs its log lines go to stderr instead, also those of
+threads that run meanwhile (a telemetry reporter giving up a batch, a stalled download's warning). A host
+that configured structlog itself keeps its configuration.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import structlog
 
 from tinker_actors._version import __version__
 from tinker_actors.cli.auth import add_auth_commands, run_auth_command
@@ -31,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with _logs_to_stderr():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.global_format is not None and getattr(args, "format", "table") == "table":
         args.format = args.global_format
     if args.command == "version":
@@ -45,6 +60,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "auth":
         return run_auth_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands first
+
+
+@contextlib.contextmanager
+def _logs_to_stderr() -> Iterator[None]:
+    if structlog.is_configured():  # the host's choice
+        yield
+        return
+    structlog.configure(logger_factory=_stderr_logger)
+    try:
+        yield
+    finally:
+        structlog.reset_defaults()  # unconfigured again, as before
+
+
+def _stderr_logger(*_: Any) -> structlog.PrintLogger:
+    # sys.stderr as it is when the line is logged (a test's capture, or the real one)
+    return structlog.PrintLogger(sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover
