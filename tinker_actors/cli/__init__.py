@@ -2,8 +2,9 @@
 
 stdout carries only a command's answer (``-f json`` must parse). The library logs through structlog, which,
 left unconfigured, prints to stdout; while a command runs its log lines go to stderr instead, also those of
-threads that run meanwhile (a telemetry reporter giving up a batch, a stalled download's warning). A host
-that configured structlog itself keeps its configuration.
+threads that run meanwhile (a telemetry reporter giving up a batch, a stalled download's warning). Only a
+printing logger factory (structlog's default) is swapped, and put back afterwards; a host that routes
+structlog elsewhere (to the standard library's logging, ...) keeps its configuration.
 """
 
 from __future__ import annotations
@@ -64,14 +65,19 @@ def _run(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _logs_to_stderr() -> Iterator[None]:
-    if structlog.is_configured():  # the host's choice
+    was_configured = structlog.is_configured()  # also true after structlog.testing.capture_logs
+    previous = structlog.get_config()["logger_factory"]
+    if not isinstance(previous, structlog.PrintLoggerFactory):  # the host routes lines elsewhere (stdlib, ...)
         yield
         return
     structlog.configure(logger_factory=_stderr_logger)
     try:
         yield
     finally:
-        structlog.reset_defaults()  # unconfigured again, as before
+        if was_configured:
+            structlog.configure(logger_factory=previous)
+        else:
+            structlog.reset_defaults()  # unconfigured again, as before
 
 
 def _stderr_logger(*_: Any) -> structlog.PrintLogger:
